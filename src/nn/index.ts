@@ -1,0 +1,3 @@
+/** Neural-network building blocks and the denoising U-Net. */
+export * from './layers.js';
+export * from './unet.js';

@@ -1,0 +1,162 @@
+/**
+ * The denoising U-Net: eps_theta(x_t, t).
+ *
+ *   t ──sinusoid──Linear──SiLU──Linear──► temb ──────────────┐ (into every ResBlock)
+ *   x ──stem conv──► level 0 ──down──► level 1 ... ──► middle │
+ *                      │ skip                                 │
+ *   out ◄──conv◄─SiLU◄─GN◄── level 0 ◄──concat◄──up+conv ◄────┘
+ *
+ * Each encoder level is `resBlocks` ResBlocks (plus self-attention at chosen
+ * resolutions) followed by a stride-2 conv; each decoder level upsamples,
+ * concatenates the encoder level's output and runs its ResBlocks.
+ */
+import {
+  ParamScope,
+  Tensor,
+  add,
+  concat,
+  gather,
+  init,
+  matmul,
+  mul,
+  reshape,
+  silu,
+  slice,
+  softmax,
+  transposeLast,
+  upsampleNearest,
+} from '../engine/index.js';
+import { conv2d, groupNorm, linear, timestepEmbedding } from './layers.js';
+
+export interface UNetConfig {
+  /** Height and width of the (square) input. */
+  imageSize: number;
+  inChannels: number;
+  outChannels: number;
+  /** Channels of the first level. */
+  baseChannels: number;
+  /** Channel multiplier per level; the number of levels is its length. */
+  channelMults: readonly number[];
+  /** ResBlocks per level. */
+  resBlocks: number;
+  /** Resolutions (e.g. 16) at which self-attention follows the ResBlocks. */
+  attentionResolutions: readonly number[];
+  /** Attention heads (channels must divide evenly). */
+  attentionHeads: number;
+  /** Groups of every GroupNorm. */
+  normGroups: number;
+  /** Width of the sinusoidal time embedding (the MLP widens it 4x). */
+  timeEmbedDim: number;
+  /** Add self-attention and a second ResBlock to the middle block. */
+  middleAttention: boolean;
+  /** Class-conditional: number of classes (label `numClasses` means "no label"). */
+  numClasses?: number;
+}
+
+/** The benchmark network of the engine issue: 1,590,787 parameters at 32x32x3. */
+export const REFERENCE_UNET: UNetConfig = {
+  imageSize: 32,
+  inChannels: 3,
+  outChannels: 3,
+  baseChannels: 64,
+  channelMults: [1, 2],
+  resBlocks: 2,
+  attentionResolutions: [16],
+  attentionHeads: 1,
+  normGroups: 8,
+  timeEmbedDim: 64,
+  middleAttention: false,
+};
+
+/** Checks a config, with errors that name the field. */
+export function validateUNetConfig(c: UNetConfig): void {
+  const fail = (field: string, msg: string) => {
+    throw new Error(`UNet config: ${field} ${msg}`);
+  };
+  const levels = c.channelMults.length;
+  if (levels < 1) fail('channelMults', 'needs at least one level');
+  if (c.imageSize % 2 ** (levels - 1) !== 0) fail('imageSize', `${c.imageSize} is not divisible by 2^${levels - 1}`);
+  for (const m of c.channelMults) {
+    const ch = c.baseChannels * m;
+    if (ch % c.normGroups !== 0) fail('normGroups', `${c.normGroups} does not divide ${ch} channels`);
+    if (ch % c.attentionHeads !== 0) fail('attentionHeads', `${c.attentionHeads} does not divide ${ch} channels`);
+  }
+  if (c.timeEmbedDim % 2 !== 0) fail('timeEmbedDim', 'must be even');
+  if (c.resBlocks < 1) fail('resBlocks', 'must be at least 1');
+}
+
+/** GN -> SiLU -> conv -> + proj(temb) -> GN -> SiLU -> conv, plus a (1x1-projected) residual. */
+export function resBlock(p: ParamScope, x: Tensor, temb: Tensor, outChannels: number, groups: number): Tensor {
+  const [n] = x.shape;
+  let h = conv2d(p.child('conv1'), silu(groupNorm(p.child('norm1'), x, groups)), outChannels, 3);
+  const t = linear(p.child('time_proj'), silu(temb), outChannels);
+  h = add(h, reshape(t, [n, outChannels, 1, 1]));
+  h = conv2d(p.child('conv2'), silu(groupNorm(p.child('norm2'), h, groups)), outChannels, 3);
+  const skip = x.shape[1] === outChannels ? x : conv2d(p.child('skip'), x, outChannels, 1);
+  return add(skip, h);
+}
+
+/** Multi-head self-attention over all positions, with a residual. */
+export function attentionBlock(p: ParamScope, x: Tensor, heads: number, groups: number): Tensor {
+  const [n, c, hgt, wid] = x.shape;
+  const hw = hgt * wid;
+  const d = c / heads;
+  const qkv = reshape(conv2d(p.child('qkv'), groupNorm(p.child('norm'), x, groups), 3 * c, 1), [n, 3, heads, d, hw]);
+  const pick = (i: number) => reshape(slice(qkv, 1, i, i + 1), [n, heads, d, hw]);
+  const [q, k, v] = [pick(0), pick(1), pick(2)];
+  // softmax(Q^T K / sqrt(d)) over key positions, then V A^T: [n, heads, d, hw]
+  const attn = softmax(mul(matmul(transposeLast(q), k), 1 / Math.sqrt(d)));
+  const out = reshape(matmul(v, transposeLast(attn)), [n, c, hgt, wid]);
+  return add(x, conv2d(p.child('proj'), out, c, 1));
+}
+
+/**
+ * eps_theta(x, t[, label]): x [N, C, H, W], t [N] float timesteps, label [N] int64.
+ * Parameters are declared in `p` on first use.
+ */
+export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, label?: Tensor): Tensor {
+  validateUNetConfig(c);
+  const groups = c.normGroups;
+  const tdim = c.timeEmbedDim * 4;
+
+  let temb = timestepEmbedding(t, c.timeEmbedDim);
+  temb = linear(p.child('time_mlp.0'), temb, tdim);
+  temb = linear(p.child('time_mlp.2'), silu(temb), tdim);
+  if (c.numClasses !== undefined) {
+    if (!label) throw new Error('unet: this model is class-conditional; pass labels');
+    const table = p.param('label_embed.weight', [c.numClasses + 1, tdim], init.normal(0.02));
+    temb = add(temb, gather(table, label));
+  }
+
+  let h = conv2d(p.child('stem'), x, c.baseChannels, 3);
+  const skips: Tensor[] = [];
+  const levels = c.channelMults.length;
+  for (let l = 0; l < levels; l++) {
+    const ch = c.baseChannels * c.channelMults[l];
+    const lp = p.child(`down.${l}`);
+    for (let b = 0; b < c.resBlocks; b++) h = resBlock(lp.child(`res.${b}`), h, temb, ch, groups);
+    if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(lp.child('attn'), h, c.attentionHeads, groups);
+    if (l < levels - 1) {
+      skips.push(h);
+      h = conv2d(lp.child('downsample'), h, ch, 3, { stride: 2 });
+    }
+  }
+
+  const mid = c.baseChannels * c.channelMults[levels - 1];
+  h = resBlock(p.child('mid.res.0'), h, temb, mid, groups);
+  if (c.middleAttention) {
+    h = attentionBlock(p.child('mid.attn'), h, c.attentionHeads, groups);
+    h = resBlock(p.child('mid.res.1'), h, temb, mid, groups);
+  }
+
+  for (let l = levels - 2; l >= 0; l--) {
+    const ch = c.baseChannels * c.channelMults[l];
+    const lp = p.child(`up.${l}`);
+    h = conv2d(lp.child('upsample'), upsampleNearest(h, 2), ch, 3);
+    h = concat([h, skips[l]], 1);
+    for (let b = 0; b < c.resBlocks; b++) h = resBlock(lp.child(`res.${b}`), h, temb, ch, groups);
+    if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(lp.child('attn'), h, c.attentionHeads, groups);
+  }
+
+  return conv2d(p.child('out'), silu(groupNorm(p.child('out_norm'), h, groups)), c.outChannels, 3);
+}
