@@ -693,6 +693,14 @@ const upsampleOp = define({
   name: 'upsampleNearest',
   emit: (e, y, [x], out) => {
     const f = y.attrs.factor as number;
+    if (y.dtype === 'float64') {
+      // Resize has no float64 kernel: broadcast each pixel into an f x f block.
+      const [n, c, h, w] = y.inputs[0].shape;
+      const [six] = e.node('Reshape', [x, e.ints([n, c, h, 1, w, 1])]);
+      const [big] = e.node('Expand', [six, e.ints([n, c, h, f, w, f])]);
+      e.node('Reshape', [big, e.ints(y.shape)], {}, [out]);
+      return;
+    }
     // Resize(X, roi, scales): ONNX Runtime's nearest kernel is far faster than reshape + Expand.
     e.node('Resize', [x, '', e.floats([1, 1, f, f], [4], 'float32')], { mode: 'nearest', nearest_mode: 'floor' }, [out]);
   },

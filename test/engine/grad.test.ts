@@ -86,6 +86,19 @@ describe('conv and erf gradients against a float64 reference (float32 kernels on
       }
     }
   }
+  it('upsampleNearest (Resize)', () =>
+    assertGrad('upsample', {
+      shapes: [[2, 3, 3, 4]],
+      f: (x) => E.upsampleNearest(x, 2),
+      reference: (x) => {
+        const out = new Float64Array(2 * 3 * 6 * 8);
+        for (let i = 0; i < out.length; i++) {
+          const xx = i % 8, yy = Math.floor(i / 8) % 6, nc = Math.floor(i / 48);
+          out[i] = x[nc * 12 + Math.floor(yy / 2) * 4 + Math.floor(xx / 2)];
+        }
+        return out;
+      },
+    }));
   it('gelu (erf)', () =>
     assertGrad('gelu', {
       shapes: [[12]],
