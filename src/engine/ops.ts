@@ -137,7 +137,7 @@ export const erf = unary('erf', simple('Erf'), (y, g) => {
   const x = y.inputs[0];
   return [mul(g, mul(exp(neg(mul(x, x))), 2 / Math.sqrt(Math.PI)))];
 });
-/** SiLU (swish): x * sigmoid(x). d/dx = s * (1 + x * (1 - s)). */
+/** SiLU (swish): x * sigmoid(x). */
 export const silu = unary(
   'silu',
   (e, _y, [x], out) => {
@@ -145,9 +145,9 @@ export const silu = unary(
     e.node('Mul', [x, s], {}, [out]);
   },
   (y, g) => {
-    const x = y.inputs[0];
-    const s = sigmoid(x);
-    return [mul(g, mul(s, add(1, mul(x, sub(1, s)))))];
+    // d/dx x s(x) = s + x s (1 - s) = s + y - s y, with y = x s(x) the output.
+    const s = sigmoid(y.inputs[0]);
+    return [mul(g, add(s, sub(y, mul(s, y))))];
   },
 );
 
@@ -478,31 +478,42 @@ export function softmax(x: Tensor): Tensor {
   return make(softmaxOp, [x], x.shape, x.dtype);
 }
 
+const invStdName = (normalized: string) => `${normalized}:invstd`;
+
 const normalizeOp = define({
   name: 'normalize',
   emit: (e, y, [x], out) => {
     const k = y.attrs.axes as number;
-    const eps = y.attrs.eps as number;
-    const inner = sizeOf(y.shape.slice(y.rank - k));
-    // LayerNormalization is a fused native kernel; unit scale, no bias.
-    e.node('LayerNormalization', [x, e.floats(new Array(inner).fill(1), y.shape.slice(y.rank - k), y.dtype)], {
-      axis: y.rank - k,
-      epsilon: eps,
-    }, [out]);
+    const inner = y.shape.slice(y.rank - k);
+    // LayerNormalization is a fused native kernel (unit scale, no bias); its third
+    // output, 1/sqrt(var + eps), is kept for the backward pass.
+    e.node(
+      'LayerNormalization',
+      [x, e.floats(new Array(sizeOf(inner)).fill(1), inner, y.dtype)],
+      { axis: y.rank - k, epsilon: y.attrs.eps as number },
+      [out, '', invStdName(out)],
+    );
   },
   grad: (y, g) => {
     // y = (x - mu) * r,  r = 1/sqrt(var + eps)
     // dx = r * (g - mean(g) - y * mean(g * y))     (means over the normalised axes)
     const k = y.attrs.axes as number;
-    const eps = y.attrs.eps as number;
-    const x = y.inputs[0];
     const axes = y.shape.map((_, i) => i).slice(y.rank - k);
-    const centered = sub(x, mean(x, axes, true));
-    const r = rsqrt(add(mean(mul(centered, centered), axes, true), eps));
+    const r = make(invStdOp, [y], y.shape.map((d, i) => (i < y.rank - k ? d : 1)), y.dtype);
     const gm = mean(g, axes, true);
     const gym = mean(mul(g, y), axes, true);
-    return [mul(r, sub(sub(g, gm), mul(y, gym)))];
+    // Small per-group factors first, so that only four passes touch full-size tensors.
+    return [sub(mul(g, r), add(mul(gm, r), mul(y, mul(gym, r))))];
   },
+});
+/** The saved 1/sqrt(var + eps) of a normalize node (its input is that node). */
+const invStdOp = define({
+  name: 'normalizeInvStd',
+  // The statistic is stashed in float32 (ONNX Runtime has no float64 stash), so cast it for float64 graphs.
+  emit: (e, y, [normalized], out) =>
+    void (y.dtype === 'float32'
+      ? e.node('Identity', [invStdName(normalized)], {}, [out])
+      : e.node('Cast', [invStdName(normalized)], { to: ONNX_DTYPE[y.dtype] }, [out])),
 });
 /** (x - mean) / sqrt(var + eps) over the last `axes` axes; no affine part. */
 export function normalize(x: Tensor, axes: number, eps = 1e-5): Tensor {
@@ -658,7 +669,7 @@ function convWeightGrad(x: Tensor, g: Tensor, wShape: Shape, a: ConvAttrs): Tens
     }
     return concat(parts, 0);
   }
-  const [n, c, h, wd] = x.shape;
+  const [n, c] = x.shape;
   const [o, , kh, kw] = wShape;
   const [, , ho, wo] = g.shape;
   if (convOptions.weightGrad === 'swapped') {
@@ -669,21 +680,22 @@ function convWeightGrad(x: Tensor, g: Tensor, wShape: Shape, a: ConvAttrs): Tens
     const cropped = slice(slice(full, 2, 0, kh), 3, 0, kw);
     return transpose(cropped, [1, 0, 2, 3]);
   }
-  // im2col: patches [N, Ho*Wo, C*kh*kw] (channels-last so that no big transpose follows),
-  // then dW = sum_n g_n [O, Ho*Wo] @ patches_n.
-  const xp = pad(transpose(x, [0, 2, 3, 1]), [0, a.padding, a.padding, 0], [0, a.padding, a.padding, 0]);
-  const cols: Tensor[] = [];
-  for (let i = 0; i < kh; i++) {
-    for (let j = 0; j < kw; j++) {
-      const r = slice(xp, 1, i * a.dilation, i * a.dilation + a.stride * (ho - 1) + 1, a.stride);
-      cols.push(unsqueeze(slice(r, 2, j * a.dilation, j * a.dilation + a.stride * (wo - 1) + 1, a.stride), 4));
-    }
-  }
-  const patches = reshape(concat(cols, 4), [n, ho * wo, c * kh * kw]);
-  const dw = sum(matmul(reshape(g, [n, o, ho * wo]), patches), [0]);
-  void h;
-  void wd;
-  return reshape(dw, wShape);
+  // im2col by a depthwise conv with one-hot kernels: patches[n, c*kk + k] is input
+  // channel c shifted by kernel offset k, in the forward conv's geometry; ONNX Runtime
+  // fuses the transposes below into its GEMM.
+  const kk = kh * kw;
+  const eye = new Float32Array(c * kk * kk);
+  for (let ch = 0; ch < c; ch++) for (let k = 0; k < kk; k++) eye[(ch * kk + k) * kk + k] = 1;
+  const patches = conv2d(x, constant(eye, [c * kk, 1, kh, kw], x.dtype), undefined, {
+    stride: a.stride,
+    padding: a.padding,
+    dilation: a.dilation,
+    groups: c,
+  });
+  const cols = reshape(patches, [n, c * kk, ho * wo]);
+  // dW^T = sum_n patches_n @ g_n^T: [C*kk, O] (measured a little faster than the [O, C*kk] orientation).
+  const dwT = sum(matmul(cols, transposeLast(reshape(g, [n, o, ho * wo]))), [0]);
+  return reshape(transpose(dwT, [1, 0]), wShape);
 }
 
 // ---------------------------------------------------------------------------
