@@ -714,7 +714,12 @@ const upsampleOp = define({
       return;
     }
     // Resize(X, roi, scales): ONNX Runtime's nearest kernel is far faster than reshape + Expand.
-    e.node('Resize', [x, '', e.floats([1, 1, f, f], [4], 'float32')], { mode: 'nearest', nearest_mode: 'floor' }, [out]);
+    // 'asymmetric' maps output pixel i to input pixel floor(i / f) (the default half_pixel mode does not).
+    e.node('Resize', [x, '', e.floats([1, 1, f, f], [4], 'float32')], {
+      mode: 'nearest',
+      nearest_mode: 'floor',
+      coordinate_transformation_mode: 'asymmetric',
+    }, [out]);
   },
   // Each input pixel fed factor^2 output pixels: sum them back.
   grad: (y, g) => {

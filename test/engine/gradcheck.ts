@@ -49,6 +49,13 @@ export async function gradCheck(c: GradCase, seed = 1): Promise<number> {
   const feed = (vals: Float64Array[]) =>
     Object.fromEntries(vals.map((v, i) => [`x${i}`, { data: dtype === 'float64' ? v : Float32Array.from(v), shape: c.shapes[i] }]));
   const out = await program.run(feed(values));
+  if (c.reference) {
+    // The forward value itself must match the reference, not just its derivative.
+    const want = dot(c.reference(...values), r);
+    const got = out.loss.data[0] as number;
+    const err = Math.abs(got - want) / Math.max(1, Math.abs(want));
+    if (err > 1e-4) throw new Error(`forward value ${got} differs from the float64 reference ${want}`);
+  }
   const grads = c.shapes.map((_, i) => Float64Array.from(out[`g${i}`].data as ArrayLike<number>));
 
   const lossAt = async (vals: Float64Array[]): Promise<number> => {
