@@ -83,7 +83,8 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors'): Sa
       fail(`tensor '${name}' data_offsets [${b}, ${end}] do not match shape [${(e.shape as number[]).join(', ')}] or the file size`);
     }
     // Copy: the result must not alias the file buffer, and typed arrays need aligned offsets.
-    const raw = bytes.slice(dataStart + b, dataStart + end);
+    // (Uint8Array.from, not .slice: a Node Buffer's slice is a view.)
+    const raw = Uint8Array.from(bytes.subarray(dataStart + b, dataStart + end));
     const data =
       e.dtype === 'F32' ? new Float32Array(raw.buffer) : e.dtype === 'F64' ? new Float64Array(raw.buffer) : new BigInt64Array(raw.buffer);
     tensors.set(name, { shape: e.shape as number[], data });

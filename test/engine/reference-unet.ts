@@ -142,7 +142,7 @@ function concatC(a: T4, b: T4): T4 {
 export function referenceUNet(p: Params64, c: UNetConfig, xData: Float64Array, xShape: number[], t: Float64Array): Float64Array {
   const g = c.normGroups;
   const half = c.timeEmbedDim / 2;
-  let temb = Array.from(t, (tv) => {
+  let temb: Float64Array[] = Array.from(t, (tv) => {
     const e = new Float64Array(c.timeEmbedDim);
     for (let i = 0; i < half; i++) {
       const f = Math.exp((-Math.log(10000) * i) / half);
