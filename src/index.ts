@@ -7,3 +7,4 @@ export * from './engine/index.js';
 export * as nn from './nn/index.js';
 export { unet, REFERENCE_UNET, validateUNetConfig } from './nn/unet.js';
 export type { UNetConfig } from './nn/unet.js';
+export * from './diffusion/index.js';

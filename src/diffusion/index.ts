@@ -1,0 +1,2 @@
+/** Noise schedules, the forward process, training objectives and random numbers. */
+export * from './random.js';
