@@ -8,3 +8,4 @@ export * as nn from './nn/index.js';
 export { unet, REFERENCE_UNET, validateUNetConfig } from './nn/unet.js';
 export type { UNetConfig } from './nn/unet.js';
 export * from './diffusion/index.js';
+export * from './samplers/index.js';

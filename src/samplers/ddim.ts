@@ -1,0 +1,116 @@
+/**
+ * DDIM (Song et al. 2021), compatible with diffusers' DDIMScheduler: eta = 0 is the
+ * deterministic ODE sampler on a subsequence of timesteps; eta = 1 matches DDPM's variance.
+ */
+import { TorchGenerator } from '../diffusion/index.js';
+import { addNoise32 } from './ddpm.js';
+import {
+  SCHEDULER_DEFAULTS,
+  SchedulerConfig,
+  StepOptions,
+  StepOutput,
+  checkSameLength,
+  clip,
+  cumprod32,
+  diffusersBetas,
+  f32,
+  resolveConfig,
+  spacedTimesteps,
+  sqrt32,
+} from './common.js';
+
+export interface DDIMSchedulerConfig extends SchedulerConfig {
+  /** At the last step use alphaBar_prev = 1 (true) or alphaBar_0 (false). */
+  setAlphaToOne: boolean;
+}
+
+export const DDIM_DEFAULTS: DDIMSchedulerConfig = { ...SCHEDULER_DEFAULTS, setAlphaToOne: true };
+
+export class DDIMScheduler {
+  readonly config: DDIMSchedulerConfig;
+  readonly betas: Float32Array;
+  readonly alphas: Float32Array;
+  readonly alphasCumprod: Float32Array;
+  readonly finalAlphaCumprod: number;
+  timesteps: number[];
+  numInferenceSteps?: number;
+  readonly initNoiseSigma = 1;
+  private readonly defaultGenerator = new TorchGenerator(0);
+
+  constructor(config: Partial<DDIMSchedulerConfig> = {}) {
+    this.config = resolveConfig('DDIMScheduler', DDIM_DEFAULTS, config);
+    this.betas = diffusersBetas(this.config);
+    this.alphas = this.betas.map((b) => f32(1 - b));
+    this.alphasCumprod = cumprod32(this.alphas);
+    this.finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0];
+    this.timesteps = Array.from({ length: this.config.numTrainTimesteps }, (_, i) => this.config.numTrainTimesteps - 1 - i);
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const c = this.config;
+    this.timesteps = spacedTimesteps(c.timestepSpacing, c.numTrainTimesteps, numInferenceSteps, c.stepsOffset, 'DDIMScheduler');
+    this.numInferenceSteps = numInferenceSteps;
+  }
+
+  /** sigma_t(eta)^2 / eta^2 = (1 - alphaBar_prev) / (1 - alphaBar_t) * (1 - alphaBar_t / alphaBar_prev)  (DDIM eq. 16). */
+  private variance(at: number, ap: number): number {
+    return f32(f32(f32(1 - ap) / f32(1 - at)) * f32(1 - f32(at / ap)));
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, opts: StepOptions = {}): StepOutput {
+    if (this.numInferenceSteps === undefined) throw new Error('DDIMScheduler.step: call setTimesteps(n) first');
+    checkSameLength(modelOutput, sample, 'DDIMScheduler');
+    const eta = opts.eta ?? 0;
+    const t = timestep;
+    if (!Number.isInteger(t) || t < 0 || t >= this.config.numTrainTimesteps) throw new Error(`DDIMScheduler.step: timestep ${t} is out of range`);
+    const prev = t - Math.floor(this.config.numTrainTimesteps / this.numInferenceSteps);
+    const at = this.alphasCumprod[t];
+    const ap = prev >= 0 ? this.alphasCumprod[prev] : this.finalAlphaCumprod;
+    const betaProdT = f32(1 - at);
+    const sa = sqrt32(at);
+    const sb = sqrt32(betaProdT);
+    const n = sample.length;
+
+    // 1. x_0 and eps from the model output ("predicted x_0" of DDIM eq. 12)
+    const x0 = new Float32Array(n);
+    let eps = modelOutput;
+    const type = this.config.predictionType;
+    if (type === 'epsilon') {
+      for (let i = 0; i < n; i++) x0[i] = f32(f32(sample[i] - f32(sb * modelOutput[i])) / sa);
+    } else if (type === 'sample') {
+      x0.set(modelOutput);
+      eps = new Float32Array(n);
+      for (let i = 0; i < n; i++) eps[i] = f32(f32(sample[i] - f32(sa * x0[i])) / sb);
+    } else {
+      eps = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        x0[i] = f32(f32(sa * sample[i]) - f32(sb * modelOutput[i]));
+        eps[i] = f32(f32(sa * modelOutput[i]) + f32(sb * sample[i]));
+      }
+    }
+    if (this.config.clipSample) clip(x0, this.config.clipSampleRange);
+
+    // 2. sigma_t (DDIM eq. 16)
+    const std = f32(f32(eta) * sqrt32(this.variance(at, ap)));
+    if (opts.useClippedModelOutput) {
+      eps = new Float32Array(n);
+      for (let i = 0; i < n; i++) eps[i] = f32(f32(sample[i] - f32(sa * x0[i])) / sb);
+    }
+
+    // 3. x_{t-1} = sqrt(alphaBar_prev) x_0 + sqrt(1 - alphaBar_prev - sigma^2) eps + sigma z  (DDIM eq. 12)
+    const dir = sqrt32(f32(f32(1 - ap) - f32(std * std)));
+    const sap = sqrt32(ap);
+    const prevSample = new Float32Array(n);
+    for (let i = 0; i < n; i++) prevSample[i] = f32(f32(sap * x0[i]) + f32(dir * eps[i]));
+    if (eta > 0) {
+      const noise = opts.varianceNoise ?? (opts.generator ?? this.defaultGenerator).randn(n);
+      if (noise.length !== n) throw new Error(`DDIMScheduler.step: varianceNoise has ${noise.length} values, expected ${n}`);
+      for (let i = 0; i < n; i++) prevSample[i] = f32(prevSample[i] + f32(std * noise[i]));
+    }
+    return { prevSample, predOriginalSample: x0 };
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
+    return addNoise32(this.alphasCumprod, original, noise, timesteps);
+  }
+}
