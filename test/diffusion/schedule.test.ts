@@ -50,7 +50,7 @@ describe('the forward process', () => {
     const x0 = new Float32Array(n).fill(0.8);
     const g = new FastGenerator(3);
     const t = 30;
-    let x = x0;
+    let x: Float32Array = x0;
     for (let k = 0; k <= t; k++) x = qStep(s, x, g.randn(n), k);
     const closed = qSample(s, x0, g.randn(n), Array(n).fill(t));
     const stats = (v: Float32Array) => {
