@@ -174,7 +174,7 @@ export function gelu(x: Tensor): Tensor {
 }
 
 /** Passes values, blocks gradients. */
-const stopOp = define({ name: 'stopGradient', emit: (e, _y, [x], out) => void e.node('Identity', [x], {}, [out]) });
+const stopOp = define({ name: 'stopGradient', emit: (e, _y, [x], out) => void e.node('Identity', [x], {}, [out]), grad: () => [null] });
 export function stopGradient(x: Tensor): Tensor {
   return make(stopOp, [x], x.shape, x.dtype);
 }
@@ -742,6 +742,25 @@ export function avgPool(x: Tensor, k = 2): Tensor {
   const [n, c, h, w] = x.shape;
   if (x.rank !== 4 || h % k !== 0 || w % k !== 0) throw new ShapeError('avgPool', `input must be NCHW with H, W divisible by ${k}`, { x: x.shape });
   return mean(reshape(x, [n, c, h / k, k, w / k, k]), [3, 5]);
+}
+
+/** log(sum(exp(x))) over the last axis (kept), shifted by the max for stability. */
+export function logSumExp(x: Tensor): Tensor {
+  const m = stopGradient(max(x, [x.rank - 1], true));
+  return add(m, log(sum(exp(sub(x, m)), [x.rank - 1], true)));
+}
+
+/** log softmax over the last axis. */
+export function logSoftmax(x: Tensor): Tensor {
+  return sub(x, logSumExp(x));
+}
+
+/** Mean cross-entropy of logits [B, K] against one-hot (or soft) targets [B, K]. */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  if (logits.rank !== 2 || targets.shape.some((d, i) => d !== logits.shape[i])) {
+    throw new ShapeError('crossEntropy', 'logits and targets must both be [batch, classes]', { logits: logits.shape, targets: targets.shape });
+  }
+  return neg(mean(sum(mul(targets, logSoftmax(logits)), [1])));
 }
 
 /** Mean of squared differences: the diffusion loss. */

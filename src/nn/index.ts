@@ -1,3 +1,4 @@
 /** Neural-network building blocks and the denoising U-Net. */
 export * from './layers.js';
 export * from './unet.js';
+export * from './presets.js';

@@ -47,6 +47,8 @@ describe('gradients against central finite differences (float64)', () => {
       shapes: [[2, 5, 4], [2, 5, 4], [2, 5, 4]],
       f: (q, k, v) => E.matmul(E.softmax(E.mul(E.matmul(q, E.transposeLast(k)), 0.5)), v),
     },
+    log_softmax: { shapes: [[3, 5]], f: E.logSoftmax },
+    cross_entropy: { shapes: [[4, 3]], f: (x) => E.crossEntropy(x, E.constant([1, 0, 0, 0, 1, 0, 0, 0, 1, 0.5, 0.5, 0], [4, 3], 'float64')) },
     shared_subexpression: { shapes: [[4]], f: (x) => { const e = E.exp(x); return E.mul(e, E.add(e, x)); } },
   };
   for (const [name, c] of Object.entries(cases)) it(name, () => assertGrad(name, c));

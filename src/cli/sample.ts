@@ -1,0 +1,96 @@
+import { createGenerator } from '../diffusion/index.js';
+import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
+import { DDIMScheduler } from '../samplers/ddim.js';
+import { DDPMScheduler } from '../samplers/ddpm.js';
+import { generate } from '../samplers/pipeline.js';
+import { loadSamplingWeights, makeDenoiser, readRunConfig } from '../train/run.js';
+import type { Command } from './main.js';
+import { UsageError, num, oneOf } from './main.js';
+import { ProgressLine } from './progress.js';
+
+export const commandSample: Command = {
+  summary: 'generate images from a trained run (grid, and the reverse process as a strip or GIF)',
+  usage: 'diffuse sample --run DIR [--scheduler ddpm|ddim] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif]',
+  options: {
+    run: { type: 'string', description: 'run folder written by diffuse train' },
+    scheduler: { type: 'string', description: 'ddpm or ddim', default: 'ddim' },
+    steps: { type: 'string', description: 'denoising steps (ddpm: up to the training timesteps)', default: '50' },
+    eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like)', default: '0' },
+    seed: { type: 'string', description: 'noise seed', default: '0' },
+    generator: { type: 'string', description: "'torch' (same noise as torch.manual_seed) or 'fast'", default: 'torch' },
+    count: { type: 'string', description: 'number of images', default: '64' },
+    cols: { type: 'string', description: 'grid columns (default: square)' },
+    scale: { type: 'string', description: 'pixel scale of the output (default 2 below 48 px)' },
+    out: { type: 'string', description: 'grid PNG to write', default: 'samples.png' },
+    frames: { type: 'string', description: 'also write the reverse process: a .png strip or an animated .gif' },
+    'frame-count': { type: 'string', description: 'frames in --frames', default: '10' },
+    device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
+  },
+  async run(v) {
+    if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
+    const runDir = String(v.run);
+    const config = readRunConfig(runDir);
+    const kind = oneOf(v, 'scheduler', ['ddpm', 'ddim'] as const, 'ddim');
+    const steps = num(v, 'steps', { int: true, min: 1 }) as number;
+    const eta = num(v, 'eta', { min: 0 }) as number;
+    const count = num(v, 'count', { int: true, min: 1 }) as number;
+    const seed = num(v, 'seed', { int: true, min: 0 }) as number;
+    const frameCount = num(v, 'frame-count', { int: true, min: 2 }) as number;
+    const out = String(v.out);
+    const frames = v.frames as string | undefined;
+    if (frames && !/\.(png|gif)$/i.test(frames)) throw new UsageError(`--frames must end in .png (a strip) or .gif (an animation), got '${frames}'`);
+    if (!/\.png$/i.test(out)) throw new UsageError(`--out must be a .png file, got '${out}'`);
+    const T = config.schedule.numTrainTimesteps;
+    if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
+
+    const schedulerConfig = { ...config.schedule, predictionType: config.predictionType };
+    const scheduler = kind === 'ddpm' ? new DDPMScheduler(schedulerConfig) : new DDIMScheduler(schedulerConfig);
+    const weights = await loadSamplingWeights(runDir, config);
+    const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
+    const denoise = makeDenoiser(config, weights, { device });
+    const m = config.model;
+    const shape = [m.inChannels, m.imageSize, m.imageSize];
+    const scale = num(v, 'scale', { int: true, min: 1 }) ?? (m.imageSize < 48 ? 2 : 1);
+    const cols = num(v, 'cols', { int: true, min: 1 });
+
+    // Frames: x_t at evenly spaced steps, starting from pure noise.
+    const per = shape.reduce((a, b) => a * b, 1);
+    const showN = Math.min(count, 8);
+    const keepAt = new Set(Array.from({ length: frameCount - 1 }, (_, k) => Math.round(((k + 1) * (steps - 1)) / (frameCount - 1))));
+    const snapshots: Float32Array[] = [];
+    const bar = new ProgressLine();
+    const started = Date.now();
+    const generator = createGenerator(oneOf(v, 'generator', ['torch', 'fast'] as const, 'torch'), seed);
+    const images = await generate({
+      denoise,
+      scheduler,
+      count,
+      shape,
+      steps,
+      eta,
+      generator,
+      onStep: (i, t, x) => {
+        if (i === 0 && frames) snapshots.push(x.slice(0, showN * per)); // just after the first step, close to the initial noise
+        if (frames && keepAt.has(i)) snapshots.push(x.slice(0, showN * per));
+        bar.update(`${kind} step ${i + 1}/${steps} (t = ${t}) | ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      },
+    });
+    bar.done();
+    await denoise.release();
+    await savePng(out, upscale(toGrid(images, count, shape, cols), scale));
+    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    if (frames) {
+      if (/\.gif$/i.test(frames)) {
+        const pics: Pixels[] = snapshots.map((s) => upscale(toGrid(s, showN, shape, showN), scale));
+        await saveGif(frames, pics);
+      } else {
+        // One row per image, one column per frame: noise on the left, sample on the right.
+        const cols2 = snapshots.length;
+        const strip = new Float32Array(showN * cols2 * per);
+        for (let r = 0; r < showN; r++) for (let c = 0; c < cols2; c++) strip.set(snapshots[c].subarray(r * per, (r + 1) * per), (r * cols2 + c) * per);
+        await savePng(frames, upscale(toGrid(strip, showN * cols2, shape, cols2), scale));
+      }
+      bar.say(`wrote ${frames} (the reverse process in ${snapshots.length} frames, pure noise to image)`);
+    }
+  },
+};

@@ -1,0 +1,3 @@
+/** Image data sets and image files. */
+export * from './dataset.js';
+export * from './image-io.js';

@@ -1,0 +1,78 @@
+/**
+ * A training run's configuration: everything needed to rebuild the model and
+ * continue training, saved as config.json in the run folder.
+ */
+import type { LossWeighting, PredictionType, ScheduleConfig } from '../diffusion/index.js';
+import { BETA_SCHEDULES, PREDICTION_TYPES } from '../diffusion/index.js';
+import { UNetConfig, validateUNetConfig } from '../nn/unet.js';
+
+export interface DataConfig {
+  /** 'mnist', 'fashion-mnist' or a folder path. */
+  source: string;
+  /** Resize folder images to size x size. */
+  size?: number;
+  channels?: 1 | 3;
+  /** Use at most this many training images. */
+  limit?: number;
+  /** Random horizontal flips. */
+  flip: boolean;
+}
+
+export interface RunConfig {
+  format: 'diffuse-run-1';
+  data: DataConfig;
+  preset?: string;
+  model: UNetConfig;
+  schedule: Required<Pick<ScheduleConfig, 'numTrainTimesteps' | 'betaStart' | 'betaEnd' | 'betaSchedule' | 'rescaleBetasZeroSnr'>>;
+  predictionType: PredictionType;
+  lossWeighting: LossWeighting;
+  minSnrGamma: number;
+  batchSize: number;
+  lr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  clipGradNorm: number;
+  emaDecay: number;
+  seed: number;
+}
+
+export const TRAIN_DEFAULTS = {
+  predictionType: 'epsilon' as PredictionType,
+  lossWeighting: 'mse' as LossWeighting,
+  minSnrGamma: 5,
+  batchSize: 64,
+  lr: 1e-3,
+  warmupSteps: 200,
+  weightDecay: 0,
+  clipGradNorm: 1,
+  emaDecay: 0.999,
+  seed: 0,
+  schedule: { numTrainTimesteps: 1000, betaStart: 0.0001, betaEnd: 0.02, betaSchedule: 'linear' as const, rescaleBetasZeroSnr: false },
+};
+
+/** Checks every field; errors name the field and the expected value. */
+export function validateRunConfig(c: RunConfig): void {
+  const fail = (field: string, msg: string): never => {
+    throw new Error(`config: ${field} ${msg}`);
+  };
+  validateUNetConfig(c.model);
+  if (!PREDICTION_TYPES.includes(c.predictionType)) fail('predictionType', `must be one of ${PREDICTION_TYPES.join(', ')}, got '${c.predictionType}'`);
+  if (!['mse', 'min_snr'].includes(c.lossWeighting)) fail('lossWeighting', `must be mse or min_snr, got '${c.lossWeighting}'`);
+  if (!BETA_SCHEDULES.includes(c.schedule.betaSchedule)) fail('schedule', `'${c.schedule.betaSchedule}' is unknown (known: ${BETA_SCHEDULES.join(', ')})`);
+  const positiveInt = (v: number, f: string) => (Number.isInteger(v) && v > 0) || fail(f, `must be a positive integer, got ${v}`);
+  positiveInt(c.batchSize, 'batchSize');
+  positiveInt(c.schedule.numTrainTimesteps, 'timesteps');
+  if (!(c.lr > 0 && c.lr < 1)) fail('lr', `must be in (0, 1), got ${c.lr}`);
+  if (!(c.emaDecay >= 0 && c.emaDecay < 1)) fail('emaDecay', `must be in [0, 1), got ${c.emaDecay}`);
+  if (!(c.warmupSteps >= 0)) fail('warmupSteps', `must be >= 0, got ${c.warmupSteps}`);
+}
+
+/** The learning rate at a step: linear warm-up, then constant. */
+export function learningRate(c: RunConfig, step: number): number {
+  return c.warmupSteps > 0 ? c.lr * Math.min(1, (step + 1) / c.warmupSteps) : c.lr;
+}
+
+/** EMA decay with the usual warm-up min(decay, (1 + n) / (10 + n)), so early averages are not dominated by the random init. */
+export function emaDecayAt(c: RunConfig, step: number): number {
+  return Math.min(c.emaDecay, (1 + step) / (10 + step));
+}

@@ -1,0 +1,221 @@
+/**
+ * Training: sample t and eps, noise the images with q(x_t | x_0), and fit the
+ * U-Net's output to the target with one compiled step (forward, loss, backward,
+ * AdamW, EMA). Every step's batch, timesteps and noise are a pure function of
+ * (seed, step), so a resumed run continues exactly where it stopped.
+ */
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { appendFile } from 'node:fs/promises';
+import { ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
+import { FastGenerator, NoiseSchedule, TorchGenerator, lossWeight, qSample, trainingTarget } from '../diffusion/index.js';
+import { ImageDataset, savePng, shuffled, toGrid, upscale } from '../data/index.js';
+import { unet } from '../nn/unet.js';
+import { DDIMScheduler } from '../samplers/ddim.js';
+import { generate } from '../samplers/pipeline.js';
+import { RunConfig, emaDecayAt, learningRate, validateRunConfig } from './config.js';
+import { makeDenoiser, readRunConfig, runPaths } from './run.js';
+
+export interface TrainOptions {
+  /** Stop after this many steps in total (counting resumed ones). */
+  maxSteps?: number;
+  /** Stop after this many minutes of this session. */
+  minutes?: number;
+  /** Continue from the run folder's checkpoint. */
+  resume?: boolean;
+  logEvery?: number;
+  checkpointEvery?: number;
+  /** Write a sample grid every N steps (0: only at the end). */
+  sampleEvery?: number;
+  /** Images in each sample grid. */
+  sampleCount?: number;
+  runtime?: RuntimeOptions;
+  /** Progress callback (the CLI draws its bar with it). */
+  onProgress?: (p: Progress) => void;
+  /** Aborting saves a checkpoint and returns (Ctrl-C in the CLI). */
+  signal?: AbortSignal;
+}
+
+export interface Progress {
+  step: number;
+  maxSteps?: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  imagesPerSecond: number;
+  elapsedSeconds: number;
+  /** Seconds left by the step or time budget, whichever ends first. */
+  etaSeconds?: number;
+  event?: string;
+}
+
+export interface TrainResult {
+  steps: number;
+  finalLoss: number;
+  stoppedBy: 'steps' | 'time' | 'signal';
+  checkpoint: string;
+}
+
+/** Batches as a pure function of (seed, step): exact resumption needs no extra state. */
+export class BatchMaker {
+  private epochCache: { epoch: number; order: number[] } | undefined;
+  readonly schedule: NoiseSchedule;
+  constructor(
+    readonly data: ImageDataset,
+    readonly config: RunConfig,
+  ) {
+    this.schedule = new NoiseSchedule(config.schedule);
+    if (Math.floor(data.count / config.batchSize) < 1) {
+      throw new Error(`batch size ${config.batchSize} is larger than the ${data.count} training images; lower --batch`);
+    }
+  }
+
+  private order(epoch: number): number[] {
+    if (this.epochCache?.epoch !== epoch) this.epochCache = { epoch, order: shuffled(this.data.count, new FastGenerator(this.config.seed * 1_000_003 + epoch)) };
+    return this.epochCache.order;
+  }
+
+  make(step: number): { x: Float32Array; t: Float32Array; target: Float32Array; w: Float32Array } {
+    const { data, config } = this;
+    const B = config.batchSize;
+    const per = data.channels * data.height * data.width;
+    const perEpoch = Math.floor(data.count / B);
+    const order = this.order(Math.floor(step / perEpoch));
+    const offset = (step % perEpoch) * B;
+    const g = new FastGenerator((Math.imul(config.seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
+    const x0 = new Float32Array(B * per);
+    const flips = g.rand(B);
+    for (let k = 0; k < B; k++) {
+      const src = data.images.subarray(order[offset + k] * per, (order[offset + k] + 1) * per);
+      if (config.data.flip && flips[k] < 0.5) {
+        const w = data.width;
+        for (let r = 0; r < per / w; r++) for (let c = 0; c < w; c++) x0[k * per + r * w + c] = src[r * w + (w - 1 - c)];
+      } else x0.set(src, k * per);
+    }
+    const T = config.schedule.numTrainTimesteps;
+    const ts = Array.from(g.rand(B), (u) => Math.min(T - 1, Math.floor(u * T)));
+    const noise = g.randn(B * per);
+    return {
+      x: qSample(this.schedule, x0, noise, ts),
+      t: Float32Array.from(ts),
+      target: trainingTarget(config.predictionType, this.schedule, x0, noise, ts),
+      w: Float32Array.from(ts, (t) => lossWeight(config.lossWeighting, config.predictionType, this.schedule, t, config.minSnrGamma)),
+    };
+  }
+}
+
+/** The per-sample weighted loss mean_i w_i * mean((f(x_i, t_i) - target_i)^2). */
+export function diffusionLoss(config: RunConfig) {
+  return (scope: ParamScope, b: Record<string, Tensor>): Tensor => {
+    const pred = unet(scope, config.model, b.x, b.t);
+    const perSample = mean(square(sub(pred, b.target)), [1, 2, 3]);
+    return mean(mul(perSample, b.w));
+  };
+}
+
+/** Writes a grid of samples from the EMA weights with DDIM (50 steps, fixed seed). */
+export async function writeSampleGrid(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, file: string, count: number, runtime?: RuntimeOptions): Promise<void> {
+  const denoise = makeDenoiser(config, weights, runtime);
+  const { model } = config;
+  const shape = [model.inChannels, model.imageSize, model.imageSize];
+  const scheduler = new DDIMScheduler({ ...config.schedule, predictionType: config.predictionType });
+  const images = await generate({ denoise, scheduler, count, shape, steps: 50, generator: new TorchGenerator(1234) });
+  await denoise.release();
+  await savePng(file, upscale(toGrid(images, count, shape), model.imageSize < 48 ? 2 : 1));
+}
+
+export async function train(runDir: string, config: RunConfig, data: ImageDataset, opts: TrainOptions = {}): Promise<TrainResult> {
+  validateRunConfig(config);
+  const paths = runPaths(runDir);
+  const m = config.model;
+  if (data.channels !== m.inChannels || data.height !== m.imageSize || data.width !== m.imageSize) {
+    throw new Error(
+      `data is ${data.channels}x${data.height}x${data.width} but the model expects ${m.inChannels}x${m.imageSize}x${m.imageSize}; pick a matching --preset or --size/--channels`,
+    );
+  }
+  if (opts.resume) {
+    const saved = readRunConfig(runDir);
+    if (JSON.stringify(saved.model) !== JSON.stringify(config.model)) {
+      throw new Error(`${paths.config}: the run was trained with another model config; resume without changing --preset, or start a new --run`);
+    }
+    if (!existsSync(paths.checkpoint)) throw new Error(`${runDir}: nothing to resume (no ${paths.checkpoint})`);
+  } else if (existsSync(runDir) && readdirSync(runDir).length > 0) {
+    throw new Error(`${runDir} already holds a run; pass --resume to continue it or choose another --run folder`);
+  }
+  mkdirSync(paths.checkpoints, { recursive: true });
+  mkdirSync(paths.samples, { recursive: true });
+  if (!opts.resume) await writeFileAtomic(paths.config, JSON.stringify(config, null, 2) + '\n');
+
+  const store = new ParamStore(config.seed);
+  const B = config.batchSize;
+  const shape = [B, m.inChannels, m.imageSize, m.imageSize];
+  const step = await TrainStep.create({
+    store,
+    batch: { x: { shape }, t: { shape: [B] }, target: { shape }, w: { shape: [B] } },
+    loss: diffusionLoss(config),
+    optimizer: { lr: config.lr, weightDecay: config.weightDecay, clipGradNorm: config.clipGradNorm, emaDecay: config.emaDecay },
+    runtime: opts.runtime,
+  });
+  if (opts.resume) await step.load(paths.checkpoint);
+  const batches = new BatchMaker(data, config);
+
+  const save = async () => {
+    await step.save(paths.checkpoint, { 'diffuse.model': JSON.stringify(config.model) });
+  };
+  const sample = async (name: string) => {
+    await writeSampleGrid(config, step.ema, `${paths.samples}/${name}.png`, opts.sampleCount ?? 64, opts.runtime);
+  };
+
+  const logEvery = opts.logEvery ?? 50;
+  const checkpointEvery = opts.checkpointEvery ?? 500;
+  const sampleEvery = opts.sampleEvery ?? 0;
+  const started = performance.now();
+  const startStep = step.step;
+  const deadline = opts.minutes !== undefined ? started + opts.minutes * 60_000 : Infinity;
+  let loss = NaN;
+  let lossAvg = 0;
+  let stoppedBy: TrainResult['stoppedBy'] = 'steps';
+  let logLines: string[] = [];
+  const flushLog = async () => {
+    if (logLines.length) await appendFile(paths.log, logLines.join(''));
+    logLines = [];
+  };
+
+  for (;;) {
+    if (opts.maxSteps !== undefined && step.step >= opts.maxSteps) break;
+    if (performance.now() >= deadline) {
+      stoppedBy = 'time';
+      break;
+    }
+    if (opts.signal?.aborted) {
+      stoppedBy = 'signal';
+      break;
+    }
+    const s = step.step;
+    const lr = learningRate(config, s);
+    const r = await step.run(batches.make(s), { lr, emaDecay: emaDecayAt(config, s) });
+    loss = r.loss;
+    lossAvg = s === startStep ? loss : 0.98 * lossAvg + 0.02 * loss;
+    const elapsed = (performance.now() - started) / 1000;
+    const done = step.step - startStep;
+    const ips = (done * B) / elapsed;
+    const stepsLeft = opts.maxSteps !== undefined ? (opts.maxSteps - step.step) / (done / elapsed) : Infinity;
+    const timeLeft = (deadline - performance.now()) / 1000;
+    const eta = Math.min(stepsLeft, timeLeft);
+    const progress: Progress = { step: step.step, maxSteps: opts.maxSteps, loss: lossAvg, gradNorm: r.gradNorm, lr, imagesPerSecond: ips, elapsedSeconds: elapsed, etaSeconds: Number.isFinite(eta) ? eta : undefined };
+    if (step.step % logEvery === 0) {
+      logLines.push(JSON.stringify({ step: step.step, loss: r.loss, loss_avg: lossAvg, grad_norm: r.gradNorm, lr, images_per_second: +ips.toFixed(1), elapsed_s: +elapsed.toFixed(1) }) + '\n');
+      await flushLog();
+    }
+    opts.onProgress?.(progress);
+    if (step.step % checkpointEvery === 0) await save();
+    if (sampleEvery > 0 && step.step % sampleEvery === 0) {
+      await sample(`step-${String(step.step).padStart(7, '0')}`);
+      opts.onProgress?.({ ...progress, event: `samples/step-${String(step.step).padStart(7, '0')}.png` });
+    }
+  }
+  await flushLog();
+  await save();
+  await sample('final');
+  await step.release();
+  return { steps: step.step, finalLoss: lossAvg, stoppedBy, checkpoint: paths.checkpoint };
+}

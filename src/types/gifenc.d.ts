@@ -1,0 +1,2 @@
+// gifenc ships no type declarations; image-io.ts narrows it to what it uses.
+declare module 'gifenc';

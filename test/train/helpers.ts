@@ -1,0 +1,35 @@
+import { ImageDataset, RunConfig, TRAIN_DEFAULTS, unetPreset } from '../../src/index.js';
+
+/** 96 synthetic 1x8x8 images: bright blobs at one of 4 positions (label = position). */
+export function blobs(count = 96): ImageDataset {
+  const images = new Float32Array(count * 64).fill(-1);
+  const labels = new Int32Array(count);
+  for (let k = 0; k < count; k++) {
+    const c = k % 4;
+    labels[k] = c;
+    const [oy, ox] = [(c >> 1) * 4, (c & 1) * 4];
+    for (let y = 0; y < 3; y++) for (let x = 0; x < 3; x++) images[k * 64 + (oy + y + 0) * 8 + ox + x] = 1;
+  }
+  return { name: 'blobs', images, count, channels: 1, height: 8, width: 8, labels, classNames: ['tl', 'tr', 'bl', 'br'] };
+}
+
+export function tinyConfig(over: Partial<RunConfig> = {}): RunConfig {
+  return {
+    format: 'diffuse-run-1',
+    data: { source: 'blobs', flip: false },
+    preset: 'tiny',
+    model: unetPreset('tiny'),
+    schedule: { ...TRAIN_DEFAULTS.schedule, numTrainTimesteps: 100, betaEnd: 0.2 },
+    predictionType: 'epsilon',
+    lossWeighting: 'mse',
+    minSnrGamma: 5,
+    batchSize: 16,
+    lr: 3e-3,
+    warmupSteps: 5,
+    weightDecay: 0,
+    clipGradNorm: 1,
+    emaDecay: 0.9,
+    seed: 3,
+    ...over,
+  };
+}

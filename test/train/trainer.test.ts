@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { BatchMaker, loadSafetensors, loadSamplingWeights, readRunConfig, train, unetPreset } from '../../src/index.js';
+import { blobs, tinyConfig } from './helpers.js';
+
+const root = mkdtempSync(path.join(tmpdir(), 'diffuse-trainer-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const quiet = { sampleEvery: 0, sampleCount: 4, logEvery: 1 };
+
+const losses = (dir: string) =>
+  readFileSync(path.join(dir, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const r = JSON.parse(l) as { step: number; loss: number; grad_norm: number };
+      return { step: r.step, loss: r.loss, grad_norm: r.grad_norm }; // timings differ between runs
+    });
+
+describe('training runs', () => {
+  it('batches are a pure function of (seed, step)', () => {
+    const a = new BatchMaker(blobs(), tinyConfig());
+    const b = new BatchMaker(blobs(), tinyConfig());
+    assert.deepEqual(a.make(7), b.make(7));
+    assert.notDeepEqual(a.make(7).x, a.make(8).x);
+  });
+
+  it('resumes exactly: 4 + 4 steps give the losses and weights of 8 straight steps', async () => {
+    const straight = path.join(root, 'straight');
+    await train(straight, tinyConfig(), blobs(), { ...quiet, maxSteps: 8 });
+    const split = path.join(root, 'split');
+    await train(split, tinyConfig(), blobs(), { ...quiet, maxSteps: 4 });
+    await train(split, tinyConfig(), blobs(), { ...quiet, maxSteps: 8, resume: true });
+    assert.deepEqual(losses(split), losses(straight));
+    const a = await loadSafetensors(path.join(straight, 'checkpoints', 'latest.safetensors'));
+    const b = await loadSafetensors(path.join(split, 'checkpoints', 'latest.safetensors'));
+    for (const [k, t] of a.tensors) assert.deepEqual(b.tensors.get(k)!.data, t.data, k);
+    assert.equal(b.metadata['diffuse.step'], '8');
+    assert.ok(existsSync(path.join(split, 'samples', 'final.png')));
+    assert.deepEqual(readdirSync(path.join(split, 'checkpoints')), ['latest.safetensors'], 'no temporary files left');
+  });
+
+  it('learns: the loss falls on real (synthetic) images', async () => {
+    const dir = path.join(root, 'learn');
+    await train(dir, tinyConfig(), blobs(), { ...quiet, maxSteps: 120 });
+    const l = losses(dir).map((r) => r.loss);
+    const first = l.slice(0, 10).reduce((a, b) => a + b) / 10;
+    const last = l.slice(-10).reduce((a, b) => a + b) / 10;
+    assert.ok(last < 0.6 * first, `loss ${first} -> ${last}`);
+  });
+
+  it('stops on an abort signal with a checkpoint', async () => {
+    const dir = path.join(root, 'abort');
+    const ac = new AbortController();
+    const r = await train(dir, tinyConfig(), blobs(), { ...quiet, maxSteps: 1000, onProgress: (p) => p.step === 3 && ac.abort(), signal: ac.signal });
+    assert.equal(r.stoppedBy, 'signal');
+    assert.equal(r.steps, 3);
+    assert.equal((await loadSafetensors(r.checkpoint)).metadata['diffuse.step'], '3');
+  });
+
+  it('refuses what would lose or mix work, with messages that say what to do', async () => {
+    const dir = path.join(root, 'straight');
+    await assert.rejects(train(dir, tinyConfig(), blobs(), quiet), /already holds a run; pass --resume to continue it or choose another --run folder/);
+    const other = tinyConfig({ model: { ...unetPreset('tiny'), baseChannels: 16 } });
+    await assert.rejects(train(dir, other, blobs(), { ...quiet, resume: true }), /trained with another model config/);
+    const wrongData = { ...blobs(), height: 4, width: 16 };
+    await assert.rejects(train(path.join(root, 'x'), tinyConfig(), wrongData, quiet), /data is 1x4x16 but the model expects 1x8x8/);
+    await assert.rejects(train(path.join(root, 'empty'), tinyConfig(), blobs(), { ...quiet, resume: true }), /not a run folder \(no config\.json\)/);
+    // A checkpoint whose weights do not fit the config
+    const cfg = readRunConfig(dir);
+    await assert.rejects(loadSamplingWeights(dir, { ...cfg, model: { ...cfg.model, baseChannels: 16 } }), /weight '.*' is \[.*\] but config\.json's model needs/);
+    assert.throws(() => new BatchMaker(blobs(8), tinyConfig()), /batch size 16 is larger than the 8 training images/);
+  });
+});
