@@ -83,6 +83,8 @@ export const commandTrain: Command = {
       };
     }
     const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
+    if (dataset.width !== dataset.height) throw new UsageError(`${dataset.name}: images are ${dataset.width}x${dataset.height}; the U-Net needs square images (pass --size N)`);
+    // A preset adapts to the data's channels and size (validated below: the size must halve evenly per level).
     if (!v.resume) config.model = { ...config.model, inChannels: dataset.channels, outChannels: dataset.channels, imageSize: dataset.height };
 
     const bar = new ProgressLine();

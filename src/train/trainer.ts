@@ -118,7 +118,8 @@ export async function writeSampleGrid(config: RunConfig, weights: ReadonlyMap<st
   const { model } = config;
   const shape = [model.inChannels, model.imageSize, model.imageSize];
   const scheduler = new DDIMScheduler({ ...config.schedule, predictionType: config.predictionType });
-  const images = await generate({ denoise, scheduler, count, shape, steps: 50, generator: new TorchGenerator(1234) });
+  const steps = Math.min(50, config.schedule.numTrainTimesteps);
+  const images = await generate({ denoise, scheduler, count, shape, steps, generator: new TorchGenerator(1234) });
   await denoise.release();
   await savePng(file, upscale(toGrid(images, count, shape), model.imageSize < 48 ? 2 : 1));
 }
@@ -141,6 +142,8 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   } else if (existsSync(runDir) && readdirSync(runDir).length > 0) {
     throw new Error(`${runDir} already holds a run; pass --resume to continue it or choose another --run folder`);
   }
+  // Everything that can be checked is checked before the run folder is touched.
+  const batches = new BatchMaker(data, config);
   mkdirSync(paths.checkpoints, { recursive: true });
   mkdirSync(paths.samples, { recursive: true });
   if (!opts.resume) await writeFileAtomic(paths.config, JSON.stringify(config, null, 2) + '\n');
@@ -156,7 +159,6 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
     runtime: opts.runtime,
   });
   if (opts.resume) await step.load(paths.checkpoint);
-  const batches = new BatchMaker(data, config);
 
   const save = async () => {
     await step.save(paths.checkpoint, { 'diffuse.model': JSON.stringify(config.model) });

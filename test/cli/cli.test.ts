@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import sharp from 'sharp';
+import { main } from '../../src/cli/main.js';
+
+const root = mkdtempSync(path.join(tmpdir(), 'diffuse-cli-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+/** Runs the CLI in-process; returns exit code and what it printed. */
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const [log, error] = [console.log, console.error];
+  const write = process.stderr.write.bind(process.stderr);
+  console.log = (...a: unknown[]) => void out.push(a.join(' '));
+  console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
+  try {
+    const code = await main(args);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    console.log = log;
+    console.error = error;
+    process.stderr.write = write;
+  }
+}
+
+async function png(file: string, w: number, h: number, value: number): Promise<void> {
+  mkdirSync(path.dirname(file), { recursive: true });
+  await sharp(Buffer.alloc(w * h * 3, value), { raw: { width: w, height: h, channels: 3 } }).png().toFile(file);
+}
+
+describe('CLI errors are one line with a non-zero exit code', () => {
+  before(async () => {
+    for (let i = 0; i < 4; i++) await png(path.join(root, 'ok', i % 2 ? 'cats' : 'dogs', `${i}.png`), 8, 8, 40 * i);
+    await png(path.join(root, 'mixed', 'a.png'), 8, 8, 10);
+    await png(path.join(root, 'mixed', 'b.png'), 12, 8, 10);
+    mkdirSync(path.join(root, 'corrupt'), { recursive: true });
+    await png(path.join(root, 'corrupt', 'a.png'), 8, 8, 10);
+    writeFileSync(path.join(root, 'corrupt', 'b.png'), 'not a png');
+    mkdirSync(path.join(root, 'empty'), { recursive: true });
+    writeFileSync(path.join(root, 'empty', 'notes.txt'), 'no images here');
+  });
+
+  const cases: [string, string[], RegExp][] = [
+    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, sample, noise, schedule, eval\)/],
+    ['unknown flag', ['train', '--stpes', '3'], /Unknown option '--stpes'.*see 'diffuse train --help'/],
+    ['no stopping rule', ['train', '--data', 'mnist'], /give --steps N or --minutes M/],
+    ['bad number', ['train', '--steps', 'many'], /--steps must be an integer >= 1, got 'many'/],
+    ['unknown schedule', ['train', '--steps', '1', '--schedule', 'fancy'], /--schedule must be one of linear, scaled_linear, squaredcos_cap_v2, sigmoid or cosine, got 'fancy'/],
+    ['unknown preset', ['train', '--steps', '1', '--preset', 'huge'], /unknown model preset 'huge' \(known: tiny, mnist, reference, color64\)/],
+    ['missing folder', ['train', '--steps', '1', '--data', '/nonexistent/images'], /\/nonexistent\/images: no such folder/],
+    ['folder without images', ['train', '--steps', '1', '--data', path.join(root, 'empty')], /empty: no images found/],
+    ['mixed sizes', ['train', '--steps', '1', '--data', path.join(root, 'mixed')], /b\.png is 12x8 but .*a\.png is 8x8; pass --size N/],
+    ['corrupt image', ['train', '--steps', '1', '--data', path.join(root, 'corrupt'), '--size', '8'], /b\.png: cannot decode image .*remove or replace the file/],
+    ['model does not fit data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--size', '10', '--preset', 'mnist', '--run', path.join(root, 'r-fit')], /UNet config: imageSize 10 is not divisible by 2\^2/],
+    ['batch larger than data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--preset', 'tiny', '--run', path.join(root, 'r-batch')], /batch size 64 is larger than the 4 training images; lower --batch/],
+    ['unknown scheduler', ['sample', '--run', path.join(root, 'nothing'), '--scheduler', 'euler'], /not a run folder|--scheduler must be one of ddpm, ddim/],
+    ['sample without run', ['sample'], /--run DIR is required/],
+    ['not a run folder', ['sample', '--run', root], /not a run folder \(no config\.json\)/],
+    ['noise without image', ['noise'], /give one image: a file path or mnist:INDEX/],
+    ['noise with missing file', ['noise', '/nonexistent.png'], /\/nonexistent\.png: no such file/],
+  ];
+  for (const [name, args, re] of cases) {
+    it(name, async () => {
+      const r = await cli(...args);
+      assert.equal(r.code, 1, `exit code for ${args.join(' ')}: ${r.err}`);
+      assert.match(r.err, re);
+      assert.ok(!/\n\s+at /.test(r.err), `no stack trace: ${r.err}`);
+    });
+  }
+});
+
+describe('CLI end to end on a tiny folder data set', () => {
+  it('trains, resumes, samples with DDPM and DDIM, writes strips and GIFs', async () => {
+    const run = path.join(root, 'run');
+    let r = await cli('train', '--data', path.join(root, 'ok'), '--size', '8', '--channels', '1', '--preset', 'tiny', '--run', run, '--steps', '3', '--batch', '2', '--sample-every', '0', '--timesteps', '20');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /Stopped by steps at step 3/);
+    r = await cli('train', '--data', path.join(root, 'ok'), '--run', run, '--steps', '3');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /already holds a run; pass --resume/);
+    r = await cli('train', '--run', run, '--resume', '--steps', '5');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /at step 5/);
+    for (const [sched, steps, frames] of [['ddpm', '20', 'strip.png'], ['ddim', '5', 'anim.gif']]) {
+      const out = path.join(root, `${sched}.png`);
+      r = await cli('sample', '--run', run, '--scheduler', sched, '--steps', steps, '--count', '4', '--out', out, '--frames', path.join(root, frames), '--frame-count', '3');
+      assert.equal(r.code, 0, r.err);
+      assert.ok(existsSync(out) && existsSync(path.join(root, frames)));
+    }
+    const meta = await sharp(path.join(root, 'strip.png')).metadata();
+    assert.equal(meta.width, 2 * (3 * 8 + 4 * 2)); // 3 frames of 8 px, 2 px padding, scale 2
+    r = await cli('sample', '--run', run, '--steps', '21', '--out', path.join(root, 'x.png'));
+    assert.match(r.err, /--steps 21 exceeds the run's 20 training timesteps/);
+  });
+
+  it('refuses a non-writable output path without losing the run', async () => {
+    const ro = path.join(root, 'readonly');
+    mkdirSync(ro);
+    chmodSync(ro, 0o500);
+    const r = await cli('schedule', '--out', path.join(ro, 'sub', 'x.png'));
+    chmodSync(ro, 0o700);
+    // root may write anywhere; then the command simply succeeds.
+    if (process.getuid?.() !== 0) {
+      assert.equal(r.code, 1);
+      assert.match(r.err, /cannot (write|create)/);
+    }
+    assert.ok(readdirSync(path.join(root, 'run', 'checkpoints')).includes('latest.safetensors'));
+  });
+
+  it('draws the forward process and schedules', async () => {
+    let r = await cli('noise', 'mnist:3', '--schedule', 'cosine', '--steps', '5', '--out', path.join(root, 'noise.png'));
+    assert.equal(r.code, 0, r.err);
+    r = await cli('schedule', '--schedule', 'linear,cosine,sigmoid', '--zero-snr', '--out', path.join(root, 'sched.png'));
+    assert.equal(r.code, 0, r.err);
+    const m = await sharp(path.join(root, 'sched.png')).metadata();
+    assert.ok(m.width! > 500 && m.height! > 200);
+  });
+});

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FastGenerator, confidence, frechetDistance, precisionRecall } from '../../src/index.js';
+
+/** n samples of a diagonal Gaussian with the given means and standard deviations. */
+function gaussian(n: number, mean: number[], std: number[], seed: number): Float32Array {
+  const d = mean.length;
+  const z = new FastGenerator(seed).randn(n * d);
+  return z.map((v, i) => mean[i % d] + std[i % d] * v);
+}
+
+describe('Fréchet distance', () => {
+  it('is zero for a set against itself', () => {
+    const a = gaussian(500, [0, 1, 2], [1, 2, 0.5], 1);
+    assert.ok(Math.abs(frechetDistance(a, 500, a, 500, 3)) < 1e-9);
+  });
+
+  it('matches the closed form for diagonal Gaussians: |mu_a - mu_b|^2 + sum (s_a - s_b)^2', () => {
+    const n = 40_000;
+    const a = gaussian(n, [0, 1, 2, 0], [1, 2, 0.5, 1], 2);
+    const b = gaussian(n, [1, 1, 0, 0.5], [2, 1, 0.5, 3], 3);
+    const want = 1 + 0 + 4 + 0.25 + (1 + 1 + 0 + 4);
+    const got = frechetDistance(a, n, b, n, 4);
+    // sampling noise of the estimate is about 0.1 at this n; a wrong formula is off by units
+    assert.ok(Math.abs(got - want) < 0.35, `${got} vs ${want}`);
+  });
+});
+
+describe('precision and recall (k-NN manifolds)', () => {
+  it('are high for samples from the same distribution and near zero for disjoint ones', () => {
+    const real = gaussian(300, [0, 0], [1, 1], 4);
+    const same = gaussian(300, [0, 0], [1, 1], 5);
+    const far = gaussian(300, [50, 50], [1, 1], 6);
+    const s = precisionRecall(real, 300, same, 300, 2);
+    assert.ok(s.precision > 0.9 && s.recall > 0.9, JSON.stringify(s));
+    const f = precisionRecall(real, 300, far, 300, 2);
+    assert.equal(f.precision, 0);
+    assert.equal(f.recall, 0);
+  });
+
+  it('separate fidelity from coverage: a collapsed generator has precision but no recall', () => {
+    const real = gaussian(300, [0, 0], [1, 1], 7);
+    const collapsed = gaussian(300, [0, 0], [0.05, 0.05], 8);
+    const s = precisionRecall(real, 300, collapsed, 300, 2);
+    assert.ok(s.precision > 0.9 && s.recall < 0.2, JSON.stringify(s));
+  });
+});
+
+describe('classifier confidence', () => {
+  it('counts top probabilities at or above the threshold and histograms the argmax', () => {
+    const probs = Float32Array.of(0.95, 0.05, 0.5, 0.5, 0.08, 0.92);
+    const c = confidence(probs, 3, 2);
+    assert.ok(Math.abs(c.confident - 2 / 3) < 1e-9);
+    assert.deepEqual(c.histogram, [2, 1]);
+  });
+});
