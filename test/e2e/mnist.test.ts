@@ -1,0 +1,83 @@
+/**
+ * End to end on real data (slow; runs when DIFFUSE_SLOW=1, as `npm test` and CI do):
+ * train the MNIST preset for a few minutes, then check that samples got measurably
+ * better by the evaluator (a classifier trained on MNIST): the Fréchet distance to
+ * held-out digits falls far below that of the untrained model's samples.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import {
+  Classifier,
+  DDIMScheduler,
+  FEATURE_DIM,
+  ParamScope,
+  ParamStore,
+  RunConfig,
+  TRAIN_DEFAULTS,
+  TorchGenerator,
+  confidence,
+  frechetDistance,
+  generate,
+  input,
+  loadMnist,
+  makeDenoiser,
+  train,
+  unet,
+  unetPreset,
+  loadSamplingWeights,
+} from '../../src/index.js';
+
+const slow = process.env.DIFFUSE_SLOW === '1';
+const root = mkdtempSync(path.join(tmpdir(), 'diffuse-e2e-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+describe('MNIST end to end', { skip: !slow && 'set DIFFUSE_SLOW=1 (npm test does)' }, () => {
+  it('training makes samples measurably closer to real digits', { timeout: 15 * 60_000 }, async () => {
+    process.env.DIFFUSE_CACHE = path.join(root, 'cache');
+    const data = loadMnist('train', 20_000);
+    const test = loadMnist('test', 400);
+    const config: RunConfig = {
+      format: 'diffuse-run-1',
+      data: { source: 'mnist', flip: false },
+      preset: 'mnist',
+      model: unetPreset('mnist'),
+      schedule: TRAIN_DEFAULTS.schedule,
+      predictionType: 'epsilon',
+      lossWeighting: 'mse',
+      minSnrGamma: 5,
+      batchSize: 64,
+      lr: 2e-3,
+      warmupSteps: 50,
+      weightDecay: 0,
+      clipGradNorm: 1,
+      emaDecay: 0.99,
+      seed: 1,
+    };
+    const cls = await Classifier.forDataset(data, { epochs: 1 });
+    const real = await cls.apply(test.images, 400);
+    const realConfidence = confidence(real.probs, 400, 10).confident;
+    assert.ok(realConfidence > 0.9, `classifier too weak: ${realConfidence} of real test digits confident`);
+
+    const score = async (weights: ReadonlyMap<string, Float32Array>) => {
+      const denoise = makeDenoiser(config, weights);
+      const x = await generate({ denoise, scheduler: new DDIMScheduler(), count: 200, shape: [1, 28, 28], steps: 25, generator: new TorchGenerator(5) });
+      await denoise.release();
+      const f = await cls.apply(x, 200);
+      return { fd: frechetDistance(f.features, 200, real.features, 400, FEATURE_DIM), confident: confidence(f.probs, 200, 10).confident };
+    };
+    const init = new ParamStore(config.seed);
+    unet(new ParamScope(init), config.model, input('x', [1, 1, 28, 28]), input('t', [1]));
+    const before = await score(init.values());
+
+    const run = path.join(root, 'run');
+    const result = await train(run, config, data, { maxSteps: 300, sampleEvery: 0, sampleCount: 16 });
+    assert.ok(result.finalLoss < 0.08, `final loss ${result.finalLoss}`);
+    const afterTraining = await score(await loadSamplingWeights(run, config));
+    console.log(`e2e: Fréchet ${before.fd.toFixed(2)} -> ${afterTraining.fd.toFixed(2)}, confident ${before.confident} -> ${afterTraining.confident}`);
+    assert.ok(afterTraining.fd < 0.5 * before.fd, `Fréchet distance ${before.fd} -> ${afterTraining.fd}`);
+    assert.ok(afterTraining.confident > before.confident + 0.2, `confident fraction ${before.confident} -> ${afterTraining.confident}`);
+  });
+});
