@@ -744,6 +744,48 @@ export function avgPool(x: Tensor, k = 2): Tensor {
   return mean(reshape(x, [n, c, h / k, k, w / k, k]), [3, 5]);
 }
 
+const stepOp = define({
+  name: 'step',
+  emit: (e, y, [x, thr], out) => {
+    const [b] = e.node('GreaterOrEqual', [x, thr]);
+    e.node('Cast', [b], { to: ONNX_DTYPE[y.dtype] }, [out]);
+  },
+});
+/** 1 where x >= threshold, else 0 (not differentiated). */
+export function stepFunction(x: Tensor, threshold: Operand): Tensor {
+  const [a, b] = pair(x, threshold, 'step');
+  return make(stepOp, [a, b], broadcastShapes(a.shape, b.shape, 'step'), a.dtype);
+}
+
+const floorOp = define({ name: 'floor', emit: (e, _y, [x], out) => void e.node('Floor', [x], {}, [out]) });
+/** Elementwise floor (not differentiated). */
+export function floor(x: Tensor): Tensor {
+  return make(floorOp, [x], x.shape, x.dtype);
+}
+
+/**
+ * Inverted dropout with a mask that is a pure function of (element index, seed):
+ * a sine hash of broadcast index vectors, so that no random state lives in the
+ * graph and a resumed run draws the same masks. `seed` is a scalar input.
+ */
+export function dropout(x: Tensor, p: number, seed: Tensor): Tensor {
+  if (!(p >= 0 && p < 1)) throw new ShapeError('dropout', `rate must be in [0, 1), got ${p}`, { x: x.shape });
+  if (p === 0) return x;
+  // index = sum_i i_k * stride_k, built from one small vector per axis
+  let index: Tensor | undefined;
+  let stride = 1;
+  for (let a = x.rank - 1; a >= 0; a--) {
+    const n = x.shape[a];
+    const shape = x.shape.map((d, i) => (i === a ? d : 1));
+    const v = constant(Array.from({ length: n }, (_, i) => (i * stride) % 65521), shape, x.dtype);
+    index = index ? add(index, v) : v;
+    stride *= n;
+  }
+  const h = mul(sin(add(mul(index as Tensor, 12.9898), mul(seed, 78.233))), 43758.5453);
+  const u = sub(h, floor(h)); // fract: uniform in [0, 1)
+  return mul(x, mul(stepFunction(u, p), 1 / (1 - p)));
+}
+
 /** log(sum(exp(x))) over the last axis (kept), shifted by the max for stability. */
 export function logSumExp(x: Tensor): Tensor {
   const m = stopGradient(max(x, [x.rank - 1], true));

@@ -54,7 +54,8 @@ async function score(cls: Classifier, a: Float32Array, na: number, b: Float32Arr
 export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOptions): Promise<EvalReport> {
   const log = o.log ?? (() => {});
   const source = config.data.source;
-  const train: ImageDataset = await loadDataset(source, 'train', { size: config.data.size, channels: config.data.channels });
+  // The classifier learns from the same training images as the model (and is cached per set).
+  const train: ImageDataset = await loadDataset(source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
   const test = await loadDataset(source, 'test');
   if (test.count < 2 * o.count) throw new Error(`--count ${o.count} needs ${2 * o.count} held-out images for the floor; ${source} has ${test.count}`);
   const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });

@@ -15,6 +15,7 @@ import {
   Tensor,
   add,
   concat,
+  dropout,
   gather,
   init,
   matmul,
@@ -49,8 +50,18 @@ export interface UNetConfig {
   timeEmbedDim: number;
   /** Add self-attention and a second ResBlock to the middle block. */
   middleAttention: boolean;
+  /** Dropout rate inside ResBlocks (before their second conv), during training only. */
+  dropout?: number;
   /** Class-conditional: number of classes (label `numClasses` means "no label"). */
   numClasses?: number;
+}
+
+/** Conditioning and training-time inputs of the U-Net besides x_t and t. */
+export interface UNetExtras {
+  /** int64 [N] class labels, for class-conditional models. */
+  label?: Tensor;
+  /** A scalar that seeds the dropout masks (training only; without it dropout is off). */
+  dropoutSeed?: Tensor;
 }
 
 /** The benchmark network of the engine issue: 1,590,787 parameters at 32x32x3. */
@@ -83,15 +94,17 @@ export function validateUNetConfig(c: UNetConfig): void {
   }
   if (c.timeEmbedDim % 2 !== 0) fail('timeEmbedDim', 'must be even');
   if (c.resBlocks < 1) fail('resBlocks', 'must be at least 1');
+  if (c.dropout !== undefined && !(c.dropout >= 0 && c.dropout < 1)) fail('dropout', `must be in [0, 1), got ${c.dropout}`);
 }
 
-/** GN -> SiLU -> conv -> + proj(temb) -> GN -> SiLU -> conv, plus a (1x1-projected) residual. */
-export function resBlock(p: ParamScope, x: Tensor, temb: Tensor, outChannels: number, groups: number): Tensor {
+/** GN -> SiLU -> conv -> + proj(temb) -> GN -> SiLU -> [dropout] -> conv, plus a (1x1-projected) residual. */
+export function resBlock(p: ParamScope, x: Tensor, temb: Tensor, outChannels: number, groups: number, drop?: (h: Tensor) => Tensor): Tensor {
   const [n] = x.shape;
   let h = conv2d(p.child('conv1'), silu(groupNorm(p.child('norm1'), x, groups)), outChannels, 3);
   const t = linear(p.child('time_proj'), silu(temb), outChannels);
   h = add(h, reshape(t, [n, outChannels, 1, 1]));
-  h = conv2d(p.child('conv2'), silu(groupNorm(p.child('norm2'), h, groups)), outChannels, 3);
+  h = silu(groupNorm(p.child('norm2'), h, groups));
+  h = conv2d(p.child('conv2'), drop ? drop(h) : h, outChannels, 3);
   const skip = x.shape[1] === outChannels ? x : conv2d(p.child('skip'), x, outChannels, 1);
   return add(skip, h);
 }
@@ -111,13 +124,18 @@ export function attentionBlock(p: ParamScope, x: Tensor, heads: number, groups: 
 }
 
 /**
- * eps_theta(x, t[, label]): x [N, C, H, W], t [N] float timesteps, label [N] int64.
+ * eps_theta(x, t): x [N, C, H, W], t [N] float timesteps; `extras` carries labels and the dropout seed.
  * Parameters are declared in `p` on first use.
  */
-export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, label?: Tensor): Tensor {
+export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras: UNetExtras = {}): Tensor {
   validateUNetConfig(c);
   const groups = c.normGroups;
   const tdim = c.timeEmbedDim * 4;
+  const { label, dropoutSeed } = extras;
+  // Each ResBlock gets its own mask stream: the seed is offset per call.
+  let dropCalls = 0;
+  const drop = c.dropout && dropoutSeed ? (h: Tensor) => dropout(h, c.dropout as number, add(dropoutSeed, 1000 * ++dropCalls)) : undefined;
+  const res = (q: ParamScope, h: Tensor, ch: number) => resBlock(q, h, temb, ch, groups, drop);
 
   let temb = timestepEmbedding(t, c.timeEmbedDim);
   temb = linear(p.child('time_mlp.0'), temb, tdim);
@@ -134,7 +152,7 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, label?:
   for (let l = 0; l < levels; l++) {
     const ch = c.baseChannels * c.channelMults[l];
     const lp = p.child(`down.${l}`);
-    for (let b = 0; b < c.resBlocks; b++) h = resBlock(lp.child(`res.${b}`), h, temb, ch, groups);
+    for (let b = 0; b < c.resBlocks; b++) h = res(lp.child(`res.${b}`), h, ch);
     if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(lp.child('attn'), h, c.attentionHeads, groups);
     if (l < levels - 1) {
       skips.push(h);
@@ -143,10 +161,10 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, label?:
   }
 
   const mid = c.baseChannels * c.channelMults[levels - 1];
-  h = resBlock(p.child('mid.res.0'), h, temb, mid, groups);
+  h = res(p.child('mid.res.0'), h, mid);
   if (c.middleAttention) {
     h = attentionBlock(p.child('mid.attn'), h, c.attentionHeads, groups);
-    h = resBlock(p.child('mid.res.1'), h, temb, mid, groups);
+    h = res(p.child('mid.res.1'), h, mid);
   }
 
   for (let l = levels - 2; l >= 0; l--) {
@@ -154,7 +172,7 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, label?:
     const lp = p.child(`up.${l}`);
     h = conv2d(lp.child('upsample'), upsampleNearest(h, 2), ch, 3);
     h = concat([h, skips[l]], 1);
-    for (let b = 0; b < c.resBlocks; b++) h = resBlock(lp.child(`res.${b}`), h, temb, ch, groups);
+    for (let b = 0; b < c.resBlocks; b++) h = res(lp.child(`res.${b}`), h, ch);
     if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(lp.child('attn'), h, c.attentionHeads, groups);
   }
 

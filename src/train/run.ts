@@ -39,7 +39,7 @@ export async function loadSamplingWeights(dir: string, config: RunConfig): Promi
   // Check names and shapes against the model the config describes.
   const store = new ParamStore(0);
   const { model } = config;
-  unet(new ParamScope(store), model, input('x', [1, model.inChannels, model.imageSize, model.imageSize]), input('t', [1]), model.numClasses !== undefined ? input('label', [1], 'int64') : undefined);
+  unet(new ParamScope(store), model, input('x', [1, model.inChannels, model.imageSize, model.imageSize]), input('t', [1]), model.numClasses !== undefined ? { label: input('label', [1], 'int64') } : {});
   const weights = new Map<string, Float32Array>();
   for (const [name, p] of store.params) {
     const t = tensors.get(`ema/${name}`) ?? tensors.get(name);

@@ -74,7 +74,7 @@ export class BatchMaker {
     return this.epochCache.order;
   }
 
-  make(step: number): { x: Float32Array; t: Float32Array; target: Float32Array; w: Float32Array } {
+  make(step: number): { x: Float32Array; t: Float32Array; target: Float32Array; w: Float32Array; dropout_seed?: Float32Array } {
     const { data, config } = this;
     const B = config.batchSize;
     const per = data.channels * data.height * data.width;
@@ -99,6 +99,7 @@ export class BatchMaker {
       t: Float32Array.from(ts),
       target: trainingTarget(config.predictionType, this.schedule, x0, noise, ts),
       w: Float32Array.from(ts, (t) => lossWeight(config.lossWeighting, config.predictionType, this.schedule, t, config.minSnrGamma)),
+      ...(config.model.dropout ? { dropout_seed: Float32Array.of((step * 7919) % 10007) } : {}),
     };
   }
 }
@@ -106,7 +107,7 @@ export class BatchMaker {
 /** The per-sample weighted loss mean_i w_i * mean((f(x_i, t_i) - target_i)^2). */
 export function diffusionLoss(config: RunConfig) {
   return (scope: ParamScope, b: Record<string, Tensor>): Tensor => {
-    const pred = unet(scope, config.model, b.x, b.t);
+    const pred = unet(scope, config.model, b.x, b.t, { dropoutSeed: b.dropout_seed });
     const perSample = mean(square(sub(pred, b.target)), [1, 2, 3]);
     return mean(mul(perSample, b.w));
   };
@@ -153,7 +154,7 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   const shape = [B, m.inChannels, m.imageSize, m.imageSize];
   const step = await TrainStep.create({
     store,
-    batch: { x: { shape }, t: { shape: [B] }, target: { shape }, w: { shape: [B] } },
+    batch: { x: { shape }, t: { shape: [B] }, target: { shape }, w: { shape: [B] }, ...(m.dropout ? { dropout_seed: { shape: [] } } : {}) },
     loss: diffusionLoss(config),
     optimizer: { lr: config.lr, weightDecay: config.weightDecay, clipGradNorm: config.clipGradNorm, emaDecay: config.emaDecay },
     runtime: opts.runtime,

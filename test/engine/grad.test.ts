@@ -49,6 +49,7 @@ describe('gradients against central finite differences (float64)', () => {
     },
     log_softmax: { shapes: [[3, 5]], f: E.logSoftmax },
     cross_entropy: { shapes: [[4, 3]], f: (x) => E.crossEntropy(x, E.constant([1, 0, 0, 0, 1, 0, 0, 0, 1, 0.5, 0.5, 0], [4, 3], 'float64')) },
+    dropout: { shapes: [[2, 3, 4, 5]], f: (x) => E.dropout(x, 0.3, E.constant(17, [], 'float64')) },
     shared_subexpression: { shapes: [[4]], f: (x) => { const e = E.exp(x); return E.mul(e, E.add(e, x)); } },
   };
   for (const [name, c] of Object.entries(cases)) it(name, () => assertGrad(name, c));

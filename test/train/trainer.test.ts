@@ -51,6 +51,22 @@ describe('training runs', () => {
     assert.ok(last < 0.6 * first, `loss ${first} -> ${last}`);
   });
 
+  it('v-prediction with min-SNR weighting and dropout learns, and resumes exactly', async () => {
+    const cfg = tinyConfig({ predictionType: 'v_prediction', lossWeighting: 'min_snr', model: { ...unetPreset('tiny'), dropout: 0.1 } });
+    const a = path.join(root, 'v-straight');
+    await train(a, cfg, blobs(), { ...quiet, maxSteps: 6 });
+    const b = path.join(root, 'v-split');
+    await train(b, cfg, blobs(), { ...quiet, maxSteps: 3 });
+    await train(b, cfg, blobs(), { ...quiet, maxSteps: 6, resume: true });
+    assert.deepEqual(losses(b), losses(a));
+    const c = path.join(root, 'v-learn');
+    await train(c, cfg, blobs(), { ...quiet, maxSteps: 100 });
+    const l = losses(c).map((r) => r.loss);
+    const first = l.slice(0, 10).reduce((x, y) => x + y) / 10;
+    const last = l.slice(-10).reduce((x, y) => x + y) / 10;
+    assert.ok(last < 0.7 * first, `loss ${first} -> ${last}`);
+  });
+
   it('stops on an abort signal with a checkpoint', async () => {
     const dir = path.join(root, 'abort');
     const ac = new AbortController();
