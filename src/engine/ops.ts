@@ -579,7 +579,8 @@ const convOp = define({
     const [x, w, b] = y.inputs;
     const a = y.attrs as unknown as ConvAttrs;
     const grads: (Tensor | null)[] = [convInputGrad(g, w, x.shape, a), convWeightGrad(x, g, w.shape, a)];
-    if (b) grads.push(sum(g, [0, 2, 3]));
+    // Spatial axes first: ONNX Runtime reduces contiguous inner axes much faster.
+    if (b) grads.push(sumLeading(sum(g, [2, 3])));
     return grads;
   },
 });
@@ -612,6 +613,14 @@ export function conv2d(
   const wo = convOut(wd, kw, a);
   if (ho < 1 || wo < 1) throw new ShapeError('conv2d', 'kernel is larger than the padded input', shapes);
   return make(convOp, bias ? [x, weight, bias] : [x, weight], [n, o, ho, wo], x.dtype, { ...a });
+}
+
+/** Sum over axis 0 as a ones-vector GEMM: about twice as fast as ReduceSum over the outermost axis. */
+function sumLeading(x: Tensor): Tensor {
+  const [n, ...rest] = x.shape;
+  if (n === 1) return reshape(x, rest);
+  const flat = matmul(constant(new Array(n).fill(1), [1, n], x.dtype), reshape(x, [n, x.size / n]));
+  return reshape(flat, rest);
 }
 
 /** Regroups OIHW weights (O x C/G) into the transposed layout (C x O/G), flipped in space. */
@@ -694,7 +703,7 @@ function convWeightGrad(x: Tensor, g: Tensor, wShape: Shape, a: ConvAttrs): Tens
   });
   const cols = reshape(patches, [n, c * kk, ho * wo]);
   // dW^T = sum_n patches_n @ g_n^T: [C*kk, O] (measured a little faster than the [O, C*kk] orientation).
-  const dwT = sum(matmul(cols, transposeLast(reshape(g, [n, o, ho * wo]))), [0]);
+  const dwT = sumLeading(matmul(cols, transposeLast(reshape(g, [n, o, ho * wo]))));
   return reshape(transpose(dwT, [1, 0]), wShape);
 }
 

@@ -5,7 +5,7 @@
  * held-out digits falls far below that of the untrained model's samples.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -29,6 +29,7 @@ import {
   unetPreset,
   loadSamplingWeights,
 } from '../../src/index.js';
+import { main } from '../../src/cli/main.js';
 
 const slow = process.env.DIFFUSE_SLOW === '1';
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-e2e-'));
@@ -41,7 +42,7 @@ describe('MNIST end to end', { skip: !slow && 'set DIFFUSE_SLOW=1 (npm test does
     const test = loadMnist('test', 400);
     const config: RunConfig = {
       format: 'diffuse-run-1',
-      data: { source: 'mnist', flip: false },
+      data: { source: 'mnist', flip: false, limit: 20_000 },
       preset: 'mnist',
       model: unetPreset('mnist'),
       schedule: TRAIN_DEFAULTS.schedule,
@@ -79,5 +80,19 @@ describe('MNIST end to end', { skip: !slow && 'set DIFFUSE_SLOW=1 (npm test does
     console.log(`e2e: Fréchet ${before.fd.toFixed(2)} -> ${afterTraining.fd.toFixed(2)}, confident ${before.confident} -> ${afterTraining.confident}`);
     assert.ok(afterTraining.fd < 0.5 * before.fd, `Fréchet distance ${before.fd} -> ${afterTraining.fd}`);
     assert.ok(afterTraining.confident > before.confident + 0.2, `confident fraction ${before.confident} -> ${afterTraining.confident}`);
+
+    // The same through the command line (reusing the cached classifier).
+    const printed: string[] = [];
+    const log = console.log;
+    console.log = (...a: unknown[]) => void printed.push(a.join(' '));
+    const json = path.join(root, 'eval.json');
+    try {
+      assert.equal(await main(['eval', '--run', run, '--count', '100', '--steps', '20', '--json', json]), 0);
+    } finally {
+      console.log = log;
+    }
+    assert.match(printed.join('\n'), /\| samples .*\n\| held-out real \(floor\)/);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as { samples: { frechet: number }; realFloor: { frechet: number } };
+    assert.ok(report.realFloor.frechet < report.samples.frechet, 'real images score better than samples');
   });
 });
