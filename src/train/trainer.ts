@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
-import { ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
+import { NonFiniteError, ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
 import { FastGenerator, NoiseSchedule, TorchGenerator, lossWeight, qSample, trainingTarget } from '../diffusion/index.js';
 import { ImageDataset, savePng, shuffled, toGrid, upscale } from '../data/index.js';
 import { unet } from '../nn/unet.js';
@@ -195,7 +195,16 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
     }
     const s = step.step;
     const lr = learningRate(config, s);
-    const r = await step.run(batches.make(s), { lr, emaDecay: emaDecayAt(config, s) });
+    let r;
+    try {
+      r = await step.run(batches.make(s), { lr, emaDecay: emaDecayAt(config, s) });
+    } catch (e) {
+      // The step did not touch the weights: keep the last good state on disk, then stop.
+      await flushLog();
+      await save();
+      await step.release();
+      throw e instanceof NonFiniteError ? new Error(`${e.message} The last good state is in ${paths.checkpoint}; resume with a lower --lr.`) : e;
+    }
     loss = r.loss;
     lossAvg = s === startStep ? loss : 0.98 * lossAvg + 0.02 * loss;
     const elapsed = (performance.now() - started) / 1000;

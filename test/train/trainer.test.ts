@@ -67,6 +67,15 @@ describe('training runs', () => {
     assert.ok(last < 0.7 * first, `loss ${first} -> ${last}`);
   });
 
+  it('stops on divergence with the last good state saved', async () => {
+    const dir = path.join(root, 'diverge');
+    const bad = blobs();
+    bad.images[5] = Number.NaN; // one corrupt pixel: the first batch that holds it diverges
+    await assert.rejects(train(dir, tinyConfig(), bad, { ...quiet, maxSteps: 50 }), /training diverged at step \d+.*last good state is in .*latest\.safetensors; resume with a lower --lr/);
+    const saved = await loadSafetensors(path.join(dir, 'checkpoints', 'latest.safetensors'));
+    for (const [, t] of saved.tensors) assert.ok((t.data as Float32Array).every(Number.isFinite));
+  });
+
   it('stops on an abort signal with a checkpoint', async () => {
     const dir = path.join(root, 'abort');
     const ac = new AbortController();
