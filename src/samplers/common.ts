@@ -183,3 +183,15 @@ export function clip(x: Float32Array, range: number): void {
   const r = f32(range);
   for (let i = 0; i < x.length; i++) x[i] = Math.min(r, Math.max(-r, x[i]));
 }
+
+/** The float32 tables every diffusers scheduler builds from its config. */
+export function schedulerTables(c: SchedulerConfig): { betas: Float32Array; alphas: Float32Array; alphasCumprod: Float32Array; timesteps: number[] } {
+  const betas = diffusersBetas(c);
+  const alphas = betas.map((b) => f32(1 - b));
+  return {
+    betas,
+    alphas,
+    alphasCumprod: cumprod32(alphas),
+    timesteps: Array.from({ length: c.numTrainTimesteps }, (_, i) => c.numTrainTimesteps - 1 - i),
+  };
+}

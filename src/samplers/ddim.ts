@@ -11,10 +11,9 @@ import {
   StepOutput,
   checkSameLength,
   clip,
-  cumprod32,
-  diffusersBetas,
   f32,
   resolveConfig,
+  schedulerTables,
   spacedTimesteps,
   sqrt32,
 } from './common.js';
@@ -39,11 +38,8 @@ export class DDIMScheduler {
 
   constructor(config: Partial<DDIMSchedulerConfig> = {}) {
     this.config = resolveConfig('DDIMScheduler', DDIM_DEFAULTS, config);
-    this.betas = diffusersBetas(this.config);
-    this.alphas = this.betas.map((b) => f32(1 - b));
-    this.alphasCumprod = cumprod32(this.alphas);
+    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod, timesteps: this.timesteps } = schedulerTables(this.config));
     this.finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0];
-    this.timesteps = Array.from({ length: this.config.numTrainTimesteps }, (_, i) => this.config.numTrainTimesteps - 1 - i);
   }
 
   setTimesteps(numInferenceSteps: number): void {

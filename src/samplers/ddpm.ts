@@ -11,10 +11,9 @@ import {
   StepOutput,
   checkSameLength,
   clip,
-  cumprod32,
-  diffusersBetas,
   f32,
   resolveConfig,
+  schedulerTables,
   spacedTimesteps,
   sqrt32,
 } from './common.js';
@@ -45,10 +44,7 @@ export class DDPMScheduler {
     if (!['fixed_small', 'fixed_large'].includes(this.config.varianceType)) {
       throw new Error(`DDPMScheduler: unknown varianceType '${this.config.varianceType}' (known: fixed_small, fixed_large)`);
     }
-    this.betas = diffusersBetas(this.config);
-    this.alphas = this.betas.map((b) => f32(1 - b));
-    this.alphasCumprod = cumprod32(this.alphas);
-    this.timesteps = Array.from({ length: this.config.numTrainTimesteps }, (_, i) => this.config.numTrainTimesteps - 1 - i);
+    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod, timesteps: this.timesteps } = schedulerTables(this.config));
   }
 
   setTimesteps(numInferenceSteps: number): void {

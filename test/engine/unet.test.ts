@@ -1,21 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as E from '../../src/index.js';
+import { TINY_UNET } from './configs.js';
 import { referenceUNet, Params64 } from './reference-unet.js';
 
-const TINY: E.UNetConfig = {
-  imageSize: 8,
-  inChannels: 2,
-  outChannels: 2,
-  baseChannels: 8,
-  channelMults: [1, 2],
-  resBlocks: 1,
-  attentionResolutions: [4],
-  attentionHeads: 2,
-  normGroups: 2,
-  timeEmbedDim: 8,
-  middleAttention: true,
-};
+const TINY = TINY_UNET;
 
 describe('U-Net against an independent float64 reference', () => {
   const N = 2;

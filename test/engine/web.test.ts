@@ -2,23 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as ortWeb from 'onnxruntime-web';
 import * as E from '../../src/index.js';
+import { TINY_UNET } from './configs.js';
 
 describe('onnxruntime-web (wasm) runs the same models', () => {
   it('gives the training graph the same loss and gradients as onnxruntime-node', async () => {
     ortWeb.env.wasm.numThreads = 1;
-    const cfg: E.UNetConfig = {
-      imageSize: 8,
-      inChannels: 2,
-      outChannels: 2,
-      baseChannels: 8,
-      channelMults: [1, 2],
-      resBlocks: 1,
-      attentionResolutions: [4],
-      attentionHeads: 2,
-      normGroups: 2,
-      timeEmbedDim: 8,
-      middleAttention: true,
-    };
+    const cfg = TINY_UNET;
     const store = new E.ParamStore(0);
     const x = E.input('x', [2, 2, 8, 8]);
     const t = E.input('t', [2]);
