@@ -141,12 +141,8 @@ async function main(): Promise<void> {
       fmt((flops / d) * 1000),
     ]);
   }
-  const dr = Math.max(peak(res.train.d), peak(res.forward.d));
-  const tr = withTorch ? Math.max(peak(res.train.t), peak(res.forward.t)) : NaN;
   rows.push(['peak RSS, training (MB)', fmt(peak(res.train.d)), withTorch ? fmt(peak(res.train.t)) : '-', withTorch ? `${(peak(res.train.d) / peak(res.train.t)).toFixed(2)}x` : '-', '']);
   rows.push(['peak RSS, forward (MB)', fmt(peak(res.forward.d)), withTorch ? fmt(peak(res.forward.t)) : '-', withTorch ? `${(peak(res.forward.d) / peak(res.forward.t)).toFixed(2)}x` : '-', '']);
-  void dr;
-  void tr;
   printTable(rows);
   if (withTorch) console.log('\nTargets: forward >= 3x faster, training step <= 0.6x the time, peak memory <= 2x.');
 

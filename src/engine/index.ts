@@ -7,7 +7,7 @@ export { compileModel, modelOpTypes, OPSET } from './onnx.js';
 export type { CompileSpec, CompiledModel, ValueSpec } from './onnx.js';
 export { Executable, defaultOrt, dtypeOf } from './runtime.js';
 export type { OrtModule, RuntimeOptions, HostTensor, Device } from './runtime.js';
-export { Program, host } from './program.js';
+export { Program } from './program.js';
 export type { BuildFn, ProgramOptions } from './program.js';
 export { ParamScope, ParamStore, Rng, init } from './params.js';
 export type { Init, Param } from './params.js';

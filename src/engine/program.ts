@@ -3,7 +3,7 @@
  */
 import { compileModel } from './onnx.js';
 import { Executable, HostTensor, RuntimeOptions, dtypeOf } from './runtime.js';
-import { Shape, Tensor, TensorData, input, sizeOf } from './tensor.js';
+import { Tensor, TensorData, input, sizeOf } from './tensor.js';
 
 export type BuildFn = (inputs: Record<string, Tensor>) => Record<string, Tensor>;
 
@@ -63,9 +63,4 @@ export class Program {
     for (const exe of this.cache.values()) await (await exe).release();
     this.cache.clear();
   }
-}
-
-/** Host tensor helper. */
-export function host(data: TensorData, shape: Shape): HostTensor {
-  return { data, shape };
 }
