@@ -1,5 +1,6 @@
 import { writeFileAtomic } from '../engine/index.js';
 import { evaluateRun } from '../eval/evaluate.js';
+import { SCHEDULER_NAMES } from '../samplers/registry.js';
 import { readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num, oneOf } from './main.js';
@@ -7,11 +8,12 @@ import { ProgressLine } from './progress.js';
 
 export const commandEval: Command = {
   summary: "score a run's samples against held-out images (classifier Fréchet distance, precision, recall)",
-  usage: 'diffuse eval --run DIR [--count N] [--scheduler ddim|ddpm] [--steps N] [--eta E] [--seed S] [--json FILE]',
+  usage: 'diffuse eval --run DIR [--count N] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--json FILE]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
     count: { type: 'string', description: 'samples to generate (and held-out images to compare with)', default: '1000' },
-    scheduler: { type: 'string', description: 'ddim or ddpm', default: 'ddim' },
+    scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
+    karras: { type: 'boolean', description: 'Karras sigma spacing (euler, euler_a, heun, dpm++)' },
     steps: { type: 'string', description: 'denoising steps', default: '50' },
     eta: { type: 'string', description: 'DDIM eta', default: '0' },
     seed: { type: 'string', description: 'noise seed', default: '0' },
@@ -25,7 +27,8 @@ export const commandEval: Command = {
     const bar = new ProgressLine(process.stderr, 15_000);
     const report = await evaluateRun(runDir, config, {
       count: num(v, 'count', { int: true, min: 10 }) as number,
-      scheduler: oneOf(v, 'scheduler', ['ddim', 'ddpm'] as const, 'ddim'),
+      scheduler: oneOf(v, 'scheduler', SCHEDULER_NAMES, 'ddim'),
+      karras: Boolean(v.karras),
       steps: num(v, 'steps', { int: true, min: 1 }) as number,
       eta: num(v, 'eta', { min: 0 }) as number,
       seed: num(v, 'seed', { int: true, min: 0 }) as number,

@@ -1,7 +1,6 @@
 import { createGenerator } from '../diffusion/index.js';
 import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
-import { DDIMScheduler } from '../samplers/ddim.js';
-import { DDPMScheduler } from '../samplers/ddpm.js';
+import { SCHEDULER_NAMES, makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
 import { loadSamplingWeights, makeDenoiser, readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
@@ -10,10 +9,11 @@ import { ProgressLine } from './progress.js';
 
 export const commandSample: Command = {
   summary: 'generate images from a trained run (grid, and the reverse process as a strip or GIF)',
-  usage: 'diffuse sample --run DIR [--scheduler ddpm|ddim] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif]',
+  usage: 'diffuse sample --run DIR [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
-    scheduler: { type: 'string', description: 'ddpm or ddim', default: 'ddim' },
+    scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
+    karras: { type: 'boolean', description: 'Karras sigma spacing (euler, euler_a, heun, dpm++)' },
     steps: { type: 'string', description: 'denoising steps (ddpm: up to the training timesteps)', default: '50' },
     eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like)', default: '0' },
     seed: { type: 'string', description: 'noise seed', default: '0' },
@@ -29,8 +29,8 @@ export const commandSample: Command = {
   async run(v) {
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
+    const kind = oneOf(v, 'scheduler', SCHEDULER_NAMES, 'ddim');
     const config = readRunConfig(runDir);
-    const kind = oneOf(v, 'scheduler', ['ddpm', 'ddim'] as const, 'ddim');
     const steps = num(v, 'steps', { int: true, min: 1 }) as number;
     const eta = num(v, 'eta', { min: 0 }) as number;
     const count = num(v, 'count', { int: true, min: 1 }) as number;
@@ -44,7 +44,7 @@ export const commandSample: Command = {
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
 
     const schedulerConfig = { ...config.schedule, predictionType: config.predictionType };
-    const scheduler = kind === 'ddpm' ? new DDPMScheduler(schedulerConfig) : new DDIMScheduler(schedulerConfig);
+    const scheduler = makeScheduler(kind, schedulerConfig, { karras: Boolean(v.karras) });
     const weights = await loadSamplingWeights(runDir, config);
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const denoise = makeDenoiser(config, weights, { device });
@@ -56,7 +56,8 @@ export const commandSample: Command = {
     // Frames: x_t at evenly spaced steps, starting from pure noise.
     const per = shape.reduce((a, b) => a * b, 1);
     const showN = Math.min(count, 8);
-    const keepAt = new Set(Array.from({ length: frameCount - 1 }, (_, k) => Math.round(((k + 1) * (steps - 1)) / (frameCount - 1))));
+    const evals = kind === 'heun' ? 2 * steps - 1 : steps; // Heun evaluates the model twice per step
+    const keepAt = new Set(Array.from({ length: frameCount - 1 }, (_, k) => Math.round(((k + 1) * (evals - 1)) / (frameCount - 1))));
     const snapshots: Float32Array[] = [];
     const bar = new ProgressLine();
     const started = Date.now();
@@ -72,7 +73,7 @@ export const commandSample: Command = {
       onStep: (i, t, x) => {
         if (i === 0 && frames) snapshots.push(x.slice(0, showN * per)); // just after the first step, close to the initial noise
         if (frames && keepAt.has(i)) snapshots.push(x.slice(0, showN * per));
-        bar.update(`${kind} step ${i + 1}/${steps} (t = ${t}) | ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        bar.update(`${kind} step ${i + 1}/${scheduler.timesteps.length} (t = ${+t.toFixed(2)}) | ${((Date.now() - started) / 1000).toFixed(1)} s`);
       },
     });
     bar.done();

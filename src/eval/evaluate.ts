@@ -5,8 +5,7 @@
 import { createGenerator, GeneratorKind } from '../diffusion/index.js';
 import { ImageDataset, loadDataset } from '../data/index.js';
 import { RuntimeOptions } from '../engine/index.js';
-import { DDIMScheduler } from '../samplers/ddim.js';
-import { DDPMScheduler } from '../samplers/ddpm.js';
+import { SchedulerName, makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
 import { RunConfig } from '../train/config.js';
 import { loadSamplingWeights, makeDenoiser } from '../train/run.js';
@@ -15,7 +14,8 @@ import { confidence, frechetDistance, precisionRecall } from './metrics.js';
 
 export interface EvalOptions {
   count: number;
-  scheduler: 'ddpm' | 'ddim';
+  scheduler: SchedulerName;
+  karras?: boolean;
   steps: number;
   eta: number;
   seed: number;
@@ -72,7 +72,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   const chunk = 250;
   for (let at = 0; at < o.count; at += chunk) {
     const n = Math.min(chunk, o.count - at);
-    const scheduler = o.scheduler === 'ddpm' ? new DDPMScheduler(schedulerConfig) : new DDIMScheduler(schedulerConfig);
+    const scheduler = makeScheduler(o.scheduler, schedulerConfig, { karras: o.karras });
     const x = await generate({
       denoise,
       scheduler,
@@ -96,7 +96,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
     samples: await score(cls, samples, o.count, realB, o.count),
     realFloor: await score(cls, realA, o.count, realB, o.count),
     count: o.count,
-    sampler: `${o.scheduler}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}, seed ${o.seed}`,
+    sampler: `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}, seed ${o.seed}`,
     seconds: (Date.now() - started) / 1000,
   };
   return report;

@@ -149,7 +149,7 @@ function rescaleZeroSnr32(betas: Float32Array): Float32Array {
 }
 
 /** numpy's round(): half to even. */
-function roundHalfEven(x: number): number {
+export function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }

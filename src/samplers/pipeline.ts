@@ -11,6 +11,8 @@ export interface Scheduler {
   timesteps: number[];
   readonly initNoiseSigma: number;
   setTimesteps(n: number): void;
+  /** What the model sees at this step (the k-diffusion solvers rescale x; DDPM/DDIM pass it through). */
+  scaleModelInput?(sample: Float32Array, timestep: number): Float32Array;
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, opts?: StepOptions): StepOutput;
 }
 
@@ -41,7 +43,8 @@ export async function generate(o: SampleOptions): Promise<Float32Array> {
   const timesteps = [...o.scheduler.timesteps];
   for (let i = 0; i < timesteps.length; i++) {
     const t = timesteps[i];
-    const out = o.scheduler.step(await o.denoise(x, t, o.count), t, x, { eta: o.eta, generator: gen });
+    const input = o.scheduler.scaleModelInput ? o.scheduler.scaleModelInput(x, t) : x;
+    const out = o.scheduler.step(await o.denoise(input, t, o.count), t, x, { eta: o.eta, generator: gen });
     x = out.prevSample;
     await o.onStep?.(i, t, x, out.predOriginalSample);
   }

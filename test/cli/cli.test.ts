@@ -58,7 +58,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['corrupt image', ['train', '--steps', '1', '--data', path.join(root, 'corrupt'), '--size', '8'], /b\.png: cannot decode image .*remove or replace the file/],
     ['model does not fit data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--size', '10', '--preset', 'mnist', '--run', path.join(root, 'r-fit')], /UNet config: imageSize 10 is not divisible by 2\^2/],
     ['batch larger than data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--preset', 'tiny', '--run', path.join(root, 'r-batch')], /batch size 64 is larger than the 4 training images; lower --batch/],
-    ['unknown scheduler', ['sample', '--run', path.join(root, 'nothing'), '--scheduler', 'euler'], /not a run folder|--scheduler must be one of ddpm, ddim/],
+    ['unknown scheduler', ['sample', '--run', path.join(root, 'run'), '--scheduler', 'plms'], /--scheduler must be one of ddpm, ddim, euler, euler_a, heun, dpm\+\+2m, dpm\+\+1, got 'plms'/],
     ['sample without run', ['sample'], /--run DIR is required/],
     ['not a run folder', ['sample', '--run', root], /not a run folder \(no config\.json\)/],
     ['noise without image', ['noise'], /give one image: a file path or mnist:INDEX/],
@@ -86,7 +86,7 @@ describe('CLI end to end on a tiny folder data set', () => {
     r = await cli('train', '--run', run, '--resume', '--steps', '5');
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /at step 5/);
-    for (const [sched, steps, frames] of [['ddpm', '20', 'strip.png'], ['ddim', '5', 'anim.gif']]) {
+    for (const [sched, steps, frames] of [['ddpm', '20', 'strip.png'], ['ddim', '5', 'anim.gif'], ['dpm++2m', '4', 'dpm.png'], ['heun', '3', 'heun.gif'], ['euler_a', '4', 'ea.png']]) {
       const out = path.join(root, `${sched}.png`);
       r = await cli('sample', '--run', run, '--scheduler', sched, '--steps', steps, '--count', '4', '--out', out, '--frames', path.join(root, frames), '--frame-count', '3');
       assert.equal(r.code, 0, r.err);

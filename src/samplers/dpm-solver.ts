@@ -1,0 +1,129 @@
+/**
+ * DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling"), multistep,
+ * first or second order (2M, midpoint), in the data-prediction form, compatible with diffusers'
+ * DPMSolverMultistepScheduler (algorithm_type "dpmsolver++", solver_type "midpoint",
+ * lower_order_final, final sigma 0, optional Karras sigmas).
+ *
+ * With lambda = log(alpha_t / sigma_t) and h = lambda_t - lambda_s, eq. (9)/Algorithm 2:
+ *   1st order: x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) D0
+ *   2M:        x_t = (sigma_t / sigma_s0) x_s - alpha_t (e^{-h} - 1) (D0 + D1 / 2),
+ *              D0 = m0, D1 = (m0 - m1) / r0, r0 = h_{prev} / h
+ * where m are x_0 predictions. Samples stay in the variance-preserving scale.
+ */
+import { SCHEDULER_DEFAULTS, StepOptions, StepOutput, checkSameLength, resolveConfig, roundHalfEven, schedulerTables, spacedTimesteps } from './common.js';
+import { KSchedulerConfig, interpIndex, karrasSigmas, sigmaToT, trainingSigmas } from './sigmas.js';
+
+export interface DPMSolverConfig extends KSchedulerConfig {
+  /** 1 or 2. */
+  solverOrder: number;
+  /** diffusers' flag; with the final sigma at 0 (as here) the last step is first order either way. */
+  lowerOrderFinal: boolean;
+}
+
+export const DPM_DEFAULTS: DPMSolverConfig = {
+  ...SCHEDULER_DEFAULTS,
+  clipSample: false,
+  timestepSpacing: 'linspace',
+  useKarrasSigmas: false,
+  solverOrder: 2,
+  lowerOrderFinal: true,
+};
+
+/** alpha_t, sigma_t of the VP process at VE noise level sigma. */
+const alphaSigma = (s: number): [number, number] => {
+  const a = 1 / Math.sqrt(s * s + 1);
+  return [a, s * a];
+};
+const lambdaOf = (s: number): number => {
+  const [a, sg] = alphaSigma(s);
+  return Math.log(a) - Math.log(sg);
+};
+
+export class DPMSolverMultistepScheduler {
+  readonly config: DPMSolverConfig;
+  readonly alphasCumprod: Float32Array;
+  timesteps: number[] = [];
+  sigmas: number[] = [];
+  readonly initNoiseSigma = 1;
+  sigmaAt: (t: number) => number = () => NaN;
+  private index = 0;
+  private outputs: Float32Array[] = [];
+  private lowerOrderNums = 0;
+
+  constructor(config: Partial<DPMSolverConfig> = {}) {
+    this.config = resolveConfig('DPMSolverMultistepScheduler', DPM_DEFAULTS, config);
+    if (![1, 2].includes(this.config.solverOrder)) throw new Error(`DPMSolverMultistepScheduler: solverOrder must be 1 or 2, got ${this.config.solverOrder}`);
+    this.alphasCumprod = schedulerTables(this.config).alphasCumprod;
+    this.setTimesteps(Math.min(25, this.config.numTrainTimesteps));
+  }
+
+  setTimesteps(n: number): void {
+    const c = this.config;
+    const T = c.numTrainTimesteps;
+    if (!Number.isInteger(n) || n < 1 || n > T) throw new Error(`DPMSolverMultistepScheduler: inference steps must be an integer in [1, ${T}], got ${n}`);
+    // n + 1 points, the last (t = 0) dropped, as diffusers does for linspace and leading.
+    let ts: number[];
+    if (c.timestepSpacing === 'trailing') ts = spacedTimesteps('trailing', T, n, c.stepsOffset, 'DPMSolverMultistepScheduler');
+    else if (c.timestepSpacing === 'linspace') ts = Array.from({ length: n + 1 }, (_, i) => roundHalfEven((i * (T - 1)) / n)).reverse().slice(0, n);
+    else ts = Array.from({ length: n + 1 }, (_, i) => i * Math.floor(T / (n + 1)) + c.stepsOffset).reverse().slice(0, n);
+    const train = trainingSigmas(this.alphasCumprod);
+    if (c.useKarrasSigmas) {
+      const logSigmas = train.map(Math.log);
+      const sig = karrasSigmas(train[0], train[T - 1], n);
+      this.sigmas = [...sig, 0];
+      this.timesteps = sig.map((s) => Math.round(sigmaToT(s, logSigmas)));
+      this.sigmaAt = (t) => Math.exp(interpIndex(t, logSigmas));
+      // The solver steps between Karras sigmas; the model is told the rounded timestep.
+    } else {
+      this.sigmas = [...ts.map((t) => train[t]), 0];
+      this.timesteps = ts;
+      this.sigmaAt = (t) => interpIndex(t, train);
+    }
+    this.index = 0;
+    this.outputs = [];
+    this.lowerOrderNums = 0;
+  }
+
+  scaleModelInput(sample: Float32Array, _timestep?: number): Float32Array {
+    return sample;
+  }
+
+  /** The model output as an x_0 prediction (the "++": data prediction). */
+  private toX0(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
+    const [a, s] = alphaSigma(sigma);
+    const type = this.config.predictionType;
+    if (type === 'epsilon') return sample.map((x, i) => (x - s * modelOutput[i]) / a);
+    if (type === 'sample') return modelOutput.slice();
+    return sample.map((x, i) => a * x - s * modelOutput[i]);
+  }
+
+  step(modelOutput: Float32Array, _timestep: number, sample: Float32Array, _opts: StepOptions = {}): StepOutput {
+    checkSameLength(modelOutput, sample, 'DPMSolverMultistepScheduler');
+    const n = this.timesteps.length;
+    const i = this.index;
+    if (i >= n) throw new Error('DPMSolverMultistepScheduler.step: all steps are done; call setTimesteps again');
+    // The final sigma is 0, where the second-order term vanishes: the last step is first order.
+    const lowerFinal = i === n - 1;
+    const sS0 = this.sigmas[i];
+    const sT = this.sigmas[i + 1];
+    const m0 = this.toX0(modelOutput, sample, sS0);
+    this.outputs = [...this.outputs.slice(-1), m0];
+    const [aT, sigT] = alphaSigma(sT);
+    const [, sigS0] = alphaSigma(sS0);
+    const h = lambdaOf(sT) - lambdaOf(sS0);
+    const phi = Math.exp(-h) - 1; // -> -1 as sigma_t -> 0
+    const ratio = sT === 0 ? 0 : sigT / sigS0;
+    let prevSample: Float32Array;
+    if (this.config.solverOrder === 1 || this.lowerOrderNums < 1 || lowerFinal) {
+      prevSample = sample.map((x, k) => ratio * x - aT * phi * m0[k]);
+    } else {
+      const m1 = this.outputs[0];
+      const h0 = lambdaOf(sS0) - lambdaOf(this.sigmas[i - 1]);
+      const r0 = h0 / h;
+      prevSample = sample.map((x, k) => ratio * x - aT * phi * m0[k] - 0.5 * aT * phi * ((m0[k] - m1[k]) / r0));
+    }
+    if (this.lowerOrderNums < this.config.solverOrder) this.lowerOrderNums++;
+    this.index++;
+    return { prevSample, predOriginalSample: m0 };
+  }
+}

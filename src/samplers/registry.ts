@@ -1,0 +1,35 @@
+/** Schedulers by the names the command line uses. */
+import type { SchedulerConfig } from './common.js';
+import { DDIMScheduler } from './ddim.js';
+import { DDPMScheduler } from './ddpm.js';
+import { DPMSolverMultistepScheduler } from './dpm-solver.js';
+import { EulerAncestralDiscreteScheduler } from './euler-ancestral.js';
+import { EulerDiscreteScheduler } from './euler.js';
+import { HeunDiscreteScheduler } from './heun.js';
+import type { Scheduler } from './pipeline.js';
+
+export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'euler', 'euler_a', 'heun', 'dpm++2m', 'dpm++1'] as const;
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+
+/** A scheduler for a trained model's schedule; `karras` picks Karras sigmas for the ODE solvers. */
+export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig>, opts: { karras?: boolean } = {}): Scheduler {
+  const k = { ...base, useKarrasSigmas: Boolean(opts.karras) };
+  if (opts.karras && (name === 'ddpm' || name === 'ddim')) throw new Error(`--karras applies to euler, euler_a, heun and dpm++ schedulers, not ${name}`);
+  switch (name) {
+    case 'ddpm':
+      return new DDPMScheduler(base);
+    case 'ddim':
+      return new DDIMScheduler(base);
+    case 'euler':
+      return new EulerDiscreteScheduler(k);
+    case 'euler_a':
+      return new EulerAncestralDiscreteScheduler(k);
+    case 'heun':
+      return new HeunDiscreteScheduler(k);
+    case 'dpm++2m':
+      return new DPMSolverMultistepScheduler(k);
+    case 'dpm++1':
+      return new DPMSolverMultistepScheduler({ ...k, solverOrder: 1 });
+  }
+  throw new Error(`unknown scheduler '${String(name)}' (known: ${SCHEDULER_NAMES.join(', ')})`);
+}
