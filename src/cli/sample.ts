@@ -24,6 +24,9 @@ export const commandSample: Command = {
     out: { type: 'string', description: 'grid PNG to write', default: 'samples.png' },
     frames: { type: 'string', description: 'also write the reverse process: a .png strip or an animated .gif' },
     'frame-count': { type: 'string', description: 'frames in --frames', default: '10' },
+    class: { type: 'string', description: 'class-conditional runs: a class index or name for every image (default: one row per class)' },
+    guidance: { type: 'string', description: 'classifier-free guidance weight (1 = none)', default: '3' },
+    'guidance-rescale': { type: 'string', description: 'guidance rescale phi in [0, 1]', default: '0' },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v) {
@@ -47,11 +50,33 @@ export const commandSample: Command = {
     const scheduler = makeScheduler(kind, schedulerConfig, { karras: Boolean(v.karras) });
     const weights = await loadSamplingWeights(runDir, config);
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
-    const denoise = makeDenoiser(config, weights, { device });
+    const classes = config.model.numClasses;
+    let gridCols = num(v, 'cols', { int: true, min: 1 });
+    let guidance = {};
+    if (classes !== undefined) {
+      let labels: Int32Array;
+      if (v.class !== undefined) {
+        const name = String(v.class);
+        const byName = config.classNames?.indexOf(name) ?? -1;
+        const k = byName >= 0 ? byName : Number(name);
+        if (!Number.isInteger(k) || k < 0 || k >= classes) {
+          throw new UsageError(`--class must be 0..${classes - 1}${config.classNames ? ` or one of ${config.classNames.join(', ')}` : ''}, got '${name}'`);
+        }
+        labels = new Int32Array(count).fill(k);
+      } else {
+        // One row per class.
+        const perRow = Math.ceil(count / classes);
+        labels = Int32Array.from({ length: count }, (_, i) => Math.min(classes - 1, Math.floor(i / perRow)));
+        gridCols ??= perRow;
+      }
+      guidance = { labels, scale: num(v, 'guidance', { min: 0 }), rescale: num(v, 'guidance-rescale', { min: 0, max: 1 }) };
+    } else if (v.class !== undefined) {
+      throw new UsageError('--class needs a class-conditional run (train with --class-cond)');
+    }
+    const denoise = makeDenoiser(config, weights, { device }, guidance);
     const m = config.model;
     const shape = [m.inChannels, m.imageSize, m.imageSize];
     const scale = num(v, 'scale', { int: true, min: 1 }) ?? (m.imageSize < 48 ? 2 : 1);
-    const cols = num(v, 'cols', { int: true, min: 1 });
 
     // Frames: x_t at evenly spaced steps, starting from pure noise.
     const per = shape.reduce((a, b) => a * b, 1);
@@ -78,7 +103,7 @@ export const commandSample: Command = {
     });
     bar.done();
     await denoise.release();
-    await savePng(out, upscale(toGrid(images, count, shape, cols), scale));
+    await savePng(out, upscale(toGrid(images, count, shape, gridCols), scale));
     bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
     if (frames) {
       if (/\.gif$/i.test(frames)) {

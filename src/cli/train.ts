@@ -41,6 +41,9 @@ export const commandTrain: Command = {
     seed: { type: 'string', description: 'seed for weights, batches and noise', default: '0' },
     'sample-every': { type: 'string', description: 'write a sample grid every N steps (0: at the end only)', default: '1000' },
     'checkpoint-every': { type: 'string', description: 'write a checkpoint every N steps', default: '500' },
+    'class-cond': { type: 'boolean', description: 'condition on class labels (mnist, fashion-mnist, class subfolders) for guided sampling' },
+    'p-uncond': { type: 'string', description: 'with --class-cond: probability of dropping the label (classifier-free guidance)', default: '0.1' },
+    dropout: { type: 'string', description: 'dropout rate in the ResBlocks', default: '0' },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v) {
@@ -80,12 +83,22 @@ export const commandTrain: Command = {
         clipGradNorm: num(v, 'clip-grad', { min: 0 }) as number,
         emaDecay: num(v, 'ema', { min: 0, max: 0.999999 }) as number,
         seed: num(v, 'seed', { int: true, min: 0 }) as number,
+        ...(v['class-cond'] ? { classConditioning: { pUncond: num(v, 'p-uncond', { min: 0, max: 0.99 }) as number } } : {}),
       };
+      const dropout = num(v, 'dropout', { min: 0, max: 0.9 }) as number;
+      if (dropout > 0) config.model = { ...config.model, dropout };
     }
     const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
     if (dataset.width !== dataset.height) throw new UsageError(`${dataset.name}: images are ${dataset.width}x${dataset.height}; the U-Net needs square images (pass --size N)`);
     // A preset adapts to the data's channels and size (validated below: the size must halve evenly per level).
-    if (!v.resume) config.model = { ...config.model, inChannels: dataset.channels, outChannels: dataset.channels, imageSize: dataset.height };
+    if (!v.resume) {
+      config.model = { ...config.model, inChannels: dataset.channels, outChannels: dataset.channels, imageSize: dataset.height };
+      if (config.classConditioning) {
+        if (!dataset.classNames) throw new UsageError(`${dataset.name} has no class labels; --class-cond needs mnist, fashion-mnist or a folder with one subfolder per class`);
+        config.model.numClasses = dataset.classNames.length;
+        config.classNames = [...dataset.classNames];
+      }
+    }
 
     const bar = new ProgressLine();
     const abort = new AbortController();

@@ -142,7 +142,8 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
   temb = linear(p.child('time_mlp.2'), silu(temb), tdim);
   if (c.numClasses !== undefined) {
     if (!label) throw new Error('unet: this model is class-conditional; pass labels');
-    const table = p.param('label_embed.weight', [c.numClasses + 1, tdim], init.normal(0.02));
+    // N(0, 1) as PyTorch's nn.Embedding: the label must move the time embedding from the start.
+    const table = p.param('label_embed.weight', [c.numClasses + 1, tdim], init.normal(1));
     temb = add(temb, gather(table, label));
   }
 

@@ -34,6 +34,10 @@ export interface RunConfig {
   clipGradNorm: number;
   emaDecay: number;
   seed: number;
+  /** Class-conditional training: the label is replaced by the null class with probability pUncond (for classifier-free guidance). */
+  classConditioning?: { pUncond: number };
+  /** Names of the classes, in label order (for --class NAME and reports). */
+  classNames?: string[];
 }
 
 export const TRAIN_DEFAULTS = {
@@ -65,6 +69,10 @@ export function validateRunConfig(c: RunConfig): void {
   if (!(c.lr > 0 && c.lr < 1)) fail('lr', `must be in (0, 1), got ${c.lr}`);
   if (!(c.emaDecay >= 0 && c.emaDecay < 1)) fail('emaDecay', `must be in [0, 1), got ${c.emaDecay}`);
   if (!(c.warmupSteps >= 0)) fail('warmupSteps', `must be >= 0, got ${c.warmupSteps}`);
+  if (c.classConditioning) {
+    if (c.model.numClasses === undefined) fail('model.numClasses', 'is needed for class-conditional training');
+    if (!(c.classConditioning.pUncond >= 0 && c.classConditioning.pUncond < 1)) fail('classConditioning.pUncond', `must be in [0, 1), got ${c.classConditioning.pUncond}`);
+  }
 }
 
 /** The learning rate at a step: linear warm-up, then constant. */

@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { ParamScope, ParamStore, Program, RuntimeOptions, input, loadSafetensors } from '../engine/index.js';
+import { HostTensor, ParamScope, ParamStore, Program, RuntimeOptions, input, loadSafetensors } from '../engine/index.js';
 import { unet } from '../nn/unet.js';
 import type { Denoiser } from '../samplers/pipeline.js';
 import { RunConfig, validateRunConfig } from './config.js';
@@ -52,14 +52,79 @@ export async function loadSamplingWeights(dir: string, config: RunConfig): Promi
   return weights;
 }
 
-/** A denoiser (the U-Net with weights baked in), compiled once per batch size. */
-export function makeDenoiser(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, runtime: RuntimeOptions = {}): Denoiser & { release(): Promise<void> } {
+export interface Guidance {
+  /** Class of each generated image (class-conditional models); omitted: the unconditional (null) class. */
+  labels?: Int32Array;
+  /** Classifier-free guidance weight w: eps = eps(x, empty) + w (eps(x, c) - eps(x, empty)); 1 = plain conditional. */
+  scale?: number;
+  /** Guidance rescale phi (Lin et al. 2023, eq. 15-16): match the guided prediction's std to the conditional one's. */
+  rescale?: number;
+}
+
+/**
+ * A denoiser (the U-Net with weights baked in), compiled once per batch size. For a
+ * class-conditional model with guidance, the conditional and unconditional predictions
+ * are computed in one batched evaluation of 2N images.
+ */
+export function makeDenoiser(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, runtime: RuntimeOptions = {}, guidance: Guidance = {}): Denoiser & { release(): Promise<void> } {
   const { model } = config;
-  const program = new Program(({ x, t }) => ({ out: unet(new ParamScope(new ParamStore(0)), model, x, t) }), { ...runtime, weights, name: 'denoiser' });
+  const conditional = model.numClasses !== undefined;
+  if (!conditional && (guidance.labels || (guidance.scale ?? 1) !== 1)) {
+    throw new Error('this run is not class-conditional: it takes no class labels or guidance (train with --class-cond)');
+  }
+  const program = new Program(
+    ({ x, t, label }) => ({ out: unet(new ParamScope(new ParamStore(0)), model, x, t, conditional ? { label } : {}) }),
+    { ...runtime, weights, name: 'denoiser' },
+  );
   const shape = [model.inChannels, model.imageSize, model.imageSize];
+  const per = shape.reduce((a, b) => a * b, 1);
+  const w = guidance.scale ?? 1;
+  const nullClass = BigInt(model.numClasses ?? 0);
+  const run = async (x: Float32Array, t: number, n: number, labels?: BigInt64Array) => {
+    const feeds: Record<string, HostTensor> = {
+      x: { data: x, shape: [n, ...shape] },
+      t: { data: new Float32Array(n).fill(t), shape: [n] },
+    };
+    if (conditional) feeds.label = { data: labels ?? new BigInt64Array(n).fill(nullClass), shape: [n] };
+    return (await program.run(feeds)).out.data as Float32Array;
+  };
+  const labelsFor = (n: number): BigInt64Array => {
+    if (!guidance.labels) return new BigInt64Array(n).fill(nullClass);
+    if (guidance.labels.length !== n) throw new Error(`guidance: ${guidance.labels.length} labels for ${n} images`);
+    for (const l of guidance.labels) {
+      if (!(l >= 0 && l < (model.numClasses as number))) throw new Error(`class ${l} is out of range: the model has classes 0..${(model.numClasses as number) - 1}`);
+    }
+    return BigInt64Array.from(guidance.labels, BigInt);
+  };
   const denoise = async (x: Float32Array, t: number, batch: number) => {
-    const out = await program.run({ x: { data: x, shape: [batch, ...shape] }, t: { data: new Float32Array(batch).fill(t), shape: [batch] } });
-    return out.out.data as Float32Array;
+    if (!conditional) return run(x, t, batch);
+    const labels = labelsFor(batch);
+    if (w === 1) return run(x, t, batch, labels);
+    const both = new Float32Array(2 * batch * per);
+    both.set(x);
+    both.set(x, batch * per);
+    const out = await run(both, t, 2 * batch, BigInt64Array.from([...labels, ...new BigInt64Array(batch).fill(nullClass)]));
+    const cond = out.subarray(0, batch * per);
+    const uncond = out.subarray(batch * per);
+    const guided = cond.map((c, i) => uncond[i] + w * (c - uncond[i]));
+    if (guidance.rescale) rescaleGuidance(guided, cond, batch, per, guidance.rescale);
+    return guided;
   };
   return Object.assign(denoise, { release: () => program.release() });
+}
+
+/** Lin et al. 2023 eq. 15-16, per image: x = phi * x * std(cond) / std(x) + (1 - phi) * x. */
+function rescaleGuidance(guided: Float32Array, cond: Float32Array, batch: number, per: number, phi: number): void {
+  const std = (a: Float32Array, k: number) => {
+    let m = 0;
+    for (let i = k * per; i < (k + 1) * per; i++) m += a[i];
+    m /= per;
+    let v = 0;
+    for (let i = k * per; i < (k + 1) * per; i++) v += (a[i] - m) ** 2;
+    return Math.sqrt(v / (per - 1));
+  };
+  for (let k = 0; k < batch; k++) {
+    const factor = phi * (std(cond, k) / std(guided, k)) + (1 - phi);
+    for (let i = k * per; i < (k + 1) * per; i++) guided[i] *= factor;
+  }
 }

@@ -64,6 +64,12 @@ export class BatchMaker {
     readonly config: RunConfig,
   ) {
     this.schedule = new NoiseSchedule(config.schedule);
+    if (config.classConditioning && (!data.labels || !data.classNames)) {
+      throw new Error(`${data.name} has no class labels; class-conditional training needs mnist, fashion-mnist or a folder with one subfolder per class`);
+    }
+    if (config.classConditioning && data.classNames!.length !== config.model.numClasses) {
+      throw new Error(`${data.name} has ${data.classNames!.length} classes but the model was configured for ${config.model.numClasses}`);
+    }
     if (Math.floor(data.count / config.batchSize) < 1) {
       throw new Error(`batch size ${config.batchSize} is larger than the ${data.count} training images; lower --batch`);
     }
@@ -74,7 +80,7 @@ export class BatchMaker {
     return this.epochCache.order;
   }
 
-  make(step: number): { x: Float32Array; t: Float32Array; target: Float32Array; w: Float32Array; dropout_seed?: Float32Array } {
+  make(step: number): { x: Float32Array; t: Float32Array; target: Float32Array; w: Float32Array; dropout_seed?: Float32Array; label?: BigInt64Array } {
     const { data, config } = this;
     const B = config.batchSize;
     const per = data.channels * data.height * data.width;
@@ -94,7 +100,14 @@ export class BatchMaker {
     const T = config.schedule.numTrainTimesteps;
     const ts = Array.from(g.rand(B), (u) => Math.min(T - 1, Math.floor(u * T)));
     const noise = g.randn(B * per);
+    let label: BigInt64Array | undefined;
+    if (config.classConditioning) {
+      const keep = g.rand(B);
+      const nullClass = BigInt(config.model.numClasses as number);
+      label = BigInt64Array.from({ length: B }, (_, k) => (keep[k] < config.classConditioning!.pUncond ? nullClass : BigInt((data.labels as Int32Array)[order[offset + k]])));
+    }
     return {
+      ...(label ? { label } : {}),
       x: qSample(this.schedule, x0, noise, ts),
       t: Float32Array.from(ts),
       target: trainingTarget(config.predictionType, this.schedule, x0, noise, ts),
@@ -107,7 +120,7 @@ export class BatchMaker {
 /** The per-sample weighted loss mean_i w_i * mean((f(x_i, t_i) - target_i)^2). */
 export function diffusionLoss(config: RunConfig) {
   return (scope: ParamScope, b: Record<string, Tensor>): Tensor => {
-    const pred = unet(scope, config.model, b.x, b.t, { dropoutSeed: b.dropout_seed });
+    const pred = unet(scope, config.model, b.x, b.t, { dropoutSeed: b.dropout_seed, label: b.label });
     const perSample = mean(square(sub(pred, b.target)), [1, 2, 3]);
     return mean(mul(perSample, b.w));
   };
@@ -154,7 +167,14 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   const shape = [B, m.inChannels, m.imageSize, m.imageSize];
   const step = await TrainStep.create({
     store,
-    batch: { x: { shape }, t: { shape: [B] }, target: { shape }, w: { shape: [B] }, ...(m.dropout ? { dropout_seed: { shape: [] } } : {}) },
+    batch: {
+      x: { shape },
+      t: { shape: [B] },
+      target: { shape },
+      w: { shape: [B] },
+      ...(m.dropout ? { dropout_seed: { shape: [] } } : {}),
+      ...(config.classConditioning ? { label: { shape: [B], dtype: 'int64' as const } } : {}),
+    },
     loss: diffusionLoss(config),
     optimizer: { lr: config.lr, weightDecay: config.weightDecay, clipGradNorm: config.clipGradNorm, emaDecay: config.emaDecay },
     runtime: opts.runtime,

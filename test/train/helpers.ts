@@ -33,3 +33,15 @@ export function tinyConfig(over: Partial<RunConfig> = {}): RunConfig {
     ...over,
   };
 }
+
+/** 96 flat 1x8x8 images at one of 4 grey levels (label = level) plus a little texture. */
+export const LEVELS = [-0.8, -0.3, 0.3, 0.8];
+export function levels(count = 96): ImageDataset {
+  const images = new Float32Array(count * 64);
+  const labels = new Int32Array(count);
+  for (let k = 0; k < count; k++) {
+    labels[k] = k % 4;
+    for (let i = 0; i < 64; i++) images[k * 64 + i] = LEVELS[k % 4] + 0.1 * Math.sin(i * 0.9 + k);
+  }
+  return { name: 'levels', images, count, channels: 1, height: 8, width: 8, labels, classNames: ['black', 'dark', 'light', 'white'] };
+}

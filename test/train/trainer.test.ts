@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BatchMaker, loadSafetensors, loadSamplingWeights, readRunConfig, train, unetPreset } from '../../src/index.js';
-import { blobs, tinyConfig } from './helpers.js';
+import { BatchMaker, DDIMScheduler, TorchGenerator, generate, loadSafetensors, loadSamplingWeights, makeDenoiser, readRunConfig, train, unetPreset } from '../../src/index.js';
+import { LEVELS, blobs, levels, tinyConfig } from './helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-trainer-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -97,5 +97,31 @@ describe('training runs', () => {
     const cfg = readRunConfig(dir);
     await assert.rejects(loadSamplingWeights(dir, { ...cfg, model: { ...cfg.model, baseChannels: 16 } }), /weight '.*' is \[.*\] but config\.json's model needs/);
     assert.throws(() => new BatchMaker(blobs(8), tinyConfig()), /batch size 16 is larger than the 8 training images/);
+  });
+});
+
+describe('class-conditional training and classifier-free guidance', () => {
+  it('samples of class k come out at grey level k, with and without guidance', { timeout: 120_000 }, async () => {
+    const cfg = tinyConfig({ model: { ...unetPreset('tiny'), numClasses: 4 }, classConditioning: { pUncond: 0.2 }, classNames: ['black', 'dark', 'light', 'white'] });
+    const dir = path.join(root, 'cond');
+    await train(dir, cfg, levels(), { ...quiet, logEvery: 50, maxSteps: 800 });
+    const weights = await loadSamplingWeights(dir, cfg);
+    const n = 32;
+    const labels = Int32Array.from({ length: n }, (_, i) => i % 4);
+    const means = async (scale: number) => {
+      const denoise = makeDenoiser(cfg, weights, {}, { labels, scale });
+      const x = await generate({ denoise, scheduler: new DDIMScheduler({ ...cfg.schedule }), count: n, shape: [1, 8, 8], steps: 20, generator: new TorchGenerator(1) });
+      await denoise.release();
+      return Array.from({ length: n }, (_, i) => x.subarray(i * 64, (i + 1) * 64).reduce((a, b) => a + b) / 64);
+    };
+    const nearestLevel = (m: number) => LEVELS.map((l) => Math.abs(l - m)).reduce((best, d, k, all) => (d < all[best] ? k : best), 0);
+    const plain = await means(1);
+    const hits = plain.filter((m, i) => nearestLevel(m) === labels[i]).length / n;
+    assert.ok(hits >= 0.85, `conditional sampling: ${hits} of samples at their class's level`);
+    // Guided (w = 3): every class's samples are brighter than the class below.
+    const guided = await means(3);
+    const perClass = [0, 1, 2, 3].map((k) => guided.filter((_, i) => labels[i] === k));
+    for (let k = 1; k < 4; k++) assert.ok(Math.min(...perClass[k]) > Math.max(...perClass[k - 1]), `guided class ${k} overlaps class ${k - 1}`);
+    assert.throws(() => makeDenoiser(tinyConfig(), weights, {}, { scale: 3 }), /not class-conditional/);
   });
 });
