@@ -37,7 +37,7 @@ export const commandEval: Command = {
     });
     bar.done();
     const row = (name: string, s: typeof report.samples) =>
-      `| ${name.padEnd(30)} | ${s.frechet.toFixed(3).padStart(9)} | ${s.precision.toFixed(3)}     | ${s.recall.toFixed(3)}  | ${(100 * s.confident).toFixed(1).padStart(5)}%          |`;
+      `| ${name.padEnd(30)} | ${s.frechet.toFixed(3).padStart(9)} | ${s.precision.toFixed(3).padStart(9)} | ${s.recall.toFixed(3).padStart(6)} | ${`${(100 * s.confident).toFixed(1)}%`.padStart(18)} |`;
     console.log(`\n${runDir}: ${report.count} samples (${report.sampler}) vs ${report.count} held-out ${config.data.source} images`);
     console.log('| images                         | Fréchet ↓ | precision | recall | confident (p>=0.9) |');
     console.log('|--------------------------------|-----------|-----------|--------|--------------------|');
