@@ -18,6 +18,12 @@ export interface DPMSolverConfig extends KSchedulerConfig {
   solverOrder: number;
   /** diffusers' flag; with the final sigma at 0 (as here) the last step is first order either way. */
   lowerOrderFinal: boolean;
+  /**
+   * Skip the noisiest timesteps, whose log-SNR is below this (diffusers' lambda_min_clipped).
+   * Cosine schedules end at alphaBar ~ 0, where x_0 = (x - sigma eps) / alpha explodes; diffusers
+   * recommends -5.1 for them.
+   */
+  lambdaMinClipped: number;
 }
 
 export const DPM_DEFAULTS: DPMSolverConfig = {
@@ -27,6 +33,7 @@ export const DPM_DEFAULTS: DPMSolverConfig = {
   useKarrasSigmas: false,
   solverOrder: 2,
   lowerOrderFinal: true,
+  lambdaMinClipped: -Infinity,
 };
 
 /** alpha_t, sigma_t of the VP process at VE noise level sigma. */
@@ -61,15 +68,18 @@ export class DPMSolverMultistepScheduler {
     const c = this.config;
     const T = c.numTrainTimesteps;
     if (!Number.isInteger(n) || n < 1 || n > T) throw new Error(`DPMSolverMultistepScheduler: inference steps must be an integer in [1, ${T}], got ${n}`);
+    // Timesteps whose lambda = log(alpha / sigma) falls below lambdaMinClipped are left out.
+    const clipped = Array.from(this.alphasCumprod).filter((a) => 0.5 * Math.log(a / (1 - a)) < c.lambdaMinClipped).length;
+    const last = T - clipped;
     // n + 1 points, the last (t = 0) dropped, as diffusers does for linspace and leading.
     let ts: number[];
-    if (c.timestepSpacing === 'trailing') ts = spacedTimesteps('trailing', T, n, c.stepsOffset, 'DPMSolverMultistepScheduler');
-    else if (c.timestepSpacing === 'linspace') ts = Array.from({ length: n + 1 }, (_, i) => roundHalfEven((i * (T - 1)) / n)).reverse().slice(0, n);
-    else ts = Array.from({ length: n + 1 }, (_, i) => i * Math.floor(T / (n + 1)) + c.stepsOffset).reverse().slice(0, n);
+    if (c.timestepSpacing === 'trailing') ts = spacedTimesteps('trailing', T, n, c.stepsOffset, 'DPMSolverMultistepScheduler').map((t) => t - (T - last));
+    else if (c.timestepSpacing === 'linspace') ts = Array.from({ length: n + 1 }, (_, i) => roundHalfEven((i * (last - 1)) / n)).reverse().slice(0, n);
+    else ts = Array.from({ length: n + 1 }, (_, i) => i * Math.floor(last / (n + 1)) + c.stepsOffset).reverse().slice(0, n);
     const train = trainingSigmas(this.alphasCumprod);
     if (c.useKarrasSigmas) {
       const logSigmas = train.map(Math.log);
-      const sig = karrasSigmas(train[0], train[T - 1], n);
+      const sig = karrasSigmas(train[0], train[last - 1], n);
       this.sigmas = [...sig, 0];
       this.timesteps = sig.map((s) => Math.round(sigmaToT(s, logSigmas)));
       this.sigmaAt = (t) => Math.exp(interpIndex(t, logSigmas));

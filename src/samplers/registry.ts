@@ -11,6 +11,11 @@ import type { Scheduler } from './pipeline.js';
 export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'euler', 'euler_a', 'heun', 'dpm++2m', 'dpm++1'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
+/** diffusers' advice for cosine schedules: leave out timesteps with log-SNR below -5.1. */
+function dpmCosine(base: Partial<SchedulerConfig>): { lambdaMinClipped?: number } {
+  return base.betaSchedule === 'squaredcos_cap_v2' ? { lambdaMinClipped: -5.1 } : {};
+}
+
 /** A scheduler for a trained model's schedule; `karras` picks Karras sigmas for the ODE solvers. */
 export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig>, opts: { karras?: boolean } = {}): Scheduler {
   const k = { ...base, useKarrasSigmas: Boolean(opts.karras) };
@@ -27,9 +32,9 @@ export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig
     case 'heun':
       return new HeunDiscreteScheduler(k);
     case 'dpm++2m':
-      return new DPMSolverMultistepScheduler(k);
+      return new DPMSolverMultistepScheduler({ ...k, ...dpmCosine(base) });
     case 'dpm++1':
-      return new DPMSolverMultistepScheduler({ ...k, solverOrder: 1 });
+      return new DPMSolverMultistepScheduler({ ...k, ...dpmCosine(base), solverOrder: 1 });
   }
   throw new Error(`unknown scheduler '${String(name)}' (known: ${SCHEDULER_NAMES.join(', ')})`);
 }

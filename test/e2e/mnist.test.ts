@@ -57,7 +57,7 @@ describe('MNIST end to end', { skip: !slow && 'set DIFFUSE_SLOW=1 (npm test does
       emaDecay: 0.99,
       seed: 1,
     };
-    const cls = await Classifier.forDataset(data, { epochs: 1 });
+    const cls = await Classifier.forDataset(data, { epochs: 3 });
     const real = await cls.apply(test.images, 400);
     const realConfidence = confidence(real.probs, 400, 10).confident;
     assert.ok(realConfidence > 0.9, `classifier too weak: ${realConfidence} of real test digits confident`);

@@ -131,3 +131,17 @@ describe('Euler ancestral samples the right distribution', () => {
     assert.ok(Math.abs(fine.std - sd) < Math.abs(coarse.std - sd) / 3, `std error 50 steps ${coarse.std}, 400 steps ${fine.std}`);
   });
 });
+
+describe('DPM-Solver++ on a cosine schedule', () => {
+  it('leaves out timesteps below lambdaMinClipped (diffusers\' fix for alphaBar ~ 0 at the end)', () => {
+    const plain = new DPMSolverMultistepScheduler({ betaSchedule: 'squaredcos_cap_v2' });
+    plain.setTimesteps(20);
+    const clipped = new DPMSolverMultistepScheduler({ betaSchedule: 'squaredcos_cap_v2', lambdaMinClipped: -5.1 });
+    clipped.setTimesteps(20);
+    assert.equal(plain.timesteps[0], 999);
+    const t0 = clipped.timesteps[0];
+    const ab = clipped.alphasCumprod;
+    assert.ok(t0 < 999 && 0.5 * Math.log(ab[t0] / (1 - ab[t0])) >= -5.1 - 0.05, `first timestep ${t0}`);
+    assert.equal(clipped.timesteps.length, 20);
+  });
+});
