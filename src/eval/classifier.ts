@@ -49,6 +49,7 @@ export interface ClassifierOutputs {
 }
 
 export class Classifier {
+  private program?: Program;
   private constructor(
     readonly classes: number,
     readonly shape: readonly number[],
@@ -76,13 +77,19 @@ export class Classifier {
     return new Classifier(classes, shape, weights, opts.runtime ?? {});
   }
 
+  async release(): Promise<void> {
+    await this.program?.release();
+    this.program = undefined;
+  }
+
   /** Features and class probabilities for `count` images in [-1, 1], in batches. */
   async apply(images: Float32Array, count: number, batch = 250): Promise<ClassifierOutputs> {
     const per = this.shape.reduce((a, b) => a * b, 1);
-    const program = new Program(({ x }) => {
+    // One program for every call: it compiles once per batch size.
+    const program = (this.program ??= new Program(({ x }) => {
       const { features, logits } = classifierNet(new ParamScope(new ParamStore(0)), x, this.classes);
       return { features, probs: softmax(logits) };
-    }, { ...this.runtime, weights: this.weights });
+    }, { ...this.runtime, weights: this.weights }));
     const features = new Float32Array(count * FEATURE_DIM);
     const probs = new Float32Array(count * this.classes);
     for (let at = 0; at < count; at += batch) {
@@ -91,7 +98,6 @@ export class Classifier {
       features.set(out.features.data as Float32Array, at * FEATURE_DIM);
       probs.set(out.probs.data as Float32Array, at * this.classes);
     }
-    await program.release();
     return { features, probs };
   }
 }

@@ -99,5 +99,6 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
     sampler: `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}, seed ${o.seed}`,
     seconds: (Date.now() - started) / 1000,
   };
+  await cls.release();
   return report;
 }
