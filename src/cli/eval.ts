@@ -1,9 +1,9 @@
 import { writeFileAtomic } from '../engine/index.js';
 import { evaluateRun } from '../eval/evaluate.js';
-import { SCHEDULER_NAMES } from '../samplers/registry.js';
 import { readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
-import { UsageError, num, oneOf } from './main.js';
+import { UsageError, num } from './main.js';
+import { SAMPLING_FLAGS, parseSampling } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
 
 export const commandEval: Command = {
@@ -12,27 +12,19 @@ export const commandEval: Command = {
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
     count: { type: 'string', description: 'samples to generate (and held-out images to compare with)', default: '1000' },
-    scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
-    karras: { type: 'boolean', description: 'Karras sigma spacing (euler, euler_a, heun, dpm++)' },
-    steps: { type: 'string', description: 'denoising steps', default: '50' },
-    eta: { type: 'string', description: 'DDIM eta', default: '0' },
-    seed: { type: 'string', description: 'noise seed', default: '0' },
+    ...SAMPLING_FLAGS,
     json: { type: 'string', description: 'also write the report as JSON' },
-    device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v) {
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
+    const { device, ...sampling } = parseSampling(v);
     const config = readRunConfig(runDir);
     const bar = new ProgressLine(process.stderr, 15_000);
     const report = await evaluateRun(runDir, config, {
       count: num(v, 'count', { int: true, min: 10 }) as number,
-      scheduler: oneOf(v, 'scheduler', SCHEDULER_NAMES, 'ddim'),
-      karras: Boolean(v.karras),
-      steps: num(v, 'steps', { int: true, min: 1 }) as number,
-      eta: num(v, 'eta', { min: 0 }) as number,
-      seed: num(v, 'seed', { int: true, min: 0 }) as number,
-      runtime: { device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu') },
+      ...sampling,
+      runtime: { device },
       log: (s) => bar.update(s),
     });
     bar.done();

@@ -1,10 +1,12 @@
 import { createGenerator } from '../diffusion/index.js';
 import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
-import { SCHEDULER_NAMES, makeScheduler } from '../samplers/registry.js';
+import { makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
+import { schedulerConfigOf } from '../train/config.js';
 import { loadSamplingWeights, makeDenoiser, readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num, oneOf } from './main.js';
+import { SAMPLING_FLAGS, parseSampling } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
 
 export const commandSample: Command = {
@@ -12,11 +14,7 @@ export const commandSample: Command = {
   usage: 'diffuse sample --run DIR [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
-    scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
-    karras: { type: 'boolean', description: 'Karras sigma spacing (euler, euler_a, heun, dpm++)' },
-    steps: { type: 'string', description: 'denoising steps (ddpm: up to the training timesteps)', default: '50' },
-    eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like)', default: '0' },
-    seed: { type: 'string', description: 'noise seed', default: '0' },
+    ...SAMPLING_FLAGS,
     generator: { type: 'string', description: "'torch' (same noise as torch.manual_seed) or 'fast'", default: 'torch' },
     count: { type: 'string', description: 'number of images', default: '64' },
     cols: { type: 'string', description: 'grid columns (default: square)' },
@@ -27,17 +25,13 @@ export const commandSample: Command = {
     class: { type: 'string', description: 'class-conditional runs: a class index or name for every image (default: one row per class)' },
     guidance: { type: 'string', description: 'classifier-free guidance weight (1 = none)', default: '3' },
     'guidance-rescale': { type: 'string', description: 'guidance rescale phi in [0, 1]', default: '0' },
-    device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v) {
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
-    const kind = oneOf(v, 'scheduler', SCHEDULER_NAMES, 'ddim');
+    const { scheduler: kind, karras, steps, eta, seed, device } = parseSampling(v);
     const config = readRunConfig(runDir);
-    const steps = num(v, 'steps', { int: true, min: 1 }) as number;
-    const eta = num(v, 'eta', { min: 0 }) as number;
     const count = num(v, 'count', { int: true, min: 1 }) as number;
-    const seed = num(v, 'seed', { int: true, min: 0 }) as number;
     const frameCount = num(v, 'frame-count', { int: true, min: 2 }) as number;
     const out = String(v.out);
     const frames = v.frames as string | undefined;
@@ -46,10 +40,9 @@ export const commandSample: Command = {
     const T = config.schedule.numTrainTimesteps;
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
 
-    const schedulerConfig = { ...config.schedule, predictionType: config.predictionType };
-    const scheduler = makeScheduler(kind, schedulerConfig, { karras: Boolean(v.karras) });
+    const schedulerConfig = schedulerConfigOf(config);
+    const scheduler = makeScheduler(kind, schedulerConfig, { karras });
     const weights = await loadSamplingWeights(runDir, config);
-    const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const classes = config.model.numClasses;
     let gridCols = num(v, 'cols', { int: true, min: 1 });
     let guidance = {};

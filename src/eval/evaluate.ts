@@ -7,7 +7,7 @@ import { ImageDataset, loadDataset } from '../data/index.js';
 import { RuntimeOptions } from '../engine/index.js';
 import { SchedulerName, makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
-import { RunConfig } from '../train/config.js';
+import { RunConfig, schedulerConfigOf } from '../train/config.js';
 import { loadSamplingWeights, makeDenoiser } from '../train/run.js';
 import { Classifier, FEATURE_DIM } from './classifier.js';
 import { confidence, frechetDistance, precisionRecall } from './metrics.js';
@@ -66,7 +66,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   const m = config.model;
   const shape = [m.inChannels, m.imageSize, m.imageSize];
   const per = shape.reduce((a, b) => a * b, 1);
-  const schedulerConfig = { ...config.schedule, predictionType: config.predictionType };
+  const schedulerConfig = schedulerConfigOf(config);
   const gen = createGenerator(o.generator ?? 'torch', o.seed);
   const samples = new Float32Array(o.count * per);
   const chunk = 250;

@@ -84,3 +84,8 @@ export function learningRate(c: RunConfig, step: number): number {
 export function emaDecayAt(c: RunConfig, step: number): number {
   return Math.min(c.emaDecay, (1 + step) / (10 + step));
 }
+
+/** The scheduler settings a run was trained with (its schedule and prediction type). */
+export function schedulerConfigOf(c: RunConfig): RunConfig['schedule'] & { predictionType: PredictionType } {
+  return { ...c.schedule, predictionType: c.predictionType };
+}

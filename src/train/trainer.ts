@@ -12,7 +12,7 @@ import { ImageDataset, savePng, shuffled, toGrid, upscale } from '../data/index.
 import { unet } from '../nn/unet.js';
 import { DDIMScheduler } from '../samplers/ddim.js';
 import { generate } from '../samplers/pipeline.js';
-import { RunConfig, emaDecayAt, learningRate, validateRunConfig } from './config.js';
+import { RunConfig, emaDecayAt, learningRate, schedulerConfigOf, validateRunConfig } from './config.js';
 import { makeDenoiser, readRunConfig, runPaths } from './run.js';
 
 export interface TrainOptions {
@@ -131,7 +131,7 @@ export async function writeSampleGrid(config: RunConfig, weights: ReadonlyMap<st
   const denoise = makeDenoiser(config, weights, runtime);
   const { model } = config;
   const shape = [model.inChannels, model.imageSize, model.imageSize];
-  const scheduler = new DDIMScheduler({ ...config.schedule, predictionType: config.predictionType });
+  const scheduler = new DDIMScheduler(schedulerConfigOf(config));
   const steps = Math.min(50, config.schedule.numTrainTimesteps);
   const images = await generate({ denoise, scheduler, count, shape, steps, generator: new TorchGenerator(1234) });
   await denoise.release();

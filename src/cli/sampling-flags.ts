@@ -1,0 +1,33 @@
+/** The sampling flags that `diffuse sample` and `diffuse eval` share, and their parsing. */
+import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
+import type { Flag } from './main.js';
+import { num, oneOf } from './main.js';
+
+export const SAMPLING_FLAGS: Record<string, Flag> = {
+  scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
+  karras: { type: 'boolean', description: 'Karras sigma spacing (euler, euler_a, heun, dpm++)' },
+  steps: { type: 'string', description: 'denoising steps (ddpm: up to the training timesteps)', default: '50' },
+  eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like)', default: '0' },
+  seed: { type: 'string', description: 'noise seed', default: '0' },
+  device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
+};
+
+export interface SamplingArgs {
+  scheduler: SchedulerName;
+  karras: boolean;
+  steps: number;
+  eta: number;
+  seed: number;
+  device: 'cpu' | 'cuda';
+}
+
+export function parseSampling(v: Record<string, unknown>): SamplingArgs {
+  return {
+    scheduler: oneOf(v, 'scheduler', SCHEDULER_NAMES, 'ddim'),
+    karras: Boolean(v.karras),
+    steps: num(v, 'steps', { int: true, min: 1 }) as number,
+    eta: num(v, 'eta', { min: 0 }) as number,
+    seed: num(v, 'seed', { int: true, min: 0 }) as number,
+    device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu'),
+  };
+}
