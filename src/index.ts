@@ -16,3 +16,5 @@ export * from './train/index.js';
 export { generate } from './samplers/pipeline.js';
 export type { Denoiser, SampleOptions, Scheduler } from './samplers/pipeline.js';
 export * from './eval/index.js';
+/** Text: the BPE tokenizer, the transformer text encoder and the frozen ONNX encoder plug-in. */
+export * from './text/index.js';

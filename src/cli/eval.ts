@@ -1,5 +1,5 @@
 import { writeFileAtomic } from '../engine/index.js';
-import { evaluateRun } from '../eval/evaluate.js';
+import { evaluateAdherence, evaluateRun } from '../eval/evaluate.js';
 import { readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num } from './main.js';
@@ -8,12 +8,14 @@ import { ProgressLine } from './progress.js';
 
 export const commandEval: Command = {
   summary: "score a run's samples against held-out images (classifier Fréchet distance, precision, recall)",
-  usage: 'diffuse eval --run DIR [--count N] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--json FILE]',
+  usage: 'diffuse eval --run DIR [--adherence [--guidance 0,1,3,5]] [--count N] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--json FILE]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
     count: { type: 'string', description: 'samples to generate (and held-out images to compare with)', default: '1000' },
     ...SAMPLING_FLAGS,
     json: { type: 'string', description: 'also write the report as JSON' },
+    adherence: { type: 'boolean', description: 'text/class-conditional runs: how often the evaluator reads the prompted class, per guidance weight' },
+    guidance: { type: 'string', description: 'with --adherence: guidance weights to compare, comma-separated', default: '0,1,3,5' },
   },
   async run(v) {
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
@@ -21,6 +23,20 @@ export const commandEval: Command = {
     const { device, ...sampling } = parseSampling(v);
     const config = readRunConfig(runDir);
     const bar = new ProgressLine(process.stderr, 15_000);
+    if (v.adherence) {
+      const guidances = String(v.guidance).split(',').map((g) => Number(g.trim()));
+      if (guidances.some((g) => !Number.isFinite(g) || g < 0)) throw new UsageError(`--guidance must be comma-separated numbers >= 0, got '${String(v.guidance)}'`);
+      const r = await evaluateAdherence(runDir, config, { count: num(v, 'count', { int: true, min: 10 }) as number, ...sampling, runtime: { device }, guidances, log: (s) => bar.update(s) });
+      bar.done();
+      console.log(`\n${runDir}: prompt adherence, ${r.count} samples per guidance weight (${r.sampler}), ${r.seconds.toFixed(0)} s`);
+      console.log(`conditions: ${r.conditions.map((c) => `"${c}"`).join(', ')}`);
+      console.log('| guidance | read as the prompted class | per class');
+      console.log('|----------|----------------------------|----------');
+      for (const row of r.rows) console.log(`| ${String(row.guidance).padStart(8)} | ${`${(100 * row.rate).toFixed(1)}%`.padStart(26)} | ${row.perClass.map((p) => (100 * p).toFixed(0)).join(' ')}`);
+      console.log("The reader is the evaluator's classifier, trained by Diffuse on the real training images, separate from the generator.");
+      if (v.json) await writeFileAtomic(String(v.json), JSON.stringify(r, null, 2) + '\n');
+      return;
+    }
     const report = await evaluateRun(runDir, config, {
       count: num(v, 'count', { int: true, min: 10 }) as number,
       ...sampling,

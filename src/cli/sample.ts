@@ -3,7 +3,7 @@ import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
 import { makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
 import { schedulerConfigOf } from '../train/config.js';
-import { loadSamplingWeights, makeDenoiser, readRunConfig } from '../train/run.js';
+import { loadSamplingWeights, makeDenoiser, openTextConditioner, readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num, oneOf } from './main.js';
 import { SAMPLING_FLAGS, parseSampling } from './sampling-flags.js';
@@ -11,7 +11,7 @@ import { ProgressLine } from './progress.js';
 
 export const commandSample: Command = {
   summary: 'generate images from a trained run (grid, and the reverse process as a strip or GIF)',
-  usage: 'diffuse sample --run DIR [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif]',
+  usage: 'diffuse sample --run DIR [--prompt "a cat face" [--negative-prompt P] | --class K] [--guidance W] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
     ...SAMPLING_FLAGS,
@@ -23,10 +23,13 @@ export const commandSample: Command = {
     frames: { type: 'string', description: 'also write the reverse process: a .png strip or an animated .gif' },
     'frame-count': { type: 'string', description: 'frames in --frames', default: '10' },
     class: { type: 'string', description: 'class-conditional runs: a class index or name for every image (default: one row per class)' },
+    prompt: { type: 'string', description: "text-conditional runs: the prompt; several separated by '|' give one row each" },
+    'negative-prompt': { type: 'string', description: 'text-conditional runs: steer away from this prompt (replaces the empty prompt of guidance)' },
     guidance: { type: 'string', description: 'classifier-free guidance weight (1 = none)', default: '3' },
     'guidance-rescale': { type: 'string', description: 'guidance rescale phi in [0, 1]', default: '0' },
   },
   async run(v) {
+    const bar0 = (msg: string) => process.stderr.write(`${msg}\n`);
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
     const { scheduler: kind, karras, steps, eta, seed, device } = parseSampling(v);
@@ -42,7 +45,8 @@ export const commandSample: Command = {
 
     const schedulerConfig = schedulerConfigOf(config);
     const scheduler = makeScheduler(kind, schedulerConfig, { karras });
-    const weights = await loadSamplingWeights(runDir, config);
+    const text = await openTextConditioner(runDir, config, { device });
+    const weights = await loadSamplingWeights(runDir, config, text);
     const classes = config.model.numClasses;
     let gridCols = num(v, 'cols', { int: true, min: 1 });
     let guidance = {};
@@ -66,7 +70,24 @@ export const commandSample: Command = {
     } else if (v.class !== undefined) {
       throw new UsageError('--class needs a class-conditional run (train with --class-cond)');
     }
-    const denoise = makeDenoiser(config, weights, { device }, guidance);
+    if (text) {
+      if (v.prompt === undefined) throw new UsageError(`this run is text-conditional: give --prompt "..." (--prompt "" for unconditional samples)`);
+      const list = String(v.prompt).split('|').map((p) => p.trim());
+      const negative = v['negative-prompt'] === undefined ? undefined : String(v['negative-prompt']);
+      for (const p of [...list, ...(negative ? [negative] : [])]) for (const w of text.tokenizer.warnings(p)) bar0(`warning: "${p}": ${w}`);
+      const perRow = Math.ceil(count / list.length);
+      if (list.length > 1) gridCols ??= perRow;
+      const prompts = Array.from({ length: count }, (_, i) => list[Math.min(list.length - 1, Math.floor(i / perRow))]);
+      guidance = {
+        prompts,
+        ...(negative !== undefined ? { negativePrompts: new Array<string>(count).fill(negative) } : {}),
+        scale: num(v, 'guidance', { min: 0 }),
+        rescale: num(v, 'guidance-rescale', { min: 0, max: 1 }),
+      };
+    } else if (v.prompt !== undefined || v['negative-prompt'] !== undefined) {
+      throw new UsageError('--prompt needs a text-conditional run (train with --text)');
+    }
+    const denoise = makeDenoiser(config, weights, { device }, guidance, text);
     const m = config.model;
     const shape = [m.inChannels, m.imageSize, m.imageSize];
     const scale = num(v, 'scale', { int: true, min: 1 }) ?? (m.imageSize < 48 ? 2 : 1);
@@ -96,6 +117,7 @@ export const commandSample: Command = {
     });
     bar.done();
     await denoise.release();
+    await text?.release();
     await savePng(out, upscale(toGrid(images, count, shape, gridCols), scale));
     bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
     if (frames) {

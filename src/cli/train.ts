@@ -2,6 +2,8 @@ import * as path from 'node:path';
 import { BETA_SCHEDULES, LossWeighting, PREDICTION_TYPES, PredictionType } from '../diffusion/index.js';
 import { loadDataset } from '../data/index.js';
 import { unetPreset } from '../nn/presets.js';
+import { BpeTokenizer } from '../text/tokenizer.js';
+import { TextConditioner } from '../train/text.js';
 import { RunConfig, TRAIN_DEFAULTS } from '../train/config.js';
 import { readRunConfig } from '../train/run.js';
 import { train } from '../train/trainer.js';
@@ -18,7 +20,7 @@ export const commandTrain: Command = {
     data: { type: 'string', description: "'mnist', 'fashion-mnist' or a folder of images", default: 'mnist' },
     run: { type: 'string', description: 'run folder for config, checkpoints, log and samples (default runs/<data>)' },
     resume: { type: 'boolean', description: 'continue the run folder from its checkpoint' },
-    preset: { type: 'string', description: 'model preset: tiny, mnist, reference, color64', default: 'mnist' },
+    preset: { type: 'string', description: 'model preset: tiny, mnist, color32, reference, color64', default: 'mnist' },
     size: { type: 'string', description: 'resize folder images to SIZE x SIZE' },
     channels: { type: 'string', description: 'folder images as 1 (grey) or 3 (RGB) channels' },
     limit: { type: 'string', description: 'use at most N training images' },
@@ -42,11 +44,19 @@ export const commandTrain: Command = {
     'sample-every': { type: 'string', description: 'write a sample grid every N steps (0: at the end only)', default: '1000' },
     'checkpoint-every': { type: 'string', description: 'write a checkpoint every N steps', default: '500' },
     'class-cond': { type: 'boolean', description: 'condition on class labels (mnist, fashion-mnist, class subfolders) for guided sampling' },
-    'p-uncond': { type: 'string', description: 'with --class-cond: probability of dropping the label (classifier-free guidance)', default: '0.1' },
+    text: { type: 'boolean', description: 'condition on captions (mnist, fashion-mnist, emoji, or a folder with img.txt / metadata.jsonl) through a text encoder' },
+    'p-uncond': { type: 'string', description: 'with --class-cond or --text: probability of dropping the condition (classifier-free guidance)', default: '0.1' },
+    'text-width': { type: 'string', description: 'with --text: width of the jointly trained transformer encoder', default: '64' },
+    'text-layers': { type: 'string', description: 'with --text: transformer blocks', default: '2' },
+    'text-heads': { type: 'string', description: 'with --text: attention heads of the encoder', default: '4' },
+    'text-vocab': { type: 'string', description: 'with --text: BPE vocabulary size to learn from the captions', default: '1000' },
+    'text-encoder': { type: 'string', description: 'with --text: a frozen pretrained encoder, FILE.onnx (input input_ids, output last_hidden_state), instead of training one' },
+    'cross-attention': { type: 'string', description: 'with --text: resolutions with cross-attention, e.g. 14,7 (default: every level below full size)' },
     dropout: { type: 'string', description: 'dropout rate in the ResBlocks', default: '0' },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v) {
+    const bar0 = (msg: string) => process.stderr.write(`${msg}\n`);
     const data = String(v.data ?? 'mnist');
     const runDir = String(v.run ?? path.join('runs', path.basename(data)));
     const steps = num(v, 'steps', { int: true, min: 1 });
@@ -88,7 +98,11 @@ export const commandTrain: Command = {
       const dropout = num(v, 'dropout', { min: 0, max: 0.9 }) as number;
       if (dropout > 0) config.model = { ...config.model, dropout };
     }
-    const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
+    if (v.text && v['class-cond']) throw new UsageError('choose one condition: --text or --class-cond');
+    const wantsText = v.resume ? config.text !== undefined : Boolean(v.text);
+    if (!wantsText) for (const f of ['text-encoder', 'cross-attention']) if (v[f] !== undefined) throw new UsageError(`--${f} needs --text`);
+    if (config.data.source === 'emoji') bar0('Loading and resizing 3,786 emoji images...');
+    const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit, captions: wantsText });
     if (dataset.width !== dataset.height) throw new UsageError(`${dataset.name}: images are ${dataset.width}x${dataset.height}; the U-Net needs square images (pass --size N)`);
     // A preset adapts to the data's channels and size (validated below: the size must halve evenly per level).
     if (!v.resume) {
@@ -99,8 +113,35 @@ export const commandTrain: Command = {
         config.classNames = [...dataset.classNames];
       }
     }
+    let tokenizer: BpeTokenizer | undefined;
+    if (!v.resume && v.text) {
+      if (!dataset.captions) throw new UsageError(`${dataset.name} has no captions; --text needs mnist, fashion-mnist, emoji, or a folder with img.txt beside each image (or a metadata.jsonl)`);
+      tokenizer = BpeTokenizer.train(dataset.captions, { vocabSize: num(v, 'text-vocab', { int: true, min: 8 }) });
+      const pUncond = num(v, 'p-uncond', { min: 0, max: 0.99 }) as number;
+      const file = v['text-encoder'] === undefined ? undefined : String(v['text-encoder']);
+      config.text = file
+        ? { encoder: { kind: 'onnx', file: path.resolve(file), maxLength: tokenizer.maxLength }, pUncond }
+        : {
+            encoder: {
+              kind: 'transformer',
+              maxLength: tokenizer.maxLength,
+              vocabSize: tokenizer.vocabSize,
+              width: num(v, 'text-width', { int: true, min: 1 }) as number,
+              layers: num(v, 'text-layers', { int: true, min: 1 }) as number,
+              heads: num(v, 'text-heads', { int: true, min: 1 }) as number,
+            },
+            pUncond,
+          };
+      const probe = await TextConditioner.open(config.text, tokenizer);
+      const levels = config.model.channelMults.map((_, l) => config.model.imageSize / 2 ** l);
+      const cross = v['cross-attention'] === undefined ? levels.slice(1) : String(v['cross-attention']).split(',').map(Number);
+      for (const r of cross) if (!levels.includes(r)) throw new UsageError(`--cross-attention: ${r} is not a resolution of this model (levels: ${levels.join(', ')})`);
+      config.model = { ...config.model, contextDim: probe.width, crossAttentionResolutions: cross };
+      await probe.release();
+    }
 
     const bar = new ProgressLine();
+    if (tokenizer) bar.say(`Text: ${tokenizer.vocabSize}-token BPE vocabulary from ${new Set(dataset.captions).size} distinct captions, ${tokenizer.maxLength} tokens per prompt`);
     const abort = new AbortController();
     const onSigint = () => {
       if (abort.signal.aborted) process.exit(130);
@@ -118,6 +159,7 @@ export const commandTrain: Command = {
         checkpointEvery: num(v, 'checkpoint-every', { int: true, min: 1 }),
         runtime: { device },
         signal: abort.signal,
+        tokenizer,
         onProgress: (p) => {
           if (p.event) return bar.say(`step ${p.step}: wrote ${path.join(runDir, p.event)}`);
           bar.update(

@@ -8,6 +8,8 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { FastGenerator } from '../diffusion/index.js';
+import { captionsFromLabels, readFolderCaptions } from './captions.js';
+import { DataError } from './errors.js';
 
 export interface ImageDataset {
   readonly name: string;
@@ -19,17 +21,13 @@ export interface ImageDataset {
   readonly width: number;
   readonly labels?: Int32Array;
   readonly classNames?: readonly string[];
+  /** One caption per image, for text-conditional training. */
+  readonly captions?: readonly string[];
 }
 
 export type Split = 'train' | 'test';
 
-/** A user-facing data error: one line naming the problem and what to do. */
-export class DataError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DataError';
-  }
-}
+export { DataError };
 
 const require = createRequire(import.meta.url);
 
@@ -76,7 +74,8 @@ export function loadMnist(split: Split = 'train', limit?: number): ImageDataset 
   const [, h, w] = imgs.dims;
   const images = new Float32Array(count * h * w);
   toUnitRange(imgs.data.subarray(0, count * h * w), images);
-  return { name: 'mnist', images, count, channels: 1, height: h, width: w, labels: Int32Array.from(labs.data.subarray(0, count)), classNames: DIGIT_NAMES };
+  const labels = Int32Array.from(labs.data.subarray(0, count));
+  return { name: 'mnist', images, count, channels: 1, height: h, width: w, labels, classNames: DIGIT_NAMES, captions: captionsFromLabels('mnist', labels, DIGIT_NAMES) };
 }
 
 export const FASHION_NAMES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot'];
@@ -111,7 +110,7 @@ export function loadFashionMnist(split: Split = 'train', limit?: number): ImageD
     toUnitRange(p.pixels, images, k * 784);
     labels[k] = p.label;
   }
-  return { name: 'fashion-mnist', images, count, channels: 1, height: 28, width: 28, labels, classNames: FASHION_NAMES };
+  return { name: 'fashion-mnist', images, count, channels: 1, height: 28, width: 28, labels, classNames: FASHION_NAMES, captions: captionsFromLabels('fashion-mnist', labels, FASHION_NAMES) };
 }
 
 /** Fisher-Yates permutation of 0..n-1. */
@@ -156,12 +155,24 @@ export interface FolderOptions {
   channels?: 1 | 3;
   /** Use at most this many images. */
   limit?: number;
+  /** Read a caption per image (metadata.jsonl, or img.txt beside img.png). */
+  captions?: boolean;
 }
 
 /** Any folder of PNG/JPEG/... images, decoded with sharp; a subfolder name becomes the class label. */
 export async function loadImageFolder(folder: string, opts: FolderOptions = {}): Promise<ImageDataset> {
-  const { default: sharp } = await import('sharp');
   const files = listImages(folder).slice(0, opts.limit ?? Infinity);
+  const captions = opts.captions ? readFolderCaptions(folder, files) : undefined;
+  const { images, channels, height, width } = await decodeImages(files, opts);
+  const classOf = files.map((f) => path.relative(folder, path.dirname(f)));
+  const classNames = [...new Set(classOf)].sort();
+  const labels = classNames.length > 1 ? Int32Array.from(classOf, (c) => classNames.indexOf(c)) : undefined;
+  return { name: path.basename(path.resolve(folder)), images, count: files.length, channels, height, width, labels, classNames: labels ? classNames : undefined, captions };
+}
+
+/** Decodes image files into one [count, channels, h, w] block in [-1, 1] (transparency composited on white). */
+export async function decodeImages(files: readonly string[], opts: { size?: number; channels?: 1 | 3 } = {}): Promise<{ images: Float32Array; channels: number; height: number; width: number }> {
+  const { default: sharp } = await import('sharp');
   const channels = opts.channels ?? 3;
   let size: [number, number] | undefined = opts.size ? [opts.size, opts.size] : undefined;
   let firstFile = '';
@@ -183,8 +194,7 @@ export async function loadImageFolder(folder: string, opts: FolderOptions = {}):
     } else if (!opts.size && (width !== size[0] || height !== size[1])) {
       throw new DataError(`${file} is ${width}x${height} but ${firstFile} is ${size[0]}x${size[1]}; pass --size N to resize all images`);
     }
-    const px = raw.info.channels === channels ? raw.data : pickChannels(raw.data, raw.info.channels, channels);
-    decoded.push(px);
+    decoded.push(raw.info.channels === channels ? raw.data : pickChannels(raw.data, raw.info.channels, channels));
   }
   const [w, h] = size as [number, number];
   const per = channels * w * h;
@@ -193,10 +203,7 @@ export async function loadImageFolder(folder: string, opts: FolderOptions = {}):
     // interleaved HWC bytes -> planar CHW in [-1, 1]
     for (let c = 0; c < channels; c++) for (let i = 0; i < w * h; i++) images[k * per + c * w * h + i] = px[i * channels + c] / 127.5 - 1;
   });
-  const classOf = files.map((f) => path.relative(folder, path.dirname(f)));
-  const classNames = [...new Set(classOf)].sort();
-  const labels = classNames.length > 1 ? Int32Array.from(classOf, (c) => classNames.indexOf(c)) : undefined;
-  return { name: path.basename(path.resolve(folder)), images, count: files.length, channels, height: h, width: w, labels, classNames: labels ? classNames : undefined };
+  return { images, channels, height: h, width: w };
 }
 
 function pickChannels(data: Buffer, have: number, want: number): Uint8Array {
@@ -206,13 +213,14 @@ function pickChannels(data: Buffer, have: number, want: number): Uint8Array {
   return out;
 }
 
-export type DatasetName = 'mnist' | 'fashion-mnist';
-export const BUILTIN_DATASETS: readonly DatasetName[] = ['mnist', 'fashion-mnist'];
+export type DatasetName = 'mnist' | 'fashion-mnist' | 'emoji';
+export const BUILTIN_DATASETS: readonly DatasetName[] = ['mnist', 'fashion-mnist', 'emoji'];
 
 /** A built-in set by name, or a folder path. */
 export async function loadDataset(spec: string, split: Split = 'train', folder: FolderOptions = {}): Promise<ImageDataset> {
   if (spec === 'mnist') return loadMnist(split, folder.limit);
   if (spec === 'fashion-mnist' || spec === 'fashion') return loadFashionMnist(split, folder.limit);
-  if (split === 'test') throw new DataError(`${spec}: a folder has no held-out split; pass --eval-data FOLDER`);
+  if (split === 'test') throw new DataError(`${spec}: has no held-out split`);
+  if (spec === 'emoji') return (await import('./emoji.js')).loadEmoji({ size: folder.size, limit: folder.limit });
   return loadImageFolder(spec, folder);
 }

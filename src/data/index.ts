@@ -1,3 +1,6 @@
 /** Image data sets and image files. */
 export * from './dataset.js';
+export * from './captions.js';
+export * from './emoji.js';
+export { DataError } from './errors.js';
 export * from './image-io.js';

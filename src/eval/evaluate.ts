@@ -3,12 +3,13 @@
  * real images in the evaluator classifier's feature space.
  */
 import { createGenerator, GeneratorKind } from '../diffusion/index.js';
-import { ImageDataset, loadDataset } from '../data/index.js';
+import { ImageDataset, classPrompt, loadDataset } from '../data/index.js';
 import { RuntimeOptions } from '../engine/index.js';
 import { SchedulerName, makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
 import { RunConfig, schedulerConfigOf } from '../train/config.js';
-import { loadSamplingWeights, makeDenoiser } from '../train/run.js';
+import { Guidance, loadSamplingWeights, makeDenoiser, openTextConditioner } from '../train/run.js';
+import type { TextConditioner } from '../train/text.js';
 import { Classifier, FEATURE_DIM } from './classifier.js';
 import { confidence, frechetDistance, precisionRecall } from './metrics.js';
 
@@ -51,18 +52,8 @@ async function score(cls: Classifier, a: Float32Array, na: number, b: Float32Arr
   return { frechet: frechetDistance(fa.features, na, fb.features, nb, FEATURE_DIM), ...pr, confident, histogram };
 }
 
-export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOptions): Promise<EvalReport> {
-  const log = o.log ?? (() => {});
-  const source = config.data.source;
-  // The classifier learns from the same training images as the model (and is cached per set).
-  const train: ImageDataset = await loadDataset(source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
-  const test = await loadDataset(source, 'test');
-  if (test.count < 2 * o.count) throw new Error(`--count ${o.count} needs ${2 * o.count} held-out images for the floor; ${source} has ${test.count}`);
-  const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
-
-  const started = Date.now();
-  const weights = await loadSamplingWeights(runDir, config);
-  const denoise = makeDenoiser(config, weights, o.runtime);
+/** o.count samples in chunks of 250, with the run's network and the given guidance. */
+async function sampleMany(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, o: EvalOptions, guidance: Guidance, text?: TextConditioner): Promise<Float32Array> {
   const m = config.model;
   const shape = [m.inChannels, m.imageSize, m.imageSize];
   const per = shape.reduce((a, b) => a * b, 1);
@@ -72,6 +63,12 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   const chunk = 250;
   for (let at = 0; at < o.count; at += chunk) {
     const n = Math.min(chunk, o.count - at);
+    const part: Guidance = {
+      ...guidance,
+      labels: guidance.labels?.subarray(at, at + n),
+      prompts: guidance.prompts?.slice(at, at + n),
+    };
+    const denoise = makeDenoiser(config, weights, o.runtime, part, text);
     const scheduler = makeScheduler(o.scheduler, schedulerConfig, { karras: o.karras });
     const x = await generate({
       denoise,
@@ -82,12 +79,88 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
       eta: o.eta,
       generator: gen,
       onStep: (i) => {
-        if (i % 10 === 0) log(`sampling ${at + n}/${o.count} with ${o.scheduler} (${o.steps} steps): step ${i + 1}`);
+        if (i % 10 === 0) o.log?.(`sampling ${at + n}/${o.count} with ${o.scheduler} (${o.steps} steps): step ${i + 1}`);
       },
     });
+    await denoise.release();
     samples.set(x, at * per);
   }
-  await denoise.release();
+  return samples;
+}
+
+export interface AdherenceRow {
+  guidance: number;
+  /** Fraction of samples that the evaluator's classifier assigns to the prompted class. */
+  rate: number;
+  perClass: number[];
+}
+
+export interface AdherenceReport {
+  rows: AdherenceRow[];
+  /** Samples per guidance weight (an equal share per class). */
+  count: number;
+  /** The condition of class k: its prompt (text runs) or its label. */
+  conditions: string[];
+  sampler: string;
+  seconds: number;
+}
+
+/**
+ * Prompt adherence: for each guidance weight, generate count / classes samples of every
+ * class (prompted by the set's caption template, or by label for class-conditional runs)
+ * and count how often the evaluator's classifier, trained separately on the real training
+ * images, reads the prompted class.
+ */
+export async function evaluateAdherence(runDir: string, config: RunConfig, o: EvalOptions & { guidances: readonly number[] }): Promise<AdherenceReport> {
+  const log = o.log ?? (() => {});
+  if (!config.text && config.model.numClasses === undefined) throw new Error(`${runDir}: adherence needs a text- or class-conditional run (train with --text or --class-cond)`);
+  const train: ImageDataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
+  if (!train.classNames || !train.labels) throw new Error(`${config.data.source}: adherence needs a labelled set (mnist, fashion-mnist, or class subfolders)`);
+  const classNames = train.classNames;
+  const K = classNames.length;
+  const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
+  const started = Date.now();
+  const text = await openTextConditioner(runDir, config, o.runtime);
+  const weights = await loadSamplingWeights(runDir, config, text);
+  const perClass = Math.max(1, Math.floor(o.count / K));
+  const count = perClass * K;
+  const want = Int32Array.from({ length: count }, (_, i) => Math.floor(i / perClass));
+  const conditions = classNames.map((name, k) => (text ? classPrompt(train.name, classNames, k) : name));
+  const rows: AdherenceRow[] = [];
+  for (const w of o.guidances) {
+    const guidance: Guidance = text ? { prompts: Array.from(want, (k) => conditions[k]), scale: w } : { labels: want, scale: w };
+    const samples = await sampleMany(config, weights, { ...o, count, log: (s) => log(`guidance ${w}: ${s}`) }, guidance, text);
+    const { probs } = await cls.apply(samples, count);
+    const hits = new Array<number>(K).fill(0);
+    for (let i = 0; i < count; i++) {
+      let best = 0;
+      for (let k = 1; k < K; k++) if (probs[i * K + k] > probs[i * K + best]) best = k;
+      if (best === want[i]) hits[want[i]]++;
+    }
+    rows.push({ guidance: w, rate: hits.reduce((a, b) => a + b, 0) / count, perClass: hits.map((h) => h / perClass) });
+  }
+  await text?.release();
+  await cls.release();
+  return { rows, count, conditions, sampler: samplerName(o), seconds: (Date.now() - started) / 1000 };
+}
+
+const samplerName = (o: EvalOptions) => `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}, seed ${o.seed}`;
+
+export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOptions): Promise<EvalReport> {
+  const log = o.log ?? (() => {});
+  const source = config.data.source;
+  // The classifier learns from the same training images as the model (and is cached per set).
+  const train: ImageDataset = await loadDataset(source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
+  const test = await loadDataset(source, 'test');
+  if (test.count < 2 * o.count) throw new Error(`--count ${o.count} needs ${2 * o.count} held-out images for the floor; ${source} has ${test.count}`);
+  const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
+
+  const started = Date.now();
+  const text = await openTextConditioner(runDir, config, o.runtime);
+  const weights = await loadSamplingWeights(runDir, config, text);
+  const samples = await sampleMany(config, weights, o, {}, text);
+  await text?.release();
+  const per = samples.length / o.count;
   // Real floor: first half of the held-out split against the second half; samples against the second half.
   const realA = test.images.subarray(0, o.count * per);
   const realB = test.images.subarray(o.count * per, 2 * o.count * per);
@@ -96,7 +169,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
     samples: await score(cls, samples, o.count, realB, o.count),
     realFloor: await score(cls, realA, o.count, realB, o.count),
     count: o.count,
-    sampler: `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}, seed ${o.seed}`,
+    sampler: samplerName(o),
     seconds: (Date.now() - started) / 1000,
   };
   await cls.release();

@@ -1,4 +1,5 @@
 /** Neural-network building blocks and the denoising U-Net. */
 export * from './layers.js';
+export * from './attention.js';
 export * from './unet.js';
 export * from './presets.js';

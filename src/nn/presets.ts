@@ -30,6 +30,20 @@ export const UNET_PRESETS = {
     timeEmbedDim: 32,
     middleAttention: false,
   },
+  /** 32x32 RGB (emoji, icons) on 2 CPU cores: 32 -> 16 -> 8, attention at 8x8. */
+  color32: {
+    imageSize: 32,
+    inChannels: 3,
+    outChannels: 3,
+    baseChannels: 64,
+    channelMults: [1, 2, 2],
+    resBlocks: 1,
+    attentionResolutions: [8],
+    attentionHeads: 4,
+    normGroups: 16,
+    timeEmbedDim: 64,
+    middleAttention: false,
+  },
   /** The engine benchmark network: 32x32 RGB, 1.59M parameters. */
   reference: REFERENCE_UNET,
   /** 64x64 RGB (emoji, icons): four levels, attention at 16 and 8. */

@@ -2,12 +2,13 @@
  * The denoising U-Net: eps_theta(x_t, t).
  *
  *   t ──sinusoid──Linear──SiLU──Linear──► temb ──────────────┐ (into every ResBlock)
+ *   (+ class embedding, + Linear(pooled text))               │
  *   x ──stem conv──► level 0 ──down──► level 1 ... ──► middle │
  *                      │ skip                                 │
  *   out ◄──conv◄─SiLU◄─GN◄── level 0 ◄──concat◄──up+conv ◄────┘
  *
  * Each encoder level is `resBlocks` ResBlocks (plus self-attention at chosen
- * resolutions) followed by a stride-2 conv; each decoder level upsamples,
+ * resolutions, and cross-attention to the text states) followed by a stride-2 conv; each decoder level upsamples,
  * concatenates the encoder level's output and runs its ResBlocks.
  */
 import {
@@ -27,6 +28,7 @@ import {
   transposeLast,
   upsampleNearest,
 } from '../engine/index.js';
+import { TextStates, crossAttentionBlock } from './attention.js';
 import { conv2d, groupNorm, linear, timestepEmbedding } from './layers.js';
 
 export interface UNetConfig {
@@ -54,6 +56,10 @@ export interface UNetConfig {
   dropout?: number;
   /** Class-conditional: number of classes (label `numClasses` means "no label"). */
   numClasses?: number;
+  /** Text-conditional: width D of the text encoder's states. */
+  contextDim?: number;
+  /** Resolutions at which cross-attention to the text follows the ResBlocks (the middle block too, at its resolution). */
+  crossAttentionResolutions?: readonly number[];
 }
 
 /** Conditioning and training-time inputs of the U-Net besides x_t and t. */
@@ -62,6 +68,8 @@ export interface UNetExtras {
   label?: Tensor;
   /** A scalar that seeds the dropout masks (training only; without it dropout is off). */
   dropoutSeed?: Tensor;
+  /** The text encoder's output, for text-conditional models. */
+  text?: TextStates;
 }
 
 /** The benchmark network of the engine issue: 1,590,787 parameters at 32x32x3. */
@@ -94,6 +102,8 @@ export function validateUNetConfig(c: UNetConfig): void {
   }
   if (c.timeEmbedDim % 2 !== 0) fail('timeEmbedDim', 'must be even');
   if (c.resBlocks < 1) fail('resBlocks', 'must be at least 1');
+  if (c.contextDim !== undefined && !(Number.isInteger(c.contextDim) && c.contextDim > 0)) fail('contextDim', `must be a positive integer, got ${c.contextDim}`);
+  if (c.crossAttentionResolutions?.length && c.contextDim === undefined) fail('crossAttentionResolutions', 'needs contextDim (the text encoder width)');
   if (c.dropout !== undefined && !(c.dropout >= 0 && c.dropout < 1)) fail('dropout', `must be in [0, 1), got ${c.dropout}`);
 }
 
@@ -131,7 +141,7 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
   validateUNetConfig(c);
   const groups = c.normGroups;
   const tdim = c.timeEmbedDim * 4;
-  const { label, dropoutSeed } = extras;
+  const { label, dropoutSeed, text } = extras;
   // Each ResBlock gets its own mask stream: the seed is offset per call.
   let dropCalls = 0;
   const drop = c.dropout && dropoutSeed ? (h: Tensor) => dropout(h, c.dropout as number, add(dropoutSeed, 1000 * ++dropCalls)) : undefined;
@@ -146,6 +156,17 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
     const table = p.param('label_embed.weight', [c.numClasses + 1, tdim], init.normal(1));
     temb = add(temb, gather(table, label));
   }
+  if (c.contextDim !== undefined) {
+    if (!text) throw new Error('unet: this model is text-conditional; pass the text encoder states');
+    if (text.states.shape[2] !== c.contextDim) throw new Error(`unet: text states are ${text.states.shape[2]} wide, the model was built for ${c.contextDim}`);
+    temb = add(temb, linear(p.child('text_proj'), text.pooled, tdim));
+  }
+  const crossAt = new Set(c.crossAttentionResolutions ?? []);
+  const attend = (q: ParamScope, h: Tensor) => {
+    if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(q.child('attn'), h, c.attentionHeads, groups);
+    if (text && crossAt.has(h.shape[2])) h = crossAttentionBlock(q.child('cross_attn'), h, text, c.attentionHeads, groups);
+    return h;
+  };
 
   let h = conv2d(p.child('stem'), x, c.baseChannels, 3);
   const skips: Tensor[] = [];
@@ -154,7 +175,7 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
     const ch = c.baseChannels * c.channelMults[l];
     const lp = p.child(`down.${l}`);
     for (let b = 0; b < c.resBlocks; b++) h = res(lp.child(`res.${b}`), h, ch);
-    if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(lp.child('attn'), h, c.attentionHeads, groups);
+    h = attend(lp, h);
     if (l < levels - 1) {
       skips.push(h);
       h = conv2d(lp.child('downsample'), h, ch, 3, { stride: 2 });
@@ -163,6 +184,7 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
 
   const mid = c.baseChannels * c.channelMults[levels - 1];
   h = res(p.child('mid.res.0'), h, mid);
+  if (text && crossAt.has(h.shape[2])) h = crossAttentionBlock(p.child('mid.cross_attn'), h, text, c.attentionHeads, groups);
   if (c.middleAttention) {
     h = attentionBlock(p.child('mid.attn'), h, c.attentionHeads, groups);
     h = res(p.child('mid.res.1'), h, mid);
@@ -174,7 +196,7 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
     h = conv2d(lp.child('upsample'), upsampleNearest(h, 2), ch, 3);
     h = concat([h, skips[l]], 1);
     for (let b = 0; b < c.resBlocks; b++) h = res(lp.child(`res.${b}`), h, ch);
-    if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(lp.child('attn'), h, c.attentionHeads, groups);
+    h = attend(lp, h);
   }
 
   return conv2d(p.child('out'), silu(groupNorm(p.child('out_norm'), h, groups)), c.outChannels, 3);

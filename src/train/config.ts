@@ -5,6 +5,7 @@
 import type { LossWeighting, PredictionType, ScheduleConfig } from '../diffusion/index.js';
 import { BETA_SCHEDULES, PREDICTION_TYPES } from '../diffusion/index.js';
 import { UNetConfig, validateUNetConfig } from '../nn/unet.js';
+import { TextConditioning, validateTextConditioning } from './text.js';
 
 export interface DataConfig {
   /** 'mnist', 'fashion-mnist' or a folder path. */
@@ -38,6 +39,8 @@ export interface RunConfig {
   classConditioning?: { pUncond: number };
   /** Names of the classes, in label order (for --class NAME and reports). */
   classNames?: string[];
+  /** Text-conditional training: the encoder, and how often the caption is dropped. The tokenizer is tokenizer.json. */
+  text?: TextConditioning;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -72,6 +75,11 @@ export function validateRunConfig(c: RunConfig): void {
   if (c.classConditioning) {
     if (c.model.numClasses === undefined) fail('model.numClasses', 'is needed for class-conditional training');
     if (!(c.classConditioning.pUncond >= 0 && c.classConditioning.pUncond < 1)) fail('classConditioning.pUncond', `must be in [0, 1), got ${c.classConditioning.pUncond}`);
+  }
+  if (c.text) {
+    if (c.classConditioning) fail('text', 'and classConditioning cannot be combined; choose one condition');
+    if (c.model.contextDim === undefined) fail('model.contextDim', 'is needed for text-conditional training');
+    validateTextConditioning(c.text);
   }
 }
 

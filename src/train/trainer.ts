@@ -8,12 +8,13 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { NonFiniteError, ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
 import { FastGenerator, NoiseSchedule, TorchGenerator, lossWeight, qSample, trainingTarget } from '../diffusion/index.js';
-import { ImageDataset, savePng, shuffled, toGrid, upscale } from '../data/index.js';
-import { unet } from '../nn/unet.js';
+import { CAPTION_TEMPLATES, ImageDataset, classPrompt, savePng, shuffled, toGrid, upscale } from '../data/index.js';
+import { BpeTokenizer } from '../text/tokenizer.js';
 import { DDIMScheduler } from '../samplers/ddim.js';
 import { generate } from '../samplers/pipeline.js';
 import { RunConfig, emaDecayAt, learningRate, schedulerConfigOf, validateRunConfig } from './config.js';
-import { makeDenoiser, readRunConfig, runPaths } from './run.js';
+import { Guidance, makeDenoiser, readRunConfig, runModel, runPaths } from './run.js';
+import { TextConditioner, readTokenizer, tokenizerPath } from './text.js';
 
 export interface TrainOptions {
   /** Stop after this many steps in total (counting resumed ones). */
@@ -33,6 +34,14 @@ export interface TrainOptions {
   onProgress?: (p: Progress) => void;
   /** Aborting saves a checkpoint and returns (Ctrl-C in the CLI). */
   signal?: AbortSignal;
+  /** Text runs: the tokenizer to use (default: one trained on the data set's captions). */
+  tokenizer?: BpeTokenizer;
+}
+
+/** Up to 8 prompts for preview grids: one per class for labelled sets, else the first distinct captions. */
+export function previewPrompts(data: ImageDataset, max = 8): string[] {
+  if (data.classNames && data.name in CAPTION_TEMPLATES) return data.classNames.slice(0, max).map((_, k) => classPrompt(data.name, data.classNames!, k));
+  return [...new Set(data.captions ?? [])].slice(0, max);
 }
 
 export interface Progress {
@@ -70,9 +79,24 @@ export class BatchMaker {
     if (config.classConditioning && data.classNames!.length !== config.model.numClasses) {
       throw new Error(`${data.name} has ${data.classNames!.length} classes but the model was configured for ${config.model.numClasses}`);
     }
+    if (config.text && !data.captions) {
+      throw new Error(`${data.name} has no captions; text-conditional training needs mnist, fashion-mnist, emoji, or a folder with img.txt beside each image (or a metadata.jsonl)`);
+    }
     if (Math.floor(data.count / config.batchSize) < 1) {
       throw new Error(`batch size ${config.batchSize} is larger than the ${data.count} training images; lower --batch`);
     }
+  }
+
+  /** Text runs: the step's captions, each replaced by the empty prompt with probability pUncond (own random stream). */
+  prompts(step: number): string[] {
+    const { data, config } = this;
+    if (!config.text || !data.captions) throw new Error('BatchMaker.prompts: not a text-conditional run');
+    const B = config.batchSize;
+    const perEpoch = Math.floor(data.count / B);
+    const order = this.order(Math.floor(step / perEpoch));
+    const offset = (step % perEpoch) * B;
+    const keep = new FastGenerator((Math.imul(config.seed + 7, 0x27d4eb2f) ^ Math.imul(step + 1, 0x165667b1)) >>> 0).rand(B);
+    return Array.from({ length: B }, (_, k) => (keep[k] < config.text!.pUncond ? '' : (data.captions as readonly string[])[order[offset + k]]));
   }
 
   private order(epoch: number): number[] {
@@ -118,24 +142,40 @@ export class BatchMaker {
 }
 
 /** The per-sample weighted loss mean_i w_i * mean((f(x_i, t_i) - target_i)^2). */
-export function diffusionLoss(config: RunConfig) {
+export function diffusionLoss(config: RunConfig, text?: TextConditioner) {
   return (scope: ParamScope, b: Record<string, Tensor>): Tensor => {
-    const pred = unet(scope, config.model, b.x, b.t, { dropoutSeed: b.dropout_seed, label: b.label });
+    const pred = runModel(scope, config, b, text);
     const perSample = mean(square(sub(pred, b.target)), [1, 2, 3]);
     return mean(mul(perSample, b.w));
   };
 }
 
-/** Writes a grid of samples from the EMA weights with DDIM (50 steps, fixed seed). */
-export async function writeSampleGrid(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, file: string, count: number, runtime?: RuntimeOptions): Promise<void> {
-  const denoise = makeDenoiser(config, weights, runtime);
+/**
+ * Writes a grid of samples from the EMA weights with DDIM (50 steps, fixed seed).
+ * With `prompts` (text runs) or `labels` (class runs), one row per condition, at guidance 3.
+ */
+export async function writeSampleGrid(
+  config: RunConfig,
+  weights: ReadonlyMap<string, Float32Array>,
+  file: string,
+  count: number,
+  runtime?: RuntimeOptions,
+  condition: { text?: TextConditioner; prompts?: readonly string[] } = {},
+): Promise<void> {
+  const rows = condition.prompts?.length ?? (config.model.numClasses ?? 0);
+  const perRow = rows ? Math.max(1, Math.floor(count / rows)) : count;
+  const guidance: Guidance = rows ? { scale: 3 } : {};
+  if (condition.prompts) guidance.prompts = condition.prompts.flatMap((p) => new Array<string>(perRow).fill(p));
+  else if (rows) guidance.labels = Int32Array.from({ length: rows * perRow }, (_, i) => Math.floor(i / perRow));
+  if (rows) count = rows * perRow;
+  const denoise = makeDenoiser(config, weights, runtime, guidance, condition.text);
   const { model } = config;
   const shape = [model.inChannels, model.imageSize, model.imageSize];
   const scheduler = new DDIMScheduler(schedulerConfigOf(config));
   const steps = Math.min(50, config.schedule.numTrainTimesteps);
   const images = await generate({ denoise, scheduler, count, shape, steps, generator: new TorchGenerator(1234) });
   await denoise.release();
-  await savePng(file, upscale(toGrid(images, count, shape), model.imageSize < 48 ? 2 : 1));
+  await savePng(file, upscale(toGrid(images, count, shape, rows ? perRow : undefined), model.imageSize < 48 ? 2 : 1));
 }
 
 export async function train(runDir: string, config: RunConfig, data: ImageDataset, opts: TrainOptions = {}): Promise<TrainResult> {
@@ -158,9 +198,18 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   }
   // Everything that can be checked is checked before the run folder is touched.
   const batches = new BatchMaker(data, config);
+  let text: TextConditioner | undefined;
+  let tokenizer: BpeTokenizer | undefined;
+  if (config.text) {
+    tokenizer = opts.resume ? readTokenizer(runDir) : (opts.tokenizer ?? BpeTokenizer.train(data.captions as readonly string[]));
+    text = await TextConditioner.open(config.text, tokenizer, opts.runtime);
+  }
   mkdirSync(paths.checkpoints, { recursive: true });
   mkdirSync(paths.samples, { recursive: true });
-  if (!opts.resume) await writeFileAtomic(paths.config, JSON.stringify(config, null, 2) + '\n');
+  if (!opts.resume) {
+    if (tokenizer) await writeFileAtomic(tokenizerPath(runDir), JSON.stringify(tokenizer.toJSON()) + '\n');
+    await writeFileAtomic(paths.config, JSON.stringify(config, null, 2) + '\n');
+  }
 
   const store = new ParamStore(config.seed);
   const B = config.batchSize;
@@ -174,8 +223,9 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
       w: { shape: [B] },
       ...(m.dropout ? { dropout_seed: { shape: [] } } : {}),
       ...(config.classConditioning ? { label: { shape: [B], dtype: 'int64' as const } } : {}),
+      ...(text?.inputs(B) ?? {}),
     },
-    loss: diffusionLoss(config),
+    loss: diffusionLoss(config, text),
     optimizer: { lr: config.lr, weightDecay: config.weightDecay, clipGradNorm: config.clipGradNorm, emaDecay: config.emaDecay },
     runtime: opts.runtime,
   });
@@ -185,9 +235,10 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
     await step.save(paths.checkpoint, { 'diffuse.model': JSON.stringify(config.model) });
   };
   const sample = async (name: string) => {
-    await writeSampleGrid(config, step.ema, `${paths.samples}/${name}.png`, opts.sampleCount ?? 64, opts.runtime);
+    await writeSampleGrid(config, step.ema, `${paths.samples}/${name}.png`, opts.sampleCount ?? 64, opts.runtime, { text, prompts: samplePrompts });
   };
 
+  const samplePrompts = text ? previewPrompts(data) : undefined;
   const logEvery = opts.logEvery ?? 50;
   const checkpointEvery = opts.checkpointEvery ?? 500;
   const sampleEvery = opts.sampleEvery ?? 0;
@@ -217,12 +268,14 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
     const lr = learningRate(config, s);
     let r;
     try {
-      r = await step.run(batches.make(s), { lr, emaDecay: emaDecayAt(config, s) });
+      const feeds = text ? Object.fromEntries(Object.entries(await text.feeds(batches.prompts(s))).map(([k, v]) => [k, v.data])) : {};
+      r = await step.run({ ...batches.make(s), ...feeds }, { lr, emaDecay: emaDecayAt(config, s) });
     } catch (e) {
       // The step did not touch the weights: keep the last good state on disk, then stop.
       await flushLog();
       await save();
       await step.release();
+      await text?.release();
       throw e instanceof NonFiniteError ? new Error(`${e.message} The last good state is in ${paths.checkpoint}; resume with a lower --lr.`) : e;
     }
     loss = r.loss;
@@ -249,5 +302,6 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   await save();
   await sample('final');
   await step.release();
+  await text?.release();
   return { steps: step.step, finalLoss: lossAvg, stoppedBy, checkpoint: paths.checkpoint };
 }

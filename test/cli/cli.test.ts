@@ -51,7 +51,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['no stopping rule', ['train', '--data', 'mnist'], /give --steps N or --minutes M/],
     ['bad number', ['train', '--steps', 'many'], /--steps must be an integer >= 1, got 'many'/],
     ['unknown schedule', ['train', '--steps', '1', '--schedule', 'fancy'], /--schedule must be one of linear, scaled_linear, squaredcos_cap_v2, sigmoid or cosine, got 'fancy'/],
-    ['unknown preset', ['train', '--steps', '1', '--preset', 'huge'], /unknown model preset 'huge' \(known: tiny, mnist, reference, color64\)/],
+    ['unknown preset', ['train', '--steps', '1', '--preset', 'huge'], /unknown model preset 'huge' \(known: tiny, mnist, color32, reference, color64\)/],
     ['missing folder', ['train', '--steps', '1', '--data', '/nonexistent/images'], /\/nonexistent\/images: no such folder/],
     ['folder without images', ['train', '--steps', '1', '--data', path.join(root, 'empty')], /empty: no images found/],
     ['mixed sizes', ['train', '--steps', '1', '--data', path.join(root, 'mixed')], /b\.png is 12x8 but .*a\.png is 8x8; pass --size N/],
@@ -119,5 +119,43 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.equal(r.code, 0, r.err);
     const m = await sharp(path.join(root, 'sched.png')).metadata();
     assert.ok(m.width! > 500 && m.height! > 200);
+  });
+});
+
+describe('CLI text conditioning', () => {
+  const data = path.join(root, 'captioned');
+  before(async () => {
+    for (let i = 0; i < 4; i++) {
+      await png(path.join(data, `${i}.png`), 8, 8, i % 2 ? 230 : 20);
+      writeFileSync(path.join(data, `${i}.txt`), i % 2 ? 'a white square' : 'a black square');
+    }
+  });
+
+  it('trains with --text, samples with prompts, reports unknown words, rejects misuse', async () => {
+    const run = path.join(root, 'text-run');
+    let r = await cli('train', '--data', data, '--text', '--channels', '1', '--preset', 'tiny', '--run', run, '--steps', '2', '--batch', '2', '--sample-every', '0', '--timesteps', '20', '--text-width', '8', '--text-heads', '2', '--text-layers', '1');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /Text: \d+-token BPE vocabulary from 2 distinct captions/);
+    assert.ok(existsSync(path.join(run, 'tokenizer.json')));
+    const out = path.join(root, 'text.png');
+    r = await cli('sample', '--run', run, '--prompt', 'a white square|a zebra', '--negative-prompt', 'a black square', '--count', '4', '--steps', '2', '--out', out);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /warning: "a zebra": 'zebra' never occurs in the training captions/);
+    assert.ok(existsSync(out));
+    r = await cli('sample', '--run', run, '--count', '2', '--steps', '2', '--out', out);
+    assert.match(r.err, /this run is text-conditional: give --prompt/);
+    r = await cli('sample', '--run', run, '--class', '1', '--prompt', 'x', '--count', '2', '--steps', '2', '--out', out);
+    assert.match(r.err, /--class needs a class-conditional run/);
+    r = await cli('sample', '--run', path.join(root, 'run'), '--prompt', 'a cat', '--steps', '2', '--out', out);
+    assert.match(r.err, /--prompt needs a text-conditional run \(train with --text\)/);
+    r = await cli('train', '--data', path.join(root, 'ok'), '--text', '--steps', '1', '--run', path.join(root, 'no-captions'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /cats\/1\.png: no caption \(expected 1\.txt beside it/);
+    r = await cli('train', '--data', data, '--text', '--class-cond', '--steps', '1', '--run', path.join(root, 'both'));
+    assert.match(r.err, /choose one condition: --text or --class-cond/);
+    r = await cli('train', '--data', data, '--text', '--preset', 'tiny', '--cross-attention', '5', '--steps', '1', '--run', path.join(root, 'bad-cross'));
+    assert.match(r.err, /--cross-attention: 5 is not a resolution of this model \(levels: 8, 4\)/);
+    r = await cli('eval', '--run', path.join(root, 'run'), '--adherence', '--count', '10');
+    assert.match(r.err, /adherence needs a text- or class-conditional run/);
   });
 });

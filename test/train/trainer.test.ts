@@ -122,6 +122,6 @@ describe('class-conditional training and classifier-free guidance', () => {
     const guided = await means(3);
     const perClass = [0, 1, 2, 3].map((k) => guided.filter((_, i) => labels[i] === k));
     for (let k = 1; k < 4; k++) assert.ok(Math.min(...perClass[k]) > Math.max(...perClass[k - 1]), `guided class ${k} overlaps class ${k - 1}`);
-    assert.throws(() => makeDenoiser(tinyConfig(), weights, {}, { scale: 3 }), /not class-conditional/);
+    assert.throws(() => makeDenoiser(tinyConfig(), weights, {}, { scale: 3 }), /this run is unconditional: it takes no class labels, prompts or guidance/);
   });
 });

@@ -1,0 +1,4 @@
+/** Text conditioning: tokenizer, encoders, and the contract they meet (TextStates). */
+export * from './tokenizer.js';
+export * from './encoder.js';
+export * from './onnx-encoder.js';
