@@ -33,6 +33,9 @@ function packageFile(pkg: string, file: string): string {
   }
 }
 
+/** Simple prompts for preview grids: colours and shapes a small model can learn. */
+export const EMOJI_PREVIEW_PROMPTS = ['red apple', 'green apple', 'red heart', 'blue heart', 'yellow heart', 'grinning face', 'cat face', 'thumbs up dark skin tone'];
+
 /** Every Google emoji image with its caption (emojibase label, else the Unicode name), in emoji-data's order. */
 export function emojiCatalogue(): { file: string; caption: string }[] {
   const entries = JSON.parse(readFileSync(packageFile('emoji-datasource-google', 'emoji.json'), 'utf8')) as EmojiEntry[];

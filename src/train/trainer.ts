@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { NonFiniteError, ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
 import { FastGenerator, NoiseSchedule, TorchGenerator, lossWeight, qSample, trainingTarget } from '../diffusion/index.js';
-import { CAPTION_TEMPLATES, ImageDataset, classPrompt, savePng, shuffled, toGrid, upscale } from '../data/index.js';
+import { CAPTION_TEMPLATES, EMOJI_PREVIEW_PROMPTS, ImageDataset, classPrompt, savePng, shuffled, toGrid, upscale } from '../data/index.js';
 import { BpeTokenizer } from '../text/tokenizer.js';
 import { DDIMScheduler } from '../samplers/ddim.js';
 import { generate } from '../samplers/pipeline.js';
@@ -41,6 +41,7 @@ export interface TrainOptions {
 /** Up to 8 prompts for preview grids: one per class for labelled sets, else the first distinct captions. */
 export function previewPrompts(data: ImageDataset, max = 8): string[] {
   if (data.classNames && data.name in CAPTION_TEMPLATES) return data.classNames.slice(0, max).map((_, k) => classPrompt(data.name, data.classNames!, k));
+  if (data.name === 'emoji') return EMOJI_PREVIEW_PROMPTS.slice(0, max);
   return [...new Set(data.captions ?? [])].slice(0, max);
 }
 
