@@ -20,6 +20,7 @@ import {
   makeDenoiser,
   openTextConditioner,
   readRunConfig,
+  schedulerConfigOf,
   train,
   transformerTextEncoder,
   unetPreset,
@@ -89,6 +90,12 @@ describe('text-conditional training', () => {
     assert.ok(avg(away) > avg(plainDark), `negative prompt: ${avg(away)} vs ${avg(plainDark)}`);
     assert.throws(() => makeDenoiser(cfg, weights, {}, { labels: want }, text), /text-conditional: give prompts/);
     await text?.release();
+  });
+
+  it('conditional runs sample without clipping x_0 (clipping breaks guided DDIM), unconditional ones keep diffusers\' default', () => {
+    assert.equal(schedulerConfigOf(textConfig()).clipSample, false);
+    assert.equal(schedulerConfigOf(tinyConfig()).clipSample, undefined);
+    assert.equal(new DDIMScheduler(schedulerConfigOf(tinyConfig())).config.clipSample, true);
   });
 
   it('resumes exactly (the tokenizer is read back from the run folder)', async () => {
