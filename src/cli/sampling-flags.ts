@@ -10,6 +10,7 @@ export const SAMPLING_FLAGS: Record<string, Flag> = {
   eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like)', default: '0' },
   seed: { type: 'string', description: 'noise seed', default: '0' },
   device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
+  'clip-sample': { type: 'string', description: "ddpm/ddim: clip the x_0 estimate to [-1, 1]: on, off, or auto (off for text/class-conditional runs)", default: 'auto' },
 };
 
 export interface SamplingArgs {
@@ -19,6 +20,8 @@ export interface SamplingArgs {
   eta: number;
   seed: number;
   device: 'cpu' | 'cuda';
+  /** Overrides the run's x_0 clipping (undefined: the run's default). */
+  clipSample?: boolean;
 }
 
 export function parseSampling(v: Record<string, unknown>): SamplingArgs {
@@ -29,5 +32,6 @@ export function parseSampling(v: Record<string, unknown>): SamplingArgs {
     eta: num(v, 'eta', { min: 0 }) as number,
     seed: num(v, 'seed', { int: true, min: 0 }) as number,
     device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu'),
+    clipSample: { auto: undefined, on: true, off: false }[oneOf(v, 'clip-sample', ['auto', 'on', 'off'] as const, 'auto')],
   };
 }

@@ -21,6 +21,8 @@ export interface EvalOptions {
   eta: number;
   seed: number;
   generator?: GeneratorKind;
+  /** DDPM/DDIM: clip the x_0 estimate (default: the run's, see schedulerConfigOf). */
+  clipSample?: boolean;
   runtime?: RuntimeOptions;
   log?: (s: string) => void;
 }
@@ -57,7 +59,7 @@ async function sampleMany(config: RunConfig, weights: ReadonlyMap<string, Float3
   const m = config.model;
   const shape = [m.inChannels, m.imageSize, m.imageSize];
   const per = shape.reduce((a, b) => a * b, 1);
-  const schedulerConfig = schedulerConfigOf(config);
+  const schedulerConfig = { ...schedulerConfigOf(config), ...(o.clipSample !== undefined ? { clipSample: o.clipSample } : {}) };
   const gen = createGenerator(o.generator ?? 'torch', o.seed);
   const samples = new Float32Array(o.count * per);
   const chunk = 250;
@@ -144,7 +146,8 @@ export async function evaluateAdherence(runDir: string, config: RunConfig, o: Ev
   return { rows, count, conditions, sampler: samplerName(o), seconds: (Date.now() - started) / 1000 };
 }
 
-const samplerName = (o: EvalOptions) => `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}, seed ${o.seed}`;
+const samplerName = (o: EvalOptions) =>
+  `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}${o.clipSample !== undefined ? `, clip ${o.clipSample ? 'on' : 'off'}` : ''}, seed ${o.seed}`;
 
 export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOptions): Promise<EvalReport> {
   const log = o.log ?? (() => {});

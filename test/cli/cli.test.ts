@@ -60,6 +60,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['batch larger than data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--preset', 'tiny', '--run', path.join(root, 'r-batch')], /batch size 64 is larger than the 4 training images; lower --batch/],
     ['unknown scheduler', ['sample', '--run', path.join(root, 'run'), '--scheduler', 'plms'], /--scheduler must be one of ddpm, ddim, euler, euler_a, heun, dpm\+\+2m, dpm\+\+1, got 'plms'/],
     ['sample without run', ['sample'], /--run DIR is required/],
+    ['bad clip-sample', ['sample', '--run', path.join(root, 'run'), '--clip-sample', 'maybe'], /--clip-sample must be one of auto, on, off, got 'maybe'/],
     ['not a run folder', ['sample', '--run', root], /not a run folder \(no config\.json\)/],
     ['noise without image', ['noise'], /give one image: a file path or mnist:INDEX/],
     ['noise with missing file', ['noise', '/nonexistent.png'], /\/nonexistent\.png: no such file/],
