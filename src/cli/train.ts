@@ -14,10 +14,10 @@ import { ProgressLine, formatDuration } from './progress.js';
 const SCHEDULE_ALIASES: Record<string, string> = { cosine: 'squaredcos_cap_v2' };
 
 export const commandTrain: Command = {
-  summary: 'train a denoising U-Net on MNIST, Fashion-MNIST or a folder of images',
-  usage: 'diffuse train --data mnist|fashion-mnist|FOLDER [--run DIR] [--minutes M | --steps N] [options]',
+  summary: 'train a denoising U-Net on MNIST, Fashion-MNIST, emoji or a folder of images, optionally conditioned on labels or captions',
+  usage: 'diffuse train --data mnist|fashion-mnist|emoji|FOLDER [--text | --class-cond] [--run DIR] [--minutes M | --steps N] [options]',
   options: {
-    data: { type: 'string', description: "'mnist', 'fashion-mnist' or a folder of images", default: 'mnist' },
+    data: { type: 'string', description: "'mnist', 'fashion-mnist', 'emoji' or a folder of images", default: 'mnist' },
     run: { type: 'string', description: 'run folder for config, checkpoints, log and samples (default runs/<data>)' },
     resume: { type: 'boolean', description: 'continue the run folder from its checkpoint' },
     preset: { type: 'string', description: 'model preset: tiny, mnist, color32, reference, color64', default: 'mnist' },
