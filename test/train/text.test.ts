@@ -88,6 +88,13 @@ describe('text-conditional training', () => {
     const plainDark = await sample(3, undefined, dark);
     const avg = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
     assert.ok(avg(away) > avg(plainDark), `negative prompt: ${avg(away)} vs ${avg(plainDark)}`);
+    // The guided prediction from one batched 2N evaluation equals eps_u + w (eps_c - eps_u) computed separately.
+    const x = new TorchGenerator(5).randn(4 * 64);
+    const four = prompts.slice(0, 4);
+    const c = await makeDenoiser(cfg, weights, {}, { prompts: four }, text)(x, 50, 4);
+    const u = await makeDenoiser(cfg, weights, {}, { prompts: new Array<string>(4).fill('') }, text)(x, 50, 4);
+    const g = await makeDenoiser(cfg, weights, {}, { prompts: four, scale: 3 }, text)(x, 50, 4);
+    assert.ok(g.every((v, i) => Math.abs(v - (u[i] + 3 * (c[i] - u[i]))) < 1e-4), 'batched guidance');
     assert.throws(() => makeDenoiser(cfg, weights, {}, { labels: want }, text), /text-conditional: give prompts/);
     await text?.release();
   });
