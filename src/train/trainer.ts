@@ -92,12 +92,17 @@ export class BatchMaker {
   prompts(step: number): string[] {
     const { data, config } = this;
     if (!config.text || !data.captions) throw new Error('BatchMaker.prompts: not a text-conditional run');
-    const B = config.batchSize;
-    const perEpoch = Math.floor(data.count / B);
-    const order = this.order(Math.floor(step / perEpoch));
+    const idx = this.indices(step);
+    const keep = new FastGenerator((Math.imul(config.seed + 7, 0x27d4eb2f) ^ Math.imul(step + 1, 0x165667b1)) >>> 0).rand(idx.length);
+    return idx.map((i, k) => (keep[k] < config.text!.pUncond ? '' : (data.captions as readonly string[])[i]));
+  }
+
+  /** The data-set indices of the step's batch: consecutive slices of a per-epoch shuffle. */
+  private indices(step: number): number[] {
+    const B = this.config.batchSize;
+    const perEpoch = Math.floor(this.data.count / B);
     const offset = (step % perEpoch) * B;
-    const keep = new FastGenerator((Math.imul(config.seed + 7, 0x27d4eb2f) ^ Math.imul(step + 1, 0x165667b1)) >>> 0).rand(B);
-    return Array.from({ length: B }, (_, k) => (keep[k] < config.text!.pUncond ? '' : (data.captions as readonly string[])[order[offset + k]]));
+    return this.order(Math.floor(step / perEpoch)).slice(offset, offset + B);
   }
 
   private order(epoch: number): number[] {
@@ -109,14 +114,12 @@ export class BatchMaker {
     const { data, config } = this;
     const B = config.batchSize;
     const per = data.channels * data.height * data.width;
-    const perEpoch = Math.floor(data.count / B);
-    const order = this.order(Math.floor(step / perEpoch));
-    const offset = (step % perEpoch) * B;
+    const idx = this.indices(step);
     const g = new FastGenerator((Math.imul(config.seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
     const x0 = new Float32Array(B * per);
     const flips = g.rand(B);
     for (let k = 0; k < B; k++) {
-      const src = data.images.subarray(order[offset + k] * per, (order[offset + k] + 1) * per);
+      const src = data.images.subarray(idx[k] * per, (idx[k] + 1) * per);
       if (config.data.flip && flips[k] < 0.5) {
         const w = data.width;
         for (let r = 0; r < per / w; r++) for (let c = 0; c < w; c++) x0[k * per + r * w + c] = src[r * w + (w - 1 - c)];
@@ -129,7 +132,7 @@ export class BatchMaker {
     if (config.classConditioning) {
       const keep = g.rand(B);
       const nullClass = BigInt(config.model.numClasses as number);
-      label = BigInt64Array.from({ length: B }, (_, k) => (keep[k] < config.classConditioning!.pUncond ? nullClass : BigInt((data.labels as Int32Array)[order[offset + k]])));
+      label = BigInt64Array.from({ length: B }, (_, k) => (keep[k] < config.classConditioning!.pUncond ? nullClass : BigInt((data.labels as Int32Array)[idx[k]])));
     }
     return {
       ...(label ? { label } : {}),
