@@ -31,6 +31,12 @@ export interface RunConfig {
   batchSize: number;
   lr: number;
   warmupSteps: number;
+  /**
+   * Cosine decay of the learning rate after warm-up, reaching lr * minRatio at step `steps`
+   * (and staying there). Absent: constant after warm-up. A pure function of the step, so
+   * resumed runs see the same rates.
+   */
+  lrDecay?: { steps: number; minRatio: number };
   weightDecay: number;
   clipGradNorm: number;
   emaDecay: number;
@@ -72,6 +78,10 @@ export function validateRunConfig(c: RunConfig): void {
   if (!(c.lr > 0 && c.lr < 1)) fail('lr', `must be in (0, 1), got ${c.lr}`);
   if (!(c.emaDecay >= 0 && c.emaDecay < 1)) fail('emaDecay', `must be in [0, 1), got ${c.emaDecay}`);
   if (!(c.warmupSteps >= 0)) fail('warmupSteps', `must be >= 0, got ${c.warmupSteps}`);
+  if (c.lrDecay) {
+    if (!(Number.isInteger(c.lrDecay.steps) && c.lrDecay.steps > c.warmupSteps)) fail('lrDecay.steps', `must be an integer above warmupSteps (${c.warmupSteps}), got ${c.lrDecay.steps}`);
+    if (!(c.lrDecay.minRatio >= 0 && c.lrDecay.minRatio <= 1)) fail('lrDecay.minRatio', `must be in [0, 1], got ${c.lrDecay.minRatio}`);
+  }
   if (c.classConditioning) {
     if (c.model.numClasses === undefined) fail('model.numClasses', 'is needed for class-conditional training');
     if (!(c.classConditioning.pUncond >= 0 && c.classConditioning.pUncond < 1)) fail('classConditioning.pUncond', `must be in [0, 1), got ${c.classConditioning.pUncond}`);
@@ -83,9 +93,16 @@ export function validateRunConfig(c: RunConfig): void {
   }
 }
 
-/** The learning rate at a step: linear warm-up, then constant. */
+/**
+ * The learning rate at a step: linear warm-up, then constant, or with `lrDecay` a half cosine
+ * from lr down to lr * minRatio at lrDecay.steps (Loshchilov & Hutter 2017, SGDR eq. 5, one cycle).
+ */
 export function learningRate(c: RunConfig, step: number): number {
-  return c.warmupSteps > 0 ? c.lr * Math.min(1, (step + 1) / c.warmupSteps) : c.lr;
+  const warm = c.warmupSteps > 0 ? Math.min(1, (step + 1) / c.warmupSteps) : 1;
+  if (!c.lrDecay || step < c.warmupSteps) return c.lr * warm;
+  const { steps, minRatio } = c.lrDecay;
+  const progress = Math.min(1, (step - c.warmupSteps) / Math.max(1, steps - c.warmupSteps));
+  return c.lr * (minRatio + (1 - minRatio) * 0.5 * (1 + Math.cos(Math.PI * progress)));
 }
 
 /** EMA decay with the usual warm-up min(decay, (1 + n) / (10 + n)), so early averages are not dominated by the random init. */

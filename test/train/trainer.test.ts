@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BatchMaker, DDIMScheduler, TorchGenerator, generate, loadSafetensors, loadSamplingWeights, makeDenoiser, readRunConfig, train, unetPreset } from '../../src/index.js';
+import { BatchMaker, DDIMScheduler, learningRate, validateRunConfig, TorchGenerator, generate, loadSafetensors, loadSamplingWeights, makeDenoiser, readRunConfig, train, unetPreset } from '../../src/index.js';
 import { LEVELS, blobs, levels, tinyConfig } from './helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-trainer-'));
@@ -65,6 +65,25 @@ describe('training runs', () => {
     const first = l.slice(0, 10).reduce((x, y) => x + y) / 10;
     const last = l.slice(-10).reduce((x, y) => x + y) / 10;
     assert.ok(last < 0.7 * first, `loss ${first} -> ${last}`);
+  });
+
+  it('cosine learning-rate decay: warm-up, then the half cosine, and exact resumption', async () => {
+    const cfg = tinyConfig({ lr: 1e-2, warmupSteps: 2, lrDecay: { steps: 8, minRatio: 0.1 } });
+    // warm-up (s + 1) / 2, then 0.1 + 0.9 (1 + cos(pi (s - 2) / 6)) / 2: full at 2, halfway at 5, the floor at 8
+    const points: [number, number][] = [[0, 0.5], [1, 1], [2, 1], [5, 0.55], [8, 0.1]];
+    for (const [s, f] of points) assert.ok(Math.abs(learningRate(cfg, s) - 1e-2 * f) < 1e-12, `step ${s}: ${learningRate(cfg, s)} vs ${1e-2 * f}`);
+    for (let s = 2; s < 8; s++) assert.ok(learningRate(cfg, s + 1) < learningRate(cfg, s), `decreasing at ${s}`);
+    assert.equal(learningRate(cfg, 100), 1e-3, 'stays at lr * minRatio after the decay');
+    assert.throws(() => validateRunConfig(tinyConfig({ warmupSteps: 10, lrDecay: { steps: 10, minRatio: 0 } })), /config: lrDecay\.steps must be an integer above warmupSteps \(10\), got 10/);
+
+    const a = path.join(root, 'decay-straight');
+    await train(a, cfg, blobs(), { ...quiet, maxSteps: 8 });
+    const b = path.join(root, 'decay-split');
+    await train(b, cfg, blobs(), { ...quiet, maxSteps: 5 });
+    await train(b, cfg, blobs(), { ...quiet, maxSteps: 8, resume: true });
+    assert.deepEqual(losses(b), losses(a));
+    const lrs = readFileSync(path.join(a, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { lr: number }).lr);
+    assert.deepEqual(lrs, Array.from({ length: 8 }, (_, s) => learningRate(cfg, s)));
   });
 
   it('stops on divergence with the last good state saved', async () => {
