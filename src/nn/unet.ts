@@ -101,6 +101,8 @@ export function validateUNetConfig(c: UNetConfig): void {
     if (ch % c.attentionHeads !== 0) fail('attentionHeads', `${c.attentionHeads} does not divide ${ch} channels`);
   }
   if (c.timeEmbedDim % 2 !== 0) fail('timeEmbedDim', 'must be even');
+  const sizes = c.channelMults.map((_, l) => c.imageSize / 2 ** l);
+  for (const r of c.attentionResolutions) if (!sizes.includes(r)) fail('attentionResolutions', `${r} is not a resolution of this model (levels: ${sizes.join(', ')})`);
   if (c.resBlocks < 1) fail('resBlocks', 'must be at least 1');
   if (c.contextDim !== undefined && !(Number.isInteger(c.contextDim) && c.contextDim > 0)) fail('contextDim', `must be a positive integer, got ${c.contextDim}`);
   if (c.crossAttentionResolutions?.length && c.contextDim === undefined) fail('crossAttentionResolutions', 'needs contextDim (the text encoder width)');
