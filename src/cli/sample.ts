@@ -32,7 +32,7 @@ export const commandSample: Command = {
     const bar0 = (msg: string) => process.stderr.write(`${msg}\n`);
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
-    const { scheduler: kind, karras, steps, eta, seed, device, clipSample } = parseSampling(v);
+    const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = parseSampling(v);
     const config = readRunConfig(runDir);
     const count = num(v, 'count', { int: true, min: 1 }) as number;
     const frameCount = num(v, 'frame-count', { int: true, min: 2 }) as number;
@@ -43,7 +43,7 @@ export const commandSample: Command = {
     const T = config.schedule.numTrainTimesteps;
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
 
-    const schedulerConfig = { ...schedulerConfigOf(config), ...(clipSample !== undefined ? { clipSample } : {}) };
+    const schedulerConfig = { ...schedulerConfigOf(config), ...(clipSample !== undefined ? { clipSample } : {}), ...(timestepSpacing ? { timestepSpacing } : {}) };
     const scheduler = makeScheduler(kind, schedulerConfig, { karras });
     const text = await openTextConditioner(runDir, config, { device });
     const weights = await loadSamplingWeights(runDir, config, text);

@@ -1,5 +1,6 @@
 /** The sampling flags that `diffuse sample` and `diffuse eval` share, and their parsing. */
 import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
+import type { TimestepSpacing } from '../samplers/common.js';
 import type { Flag } from './main.js';
 import { num, oneOf } from './main.js';
 
@@ -10,6 +11,7 @@ export const SAMPLING_FLAGS: Record<string, Flag> = {
   eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like)', default: '0' },
   seed: { type: 'string', description: 'noise seed', default: '0' },
   device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
+  spacing: { type: 'string', description: "timesteps of the N steps: leading, trailing, linspace, or auto (the scheduler's default: leading for ddpm/ddim)", default: 'auto' },
   'clip-sample': { type: 'string', description: "ddpm/ddim: clip the x_0 estimate to [-1, 1]: on, off, or auto (off for text/class-conditional runs)", default: 'auto' },
 };
 
@@ -22,6 +24,8 @@ export interface SamplingArgs {
   device: 'cpu' | 'cuda';
   /** Overrides the run's x_0 clipping (undefined: the run's default). */
   clipSample?: boolean;
+  /** Overrides the scheduler's timestep spacing (undefined: its default). */
+  timestepSpacing?: TimestepSpacing;
 }
 
 export function parseSampling(v: Record<string, unknown>): SamplingArgs {
@@ -33,5 +37,6 @@ export function parseSampling(v: Record<string, unknown>): SamplingArgs {
     seed: num(v, 'seed', { int: true, min: 0 }) as number,
     device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu'),
     clipSample: { auto: undefined, on: true, off: false }[oneOf(v, 'clip-sample', ['auto', 'on', 'off'] as const, 'auto')],
+    timestepSpacing: { auto: undefined, leading: 'leading', trailing: 'trailing', linspace: 'linspace' }[oneOf(v, 'spacing', ['auto', 'leading', 'trailing', 'linspace'] as const, 'auto')] as TimestepSpacing | undefined,
   };
 }

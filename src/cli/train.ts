@@ -13,6 +13,38 @@ import { ProgressLine, formatDuration } from './progress.js';
 
 const SCHEDULE_ALIASES: Record<string, string> = { cosine: 'squaredcos_cap_v2' };
 
+/** --base-channels, --channel-mults, --res-blocks, --attention: changes to the preset (validated with the model). */
+function modelOverrides(v: Record<string, unknown>): Partial<RunConfig['model']> {
+  const list = (flag: string): number[] | undefined => {
+    if (v[flag] === undefined) return undefined;
+    const text = String(v[flag]);
+    if (flag === 'attention' && text === 'none') return [];
+    const xs = text.split(',').map((x) => Number(x.trim()));
+    if (xs.some((x) => !Number.isInteger(x) || x < 1)) throw new UsageError(`--${flag} must be comma-separated positive integers, got '${text}'`);
+    return xs;
+  };
+  const out: Partial<RunConfig['model']> = {};
+  const base = num(v, 'base-channels', { int: true, min: 1 });
+  if (base !== undefined) out.baseChannels = base;
+  const mults = list('channel-mults');
+  if (mults) out.channelMults = mults;
+  const blocks = num(v, 'res-blocks', { int: true, min: 1 });
+  if (blocks !== undefined) out.resBlocks = blocks;
+  const attention = list('attention');
+  if (attention) out.attentionResolutions = attention;
+  return out;
+}
+
+/** --lr-decay cosine decays over the run's --steps, so it needs them. */
+function lrDecayOf(v: Record<string, unknown>, steps: number | undefined): Pick<RunConfig, 'lrDecay'> {
+  const kind = oneOf(v, 'lr-decay', ['constant', 'cosine'] as const, 'constant');
+  if (kind === 'constant') return {};
+  if (steps === undefined) throw new UsageError('--lr-decay cosine decays over the run: give --steps N (with --minutes M as well if you want a time limit)');
+  const warmup = num(v, 'warmup', { int: true, min: 0 }) as number;
+  if (steps <= warmup) throw new UsageError(`--lr-decay cosine: --steps ${steps} must exceed --warmup ${warmup}`);
+  return { lrDecay: { steps, minRatio: num(v, 'lr-min', { min: 0, max: 1 }) as number } };
+}
+
 export const commandTrain: Command = {
   summary: 'train a denoising U-Net on MNIST, Fashion-MNIST, emoji or a folder of images, optionally conditioned on labels or captions',
   usage: 'diffuse train --data mnist|fashion-mnist|emoji|FOLDER [--text | --class-cond] [--run DIR] [--minutes M | --steps N] [options]',
@@ -30,6 +62,8 @@ export const commandTrain: Command = {
     batch: { type: 'string', description: 'batch size', default: String(TRAIN_DEFAULTS.batchSize) },
     lr: { type: 'string', description: 'peak learning rate (AdamW)', default: String(TRAIN_DEFAULTS.lr) },
     warmup: { type: 'string', description: 'linear warm-up steps', default: String(TRAIN_DEFAULTS.warmupSteps) },
+    'lr-decay': { type: 'string', description: "after warm-up: constant, or cosine (down to --lr-min x lr at --steps; needs --steps)", default: 'constant' },
+    'lr-min': { type: 'string', description: 'with --lr-decay cosine: final learning rate as a fraction of --lr', default: '0' },
     'weight-decay': { type: 'string', description: 'AdamW weight decay', default: String(TRAIN_DEFAULTS.weightDecay) },
     'clip-grad': { type: 'string', description: 'clip gradients to this global norm', default: String(TRAIN_DEFAULTS.clipGradNorm) },
     ema: { type: 'string', description: 'EMA decay of the weights used for sampling', default: String(TRAIN_DEFAULTS.emaDecay) },
@@ -53,6 +87,10 @@ export const commandTrain: Command = {
     'text-encoder': { type: 'string', description: 'with --text: a frozen pretrained encoder, FILE.onnx (input input_ids, output last_hidden_state), instead of training one' },
     'cross-attention': { type: 'string', description: 'with --text: resolutions with cross-attention, e.g. 14,7 (default: every level below full size)' },
     dropout: { type: 'string', description: 'dropout rate in the ResBlocks', default: '0' },
+    'base-channels': { type: 'string', description: "override the preset's channels at full resolution" },
+    'channel-mults': { type: 'string', description: "override the preset's channel multipliers per level, e.g. 1,2,4" },
+    'res-blocks': { type: 'string', description: "override the preset's ResBlocks per level" },
+    attention: { type: 'string', description: "override the preset's self-attention resolutions, e.g. 14,7 (none: no attention)" },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v) {
@@ -89,6 +127,7 @@ export const commandTrain: Command = {
         batchSize: num(v, 'batch', { int: true, min: 1 }) as number,
         lr: num(v, 'lr', { min: 0 }) as number,
         warmupSteps: num(v, 'warmup', { int: true, min: 0 }) as number,
+        ...lrDecayOf(v, steps),
         weightDecay: num(v, 'weight-decay', { min: 0 }) as number,
         clipGradNorm: num(v, 'clip-grad', { min: 0 }) as number,
         emaDecay: num(v, 'ema', { min: 0, max: 0.999999 }) as number,
@@ -97,6 +136,7 @@ export const commandTrain: Command = {
       };
       const dropout = num(v, 'dropout', { min: 0, max: 0.9 }) as number;
       if (dropout > 0) config.model = { ...config.model, dropout };
+      config.model = { ...config.model, ...modelOverrides(v) };
     }
     if (v.text && v['class-cond']) throw new UsageError('choose one condition: --text or --class-cond');
     const wantsText = v.resume ? config.text !== undefined : Boolean(v.text);
@@ -106,7 +146,11 @@ export const commandTrain: Command = {
     if (dataset.width !== dataset.height) throw new UsageError(`${dataset.name}: images are ${dataset.width}x${dataset.height}; the U-Net needs square images (pass --size N)`);
     // A preset adapts to the data's channels and size (validated below: the size must halve evenly per level).
     if (!v.resume) {
-      config.model = { ...config.model, inChannels: dataset.channels, outChannels: dataset.channels, imageSize: dataset.height };
+      // Attention stays at the same levels (the mnist preset's 7x7 is the third level, 8x8 at 32 px).
+      const { imageSize, attentionResolutions } = config.model;
+      const levelsOf = (r: number) => (imageSize % r === 0 ? imageSize / r : NaN);
+      const attention = v.attention !== undefined ? attentionResolutions : attentionResolutions.map((r) => dataset.height / levelsOf(r));
+      config.model = { ...config.model, inChannels: dataset.channels, outChannels: dataset.channels, imageSize: dataset.height, attentionResolutions: attention };
       if (config.classConditioning) {
         if (!dataset.classNames) throw new UsageError(`${dataset.name} has no class labels; --class-cond needs mnist, fashion-mnist or a folder with one subfolder per class`);
         config.model.numClasses = dataset.classNames.length;
