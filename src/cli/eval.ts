@@ -52,6 +52,7 @@ export const commandEval: Command = {
     console.log(row('samples', report.samples));
     console.log(row('held-out real (floor)', report.realFloor));
     console.log(`class histogram of samples: [${report.samples.histogram.join(', ')}]`);
+    console.log(`evaluator check: overlays of two held-out images of different classes read with confidence >= 0.9: ${(100 * report.overlayConfident).toFixed(1)}% (no single class; lower is stricter)`);
     console.log('Fréchet distance in the evaluator classifier\'s 128-d feature space (a classifier Diffuse trains; not Inception FID).');
     if (v.json) await writeFileAtomic(String(v.json), JSON.stringify(report, null, 2) + '\n');
   },

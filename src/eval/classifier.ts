@@ -28,7 +28,16 @@ import { ImageDataset, shuffled } from '../data/index.js';
 import { conv2d, linear } from '../nn/layers.js';
 
 export const FEATURE_DIM = 128;
-const VERSION = 'classifier-1';
+/**
+ * classifier-2: 15 epochs with mixup on a quarter of each batch. Measured on MNIST (2,000 test
+ * digits): test accuracy 98.95%, real digits confident (p >= 0.9) 97.7%, overlays of two
+ * different digits (`overlays` in evaluate.ts, which `diffuse eval` reports) confident 43.8%.
+ * classifier-1 (2 epochs, no mixup) gave 98.25%, 93.9% and 57.6%: less sure of real digits and
+ * surer of ambiguous ones.
+ */
+const VERSION = 'classifier-2';
+const EPOCHS = 15;
+const MIXUP_FRACTION = 0.25;
 
 /** conv(32) -> SiLU -> pool -> conv(64) -> SiLU -> pool -> linear(128) -> SiLU [features] -> linear(classes). */
 function classifierNet(p: ParamScope, x: Tensor, classes: number): { features: Tensor; logits: Tensor } {
@@ -68,7 +77,7 @@ export class Classifier {
       const { tensors } = await loadSafetensors(file);
       return new Classifier(classes, shape, new Map([...tensors].map(([k, t]) => [k, t.data as Float32Array])), opts.runtime ?? {});
     }
-    const weights = await trainClassifier(train, opts.epochs ?? 2, opts.runtime ?? {}, opts.log ?? (() => {}));
+    const weights = await trainClassifier(train, opts.epochs ?? EPOCHS, opts.runtime ?? {}, opts.log ?? (() => {}));
     mkdirSync(cacheDir(), { recursive: true });
     const shapes = new ParamStore(0);
     classifierNet(new ParamScope(shapes), input('x', [1, ...shape]), classes);
@@ -120,6 +129,7 @@ async function trainClassifier(data: ImageDataset, epochs: number, runtime: Runt
   const started = Date.now();
   for (let e = 0; e < epochs; e++) {
     const order = shuffled(data.count, new FastGenerator(100 + e));
+    const rng = new FastGenerator(200 + e);
     let avg = 0;
     for (let s = 0; s < perEpoch; s++) {
       const x = new Float32Array(B * per);
@@ -128,6 +138,15 @@ async function trainClassifier(data: ImageDataset, epochs: number, runtime: Runt
         const i = order[s * B + k];
         x.set(data.images.subarray(i * per, (i + 1) * per), k * per);
         y[k * classes + labels[i]] = 1;
+      }
+      // mixup (Zhang et al. 2018) on the last quarter of the batch: x = lam a + (1 - lam) b with
+      // the labels mixed alike, so that an image between two digits is not read with confidence.
+      for (let k = B - Math.round(MIXUP_FRACTION * B); k < B; k++) {
+        const j = order[(s * B + k * 7 + 3) % data.count];
+        const lam = rng.rand(1)[0];
+        for (let q = 0; q < per; q++) x[k * per + q] = lam * x[k * per + q] + (1 - lam) * data.images[j * per + q];
+        for (let c = 0; c < classes; c++) y[k * classes + c] *= lam;
+        y[k * classes + labels[j]] += 1 - lam;
       }
       const lr = 2e-3 * (1 - (e * perEpoch + s) / (epochs * perEpoch)); // linear decay to 0
       const r = await step.run({ x, y }, { lr });

@@ -6,6 +6,7 @@ import { createGenerator, GeneratorKind } from '../diffusion/index.js';
 import { ImageDataset, classPrompt, loadDataset } from '../data/index.js';
 import { RuntimeOptions } from '../engine/index.js';
 import { SchedulerName, makeScheduler } from '../samplers/registry.js';
+import type { TimestepSpacing } from '../samplers/common.js';
 import { generate } from '../samplers/pipeline.js';
 import { RunConfig, schedulerConfigOf } from '../train/config.js';
 import { Guidance, loadSamplingWeights, makeDenoiser, openTextConditioner } from '../train/run.js';
@@ -23,6 +24,8 @@ export interface EvalOptions {
   generator?: GeneratorKind;
   /** DDPM/DDIM: clip the x_0 estimate (default: the run's, see schedulerConfigOf). */
   clipSample?: boolean;
+  /** The timesteps of the N steps (default: the scheduler's). */
+  timestepSpacing?: TimestepSpacing;
   runtime?: RuntimeOptions;
   log?: (s: string) => void;
 }
@@ -41,6 +44,12 @@ export interface EvalReport {
   samples: Scores;
   /** Held-out real images scored the same way against other held-out real images. */
   realFloor: Scores;
+  /**
+   * The evaluator's own check: the fraction of overlays of two held-out images of different
+   * classes (pixel-wise maximum) that its classifier reads with confidence >= 0.9. Such an image
+   * is no single digit; a classifier that is sure of many of them would make "confident" lax.
+   */
+  overlayConfident: number;
   count: number;
   sampler: string;
   seconds: number;
@@ -59,7 +68,7 @@ async function sampleMany(config: RunConfig, weights: ReadonlyMap<string, Float3
   const m = config.model;
   const shape = [m.inChannels, m.imageSize, m.imageSize];
   const per = shape.reduce((a, b) => a * b, 1);
-  const schedulerConfig = { ...schedulerConfigOf(config), ...(o.clipSample !== undefined ? { clipSample: o.clipSample } : {}) };
+  const schedulerConfig = { ...schedulerConfigOf(config), ...(o.clipSample !== undefined ? { clipSample: o.clipSample } : {}), ...(o.timestepSpacing ? { timestepSpacing: o.timestepSpacing } : {}) };
   const gen = createGenerator(o.generator ?? 'torch', o.seed);
   const samples = new Float32Array(o.count * per);
   const chunk = 250;
@@ -147,7 +156,23 @@ export async function evaluateAdherence(runDir: string, config: RunConfig, o: Ev
 }
 
 const samplerName = (o: EvalOptions) =>
-  `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}${o.clipSample !== undefined ? `, clip ${o.clipSample ? 'on' : 'off'}` : ''}, seed ${o.seed}`;
+  `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}${o.timestepSpacing ? `, ${o.timestepSpacing} spacing` : ''}${o.clipSample !== undefined ? `, clip ${o.clipSample ? 'on' : 'off'}` : ''}, seed ${o.seed}`;
+
+/** n overlays (pixel-wise maximum) of two held-out images with different labels, deterministic. */
+export function overlays(test: ImageDataset, n: number): [Float32Array, number] {
+  const labels = test.labels;
+  if (!labels) throw new Error(`${test.name}: overlays need labelled images`);
+  const per = test.images.length / test.count;
+  const out = new Float32Array(n * per);
+  for (let i = 0, made = 0; made < n; i++) {
+    const a = i % test.count;
+    const b = (i * 7919 + 13) % test.count;
+    if (labels[a] === labels[b]) continue;
+    for (let q = 0; q < per; q++) out[made * per + q] = Math.max(test.images[a * per + q], test.images[b * per + q]);
+    made++;
+  }
+  return [out, n];
+}
 
 export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOptions): Promise<EvalReport> {
   const log = o.log ?? (() => {});
@@ -171,6 +196,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   const report: EvalReport = {
     samples: await score(cls, samples, o.count, realB, o.count),
     realFloor: await score(cls, realA, o.count, realB, o.count),
+    overlayConfident: confidence((await cls.apply(...overlays(test, o.count))).probs, o.count, cls.classes).confident,
     count: o.count,
     sampler: samplerName(o),
     seconds: (Date.now() - started) / 1000,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FastGenerator, confidence, frechetDistance, precisionRecall } from '../../src/index.js';
+import { FastGenerator, confidence, frechetDistance, overlays, precisionRecall } from '../../src/index.js';
 
 /** n samples of a diagonal Gaussian with the given means and standard deviations. */
 function gaussian(n: number, mean: number[], std: number[], seed: number): Float32Array {
@@ -52,5 +52,22 @@ describe('classifier confidence', () => {
     const c = confidence(probs, 3, 2);
     assert.ok(Math.abs(c.confident - 2 / 3) < 1e-9);
     assert.deepEqual(c.histogram, [2, 1]);
+  });
+});
+
+describe("the evaluator's overlay check", () => {
+  it('overlays two images of different classes, pixel-wise maximum', () => {
+    // image i of class c = i % 5: +1 at pixel c, -1 elsewhere; an overlay of different classes has two +1 pixels
+    const count = 23;
+    const images = new Float32Array(count * 5).fill(-1);
+    const labels = Int32Array.from({ length: count }, (_, i) => i % 5);
+    for (let i = 0; i < count; i++) images[i * 5 + labels[i]] = 1;
+    const [out, n] = overlays({ name: 'toy', images, count, channels: 1, height: 1, width: 5, labels, classNames: ['a', 'b', 'c', 'd', 'e'] }, 40);
+    assert.equal(n, 40);
+    for (let k = 0; k < n; k++) {
+      const px = Array.from(out.subarray(k * 5, k * 5 + 5));
+      assert.equal(px.filter((v) => v === 1).length, 2, `overlay ${k}: ${px}`);
+      assert.equal(px.filter((v) => v === -1).length, 3);
+    }
   });
 });
