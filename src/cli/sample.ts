@@ -43,7 +43,7 @@ export const commandSample: Command = {
     const T = config.schedule.numTrainTimesteps;
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
 
-    const schedulerConfig = { ...schedulerConfigOf(config), ...(clipSample !== undefined ? { clipSample } : {}), ...(timestepSpacing ? { timestepSpacing } : {}) };
+    const schedulerConfig = schedulerConfigOf(config, { clipSample, timestepSpacing });
     const scheduler = makeScheduler(kind, schedulerConfig, { karras });
     const text = await openTextConditioner(runDir, config, { device });
     const weights = await loadSamplingWeights(runDir, config, text);

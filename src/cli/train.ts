@@ -148,8 +148,8 @@ export const commandTrain: Command = {
     if (!v.resume) {
       // Attention stays at the same levels (the mnist preset's 7x7 is the third level, 8x8 at 32 px).
       const { imageSize, attentionResolutions } = config.model;
-      const levelsOf = (r: number) => (imageSize % r === 0 ? imageSize / r : NaN);
-      const attention = v.attention !== undefined ? attentionResolutions : attentionResolutions.map((r) => dataset.height / levelsOf(r));
+      const downsampling = (r: number) => (imageSize % r === 0 ? imageSize / r : NaN);
+      const attention = v.attention !== undefined ? attentionResolutions : attentionResolutions.map((r) => dataset.height / downsampling(r));
       config.model = { ...config.model, inChannels: dataset.channels, outChannels: dataset.channels, imageSize: dataset.height, attentionResolutions: attention };
       if (config.classConditioning) {
         if (!dataset.classNames) throw new UsageError(`${dataset.name} has no class labels; --class-cond needs mnist, fashion-mnist or a folder with one subfolder per class`);

@@ -68,7 +68,7 @@ async function sampleMany(config: RunConfig, weights: ReadonlyMap<string, Float3
   const m = config.model;
   const shape = [m.inChannels, m.imageSize, m.imageSize];
   const per = shape.reduce((a, b) => a * b, 1);
-  const schedulerConfig = { ...schedulerConfigOf(config), ...(o.clipSample !== undefined ? { clipSample: o.clipSample } : {}), ...(o.timestepSpacing ? { timestepSpacing: o.timestepSpacing } : {}) };
+  const schedulerConfig = schedulerConfigOf(config, o);
   const gen = createGenerator(o.generator ?? 'torch', o.seed);
   const samples = new Float32Array(o.count * per);
   const chunk = 250;
@@ -159,7 +159,7 @@ const samplerName = (o: EvalOptions) =>
   `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}${o.timestepSpacing ? `, ${o.timestepSpacing} spacing` : ''}${o.clipSample !== undefined ? `, clip ${o.clipSample ? 'on' : 'off'}` : ''}, seed ${o.seed}`;
 
 /** n overlays (pixel-wise maximum) of two held-out images with different labels, deterministic. */
-export function overlays(test: ImageDataset, n: number): [Float32Array, number] {
+export function overlays(test: ImageDataset, n: number): Float32Array {
   const labels = test.labels;
   if (!labels) throw new Error(`${test.name}: overlays need labelled images`);
   const per = test.images.length / test.count;
@@ -171,7 +171,7 @@ export function overlays(test: ImageDataset, n: number): [Float32Array, number] 
     for (let q = 0; q < per; q++) out[made * per + q] = Math.max(test.images[a * per + q], test.images[b * per + q]);
     made++;
   }
-  return [out, n];
+  return out;
 }
 
 export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOptions): Promise<EvalReport> {
@@ -196,7 +196,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   const report: EvalReport = {
     samples: await score(cls, samples, o.count, realB, o.count),
     realFloor: await score(cls, realA, o.count, realB, o.count),
-    overlayConfident: confidence((await cls.apply(...overlays(test, o.count))).probs, o.count, cls.classes).confident,
+    overlayConfident: confidence((await cls.apply(overlays(test, o.count), o.count)).probs, o.count, cls.classes).confident,
     count: o.count,
     sampler: samplerName(o),
     seconds: (Date.now() - started) / 1000,

@@ -5,6 +5,7 @@
 import type { LossWeighting, PredictionType, ScheduleConfig } from '../diffusion/index.js';
 import { BETA_SCHEDULES, PREDICTION_TYPES } from '../diffusion/index.js';
 import { UNetConfig, validateUNetConfig } from '../nn/unet.js';
+import type { TimestepSpacing } from '../samplers/common.js';
 import { TextConditioning, validateTextConditioning } from './text.js';
 
 export interface DataConfig {
@@ -119,7 +120,16 @@ export function emaDecayAt(c: RunConfig, step: number): number {
  * into saturated blobs. Measured on runs/mnist-text at guidance 3 (DDIM 50): clipped, 6% of
  * samples read as the prompted digit; unclipped, see README "Text-to-image".
  */
-export function schedulerConfigOf(c: RunConfig): RunConfig['schedule'] & { predictionType: PredictionType; clipSample?: boolean } {
+export function schedulerConfigOf(
+  c: RunConfig,
+  overrides: { clipSample?: boolean; timestepSpacing?: TimestepSpacing } = {},
+): RunConfig['schedule'] & { predictionType: PredictionType; clipSample?: boolean; timestepSpacing?: TimestepSpacing } {
   const conditional = c.text !== undefined || c.classConditioning !== undefined;
-  return { ...c.schedule, predictionType: c.predictionType, ...(conditional ? { clipSample: false } : {}) };
+  return {
+    ...c.schedule,
+    predictionType: c.predictionType,
+    ...(conditional ? { clipSample: false } : {}),
+    ...(overrides.clipSample !== undefined ? { clipSample: overrides.clipSample } : {}),
+    ...(overrides.timestepSpacing ? { timestepSpacing: overrides.timestepSpacing } : {}),
+  };
 }
