@@ -30,10 +30,10 @@ import { conv2d, linear } from '../nn/layers.js';
 export const FEATURE_DIM = 128;
 /**
  * classifier-2: 15 epochs with mixup on a quarter of each batch. Measured on MNIST (2,000 test
- * digits): test accuracy 98.95%, real digits confident (p >= 0.9) 97.7%, overlays of two
- * different digits (`overlays` in evaluate.ts, which `diffuse eval` reports) confident 43.8%.
- * classifier-1 (2 epochs, no mixup) gave 98.25%, 93.9% and 57.6%: less sure of real digits and
- * surer of ambiguous ones.
+ * digits, bench/evaluator.ts): test accuracy 98.95%, real digits confident (p >= 0.9) 97.7%,
+ * overlays of two different digits (`overlays` in evaluate.ts, which `diffuse eval` reports)
+ * confident 43.8%. classifier-1 (2 epochs, no mixup) gave 98.25%, 93.9% and 57.6%: less sure of
+ * real digits and surer of ambiguous ones.
  */
 const VERSION = 'classifier-2';
 const EPOCHS = 15;
