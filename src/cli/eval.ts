@@ -1,5 +1,6 @@
 import { writeFileAtomic } from '../engine/index.js';
 import { evaluateAdherence, evaluateRun } from '../eval/evaluate.js';
+import { defaultEta } from '../train/config.js';
 import { readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num } from './main.js';
@@ -20,8 +21,9 @@ export const commandEval: Command = {
   async run(v) {
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
-    const { device, ...sampling } = parseSampling(v);
+    const { device, eta, ...rest } = parseSampling(v);
     const config = readRunConfig(runDir);
+    const sampling = { ...rest, eta: eta ?? defaultEta(config) };
     const bar = new ProgressLine(process.stderr, 15_000);
     if (v.adherence) {
       const guidances = String(v.guidance).split(',').map((g) => Number(g.trim()));

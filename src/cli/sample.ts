@@ -2,7 +2,7 @@ import { createGenerator } from '../diffusion/index.js';
 import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
 import { makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
-import { schedulerConfigOf } from '../train/config.js';
+import { defaultEta, schedulerConfigOf } from '../train/config.js';
 import { loadSamplingWeights, makeDenoiser, openTextConditioner, readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num, oneOf } from './main.js';
@@ -32,8 +32,9 @@ export const commandSample: Command = {
     const bar0 = (msg: string) => process.stderr.write(`${msg}\n`);
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
-    const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = parseSampling(v);
+    const { scheduler: kind, karras, steps, eta: etaFlag, seed, device, clipSample, timestepSpacing } = parseSampling(v);
     const config = readRunConfig(runDir);
+    const eta = etaFlag ?? defaultEta(config);
     const count = num(v, 'count', { int: true, min: 1 }) as number;
     const frameCount = num(v, 'frame-count', { int: true, min: 2 }) as number;
     const out = String(v.out);
@@ -119,7 +120,7 @@ export const commandSample: Command = {
     await denoise.release();
     await text?.release();
     await savePng(out, upscale(toGrid(images, count, shape, gridCols), scale));
-    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${eta}` : ''}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
     if (frames) {
       if (/\.gif$/i.test(frames)) {
         const pics: Pixels[] = snapshots.map((s) => upscale(toGrid(s, showN, shape, showN), scale));

@@ -8,7 +8,7 @@ export const SAMPLING_FLAGS: Record<string, Flag> = {
   scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
   karras: { type: 'boolean', description: 'Karras sigma spacing (euler, euler_a, heun, dpm++)' },
   steps: { type: 'string', description: 'denoising steps (ddpm: up to the training timesteps)', default: '50' },
-  eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like)', default: '0' },
+  eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like), or auto: 1 for unconditional runs, 0 for text/class-conditional ones', default: 'auto' },
   seed: { type: 'string', description: 'noise seed', default: '0' },
   device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   spacing: { type: 'string', description: "timesteps of the N steps: leading, trailing, linspace, or auto (the scheduler's default: leading for ddpm/ddim)", default: 'auto' },
@@ -19,7 +19,8 @@ export interface SamplingArgs {
   scheduler: SchedulerName;
   karras: boolean;
   steps: number;
-  eta: number;
+  /** undefined: the run's default (`defaultEta`). */
+  eta?: number;
   seed: number;
   device: 'cpu' | 'cuda';
   /** Overrides the run's x_0 clipping (undefined: the run's default). */
@@ -33,7 +34,7 @@ export function parseSampling(v: Record<string, unknown>): SamplingArgs {
     scheduler: oneOf(v, 'scheduler', SCHEDULER_NAMES, 'ddim'),
     karras: Boolean(v.karras),
     steps: num(v, 'steps', { int: true, min: 1 }) as number,
-    eta: num(v, 'eta', { min: 0 }) as number,
+    eta: v.eta === 'auto' ? undefined : (num(v, 'eta', { min: 0 }) as number),
     seed: num(v, 'seed', { int: true, min: 0 }) as number,
     device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu'),
     clipSample: { auto: undefined, on: true, off: false }[oneOf(v, 'clip-sample', ['auto', 'on', 'off'] as const, 'auto')],

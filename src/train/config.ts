@@ -133,3 +133,17 @@ export function schedulerConfigOf(
     ...(overrides.timestepSpacing ? { timestepSpacing: overrides.timestepSpacing } : {}),
   };
 }
+
+/**
+ * The DDIM eta that `diffuse sample` and `diffuse eval` use when the user gives none: 1 for
+ * unconditional runs, 0 for conditional ones. Eta 1 adds the DDPM posterior's noise at each of
+ * the 50 steps, and on the models this machine trains in minutes that noise corrects errors the
+ * deterministic path carries to the end: on each of nine unconditional MNIST runs eta 1 read
+ * 9 to 19 points more samples confidently than eta 0 (README "MNIST in 30 minutes" and its pilots). Guided
+ * conditional sampling keeps diffusers' deterministic default, where no such comparison was made.
+ * (The schedulers' own default stays eta 0, as in diffusers.)
+ */
+export function defaultEta(c: RunConfig): number {
+  const conditional = c.text !== undefined || c.classConditioning !== undefined;
+  return conditional ? 0 : 1;
+}

@@ -20,6 +20,7 @@ import {
   makeDenoiser,
   openTextConditioner,
   readRunConfig,
+  defaultEta,
   schedulerConfigOf,
   train,
   transformerTextEncoder,
@@ -103,6 +104,12 @@ describe('text-conditional training', () => {
     assert.equal(schedulerConfigOf(textConfig()).clipSample, false);
     assert.equal(schedulerConfigOf(tinyConfig()).clipSample, undefined);
     assert.equal(new DDIMScheduler(schedulerConfigOf(tinyConfig())).config.clipSample, true);
+  });
+
+  it('samples unconditional runs with eta 1 and conditional ones with eta 0 unless told', () => {
+    assert.equal(defaultEta(tinyConfig()), 1);
+    assert.equal(defaultEta(textConfig()), 0);
+    assert.equal(defaultEta({ ...tinyConfig(), classConditioning: { pUncond: 0.1 } }), 0);
   });
 
   it('resumes exactly (the tokenizer is read back from the run folder)', async () => {
