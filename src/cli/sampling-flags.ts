@@ -2,7 +2,7 @@
 import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
 import type { TimestepSpacing } from '../samplers/common.js';
 import type { Flag } from './main.js';
-import { num, oneOf } from './main.js';
+import { UsageError, num, oneOf } from './main.js';
 
 export const SAMPLING_FLAGS: Record<string, Flag> = {
   scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
@@ -34,10 +34,17 @@ export function parseSampling(v: Record<string, unknown>): SamplingArgs {
     scheduler: oneOf(v, 'scheduler', SCHEDULER_NAMES, 'ddim'),
     karras: Boolean(v.karras),
     steps: num(v, 'steps', { int: true, min: 1 }) as number,
-    eta: v.eta === 'auto' ? undefined : (num(v, 'eta', { min: 0 }) as number),
+    eta: parseEta(v.eta),
     seed: num(v, 'seed', { int: true, min: 0 }) as number,
     device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu'),
     clipSample: { auto: undefined, on: true, off: false }[oneOf(v, 'clip-sample', ['auto', 'on', 'off'] as const, 'auto')],
     timestepSpacing: { auto: undefined, leading: 'leading', trailing: 'trailing', linspace: 'linspace' }[oneOf(v, 'spacing', ['auto', 'leading', 'trailing', 'linspace'] as const, 'auto')] as TimestepSpacing | undefined,
   };
+}
+
+function parseEta(flag: unknown): number | undefined {
+  if (flag === undefined || flag === 'auto') return undefined;
+  const eta = Number(flag);
+  if (String(flag).trim() === '' || !Number.isFinite(eta) || eta < 0) throw new UsageError(`--eta must be a number >= 0 or auto, got '${String(flag)}'`);
+  return eta;
 }

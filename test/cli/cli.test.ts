@@ -66,6 +66,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['sample without run', ['sample'], /--run DIR is required/],
     ['bad clip-sample', ['sample', '--run', path.join(root, 'run'), '--clip-sample', 'maybe'], /--clip-sample must be one of auto, on, off, got 'maybe'/],
     ['bad spacing', ['sample', '--run', path.join(root, 'run'), '--spacing', 'even'], /--spacing must be one of auto, leading, trailing, linspace, got 'even'/],
+    ['bad eta', ['sample', '--run', path.join(root, 'run'), '--eta', 'lots'], /--eta must be a number >= 0 or auto, got 'lots'/],
     ['not a run folder', ['sample', '--run', root], /not a run folder \(no config\.json\)/],
     ['noise without image', ['noise'], /give one image: a file path or mnist:INDEX/],
     ['noise with missing file', ['noise', '/nonexistent.png'], /\/nonexistent\.png: no such file/],
