@@ -19,6 +19,16 @@ const losses = (dir: string) =>
       return { step: r.step, loss: r.loss, grad_norm: r.grad_norm }; // timings differ between runs
     });
 
+/** Trains `total` steps straight, and `at` steps then a resume to `total`, in two fresh folders. */
+async function straightAndResumed(name: string, cfg: ReturnType<typeof tinyConfig>, total: number, at: number): Promise<[string, string]> {
+  const straight = path.join(root, `${name}-straight`);
+  const split = path.join(root, `${name}-split`);
+  await train(straight, cfg, blobs(), { ...quiet, maxSteps: total });
+  await train(split, cfg, blobs(), { ...quiet, maxSteps: at });
+  await train(split, cfg, blobs(), { ...quiet, maxSteps: total, resume: true });
+  return [straight, split];
+}
+
 describe('training runs', () => {
   it('batches are a pure function of (seed, step)', () => {
     const a = new BatchMaker(blobs(), tinyConfig());
@@ -28,11 +38,7 @@ describe('training runs', () => {
   });
 
   it('resumes exactly: 4 + 4 steps give the losses and weights of 8 straight steps', async () => {
-    const straight = path.join(root, 'straight');
-    await train(straight, tinyConfig(), blobs(), { ...quiet, maxSteps: 8 });
-    const split = path.join(root, 'split');
-    await train(split, tinyConfig(), blobs(), { ...quiet, maxSteps: 4 });
-    await train(split, tinyConfig(), blobs(), { ...quiet, maxSteps: 8, resume: true });
+    const [straight, split] = await straightAndResumed('plain', tinyConfig(), 8, 4);
     assert.deepEqual(losses(split), losses(straight));
     const a = await loadSafetensors(path.join(straight, 'checkpoints', 'latest.safetensors'));
     const b = await loadSafetensors(path.join(split, 'checkpoints', 'latest.safetensors'));
@@ -53,11 +59,7 @@ describe('training runs', () => {
 
   it('v-prediction with min-SNR weighting and dropout learns, and resumes exactly', async () => {
     const cfg = tinyConfig({ predictionType: 'v_prediction', lossWeighting: 'min_snr', model: { ...unetPreset('tiny'), dropout: 0.1 } });
-    const a = path.join(root, 'v-straight');
-    await train(a, cfg, blobs(), { ...quiet, maxSteps: 6 });
-    const b = path.join(root, 'v-split');
-    await train(b, cfg, blobs(), { ...quiet, maxSteps: 3 });
-    await train(b, cfg, blobs(), { ...quiet, maxSteps: 6, resume: true });
+    const [a, b] = await straightAndResumed('v', cfg, 6, 3);
     assert.deepEqual(losses(b), losses(a));
     const c = path.join(root, 'v-learn');
     await train(c, cfg, blobs(), { ...quiet, maxSteps: 100 });
@@ -76,11 +78,7 @@ describe('training runs', () => {
     assert.equal(learningRate(cfg, 100), 1e-3, 'stays at lr * minRatio after the decay');
     assert.throws(() => validateRunConfig(tinyConfig({ warmupSteps: 10, lrDecay: { steps: 10, minRatio: 0 } })), /config: lrDecay\.steps must be an integer above warmupSteps \(10\), got 10/);
 
-    const a = path.join(root, 'decay-straight');
-    await train(a, cfg, blobs(), { ...quiet, maxSteps: 8 });
-    const b = path.join(root, 'decay-split');
-    await train(b, cfg, blobs(), { ...quiet, maxSteps: 5 });
-    await train(b, cfg, blobs(), { ...quiet, maxSteps: 8, resume: true });
+    const [a, b] = await straightAndResumed('decay', cfg, 8, 5);
     assert.deepEqual(losses(b), losses(a));
     const lrs = readFileSync(path.join(a, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { lr: number }).lr);
     assert.deepEqual(lrs, Array.from({ length: 8 }, (_, s) => learningRate(cfg, s)));
@@ -105,7 +103,7 @@ describe('training runs', () => {
   });
 
   it('refuses what would lose or mix work, with messages that say what to do', async () => {
-    const dir = path.join(root, 'straight');
+    const dir = path.join(root, 'plain-straight');
     await assert.rejects(train(dir, tinyConfig(), blobs(), quiet), /already holds a run; pass --resume to continue it or choose another --run folder/);
     const other = tinyConfig({ model: { ...unetPreset('tiny'), baseChannels: 16 } });
     await assert.rejects(train(dir, other, blobs(), { ...quiet, resume: true }), /trained with another model config/);
