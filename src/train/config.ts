@@ -124,11 +124,10 @@ export function schedulerConfigOf(
   c: RunConfig,
   overrides: { clipSample?: boolean; timestepSpacing?: TimestepSpacing } = {},
 ): RunConfig['schedule'] & { predictionType: PredictionType; clipSample?: boolean; timestepSpacing?: TimestepSpacing } {
-  const conditional = c.text !== undefined || c.classConditioning !== undefined;
   return {
     ...c.schedule,
     predictionType: c.predictionType,
-    ...(conditional ? { clipSample: false } : {}),
+    ...(isConditional(c) ? { clipSample: false } : {}),
     ...(overrides.clipSample !== undefined ? { clipSample: overrides.clipSample } : {}),
     ...(overrides.timestepSpacing ? { timestepSpacing: overrides.timestepSpacing } : {}),
   };
@@ -144,6 +143,10 @@ export function schedulerConfigOf(
  * (The schedulers' own default stays eta 0, as in diffusers.)
  */
 export function defaultEta(c: RunConfig): number {
-  const conditional = c.text !== undefined || c.classConditioning !== undefined;
-  return conditional ? 0 : 1;
+  return isConditional(c) ? 0 : 1;
+}
+
+/** Text- or class-conditional: sampled with guidance. */
+function isConditional(c: RunConfig): boolean {
+  return c.text !== undefined || c.classConditioning !== undefined;
 }
