@@ -4,7 +4,7 @@ import { loadDataset } from '../data/index.js';
 import { unetPreset } from '../nn/presets.js';
 import { BpeTokenizer } from '../text/tokenizer.js';
 import { TextConditioner } from '../train/text.js';
-import { RunConfig, TRAIN_DEFAULTS } from '../train/config.js';
+import { RunConfig, TIMESTEP_SAMPLINGS, TRAIN_DEFAULTS, TimestepSampling } from '../train/config.js';
 import { readRunConfig } from '../train/run.js';
 import { train } from '../train/trainer.js';
 import type { Command } from './main.js';
@@ -13,7 +13,7 @@ import { ProgressLine, formatDuration } from './progress.js';
 
 const SCHEDULE_ALIASES: Record<string, string> = { cosine: 'squaredcos_cap_v2' };
 
-/** --base-channels, --channel-mults, --res-blocks, --attention: changes to the preset (validated with the model). */
+/** --base-channels, --channel-mults, --res-blocks, --attention, --zero-init, --scale-shift-norm: changes to the preset (validated with the model). */
 function modelOverrides(v: Record<string, unknown>): Partial<RunConfig['model']> {
   const list = (flag: string): number[] | undefined => {
     if (v[flag] === undefined) return undefined;
@@ -32,7 +32,15 @@ function modelOverrides(v: Record<string, unknown>): Partial<RunConfig['model']>
   if (blocks !== undefined) out.resBlocks = blocks;
   const attention = list('attention');
   if (attention) out.attentionResolutions = attention;
+  if (v['zero-init']) out.zeroInit = true;
+  if (v['scale-shift-norm']) out.scaleShiftNorm = true;
   return out;
+}
+
+function snrGammaOf(v: Record<string, unknown>): number {
+  const gamma = num(v, 'snr-gamma') as number;
+  if (!(gamma > 0)) throw new UsageError(`--snr-gamma must be a number > 0, got '${String(v['snr-gamma'])}'`);
+  return gamma;
 }
 
 /** --lr-decay cosine decays over the run's --steps, so it needs them. */
@@ -74,6 +82,8 @@ export const commandTrain: Command = {
     'zero-snr': { type: 'boolean', description: 'rescale the schedule to zero terminal SNR' },
     prediction: { type: 'string', description: `what the network predicts: ${PREDICTION_TYPES.join(', ')}`, default: 'epsilon' },
     loss: { type: 'string', description: 'loss weighting: mse or min_snr', default: 'mse' },
+    'snr-gamma': { type: 'string', description: 'with --loss min_snr: the gamma of min(SNR, gamma) (Hang et al. 2023; lower puts more weight on the noisier timesteps)', default: String(TRAIN_DEFAULTS.minSnrGamma) },
+    't-sampling': { type: 'string', description: "timesteps of a batch: uniform (independent) or stratified (one per 1/B of [0, T): less noisy loss)", default: 'uniform' },
     seed: { type: 'string', description: 'seed for weights, batches and noise', default: '0' },
     'sample-every': { type: 'string', description: 'write a sample grid every N steps (0: at the end only)', default: '1000' },
     'checkpoint-every': { type: 'string', description: 'write a checkpoint every N steps', default: '500' },
@@ -91,6 +101,8 @@ export const commandTrain: Command = {
     'channel-mults': { type: 'string', description: "override the preset's channel multipliers per level, e.g. 1,2,4" },
     'res-blocks': { type: 'string', description: "override the preset's ResBlocks per level" },
     attention: { type: 'string', description: "override the preset's self-attention resolutions, e.g. 14,7 (none: no attention)" },
+    'zero-init': { type: 'boolean', description: 'start each ResBlock, attention block and the output conv at zero (ADM), so that each block begins as the identity' },
+    'scale-shift-norm': { type: 'boolean', description: "the time embedding scales and shifts each ResBlock's second GroupNorm (ADM's AdaGN) instead of being added" },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v) {
@@ -123,7 +135,8 @@ export const commandTrain: Command = {
         },
         predictionType: oneOf<PredictionType>(v, 'prediction', PREDICTION_TYPES, 'epsilon'),
         lossWeighting: oneOf<LossWeighting>(v, 'loss', ['mse', 'min_snr'], 'mse'),
-        minSnrGamma: TRAIN_DEFAULTS.minSnrGamma,
+        timestepSampling: oneOf<TimestepSampling>(v, 't-sampling', TIMESTEP_SAMPLINGS, 'uniform'),
+        minSnrGamma: snrGammaOf(v),
         batchSize: num(v, 'batch', { int: true, min: 1 }) as number,
         lr: num(v, 'lr', { min: 0 }) as number,
         warmupSteps: num(v, 'warmup', { int: true, min: 0 }) as number,

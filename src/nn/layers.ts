@@ -20,18 +20,19 @@ import {
   constant,
 } from '../engine/index.js';
 
-/** Conv2d with PyTorch's default initialisation. */
+/** Conv2d with PyTorch's default initialisation, or all zeros with `zero` (a residual branch that starts as nothing). */
 export function conv2d(
   p: ParamScope,
   x: Tensor,
   outChannels: number,
   kernel: number,
-  opts: { stride?: number; padding?: number; bias?: boolean } = {},
+  opts: { stride?: number; padding?: number; bias?: boolean; zero?: boolean } = {},
 ): Tensor {
   const inChannels = x.shape[1];
   const fanIn = inChannels * kernel * kernel;
-  const w = p.param('weight', [outChannels, inChannels, kernel, kernel], init.torchDefault(fanIn));
-  const b = opts.bias === false ? undefined : p.param('bias', [outChannels], init.torchDefault(fanIn));
+  const fill = opts.zero ? init.zeros() : init.torchDefault(fanIn);
+  const w = p.param('weight', [outChannels, inChannels, kernel, kernel], fill);
+  const b = opts.bias === false ? undefined : p.param('bias', [outChannels], fill);
   return conv2dOp(x, w, b, { stride: opts.stride ?? 1, padding: opts.padding ?? Math.floor(kernel / 2) });
 }
 

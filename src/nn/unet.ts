@@ -52,6 +52,16 @@ export interface UNetConfig {
   timeEmbedDim: number;
   /** Add self-attention and a second ResBlock to the middle block. */
   middleAttention: boolean;
+  /**
+   * Start the last conv of every ResBlock, the output projection of every attention block and
+   * the final conv at zero (ADM, Dhariwal & Nichol 2021): each block begins as the identity.
+   */
+  zeroInit?: boolean;
+  /**
+   * Let the time embedding scale and shift each ResBlock's second GroupNorm,
+   * GN(h) (1 + s) + b (ADM's "scale-shift norm", AdaGN), instead of adding it to h.
+   */
+  scaleShiftNorm?: boolean;
   /** Dropout rate inside ResBlocks (before their second conv), during training only. */
   dropout?: number;
   /** Class-conditional: number of classes (label `numClasses` means "no label"). */
@@ -109,20 +119,37 @@ export function validateUNetConfig(c: UNetConfig): void {
   if (c.dropout !== undefined && !(c.dropout >= 0 && c.dropout < 1)) fail('dropout', `must be in [0, 1), got ${c.dropout}`);
 }
 
-/** GN -> SiLU -> conv -> + proj(temb) -> GN -> SiLU -> [dropout] -> conv, plus a (1x1-projected) residual. */
-export function resBlock(p: ParamScope, x: Tensor, temb: Tensor, outChannels: number, groups: number, drop?: (h: Tensor) => Tensor): Tensor {
+/**
+ * GN -> SiLU -> conv -> + proj(temb) -> GN -> SiLU -> [dropout] -> conv, plus a (1x1-projected) residual.
+ * With `scaleShift` the projection is twice as wide and acts after the second GN instead: GN(h) (1 + s) + b.
+ */
+export function resBlock(
+  p: ParamScope,
+  x: Tensor,
+  temb: Tensor,
+  outChannels: number,
+  groups: number,
+  opts: { drop?: (h: Tensor) => Tensor; zeroInit?: boolean; scaleShift?: boolean } = {},
+): Tensor {
+  const { drop, zeroInit = false, scaleShift = false } = opts;
   const [n] = x.shape;
   let h = conv2d(p.child('conv1'), silu(groupNorm(p.child('norm1'), x, groups)), outChannels, 3);
-  const t = linear(p.child('time_proj'), silu(temb), outChannels);
-  h = add(h, reshape(t, [n, outChannels, 1, 1]));
-  h = silu(groupNorm(p.child('norm2'), h, groups));
-  h = conv2d(p.child('conv2'), drop ? drop(h) : h, outChannels, 3);
+  if (scaleShift) {
+    const t = reshape(linear(p.child('time_proj'), silu(temb), 2 * outChannels), [n, 2 * outChannels, 1, 1]);
+    const [scale, shift] = [slice(t, 1, 0, outChannels), slice(t, 1, outChannels, 2 * outChannels)];
+    h = silu(add(mul(groupNorm(p.child('norm2'), h, groups), add(scale, 1)), shift));
+  } else {
+    const t = linear(p.child('time_proj'), silu(temb), outChannels);
+    h = add(h, reshape(t, [n, outChannels, 1, 1]));
+    h = silu(groupNorm(p.child('norm2'), h, groups));
+  }
+  h = conv2d(p.child('conv2'), drop ? drop(h) : h, outChannels, 3, { zero: zeroInit });
   const skip = x.shape[1] === outChannels ? x : conv2d(p.child('skip'), x, outChannels, 1);
   return add(skip, h);
 }
 
 /** Multi-head self-attention over all positions, with a residual. */
-export function attentionBlock(p: ParamScope, x: Tensor, heads: number, groups: number): Tensor {
+export function attentionBlock(p: ParamScope, x: Tensor, heads: number, groups: number, zeroInit = false): Tensor {
   const [n, c, hgt, wid] = x.shape;
   const hw = hgt * wid;
   const d = c / heads;
@@ -132,7 +159,7 @@ export function attentionBlock(p: ParamScope, x: Tensor, heads: number, groups: 
   // softmax(Q^T K / sqrt(d)) over key positions, then V A^T: [n, heads, d, hw]
   const attn = softmax(mul(matmul(transposeLast(q), k), 1 / Math.sqrt(d)));
   const out = reshape(matmul(v, transposeLast(attn)), [n, c, hgt, wid]);
-  return add(x, conv2d(p.child('proj'), out, c, 1));
+  return add(x, conv2d(p.child('proj'), out, c, 1, { zero: zeroInit }));
 }
 
 /**
@@ -147,7 +174,8 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
   // Each ResBlock gets its own mask stream: the seed is offset per call.
   let dropCalls = 0;
   const drop = c.dropout && dropoutSeed ? (h: Tensor) => dropout(h, c.dropout as number, add(dropoutSeed, 1000 * ++dropCalls)) : undefined;
-  const res = (q: ParamScope, h: Tensor, ch: number) => resBlock(q, h, temb, ch, groups, drop);
+  const zero = c.zeroInit ?? false;
+  const res = (q: ParamScope, h: Tensor, ch: number) => resBlock(q, h, temb, ch, groups, { drop, zeroInit: zero, scaleShift: c.scaleShiftNorm });
 
   let temb = timestepEmbedding(t, c.timeEmbedDim);
   temb = linear(p.child('time_mlp.0'), temb, tdim);
@@ -165,7 +193,7 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
   }
   const crossAt = new Set(c.crossAttentionResolutions ?? []);
   const attend = (q: ParamScope, h: Tensor) => {
-    if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(q.child('attn'), h, c.attentionHeads, groups);
+    if (c.attentionResolutions.includes(h.shape[2])) h = attentionBlock(q.child('attn'), h, c.attentionHeads, groups, zero);
     if (text && crossAt.has(h.shape[2])) h = crossAttentionBlock(q.child('cross_attn'), h, text, c.attentionHeads, groups);
     return h;
   };
@@ -188,7 +216,7 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
   h = res(p.child('mid.res.0'), h, mid);
   if (text && crossAt.has(h.shape[2])) h = crossAttentionBlock(p.child('mid.cross_attn'), h, text, c.attentionHeads, groups);
   if (c.middleAttention) {
-    h = attentionBlock(p.child('mid.attn'), h, c.attentionHeads, groups);
+    h = attentionBlock(p.child('mid.attn'), h, c.attentionHeads, groups, zero);
     h = res(p.child('mid.res.1'), h, mid);
   }
 
@@ -201,5 +229,5 @@ export function unet(p: ParamScope, c: UNetConfig, x: Tensor, t: Tensor, extras:
     h = attend(lp, h);
   }
 
-  return conv2d(p.child('out'), silu(groupNorm(p.child('out_norm'), h, groups)), c.outChannels, 3);
+  return conv2d(p.child('out'), silu(groupNorm(p.child('out_norm'), h, groups)), c.outChannels, 3, { zero });
 }

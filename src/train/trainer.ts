@@ -12,7 +12,7 @@ import { CAPTION_TEMPLATES, EMOJI_PREVIEW_PROMPTS, ImageDataset, classPrompt, sa
 import { BpeTokenizer } from '../text/tokenizer.js';
 import { DDIMScheduler } from '../samplers/ddim.js';
 import { generate } from '../samplers/pipeline.js';
-import { RunConfig, emaDecayAt, learningRate, schedulerConfigOf, validateRunConfig } from './config.js';
+import { RunConfig, TimestepSampling, emaDecayAt, learningRate, schedulerConfigOf, validateRunConfig } from './config.js';
 import { Guidance, makeDenoiser, readRunConfig, runModel, runPaths } from './run.js';
 import { TextConditioner, readTokenizer, tokenizerPath } from './text.js';
 
@@ -126,7 +126,7 @@ export class BatchMaker {
       } else x0.set(src, k * per);
     }
     const T = config.schedule.numTrainTimesteps;
-    const ts = Array.from(g.rand(B), (u) => Math.min(T - 1, Math.floor(u * T)));
+    const ts = drawTimesteps(g.rand(B), T, config.timestepSampling ?? 'uniform');
     const noise = g.randn(B * per);
     let label: BigInt64Array | undefined;
     if (config.classConditioning) {
@@ -143,6 +143,16 @@ export class BatchMaker {
       ...(config.model.dropout ? { dropout_seed: Float32Array.of((step * 7919) % 10007) } : {}),
     };
   }
+}
+
+/**
+ * Integer timesteps in [0, T) from uniforms u in [0, 1): independent, or stratified (the k-th of
+ * B in the k-th slice [kT/B, (k+1)T/B)). Batches are shuffled, so slice k goes to a random image.
+ */
+export function drawTimesteps(u: Float32Array | Float64Array, T: number, kind: TimestepSampling): number[] {
+  const B = u.length;
+  const at = kind === 'stratified' ? (k: number) => (k + u[k]) / B : (k: number) => u[k];
+  return Array.from({ length: B }, (_, k) => Math.min(T - 1, Math.floor(at(k) * T)));
 }
 
 /** The per-sample weighted loss mean_i w_i * mean((f(x_i, t_i) - target_i)^2). */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, chmodSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, readFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -60,6 +60,8 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['corrupt image', ['train', '--steps', '1', '--data', path.join(root, 'corrupt'), '--size', '8'], /b\.png: cannot decode image .*remove or replace the file/],
     ['model does not fit data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--size', '10', '--preset', 'mnist', '--run', path.join(root, 'r-fit')], /UNet config: imageSize 10 is not divisible by 2\^2/],
     ['attention at a missing level', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--size', '8', '--preset', 'tiny', '--attention', '5', '--run', path.join(root, 'r-attn')], /UNet config: attentionResolutions 5 is not a resolution of this model \(levels: 8, 4\)/],
+    ['bad snr gamma', ['train', '--steps', '1', '--snr-gamma', '0'], /--snr-gamma must be a number > 0, got '0'/],
+    ['bad timestep sampling', ['train', '--steps', '1', '--t-sampling', 'sobol'], /--t-sampling must be one of uniform, stratified, got 'sobol'/],
     ['bad channel mults', ['train', '--steps', '1', '--channel-mults', '1,two'], /--channel-mults must be comma-separated positive integers, got '1,two'/],
     ['batch larger than data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--preset', 'tiny', '--run', path.join(root, 'r-batch')], /batch size 64 is larger than the 4 training images; lower --batch/],
     ['unknown scheduler', ['sample', '--run', path.join(root, 'run'), '--scheduler', 'plms'], /--scheduler must be one of ddpm, ddim, euler, euler_a, heun, dpm\+\+2m, dpm\+\+1, got 'plms'/],
@@ -103,6 +105,17 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.equal(meta.width, 2 * (3 * 8 + 4 * 2)); // 3 frames of 8 px, 2 px padding, scale 2
     r = await cli('sample', '--run', run, '--steps', '21', '--out', path.join(root, 'x.png'));
     assert.match(r.err, /--steps 21 exceeds the run's 20 training timesteps/);
+  });
+
+  it('records model and sampling changes to the preset in config.json', async () => {
+    const run = path.join(root, 'run-flags');
+    const r = await cli('train', '--data', path.join(root, 'ok'), '--size', '8', '--channels', '1', '--preset', 'tiny', '--run', run, '--steps', '2', '--batch', '2', '--sample-every', '0', '--timesteps', '20', '--zero-init', '--scale-shift-norm', '--t-sampling', 'stratified', '--loss', 'min_snr', '--snr-gamma', '2');
+    assert.equal(r.code, 0, r.err);
+    const config = JSON.parse(readFileSync(path.join(run, 'config.json'), 'utf8')) as { model: { zeroInit?: boolean; scaleShiftNorm?: boolean }; timestepSampling?: string; minSnrGamma: number };
+    assert.equal(config.model.zeroInit, true);
+    assert.equal(config.model.scaleShiftNorm, true);
+    assert.equal(config.timestepSampling, 'stratified');
+    assert.equal(config.minSnrGamma, 2);
   });
 
   it('refuses a non-writable output path without losing the run', async () => {

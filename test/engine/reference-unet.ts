@@ -74,13 +74,21 @@ function linear(p: Params64, prefix: string, x: Float64Array[], ): Float64Array[
   });
 }
 
-function resBlock(p: Params64, prefix: string, x: T4, temb: Float64Array[], outCh: number, groups: number): T4 {
+function resBlock(p: Params64, prefix: string, x: T4, temb: Float64Array[], outCh: number, groups: number, scaleShift = false): T4 {
   let h = conv(p, `${prefix}.conv1`, map(groupNorm(p, `${prefix}.norm1`, x, groups), silu));
   const t = linear(p, `${prefix}.time_proj`, temb.map((r) => r.map(silu)));
-  const [n, , hh, ww] = h.shape;
-  h = { data: h.data.map((v, idx) => v + t[Math.floor(idx / (outCh * hh * ww))][Math.floor(idx / (hh * ww)) % outCh]), shape: h.shape };
-  void n;
-  h = conv(p, `${prefix}.conv2`, map(groupNorm(p, `${prefix}.norm2`, h, groups), silu));
+  const [, , hh, ww] = h.shape;
+  const image = (idx: number) => Math.floor(idx / (outCh * hh * ww));
+  const channel = (idx: number) => Math.floor(idx / (hh * ww)) % outCh;
+  if (scaleShift) {
+    // GN(h) (1 + scale) + shift, scale and shift the two halves of the projection
+    const normed = groupNorm(p, `${prefix}.norm2`, h, groups);
+    h = { data: normed.data.map((v, idx) => v * (1 + t[image(idx)][channel(idx)]) + t[image(idx)][outCh + channel(idx)]), shape: h.shape };
+    h = conv(p, `${prefix}.conv2`, map(h, silu));
+  } else {
+    h = { data: h.data.map((v, idx) => v + t[image(idx)][channel(idx)]), shape: h.shape };
+    h = conv(p, `${prefix}.conv2`, map(groupNorm(p, `${prefix}.norm2`, h, groups), silu));
+  }
   const skip = x.shape[1] === outCh ? x : conv(p, `${prefix}.skip`, x);
   return addT(skip, h);
 }
@@ -159,7 +167,7 @@ export function referenceUNet(p: Params64, c: UNetConfig, xData: Float64Array, x
   const levels = c.channelMults.length;
   for (let l = 0; l < levels; l++) {
     const ch = c.baseChannels * c.channelMults[l];
-    for (let b = 0; b < c.resBlocks; b++) h = resBlock(p, `down.${l}.res.${b}`, h, temb, ch, g);
+    for (let b = 0; b < c.resBlocks; b++) h = resBlock(p, `down.${l}.res.${b}`, h, temb, ch, g, c.scaleShiftNorm);
     if (c.attentionResolutions.includes(h.shape[2])) h = attention(p, `down.${l}.attn`, h, c.attentionHeads, g);
     if (l < levels - 1) {
       skips.push(h);
@@ -167,15 +175,15 @@ export function referenceUNet(p: Params64, c: UNetConfig, xData: Float64Array, x
     }
   }
   const mid = c.baseChannels * c.channelMults[levels - 1];
-  h = resBlock(p, 'mid.res.0', h, temb, mid, g);
+  h = resBlock(p, 'mid.res.0', h, temb, mid, g, c.scaleShiftNorm);
   if (c.middleAttention) {
     h = attention(p, 'mid.attn', h, c.attentionHeads, g);
-    h = resBlock(p, 'mid.res.1', h, temb, mid, g);
+    h = resBlock(p, 'mid.res.1', h, temb, mid, g, c.scaleShiftNorm);
   }
   for (let l = levels - 2; l >= 0; l--) {
     const ch = c.baseChannels * c.channelMults[l];
     h = concatC(conv(p, `up.${l}.upsample`, upsample(h)), skips[l]);
-    for (let b = 0; b < c.resBlocks; b++) h = resBlock(p, `up.${l}.res.${b}`, h, temb, ch, g);
+    for (let b = 0; b < c.resBlocks; b++) h = resBlock(p, `up.${l}.res.${b}`, h, temb, ch, g, c.scaleShiftNorm);
     if (c.attentionResolutions.includes(h.shape[2])) h = attention(p, `up.${l}.attn`, h, c.attentionHeads, g);
   }
   return conv(p, 'out', map(groupNorm(p, 'out_norm', h, g), silu)).data;

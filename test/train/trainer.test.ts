@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BatchMaker, DDIMScheduler, learningRate, validateRunConfig, TorchGenerator, generate, loadSafetensors, loadSamplingWeights, makeDenoiser, readRunConfig, train, unetPreset } from '../../src/index.js';
+import { BatchMaker, DDIMScheduler, FastGenerator, drawTimesteps, learningRate, validateRunConfig, TorchGenerator, generate, loadSafetensors, loadSamplingWeights, makeDenoiser, readRunConfig, train, unetPreset } from '../../src/index.js';
 import { LEVELS, blobs, levels, tinyConfig } from './helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-trainer-'));
@@ -35,6 +35,30 @@ describe('training runs', () => {
     const b = new BatchMaker(blobs(), tinyConfig());
     assert.deepEqual(a.make(7), b.make(7));
     assert.notDeepEqual(a.make(7).x, a.make(8).x);
+  });
+
+  it('stratified timesteps: one in each 1/B slice of [0, T), uniform over many batches, and the same noise as uniform', () => {
+    const T = 1000;
+    const B = 16;
+    const g = new FastGenerator(3);
+    const counts = new Array(10).fill(0);
+    for (let i = 0; i < 500; i++) {
+      const ts = drawTimesteps(g.rand(B), T, 'stratified');
+      ts.forEach((t, k) => {
+        assert.ok(t >= Math.floor((k * T) / B) && t < Math.ceil(((k + 1) * T) / B), `t ${t} outside slice ${k}`);
+        counts[Math.floor(t / 100)]++;
+      });
+    }
+    // 8,000 draws, 800 expected per tenth of [0, T): each within 4 standard deviations.
+    for (const c of counts) assert.ok(Math.abs(c - 800) < 4 * Math.sqrt(800 * 0.9), `counts per tenth ${counts.join(', ')}`);
+    const u = Float32Array.of(0, 0.5, 0.999999);
+    assert.deepEqual(drawTimesteps(u, T, 'uniform'), [0, 500, 999]);
+    assert.deepEqual(drawTimesteps(u, T, 'stratified'), [0, 500, 999]);
+    const uni = new BatchMaker(blobs(), tinyConfig()).make(3);
+    const strat = new BatchMaker(blobs(), { ...tinyConfig(), timestepSampling: 'stratified' }).make(3);
+    assert.notDeepEqual(strat.t, uni.t);
+    assert.deepEqual(strat.target, uni.target, 'the noise (the epsilon target) is drawn as before');
+    assert.deepEqual([...strat.t].map((t, k) => Math.floor((t * strat.t.length) / tinyConfig().schedule.numTrainTimesteps)), [...strat.t.keys()]);
   });
 
   it('resumes exactly: 4 + 4 steps give the losses and weights of 8 straight steps', async () => {
