@@ -2,7 +2,7 @@ import { createGenerator } from '../diffusion/index.js';
 import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
 import { makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
-import { defaultEta, schedulerConfigOf } from '../train/config.js';
+import { defaultEta, defaultSpacing, schedulerConfigOf } from '../train/config.js';
 import { loadSamplingWeights, makeDenoiser, openTextConditioner, readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num, oneOf } from './main.js';
@@ -44,7 +44,7 @@ export const commandSample: Command = {
     const T = config.schedule.numTrainTimesteps;
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
 
-    const schedulerConfig = schedulerConfigOf(config, { clipSample, timestepSpacing });
+    const schedulerConfig = schedulerConfigOf(config, { clipSample, timestepSpacing: timestepSpacing ?? defaultSpacing(config, kind) });
     const scheduler = makeScheduler(kind, schedulerConfig, { karras });
     const text = await openTextConditioner(runDir, config, { device });
     const weights = await loadSamplingWeights(runDir, config, text);
@@ -120,7 +120,7 @@ export const commandSample: Command = {
     await denoise.release();
     await text?.release();
     await savePng(out, upscale(toGrid(images, count, shape, gridCols), scale));
-    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${eta}` : ''}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${eta}` : ''}${schedulerConfig.timestepSpacing ? `, ${schedulerConfig.timestepSpacing} spacing` : ''}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
     if (frames) {
       if (/\.gif$/i.test(frames)) {
         const pics: Pixels[] = snapshots.map((s) => upscale(toGrid(s, showN, shape, showN), scale));

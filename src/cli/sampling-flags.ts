@@ -11,7 +11,7 @@ export const SAMPLING_FLAGS: Record<string, Flag> = {
   eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like), or auto: 1 for unconditional runs, 0 for text/class-conditional ones', default: 'auto' },
   seed: { type: 'string', description: 'noise seed', default: '0' },
   device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
-  spacing: { type: 'string', description: "timesteps of the N steps: leading, trailing, linspace, or auto (the scheduler's default: leading for ddpm/ddim)", default: 'auto' },
+  spacing: { type: 'string', description: "timesteps of the N steps: leading, trailing, linspace, or auto (the scheduler's default: leading for ddpm/ddim, linspace for the others; leading for euler/euler_a/heun on runs whose schedule ends with beta > 0.5, as the cosine one)", default: 'auto' },
   'clip-sample': { type: 'string', description: "ddpm/ddim: clip the x_0 estimate to [-1, 1]: on, off, or auto (off for text/class-conditional runs)", default: 'auto' },
 };
 

@@ -50,6 +50,8 @@ export interface EvalReport {
    * is no single digit; a classifier that is sure of many of them would make "confident" lax.
    */
   overlayConfident: number;
+  /** Fraction of sample values beyond +-2 before they were clipped to [-1, 1] (0 for a sampler that stayed on the data's range). */
+  diverged: number;
   count: number;
   sampler: string;
   seconds: number;
@@ -63,8 +65,21 @@ async function score(cls: Classifier, a: Float32Array, na: number, b: Float32Arr
   return { frechet: frechetDistance(fa.features, na, fb.features, nb, FEATURE_DIM), ...pr, confident, histogram };
 }
 
-/** o.count samples in chunks of 250, with the run's network and the given guidance. */
-async function sampleMany(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, o: EvalOptions, guidance: Guidance, text?: TextConditioner): Promise<Float32Array> {
+/** Data lie in [-1, 1]; a sample value beyond this bound means the sampler diverged. */
+const DIVERGED = 2;
+
+/**
+ * o.count samples in chunks of 250, with the run's network and the given guidance, clipped to
+ * [-1, 1] as an image file would hold them, and the fraction of values that lay beyond +-2
+ * before clipping: a classifier can be confident about an image that exploded, so the report says so.
+ */
+async function sampleMany(
+  config: RunConfig,
+  weights: ReadonlyMap<string, Float32Array>,
+  o: EvalOptions,
+  guidance: Guidance,
+  text?: TextConditioner,
+): Promise<{ samples: Float32Array; diverged: number }> {
   const m = config.model;
   const shape = [m.inChannels, m.imageSize, m.imageSize];
   const per = shape.reduce((a, b) => a * b, 1);
@@ -96,7 +111,21 @@ async function sampleMany(config: RunConfig, weights: ReadonlyMap<string, Float3
     await denoise.release();
     samples.set(x, at * per);
   }
-  return samples;
+  return { samples, diverged: clipToImageRange(samples) };
+}
+
+/**
+ * Clips samples in place to [-1, 1] (NaN to 0), as an image file would hold them, and returns
+ * the fraction of values that lay beyond +-2 (or were not finite): the mark of a sampler that diverged.
+ */
+export function clipToImageRange(samples: Float32Array): number {
+  let beyond = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const v = samples[i];
+    if (!(Math.abs(v) <= DIVERGED)) beyond++;
+    samples[i] = v > 1 ? 1 : v < -1 ? -1 : Number.isNaN(v) ? 0 : v;
+  }
+  return samples.length ? beyond / samples.length : 0;
 }
 
 export interface AdherenceRow {
@@ -104,6 +133,8 @@ export interface AdherenceRow {
   /** Fraction of samples that the evaluator's classifier assigns to the prompted class. */
   rate: number;
   perClass: number[];
+  /** As EvalReport.diverged, for this guidance weight's samples. */
+  diverged: number;
 }
 
 export interface AdherenceReport {
@@ -140,7 +171,7 @@ export async function evaluateAdherence(runDir: string, config: RunConfig, o: Ev
   const rows: AdherenceRow[] = [];
   for (const w of o.guidances) {
     const guidance: Guidance = text ? { prompts: Array.from(want, (k) => conditions[k]), scale: w } : { labels: want, scale: w };
-    const samples = await sampleMany(config, weights, { ...o, count, log: (s) => log(`guidance ${w}: ${s}`) }, guidance, text);
+    const { samples, diverged } = await sampleMany(config, weights, { ...o, count, log: (s) => log(`guidance ${w}: ${s}`) }, guidance, text);
     const { probs } = await cls.apply(samples, count);
     const hits = new Array<number>(K).fill(0);
     for (let i = 0; i < count; i++) {
@@ -148,7 +179,7 @@ export async function evaluateAdherence(runDir: string, config: RunConfig, o: Ev
       for (let k = 1; k < K; k++) if (probs[i * K + k] > probs[i * K + best]) best = k;
       if (best === want[i]) hits[want[i]]++;
     }
-    rows.push({ guidance: w, rate: hits.reduce((a, b) => a + b, 0) / count, perClass: hits.map((h) => h / perClass) });
+    rows.push({ guidance: w, rate: hits.reduce((a, b) => a + b, 0) / count, perClass: hits.map((h) => h / perClass), diverged });
   }
   await text?.release();
   await cls.release();
@@ -186,7 +217,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   const started = Date.now();
   const text = await openTextConditioner(runDir, config, o.runtime);
   const weights = await loadSamplingWeights(runDir, config, text);
-  const samples = await sampleMany(config, weights, o, {}, text);
+  const { samples, diverged } = await sampleMany(config, weights, o, {}, text);
   await text?.release();
   const per = samples.length / o.count;
   // Real floor: first half of the held-out split against the second half; samples against the second half.
@@ -197,6 +228,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
     samples: await score(cls, samples, o.count, realB, o.count),
     realFloor: await score(cls, realA, o.count, realB, o.count),
     overlayConfident: confidence((await cls.apply(overlays(test, o.count), o.count)).probs, o.count, cls.classes).confident,
+    diverged,
     count: o.count,
     sampler: samplerName(o),
     seconds: (Date.now() - started) / 1000,

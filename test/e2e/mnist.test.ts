@@ -85,17 +85,33 @@ describe('MNIST end to end', { skip: !slow && 'set DIFFUSE_SLOW=1 (npm test does
     assert.ok(afterTraining.confident > before.confident + 0.04, `confident fraction ${before.confident} -> ${afterTraining.confident}`);
 
     // The same through the command line (reusing the cached classifier).
-    const printed: string[] = [];
-    const log = console.log;
-    console.log = (...a: unknown[]) => void printed.push(a.join(' '));
-    const json = path.join(root, 'eval.json');
-    try {
-      assert.equal(await main(['eval', '--run', run, '--count', '100', '--steps', '20', '--json', json]), 0);
-    } finally {
-      console.log = log;
-    }
-    assert.match(printed.join('\n'), /\| samples .*\n\| held-out real \(floor\)/);
-    const report = JSON.parse(readFileSync(json, 'utf8')) as { samples: { frechet: number }; realFloor: { frechet: number } };
-    assert.ok(report.realFloor.frechet < report.samples.frechet, 'real images score better than samples');
+    const evalCli = async (...flags: string[]) => {
+      const printed: string[] = [];
+      const log = console.log;
+      console.log = (...a: unknown[]) => void printed.push(a.join(' '));
+      const json = path.join(root, 'eval.json');
+      try {
+        assert.equal(await main(['eval', '--run', run, '--count', '100', '--steps', '20', '--json', json, ...flags]), 0);
+      } finally {
+        console.log = log;
+      }
+      const report = JSON.parse(readFileSync(json, 'utf8')) as { samples: { frechet: number; confident: number }; realFloor: { frechet: number }; diverged: number; sampler: string };
+      return { text: printed.join('\n'), report };
+    };
+    const ddim = await evalCli();
+    assert.match(ddim.text, /\| samples .*\n\| held-out real \(floor\)/);
+    assert.ok(ddim.report.realFloor.frechet < ddim.report.samples.frechet, 'real images score better than samples');
+    assert.equal(ddim.report.diverged, 0);
+    assert.doesNotMatch(ddim.text, /WARNING/);
+
+    // Euler from t = 999 of the cosine schedule (sigma 20,291) diverges, and the report says so;
+    // by default it starts at t = 980 (leading spacing) and does not (measured: Fréchet 202 against 370).
+    const linspace = await evalCli('--scheduler', 'euler', '--spacing', 'linspace');
+    assert.ok(linspace.report.diverged > 0.5, `diverged ${linspace.report.diverged}`);
+    assert.match(linspace.text, /WARNING: .*% of the sample values lay beyond \+-2/);
+    const auto = await evalCli('--scheduler', 'euler');
+    assert.match(auto.report.sampler, /leading spacing/);
+    assert.ok(auto.report.diverged < 0.001, `diverged ${auto.report.diverged}`);
+    assert.ok(auto.report.samples.frechet < 0.75 * linspace.report.samples.frechet, `Fréchet ${auto.report.samples.frechet} (leading) vs ${linspace.report.samples.frechet} (linspace)`);
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FastGenerator, confidence, frechetDistance, overlays, precisionRecall } from '../../src/index.js';
+import { FastGenerator, clipToImageRange, confidence, frechetDistance, overlays, precisionRecall } from '../../src/index.js';
 
 /** n samples of a diagonal Gaussian with the given means and standard deviations. */
 function gaussian(n: number, mean: number[], std: number[], seed: number): Float32Array {
@@ -70,5 +70,14 @@ describe("the evaluator's overlay check", () => {
       assert.equal(px.filter((v) => v === 1).length, 2, `overlay ${k}: ${px}`);
       assert.equal(px.filter((v) => v === -1).length, 3);
     }
+  });
+});
+
+describe('samples are scored as images hold them', () => {
+  it('clips to [-1, 1] and counts the values of a diverged sampler (beyond +-2, or not finite)', () => {
+    const x = Float32Array.of(0.5, -1.5, 1.9, 2.5, -3e4, NaN, Infinity, -1, 1, 0);
+    assert.equal(clipToImageRange(x), 4 / 10);
+    assert.deepEqual([...x], [0.5, -1, 1, 1, -1, 0, 1, -1, 1, 0]);
+    assert.equal(clipToImageRange(new Float32Array(0)), 0);
   });
 });

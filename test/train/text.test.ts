@@ -21,6 +21,8 @@ import {
   openTextConditioner,
   readRunConfig,
   defaultEta,
+  defaultSpacing,
+  NoiseSchedule,
   schedulerConfigOf,
   train,
   transformerTextEncoder,
@@ -110,6 +112,18 @@ describe('text-conditional training', () => {
     assert.equal(defaultEta(tinyConfig()), 1);
     assert.equal(defaultEta(textConfig()), 0);
     assert.equal(defaultEta({ ...tinyConfig(), classConditioning: { pUncond: 0.1 } }), 0);
+  });
+
+  it('Euler-family samplers start at t = 980 (leading) on a schedule whose last step destroys the image', () => {
+    const cosine = { ...tinyConfig(), schedule: { ...tinyConfig().schedule, numTrainTimesteps: 1000, betaSchedule: 'squaredcos_cap_v2' as const } };
+    for (const s of ['euler', 'euler_a', 'heun']) assert.equal(defaultSpacing(cosine, s), 'leading', s);
+    for (const s of ['ddim', 'ddpm', 'dpm++2m']) assert.equal(defaultSpacing(cosine, s), undefined, s);
+    const linear = { ...cosine, schedule: { ...cosine.schedule, betaSchedule: 'linear' as const, betaEnd: 0.02 } };
+    assert.equal(defaultSpacing(linear, 'euler'), undefined);
+    // The reason, in numbers: sigma at t = 999 against t = 998.
+    const ab = new NoiseSchedule(cosine.schedule).alphasCumprod;
+    const sigma = (t: number) => Math.sqrt((1 - ab[t]) / ab[t]);
+    assert.ok(sigma(999) > 20_000 && sigma(998) < 700, `${sigma(999)} ${sigma(998)}`);
   });
 
   it('resumes exactly (the tokenizer is read back from the run folder)', async () => {
