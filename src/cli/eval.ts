@@ -4,14 +4,8 @@ import { defaultEta, defaultSpacing } from '../train/config.js';
 import { readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num } from './main.js';
-import { SAMPLING_FLAGS, parseSampling } from './sampling-flags.js';
+import { DIVERGED_WARNING, SAMPLING_FLAGS, divergedWarning, parseSampling } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
-
-/** More than this fraction of sample values beyond +-2 is reported as a diverged sampler. */
-const DIVERGED_WARNING = 0.001;
-
-const divergedWarning = (fraction: number, what = '') =>
-  `WARNING: ${what}${(100 * fraction).toFixed(1)}% of the sample values lay beyond +-2 (images hold [-1, 1]; they were clipped before scoring): the sampler diverged, and these scores describe broken images.`;
 
 export const commandEval: Command = {
   summary: "score a run's samples against held-out images (classifier Fréchet distance, precision, recall)",
@@ -42,7 +36,7 @@ export const commandEval: Command = {
       console.log('|----------|----------------------------|----------');
       for (const row of r.rows) console.log(`| ${String(row.guidance).padStart(8)} | ${`${(100 * row.rate).toFixed(1)}%`.padStart(26)} | ${row.perClass.map((p) => (100 * p).toFixed(0)).join(' ')}`);
       console.log("The reader is the evaluator's classifier, trained by Diffuse on the real training images, separate from the generator.");
-      for (const row of r.rows) if (row.diverged > DIVERGED_WARNING) console.log(divergedWarning(row.diverged, `guidance ${row.guidance}: `));
+      for (const row of r.rows) if (row.diverged > DIVERGED_WARNING) console.log(divergedWarning(row.diverged, 'they were clipped before scoring', `guidance ${row.guidance}: `));
       if (v.json) await writeFileAtomic(String(v.json), JSON.stringify(r, null, 2) + '\n');
       return;
     }
@@ -63,7 +57,7 @@ export const commandEval: Command = {
     console.log(`class histogram of samples: [${report.samples.histogram.join(', ')}]`);
     console.log(`evaluator check: overlays of two held-out images of different classes read with confidence >= 0.9: ${(100 * report.overlayConfident).toFixed(1)}% (no single class; lower is stricter)`);
     console.log('Fréchet distance in the evaluator classifier\'s 128-d feature space (a classifier Diffuse trains; not Inception FID).');
-    if (report.diverged > DIVERGED_WARNING) console.log(divergedWarning(report.diverged));
+    if (report.diverged > DIVERGED_WARNING) console.log(divergedWarning(report.diverged, 'they were clipped before scoring'));
     if (v.json) await writeFileAtomic(String(v.json), JSON.stringify(report, null, 2) + '\n');
   },
 };

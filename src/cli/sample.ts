@@ -1,12 +1,13 @@
 import { createGenerator } from '../diffusion/index.js';
 import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
+import { clipToImageRange } from '../eval/evaluate.js';
 import { makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
 import { defaultEta, defaultSpacing, schedulerConfigOf } from '../train/config.js';
 import { loadSamplingWeights, makeDenoiser, openTextConditioner, readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num, oneOf } from './main.js';
-import { SAMPLING_FLAGS, parseSampling } from './sampling-flags.js';
+import { DIVERGED_WARNING, SAMPLING_FLAGS, divergedWarning, parseSampling } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
 
 export const commandSample: Command = {
@@ -120,6 +121,8 @@ export const commandSample: Command = {
     await denoise.release();
     await text?.release();
     await savePng(out, upscale(toGrid(images, count, shape, gridCols), scale));
+    const diverged = clipToImageRange(Float32Array.from(images));
+    if (diverged > DIVERGED_WARNING) bar.say(divergedWarning(diverged, 'the image shows them clipped'));
     bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${eta}` : ''}${schedulerConfig.timestepSpacing ? `, ${schedulerConfig.timestepSpacing} spacing` : ''}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
     if (frames) {
       if (/\.gif$/i.test(frames)) {

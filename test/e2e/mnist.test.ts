@@ -112,6 +112,16 @@ describe('MNIST end to end', { skip: !slow && 'set DIFFUSE_SLOW=1 (npm test does
     const auto = await evalCli('--scheduler', 'euler');
     assert.match(auto.report.sampler, /leading spacing/);
     assert.ok(auto.report.diverged < 0.001, `diverged ${auto.report.diverged}`);
+    // diffuse sample says so too.
+    const said: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => said.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      assert.equal(await main(['sample', '--run', run, '--scheduler', 'euler', '--spacing', 'linspace', '--steps', '20', '--count', '8', '--out', path.join(root, 'euler.png')]), 0);
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.match(said.join(''), /WARNING: .*the sampler diverged/);
     assert.ok(auto.report.samples.frechet < 0.75 * linspace.report.samples.frechet, `Fréchet ${auto.report.samples.frechet} (leading) vs ${linspace.report.samples.frechet} (linspace)`);
   });
 });
