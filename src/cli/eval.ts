@@ -1,10 +1,9 @@
 import { writeFileAtomic } from '../engine/index.js';
 import { evaluateAdherence, evaluateRun } from '../eval/evaluate.js';
-import { defaultEta, defaultSpacing } from '../train/config.js';
 import { readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num } from './main.js';
-import { DIVERGED_WARNING, SAMPLING_FLAGS, divergedWarning, parseSampling } from './sampling-flags.js';
+import { DIVERGED_WARNING, SAMPLING_FLAGS, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
 
 export const commandEval: Command = {
@@ -21,9 +20,9 @@ export const commandEval: Command = {
   async run(v) {
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
-    const { device, eta, ...rest } = parseSampling(v);
+    const flags = parseSampling(v);
     const config = readRunConfig(runDir);
-    const sampling = { ...rest, eta: eta ?? defaultEta(config), timestepSpacing: rest.timestepSpacing ?? defaultSpacing(config, rest.scheduler) };
+    const { device, ...sampling } = withRunDefaults(flags, config);
     const bar = new ProgressLine(process.stderr, 15_000);
     if (v.adherence) {
       const guidances = String(v.guidance).split(',').map((g) => Number(g.trim()));

@@ -3,11 +3,11 @@ import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
 import { clipToImageRange } from '../eval/evaluate.js';
 import { makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
-import { defaultEta, defaultSpacing, schedulerConfigOf } from '../train/config.js';
+import { schedulerConfigOf } from '../train/config.js';
 import { loadSamplingWeights, makeDenoiser, openTextConditioner, readRunConfig } from '../train/run.js';
 import type { Command } from './main.js';
 import { UsageError, num, oneOf } from './main.js';
-import { DIVERGED_WARNING, SAMPLING_FLAGS, divergedWarning, parseSampling } from './sampling-flags.js';
+import { DIVERGED_WARNING, SAMPLING_FLAGS, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
 
 export const commandSample: Command = {
@@ -33,9 +33,9 @@ export const commandSample: Command = {
     const bar0 = (msg: string) => process.stderr.write(`${msg}\n`);
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const runDir = String(v.run);
-    const { scheduler: kind, karras, steps, eta: etaFlag, seed, device, clipSample, timestepSpacing } = parseSampling(v);
+    const flags = parseSampling(v);
     const config = readRunConfig(runDir);
-    const eta = etaFlag ?? defaultEta(config);
+    const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(flags, config);
     const count = num(v, 'count', { int: true, min: 1 }) as number;
     const frameCount = num(v, 'frame-count', { int: true, min: 2 }) as number;
     const out = String(v.out);
@@ -45,7 +45,7 @@ export const commandSample: Command = {
     const T = config.schedule.numTrainTimesteps;
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
 
-    const schedulerConfig = schedulerConfigOf(config, { clipSample, timestepSpacing: timestepSpacing ?? defaultSpacing(config, kind) });
+    const schedulerConfig = schedulerConfigOf(config, { clipSample, timestepSpacing });
     const scheduler = makeScheduler(kind, schedulerConfig, { karras });
     const text = await openTextConditioner(runDir, config, { device });
     const weights = await loadSamplingWeights(runDir, config, text);

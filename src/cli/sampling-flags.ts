@@ -1,6 +1,7 @@
 /** The sampling flags that `diffuse sample` and `diffuse eval` share, and their parsing. */
 import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
 import type { TimestepSpacing } from '../samplers/common.js';
+import { RunConfig, defaultEta, defaultSpacing } from '../train/config.js';
 import type { Flag } from './main.js';
 import { UsageError, num, oneOf } from './main.js';
 
@@ -40,6 +41,11 @@ export function parseSampling(v: Record<string, unknown>): SamplingArgs {
     clipSample: { auto: undefined, on: true, off: false }[oneOf(v, 'clip-sample', ['auto', 'on', 'off'] as const, 'auto')],
     timestepSpacing: { auto: undefined, leading: 'leading', trailing: 'trailing', linspace: 'linspace' }[oneOf(v, 'spacing', ['auto', 'leading', 'trailing', 'linspace'] as const, 'auto')] as TimestepSpacing | undefined,
   };
+}
+
+/** The parsed flags with the run's own defaults where they said auto: eta (`defaultEta`) and timestep spacing (`defaultSpacing`). */
+export function withRunDefaults(args: SamplingArgs, config: RunConfig): SamplingArgs & { eta: number } {
+  return { ...args, eta: args.eta ?? defaultEta(config), timestepSpacing: args.timestepSpacing ?? defaultSpacing(config, args.scheduler) };
 }
 
 function parseEta(flag: unknown): number | undefined {
