@@ -9,7 +9,7 @@ export const SAMPLING_FLAGS: Record<string, Flag> = {
   scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
   karras: { type: 'boolean', description: 'Karras sigma spacing (euler, euler_a, heun, dpm++)' },
   steps: { type: 'string', description: 'denoising steps (ddpm: up to the training timesteps)', default: '50' },
-  eta: { type: 'string', description: 'DDIM eta (0 deterministic, 1 DDPM-like), or auto: 1 for unconditional runs, 0 for text/class-conditional ones', default: 'auto' },
+  eta: { type: 'string', description: "DDIM eta (0 deterministic, 1 DDPM's noise, above 1 more noise than DDPM's), or auto: 1.5 for unconditional runs, 0 for text/class-conditional ones", default: 'auto' },
   seed: { type: 'string', description: 'noise seed', default: '0' },
   device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   spacing: { type: 'string', description: "timesteps of the N steps: leading, trailing, linspace, or auto (the scheduler's default: leading for ddpm/ddim, linspace for the others; leading for euler/euler_a/heun on runs whose schedule ends with beta > 0.5, as the cosine one)", default: 'auto' },

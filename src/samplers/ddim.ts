@@ -1,6 +1,14 @@
 /**
  * DDIM (Song et al. 2021), compatible with diffusers' DDIMScheduler: eta = 0 is the
  * deterministic ODE sampler on a subsequence of timesteps; eta = 1 matches DDPM's variance.
+ *
+ * eta > 1 adds more noise than DDPM's posterior: the reverse SDE with a stronger Langevin term
+ * (Karras et al. 2022, eq. 6), which keeps every marginal q(x_t) and lets each step correct more
+ * of the errors that earlier steps made. A step's noise cannot exceed all the noise that x_prev
+ * holds, sigma^2 <= 1 - alphaBar_prev (there, x_prev = sqrt(alphaBar_prev) x_0 + noise: the x_0
+ * estimate noised afresh), so the variance is capped there; diffusers would take the square root
+ * of a negative number and return NaN. For eta <= 1 the cap never binds and the numbers are
+ * diffusers'.
  */
 import { TorchGenerator } from '../diffusion/index.js';
 import { addNoise32 } from './ddpm.js';
@@ -86,15 +94,16 @@ export class DDIMScheduler {
     }
     if (this.config.clipSample) clip(x0, this.config.clipSampleRange);
 
-    // 2. sigma_t (DDIM eq. 16)
-    const std = f32(f32(eta) * sqrt32(this.variance(at, ap)));
+    // 2. sigma_t (DDIM eq. 16), at most the noise that x_prev holds
+    const ddim = f32(f32(eta) * sqrt32(this.variance(at, ap)));
+    const std = eta > 1 ? Math.min(ddim, sqrt32(f32(1 - ap))) : ddim;
     if (opts.useClippedModelOutput) {
       eps = new Float32Array(n);
       for (let i = 0; i < n; i++) eps[i] = f32(f32(sample[i] - f32(sa * x0[i])) / sb);
     }
 
     // 3. x_{t-1} = sqrt(alphaBar_prev) x_0 + sqrt(1 - alphaBar_prev - sigma^2) eps + sigma z  (DDIM eq. 12)
-    const dir = sqrt32(f32(f32(1 - ap) - f32(std * std)));
+    const dir = eta > 1 ? sqrt32(Math.max(0, f32(f32(1 - ap) - f32(std * std)))) : sqrt32(f32(f32(1 - ap) - f32(std * std)));
     const sap = sqrt32(ap);
     const prevSample = new Float32Array(n);
     for (let i = 0; i < n; i++) prevSample[i] = f32(f32(sap * x0[i]) + f32(dir * eps[i]));

@@ -108,8 +108,8 @@ describe('text-conditional training', () => {
     assert.equal(new DDIMScheduler(schedulerConfigOf(tinyConfig())).config.clipSample, true);
   });
 
-  it('samples unconditional runs with eta 1 and conditional ones with eta 0 unless told', () => {
-    assert.equal(defaultEta(tinyConfig()), 1);
+  it('samples unconditional runs with eta 1.5 and conditional ones with eta 0 unless told', () => {
+    assert.equal(defaultEta(tinyConfig()), 1.5);
     assert.equal(defaultEta(textConfig()), 0);
     assert.equal(defaultEta({ ...tinyConfig(), classConditioning: { pUncond: 0.1 } }), 0);
   });
