@@ -87,6 +87,9 @@ async function sampleMany(
   const gen = createGenerator(o.generator ?? 'torch', o.seed);
   const samples = new Float32Array(o.count * per);
   const chunk = 250;
+  // One denoiser (one compile per batch size) unless each chunk has its own labels or prompts.
+  const perImage = guidance.labels !== undefined || guidance.prompts !== undefined;
+  const shared = perImage ? undefined : makeDenoiser(config, weights, o.runtime, guidance, text);
   for (let at = 0; at < o.count; at += chunk) {
     const n = Math.min(chunk, o.count - at);
     const part: Guidance = {
@@ -94,7 +97,7 @@ async function sampleMany(
       labels: guidance.labels?.subarray(at, at + n),
       prompts: guidance.prompts?.slice(at, at + n),
     };
-    const denoise = makeDenoiser(config, weights, o.runtime, part, text);
+    const denoise = shared ?? makeDenoiser(config, weights, o.runtime, part, text);
     const scheduler = makeScheduler(o.scheduler, schedulerConfig, { karras: o.karras });
     const x = await generate({
       denoise,
@@ -108,9 +111,10 @@ async function sampleMany(
         if (i % 10 === 0) o.log?.(`sampling ${at + n}/${o.count} with ${o.scheduler} (${o.steps} steps): step ${i + 1}`);
       },
     });
-    await denoise.release();
+    if (!shared) await denoise.release();
     samples.set(x, at * per);
   }
+  await shared?.release();
   return { samples, diverged: clipToImageRange(samples) };
 }
 
