@@ -2,9 +2,11 @@
  * DDIM (Song et al. 2021), compatible with diffusers' DDIMScheduler: eta = 0 is the
  * deterministic ODE sampler on a subsequence of timesteps; eta = 1 matches DDPM's variance.
  *
- * eta > 1 adds more noise than DDPM's posterior: the reverse SDE with a stronger Langevin term
- * (Karras et al. 2022, eq. 6), which keeps every marginal q(x_t) and lets each step correct more
- * of the errors that earlier steps made. A step's noise cannot exceed all the noise that x_prev
+ * eta > 1 adds more noise than DDPM's posterior and lets each step correct more of the errors
+ * that earlier steps made: in the limit of many steps, the reverse SDE with a stronger Langevin
+ * term (Karras et al. 2022, eq. 6), which keeps every marginal q(x_t); at few steps it also
+ * narrows the samples' spread, as each noisy step re-estimates x_0 by its mean (measured in
+ * closed form on Gaussian data in test/samplers/ddim-eta.test.ts). A step's noise cannot exceed all the noise that x_prev
  * holds, sigma^2 <= 1 - alphaBar_prev (there, x_prev = sqrt(alphaBar_prev) x_0 + noise: the x_0
  * estimate noised afresh), so the variance is capped there; diffusers would take the square root
  * of a negative number and return NaN. For eta <= 1 the cap never binds and the numbers are

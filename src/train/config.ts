@@ -150,7 +150,7 @@ export function schedulerConfigOf(
  * deterministic path carries to the end: on each of nine unconditional MNIST runs eta 1 (the
  * DDPM posterior's noise) read 9 to 19 points more samples confidently than eta 0, and eta 1.5
  * (more noise than DDPM's, see DDIMScheduler) lowered the Fréchet distance of three 30-minute runs
- * again, from 32-34 to 27-28, with 4-7 points more samples read confidently (README "Samplers on
+ * again, from 33-37 to about 28, with 4-5 points more samples read confidently (README "Samplers on
  * the same model"). Eta 2 read more confidently still but narrowed the spread (recall fell), so
  * the default is the Fréchet distance's best. Guided conditional sampling keeps diffusers'
  * deterministic default, where no such comparison was made. (The schedulers' own default stays
