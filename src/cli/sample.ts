@@ -1,6 +1,6 @@
 import { createGenerator } from '../diffusion/index.js';
 import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
-import { clipToImageRange } from '../eval/evaluate.js';
+import { divergedFraction } from '../eval/evaluate.js';
 import { makeScheduler } from '../samplers/registry.js';
 import { generate } from '../samplers/pipeline.js';
 import { schedulerConfigOf } from '../train/config.js';
@@ -121,7 +121,7 @@ export const commandSample: Command = {
     await denoise.release();
     await text?.release();
     await savePng(out, upscale(toGrid(images, count, shape, gridCols), scale));
-    const diverged = clipToImageRange(Float32Array.from(images));
+    const diverged = divergedFraction(images);
     if (diverged > DIVERGED_WARNING) bar.say(divergedWarning(diverged, 'the image shows them clipped'));
     bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${eta}` : ''}${schedulerConfig.timestepSpacing ? `, ${schedulerConfig.timestepSpacing} spacing` : ''}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
     if (frames) {

@@ -58,7 +58,7 @@ function parseEta(flag: unknown): number | undefined {
 /** More than this fraction of sample values beyond +-2 is reported as a diverged sampler. */
 export const DIVERGED_WARNING = 0.001;
 
-/** The one line that says a sampler diverged (see clipToImageRange). */
+/** The one line that says a sampler diverged (see divergedFraction). */
 export const divergedWarning = (fraction: number, clipped: string, what = '') =>
   `WARNING: ${what}${(100 * fraction).toFixed(1)}% of the sample values lay beyond +-2 (images hold [-1, 1]; ${clipped}): the sampler diverged. ` +
   'Try another --scheduler or --spacing (README, "Samplers on the same model").';

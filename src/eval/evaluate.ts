@@ -118,18 +118,24 @@ async function sampleMany(
   return { samples, diverged: clipToImageRange(samples) };
 }
 
+/** The fraction of values beyond +-2 (or not finite): the mark of a sampler that diverged. */
+export function divergedFraction(samples: Float32Array): number {
+  let beyond = 0;
+  for (const v of samples) if (!(Math.abs(v) <= DIVERGED)) beyond++;
+  return samples.length ? beyond / samples.length : 0;
+}
+
 /**
  * Clips samples in place to [-1, 1] (NaN to 0), as an image file would hold them, and returns
- * the fraction of values that lay beyond +-2 (or were not finite): the mark of a sampler that diverged.
+ * the fraction of values that lay beyond +-2 before (`divergedFraction`).
  */
 export function clipToImageRange(samples: Float32Array): number {
-  let beyond = 0;
+  const diverged = divergedFraction(samples);
   for (let i = 0; i < samples.length; i++) {
     const v = samples[i];
-    if (!(Math.abs(v) <= DIVERGED)) beyond++;
     samples[i] = v > 1 ? 1 : v < -1 ? -1 : Number.isNaN(v) ? 0 : v;
   }
-  return samples.length ? beyond / samples.length : 0;
+  return diverged;
 }
 
 export interface AdherenceRow {

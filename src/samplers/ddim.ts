@@ -6,11 +6,11 @@
  * that earlier steps made: in the limit of many steps, the reverse SDE with a stronger Langevin
  * term (Karras et al. 2022, eq. 6), which keeps every marginal q(x_t); at few steps it also
  * narrows the samples' spread, as each noisy step re-estimates x_0 by its mean (measured in
- * closed form on Gaussian data in test/samplers/ddim-eta.test.ts). A step's noise cannot exceed all the noise that x_prev
- * holds, sigma^2 <= 1 - alphaBar_prev (there, x_prev = sqrt(alphaBar_prev) x_0 + noise: the x_0
- * estimate noised afresh), so the variance is capped there; diffusers would take the square root
- * of a negative number and return NaN. For eta <= 1 the cap never binds and the numbers are
- * diffusers'.
+ * closed form on Gaussian data in test/samplers/ddim-eta.test.ts). A step's noise cannot exceed
+ * all the noise that x_prev holds, sigma^2 <= 1 - alphaBar_prev (there, x_prev =
+ * sqrt(alphaBar_prev) x_0 + noise: the x_0 estimate noised afresh), so the variance is capped
+ * there; diffusers would take the square root of a negative number and return NaN. For eta <= 1
+ * the cap never binds and the numbers are diffusers'.
  */
 import { TorchGenerator } from '../diffusion/index.js';
 import { addNoise32 } from './ddpm.js';
@@ -105,7 +105,8 @@ export class DDIMScheduler {
     }
 
     // 3. x_{t-1} = sqrt(alphaBar_prev) x_0 + sqrt(1 - alphaBar_prev - sigma^2) eps + sigma z  (DDIM eq. 12)
-    const dir = eta > 1 ? sqrt32(Math.max(0, f32(f32(1 - ap) - f32(std * std)))) : sqrt32(f32(f32(1 - ap) - f32(std * std)));
+    const rest = f32(f32(1 - ap) - f32(std * std));
+    const dir = sqrt32(eta > 1 ? Math.max(0, rest) : rest);
     const sap = sqrt32(ap);
     const prevSample = new Float32Array(n);
     for (let i = 0; i < n; i++) prevSample[i] = f32(f32(sap * x0[i]) + f32(dir * eps[i]));
