@@ -731,30 +731,27 @@ const upsampleOp = define({
     }, [out]);
   },
   // Each input pixel fed factor^2 output pixels: sum them back.
-  grad: (y, g) => [sumPool(g, y.attrs.factor as number)],
+  grad: (y, g) => {
+    const f = y.attrs.factor as number;
+    const [n, c, h, w] = y.inputs[0].shape;
+    // AveragePool has no float64 kernel.
+    return [g.dtype === 'float64' ? sum(reshape(g, [n, c, h, f, w, f]), [3, 5]) : sumPool(g, f)];
+  },
 });
 
 const sumPoolOp = define({
   name: 'sumPool',
+  // AveragePool times f^2: ONNX Runtime's ReduceSum over the interleaved axes [3, 5] of
+  // [N, C, H, f, W, f] is several times slower.
   emit: (e, y, [x], out) => {
     const f = y.attrs.factor as number;
-    const [n, c, h, w] = y.shape;
-    if (y.dtype === 'float64') {
-      // AveragePool has no float64 kernel.
-      const [six] = e.node('Reshape', [x, e.ints([n, c, h, f, w, f])]);
-      e.node('ReduceSum', [six, e.ints([3, 5])], { keepdims: 0 }, [out]);
-      return;
-    }
-    // AveragePool times f^2: ONNX Runtime's ReduceSum over the interleaved axes [3, 5] of
-    // [N, C, H, f, W, f] is several times slower (3.1 against 0.5 ms for a [64, 64, 28, 28]
-    // gradient, in a profile of the mnist preset's training step).
     const [avg] = e.node('AveragePool', [x], { kernel_shape: [f, f], strides: [f, f] });
     e.node('Mul', [avg, e.floats([f * f], [], 'float32')], {}, [out]);
   },
   // The adjoint of summing each f x f block is copying the block's gradient to each of its pixels.
   grad: (y, g) => [upsampleNearest(g, y.attrs.factor as number)],
 });
-/** Sum over non-overlapping f x f blocks of NCHW (the adjoint of `upsampleNearest`). */
+/** Sum over non-overlapping f x f blocks of float32 NCHW (the adjoint of `upsampleNearest`). */
 function sumPool(x: Tensor, factor: number): Tensor {
   const [n, c, h, w] = x.shape;
   return make(sumPoolOp, [x], [n, c, h / factor, w / factor], x.dtype, { factor });
