@@ -1,6 +1,13 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly (tsx compiles on the fly; no build step needed).
-import { register } from 'tsx/esm/api';
+// The `diffuse` command. In the source tree it runs the TypeScript directly (tsx compiles it on
+// the fly, so an edit needs no build step); an installed package runs the compiled dist/.
+import { existsSync } from 'node:fs';
 
-register();
-await import('../src/cli/bin.ts');
+const source = new URL('../src/cli/bin.ts', import.meta.url);
+if (existsSync(source)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(source.href);
+} else {
+  await import('../dist/cli/bin.js');
+}

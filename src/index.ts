@@ -12,9 +12,9 @@ export * from './samplers/index.js';
 export { UNET_PRESETS, unetPreset } from './nn/presets.js';
 export type { UNetPresetName } from './nn/presets.js';
 export * from './data/index.js';
+export * from './run/index.js';
+export * from './pipelines/index.js';
 export * from './train/index.js';
-export { generate } from './samplers/pipeline.js';
-export type { Denoiser, SampleOptions, Scheduler } from './samplers/pipeline.js';
 export * from './eval/index.js';
 /** Text: the BPE tokenizer, the transformer text encoder and the frozen ONNX encoder plug-in. */
 export * from './text/index.js';

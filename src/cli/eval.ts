@@ -1,8 +1,8 @@
 import { writeFileAtomic } from '../engine/index.js';
 import { evaluateAdherence, evaluateRun } from '../eval/evaluate.js';
-import { readRunConfig } from '../train/run.js';
-import type { Command } from './main.js';
-import { UsageError, num } from './main.js';
+import { readRunConfig } from '../run/run.js';
+import type { Command } from './flags.js';
+import { UsageError, num } from './flags.js';
 import { DIVERGED_WARNING, SAMPLING_FLAGS, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
 

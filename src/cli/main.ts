@@ -3,6 +3,8 @@
  *
  *   diffuse train    --data mnist --run runs/mnist --minutes 20
  *   diffuse sample   --run runs/mnist --scheduler ddim --steps 50 --out grid.png --frames strip.png
+ *   diffuse img2img  --run runs/mnist --image mnist:7 --strength 0.6 --out edited.png --compare side.png
+ *   diffuse inpaint  --run runs/mnist --image mnist:7 --mask lower-half.png --out filled.png
  *   diffuse noise    IMAGE|mnist:INDEX --schedule cosine --steps 8 --out strip.png
  *   diffuse schedule --schedule linear,cosine --out schedule.png
  *   diffuse eval     --run runs/mnist --count 1000
@@ -10,30 +12,18 @@
  * Every error is one line naming the problem, with a non-zero exit code.
  */
 import { parseArgs, ParseArgsConfig } from 'node:util';
+import type { Command } from './flags.js';
+import { commandImg2Img, commandInpaint } from './edit.js';
 import { commandEval } from './eval.js';
 import { commandNoise, commandSchedule } from './pictures.js';
 import { commandSample } from './sample.js';
 import { commandTrain } from './train.js';
 
-/** A flag: parseArgs' fields plus a description for --help. */
-export interface Flag {
-  type: 'string' | 'boolean';
-  short?: string;
-  default?: string | boolean;
-  description: string;
-}
-
-export interface Command {
-  summary: string;
-  usage: string;
-  options: Record<string, Flag>;
-  positionals?: boolean;
-  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<void>;
-}
-
 const COMMANDS: Record<string, Command> = {
   train: commandTrain,
   sample: commandSample,
+  img2img: commandImg2Img,
+  inpaint: commandInpaint,
   noise: commandNoise,
   schedule: commandSchedule,
   eval: commandEval,
@@ -55,9 +45,6 @@ function commandHelp(name: string, c: Command): string {
   }
   return lines.join('\n');
 }
-
-/** A user error: printed as one line, exit code 1. */
-export class UsageError extends Error {}
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -83,28 +70,31 @@ export async function main(argv: string[]): Promise<number> {
     await cmd.run(withDefaults, positionals);
     return 0;
   } catch (e) {
-    const err = e as Error & { code?: string };
-    const msg = err.code?.startsWith('ERR_PARSE_ARGS') ? `${err.message} (see 'diffuse ${name} --help')` : err.message;
-    console.error(`diffuse ${name}: ${msg}`);
-    if (process.env.DIFFUSE_DEBUG) console.error(err.stack);
+    console.error(errorLine(name, e));
+    if (process.env.DIFFUSE_DEBUG) console.error((e as Error)?.stack);
     return 1;
   }
 }
 
-/** Parses a number option, naming the flag when it is not one. */
-export function num(values: Record<string, unknown>, flag: string, opts: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
-  const v = values[flag];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
-    const range = [opts.int ? 'an integer' : 'a number', opts.min !== undefined ? `>= ${opts.min}` : '', opts.max !== undefined ? `<= ${opts.max}` : ''].filter(Boolean).join(' ');
-    throw new UsageError(`--${flag} must be ${range}, got '${String(v)}'`);
-  }
-  return n;
+/**
+ * The one line printed for an error: the user's mistake as its message says it; a bug in Diffuse
+ * (see isInternal) labelled as one, with how to get the stack.
+ */
+export function errorLine(command: string, e: unknown): string {
+  const err = e as Error & { code?: string };
+  if (isInternal(err)) return `diffuse ${command}: internal error: ${String(err?.message ?? err).split('\n')[0]} (a bug in Diffuse; DIFFUSE_DEBUG=1 prints the stack; please report it)`;
+  const msg = err.code?.startsWith('ERR_PARSE_ARGS') ? `${err.message} (see 'diffuse ${command} --help')` : err.message;
+  return `diffuse ${command}: ${msg.split('\n')[0]}`;
 }
 
-export function oneOf<T extends string>(values: Record<string, unknown>, flag: string, allowed: readonly T[], dflt: T): T {
-  const v = (values[flag] as string | undefined) ?? dflt;
-  if (!allowed.includes(v as T)) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, got '${v}'`);
-  return v as T;
+/**
+ * Errors that JavaScript raises for a bug (a TypeError, an out-of-range array length, a failed
+ * assertion) rather than the plain Errors that Diffuse throws with a message for the user.
+ */
+function isInternal(e: unknown): boolean {
+  if (!(e instanceof Error)) return true;
+  const code = (e as { code?: string }).code;
+  if (code?.startsWith('ERR_PARSE_ARGS')) return false; // node:util parseArgs reports the user's flags as TypeErrors
+  if (code === 'ERR_ASSERTION') return true;
+  return e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError || e instanceof EvalError;
 }

@@ -3,11 +3,10 @@
  * Figures are drawn as SVG and rendered to PNG by sharp.
  */
 import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import { BETA_SCHEDULES, BetaScheduleName, NoiseSchedule, TorchGenerator, qSample } from '../diffusion/index.js';
-import { DataError, loadDataset, toGrid, upscale } from '../data/index.js';
-import type { Command } from './main.js';
-import { UsageError, num } from './main.js';
+import { DataError, ensureWritable, loadDataset, toGrid, upscale } from '../data/index.js';
+import type { Command } from './flags.js';
+import { UsageError, num } from './flags.js';
 
 const ALIASES: Record<string, BetaScheduleName> = { cosine: 'squaredcos_cap_v2' };
 
@@ -57,13 +56,14 @@ async function pngDataUri(images: Float32Array, shape: number[], scale: number):
 
 async function writeSvgPng(file: string, svg: string): Promise<void> {
   const { default: sharp } = await import('sharp');
-  await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true }).catch(() => {
-    throw new Error(`${file}: cannot create its folder`);
-  });
+  await ensureWritable(file);
+  const tmp = `${file}.${process.pid}.tmp`;
   try {
-    await sharp(Buffer.from(svg)).png().toFile(file);
+    await sharp(Buffer.from(svg)).png().toFile(tmp);
+    await fs.rename(tmp, file);
   } catch (e) {
-    throw new Error(`${file}: cannot write (${(e as Error).message})`);
+    await fs.rm(tmp, { force: true });
+    throw new Error(`${file}: cannot write the image (${(e as Error).message.split('\n')[0]}); choose another --out path`);
   }
 }
 

@@ -1,9 +1,11 @@
-/** The sampling flags that `diffuse sample` and `diffuse eval` share, and their parsing. */
+/** The sampling and condition flags that `diffuse sample`, `eval`, `img2img` and `inpaint` share, and their parsing. */
 import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
 import type { TimestepSpacing } from '../samplers/common.js';
-import { RunConfig, defaultEta, defaultSpacing } from '../train/config.js';
-import type { Flag } from './main.js';
-import { UsageError, num, oneOf } from './main.js';
+import { RunConfig, defaultEta, defaultSpacing } from '../run/config.js';
+import type { GenerateOptions } from '../pipelines/index.js';
+import { readTokenizer } from '../run/text.js';
+import type { Flag } from './flags.js';
+import { UsageError, num, oneOf } from './flags.js';
 
 export const SAMPLING_FLAGS: Record<string, Flag> = {
   scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
@@ -61,4 +63,59 @@ export const DIVERGED_WARNING = 0.001;
 /** The one line that says a sampler diverged (see divergedFraction). */
 export const divergedWarning = (fraction: number, clipped: string, what = '') =>
   `WARNING: ${what}${(100 * fraction).toFixed(1)}% of the sample values lay beyond +-2 (images hold [-1, 1]; ${clipped}): the sampler diverged. ` +
-  'Try another --scheduler or --spacing (README, "Samplers on the same model").';
+  'Try another --scheduler or --spacing (docs/RESULTS.md, "Samplers on the same model").';
+
+/** The condition flags of class- and text-conditional runs. */
+export const CONDITION_FLAGS: Record<string, Flag> = {
+  class: { type: 'string', description: 'class-conditional runs: a class index or name for every image (sample: default one row per class)' },
+  prompt: { type: 'string', description: "text-conditional runs: the prompt; several separated by '|' give one row each" },
+  'negative-prompt': { type: 'string', description: 'text-conditional runs: steer away from this prompt (replaces the empty prompt of guidance)' },
+  guidance: { type: 'string', description: 'classifier-free guidance weight (1 = none; default 3 for conditional runs)' },
+  'guidance-rescale': { type: 'string', description: 'guidance rescale phi in [0, 1]', default: '0' },
+};
+
+/**
+ * The condition flags of a conditional run as pipeline options: --class (default: one row per
+ * class, unless `classRows` is false: the null class), --prompt "a|b" (one row per prompt), --negative-prompt, --guidance, --guidance-rescale;
+ * and the grid columns that give one row per condition. Words that the tokenizer never saw are
+ * reported as warnings.
+ */
+export function conditionFlags(
+  v: Record<string, unknown>,
+  config: RunConfig,
+  count: number,
+  warn: (msg: string) => void,
+  opts: { classRows?: boolean } = {},
+): { condition: Pick<GenerateOptions, 'classLabel' | 'prompt' | 'negativePrompt' | 'guidance' | 'guidanceRescale'>; cols?: number } {
+  const classes = config.model.numClasses;
+  const guidance = { guidance: num(v, 'guidance', { min: 0 }), guidanceRescale: num(v, 'guidance-rescale', { min: 0, max: 1 }) };
+  if (classes !== undefined) {
+    if (v.prompt !== undefined || v['negative-prompt'] !== undefined) throw new UsageError('--prompt needs a text-conditional run; this one is class-conditional (use --class)');
+    if (v.class !== undefined) {
+      const name = String(v.class);
+      const byName = config.classNames?.indexOf(name) ?? -1;
+      const k = byName >= 0 ? byName : Number(name);
+      if (!Number.isInteger(k) || k < 0 || k >= classes) {
+        throw new UsageError(`--class must be 0..${classes - 1}${config.classNames ? ` or one of ${config.classNames.join(', ')}` : ''}, got '${name}'`);
+      }
+      return { condition: { classLabel: k, ...guidance } };
+    }
+    if (opts.classRows === false) return { condition: guidance };
+    // One row per class.
+    const perRow = Math.ceil(count / classes);
+    return { condition: { classLabel: Array.from({ length: count }, (_, i) => Math.min(classes - 1, Math.floor(i / perRow))), ...guidance }, cols: perRow };
+  }
+  if (v.class !== undefined) throw new UsageError('--class needs a class-conditional run (train with --class-cond)');
+  if (config.text) {
+    if (v.prompt === undefined) throw new UsageError(`this run is text-conditional: give --prompt "..." (--prompt "" for unconditional samples)`);
+    const list = String(v.prompt).split('|').map((p) => p.trim());
+    const negative = v['negative-prompt'] === undefined ? undefined : String(v['negative-prompt']);
+    const tokenizer = readTokenizer(String(v.run));
+    for (const p of [...list, ...(negative ? [negative] : [])]) for (const w of tokenizer.warnings(p)) warn(`warning: "${p}": ${w}`);
+    const perRow = Math.ceil(count / list.length);
+    const prompt = Array.from({ length: count }, (_, i) => list[Math.min(list.length - 1, Math.floor(i / perRow))]);
+    return { condition: { prompt, ...(negative !== undefined ? { negativePrompt: negative } : {}), ...guidance }, cols: list.length > 1 ? perRow : undefined };
+  }
+  if (v.prompt !== undefined || v['negative-prompt'] !== undefined) throw new UsageError('--prompt needs a text-conditional run (train with --text)');
+  return { condition: {} };
+}

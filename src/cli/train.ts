@@ -3,12 +3,12 @@ import { BETA_SCHEDULES, LossWeighting, PREDICTION_TYPES, PredictionType } from 
 import { loadDataset } from '../data/index.js';
 import { unetPreset } from '../nn/presets.js';
 import { BpeTokenizer } from '../text/tokenizer.js';
-import { TextConditioner } from '../train/text.js';
-import { RunConfig, TIMESTEP_SAMPLINGS, TRAIN_DEFAULTS, TimestepSampling } from '../train/config.js';
-import { readRunConfig } from '../train/run.js';
+import { TextConditioner } from '../run/text.js';
+import { RunConfig, TIMESTEP_SAMPLINGS, TRAIN_DEFAULTS, TimestepSampling } from '../run/config.js';
+import { readRunConfig } from '../run/run.js';
 import { train } from '../train/trainer.js';
-import type { Command } from './main.js';
-import { UsageError, num, oneOf } from './main.js';
+import type { Command } from './flags.js';
+import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine, formatDuration } from './progress.js';
 
 const SCHEDULE_ALIASES: Record<string, string> = { cosine: 'squaredcos_cap_v2' };

@@ -49,10 +49,24 @@ export function upscale(p: Pixels, factor: number): Pixels {
   return { data, width, height, channels: p.channels };
 }
 
-async function ensureWritable(file: string): Promise<void> {
+/**
+ * Creates the file's folder one level at a time (Node's recursive mkdir never returns on some
+ * virtual file systems, such as /proc) and checks that it is writable.
+ */
+export async function ensureWritable(file: string): Promise<void> {
   const dir = path.dirname(path.resolve(file));
+  const missing: string[] = [];
+  for (let d = dir; ; d = path.dirname(d)) {
+    const stat = await fs.stat(d).catch(() => undefined);
+    if (stat) {
+      if (!stat.isDirectory()) throw new Error(`${file}: ${d} is not a folder; choose another --out path`);
+      break;
+    }
+    missing.unshift(d);
+    if (path.dirname(d) === d) break;
+  }
   try {
-    await fs.mkdir(dir, { recursive: true });
+    for (const d of missing) await fs.mkdir(d);
     await fs.access(dir, fs.constants?.W_OK ?? 2);
   } catch {
     throw new Error(`${file}: cannot write to folder ${dir}; choose another --out path`);
@@ -63,10 +77,15 @@ export async function savePng(file: string, p: Pixels): Promise<void> {
   await ensureWritable(file);
   const { default: sharp } = await import('sharp');
   const tmp = `${file}.${process.pid}.tmp`;
-  await sharp(Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength), { raw: { width: p.width, height: p.height, channels: p.channels } })
-    .png()
-    .toFile(tmp);
-  await fs.rename(tmp, file);
+  try {
+    const img = sharp(Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength), { raw: { width: p.width, height: p.height, channels: p.channels } });
+    // One channel stays one channel (sharp would write it as RGB).
+    await (p.channels === 1 ? img.toColourspace('b-w') : img).png().toFile(tmp);
+    await fs.rename(tmp, file);
+  } catch (e) {
+    await fs.rm(tmp, { force: true });
+    throw new Error(`${file}: cannot write the image (${(e as Error).message.split('\n')[0]}); choose another --out path`);
+  }
 }
 
 /** Animated GIF of equally sized frames (`delayMs` each, the last held 4x longer). */

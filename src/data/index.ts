@@ -4,3 +4,4 @@ export * from './captions.js';
 export * from './emoji.js';
 export { DataError } from './errors.js';
 export * from './image-io.js';
+export * from './read-image.js';

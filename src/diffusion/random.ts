@@ -7,7 +7,7 @@
  * its Box-Muller arrangement: for n >= 16, normals are made 16 at a time from
  * uniforms j and j + 8; below 16, one double-precision pair per two values with
  * the second one cached). So the same seed gives the same image here and in a
- * Python diffusers pipeline. See README "Reproducing PyTorch's noise".
+ * Python diffusers pipeline. See docs/ENGINE.md, "Reproducing PyTorch's noise".
  *
  * `FastGenerator` is a lighter default for training noise where PyTorch parity
  * is not needed.

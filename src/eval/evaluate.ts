@@ -2,15 +2,13 @@
  * `diffuse eval`: generate samples from a run and score them against held-out
  * real images in the evaluator classifier's feature space.
  */
-import { createGenerator, GeneratorKind } from '../diffusion/index.js';
+import type { GeneratorKind } from '../diffusion/index.js';
 import { ImageDataset, classPrompt, loadDataset } from '../data/index.js';
 import { RuntimeOptions } from '../engine/index.js';
-import { SchedulerName, makeScheduler } from '../samplers/registry.js';
+import type { SchedulerName } from '../samplers/registry.js';
 import type { TimestepSpacing } from '../samplers/common.js';
-import { generate } from '../samplers/pipeline.js';
-import { RunConfig, schedulerConfigOf } from '../train/config.js';
-import { Guidance, loadSamplingWeights, makeDenoiser, openTextConditioner } from '../train/run.js';
-import type { TextConditioner } from '../train/text.js';
+import { DiffusionPipeline, GenerateOptions } from '../pipelines/index.js';
+import type { RunConfig } from '../run/config.js';
 import { Classifier, FEATURE_DIM } from './classifier.js';
 import { confidence, frechetDistance, precisionRecall } from './metrics.js';
 
@@ -69,52 +67,26 @@ async function score(cls: Classifier, a: Float32Array, na: number, b: Float32Arr
 const DIVERGED = 2;
 
 /**
- * o.count samples in chunks of 250, with the run's network and the given guidance, clipped to
- * [-1, 1] as an image file would hold them, and the fraction of values that lay beyond +-2
- * before clipping: a classifier can be confident about an image that exploded, so the report says so.
+ * o.count samples from the pipeline (batches of 250), clipped to [-1, 1] as an image file would
+ * hold them, and the fraction of values that lay beyond +-2 before clipping: a classifier can be
+ * confident about an image that exploded, so the report says so.
  */
-async function sampleMany(
-  config: RunConfig,
-  weights: ReadonlyMap<string, Float32Array>,
-  o: EvalOptions,
-  guidance: Guidance,
-  text?: TextConditioner,
-): Promise<{ samples: Float32Array; diverged: number }> {
-  const m = config.model;
-  const shape = [m.inChannels, m.imageSize, m.imageSize];
-  const per = shape.reduce((a, b) => a * b, 1);
-  const schedulerConfig = schedulerConfigOf(config, o);
-  const gen = createGenerator(o.generator ?? 'torch', o.seed);
-  const samples = new Float32Array(o.count * per);
-  const chunk = 250;
-  // One denoiser (one compile per batch size) unless each chunk has its own labels or prompts.
-  const perImage = guidance.labels !== undefined || guidance.prompts !== undefined;
-  const shared = perImage ? undefined : makeDenoiser(config, weights, o.runtime, guidance, text);
-  for (let at = 0; at < o.count; at += chunk) {
-    const n = Math.min(chunk, o.count - at);
-    const part: Guidance = {
-      ...guidance,
-      labels: guidance.labels?.subarray(at, at + n),
-      prompts: guidance.prompts?.slice(at, at + n),
-    };
-    const denoise = shared ?? makeDenoiser(config, weights, o.runtime, part, text);
-    const scheduler = makeScheduler(o.scheduler, schedulerConfig, { karras: o.karras });
-    const x = await generate({
-      denoise,
-      scheduler,
-      count: n,
-      shape,
-      steps: o.steps,
-      eta: o.eta,
-      generator: gen,
-      onStep: (i) => {
-        if (i % 10 === 0) o.log?.(`sampling ${at + n}/${o.count} with ${o.scheduler} (${o.steps} steps): step ${i + 1}`);
-      },
-    });
-    if (!shared) await denoise.release();
-    samples.set(x, at * per);
-  }
-  await shared?.release();
+async function sampleMany(pipe: DiffusionPipeline, o: EvalOptions, condition: Pick<GenerateOptions, 'classLabel' | 'prompt' | 'guidance'> = {}): Promise<{ samples: Float32Array; diverged: number }> {
+  const { data: samples } = await pipe.generate({
+    ...condition,
+    count: o.count,
+    scheduler: o.scheduler,
+    karras: o.karras,
+    steps: o.steps,
+    eta: o.eta,
+    seed: o.seed,
+    generatorKind: o.generator ?? 'torch',
+    clipSample: o.clipSample,
+    spacing: o.timestepSpacing,
+    onStep: ({ index, offset, batchCount }) => {
+      if (index % 10 === 0) o.log?.(`sampling ${offset + batchCount}/${o.count} with ${o.scheduler} (${o.steps} steps): step ${index + 1}`);
+    },
+  });
   return { samples, diverged: clipToImageRange(samples) };
 }
 
@@ -172,16 +144,16 @@ export async function evaluateAdherence(runDir: string, config: RunConfig, o: Ev
   const K = classNames.length;
   const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
   const started = Date.now();
-  const text = await openTextConditioner(runDir, config, o.runtime);
-  const weights = await loadSamplingWeights(runDir, config, text);
+  const pipe = await DiffusionPipeline.fromRun(runDir, { runtime: o.runtime });
+  const text = pipe.text;
   const perClass = Math.max(1, Math.floor(o.count / K));
   const count = perClass * K;
   const want = Int32Array.from({ length: count }, (_, i) => Math.floor(i / perClass));
   const conditions = classNames.map((name, k) => (text ? classPrompt(train.name, classNames, k) : name));
   const rows: AdherenceRow[] = [];
   for (const w of o.guidances) {
-    const guidance: Guidance = text ? { prompts: Array.from(want, (k) => conditions[k]), scale: w } : { labels: want, scale: w };
-    const { samples, diverged } = await sampleMany(config, weights, { ...o, count, log: (s) => log(`guidance ${w}: ${s}`) }, guidance, text);
+    const condition = text ? { prompt: Array.from(want, (k) => conditions[k]), guidance: w } : { classLabel: Array.from(want), guidance: w };
+    const { samples, diverged } = await sampleMany(pipe, { ...o, count, log: (s) => log(`guidance ${w}: ${s}`) }, condition);
     const { probs } = await cls.apply(samples, count);
     const hits = new Array<number>(K).fill(0);
     for (let i = 0; i < count; i++) {
@@ -191,7 +163,7 @@ export async function evaluateAdherence(runDir: string, config: RunConfig, o: Ev
     }
     rows.push({ guidance: w, rate: hits.reduce((a, b) => a + b, 0) / count, perClass: hits.map((h) => h / perClass), diverged });
   }
-  await text?.release();
+  await pipe.release();
   await cls.release();
   return { rows, count, conditions, sampler: samplerName(o), seconds: (Date.now() - started) / 1000 };
 }
@@ -225,10 +197,14 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
 
   const started = Date.now();
-  const text = await openTextConditioner(runDir, config, o.runtime);
-  const weights = await loadSamplingWeights(runDir, config, text);
-  const { samples, diverged } = await sampleMany(config, weights, o, {}, text);
-  await text?.release();
+  const pipe = await DiffusionPipeline.fromRun(runDir, { runtime: o.runtime });
+  let sampled: { samples: Float32Array; diverged: number };
+  try {
+    sampled = await sampleMany(pipe, o);
+  } finally {
+    await pipe.release();
+  }
+  const { samples, diverged } = sampled;
   const per = samples.length / o.count;
   // Real floor: first half of the held-out split against the second half; samples against the second half.
   const realA = test.images.subarray(0, o.count * per);

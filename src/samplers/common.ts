@@ -195,3 +195,34 @@ export function schedulerTables(c: SchedulerConfig): { betas: Float32Array; alph
     timesteps: Array.from({ length: c.numTrainTimesteps }, (_, i) => c.numTrainTimesteps - 1 - i),
   };
 }
+
+/**
+ * The model output as x_0 and eps at a timestep with cumulative alpha `alphaBar`, in float32
+ * as diffusers computes them (x_t = sqrt(alphaBar) x_0 + sqrt(1 - alphaBar) eps):
+ * epsilon: x_0 = (x_t - sqrt(1 - alphaBar) eps) / sqrt(alphaBar)  (DDPM eq. 15);
+ * sample:  eps = (x_t - sqrt(alphaBar) x_0) / sqrt(1 - alphaBar);
+ * v:       x_0 = sqrt(alphaBar) x_t - sqrt(1 - alphaBar) v, eps = sqrt(alphaBar) v + sqrt(1 - alphaBar) x_t
+ *          (Salimans & Ho 2022, arXiv 2202.00512, sec. 4).
+ * `eps` is the model output itself for epsilon-prediction (not a copy).
+ */
+export function predictX0Eps(type: PredictionType, modelOutput: Float32Array, sample: Float32Array, alphaBar: number): { x0: Float32Array; eps: Float32Array } {
+  const n = sample.length;
+  const sa = sqrt32(alphaBar);
+  const sb = sqrt32(f32(1 - alphaBar));
+  const x0 = new Float32Array(n);
+  if (type === 'epsilon') {
+    for (let i = 0; i < n; i++) x0[i] = f32(f32(sample[i] - f32(sb * modelOutput[i])) / sa);
+    return { x0, eps: modelOutput };
+  }
+  const eps = new Float32Array(n);
+  if (type === 'sample') {
+    x0.set(modelOutput);
+    for (let i = 0; i < n; i++) eps[i] = f32(f32(sample[i] - f32(sa * x0[i])) / sb);
+  } else {
+    for (let i = 0; i < n; i++) {
+      x0[i] = f32(f32(sa * sample[i]) - f32(sb * modelOutput[i]));
+      eps[i] = f32(f32(sa * modelOutput[i]) + f32(sb * sample[i]));
+    }
+  }
+  return { x0, eps };
+}

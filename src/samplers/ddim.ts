@@ -22,11 +22,13 @@ import {
   checkSameLength,
   clip,
   f32,
+  predictX0Eps,
   resolveConfig,
   schedulerTables,
   spacedTimesteps,
   sqrt32,
 } from './common.js';
+import type { Scheduler } from './scheduler.js';
 
 export interface DDIMSchedulerConfig extends SchedulerConfig {
   /** At the last step use alphaBar_prev = 1 (true) or alphaBar_0 (false). */
@@ -35,7 +37,8 @@ export interface DDIMSchedulerConfig extends SchedulerConfig {
 
 export const DDIM_DEFAULTS: DDIMSchedulerConfig = { ...SCHEDULER_DEFAULTS, setAlphaToOne: true };
 
-export class DDIMScheduler {
+export class DDIMScheduler implements Scheduler {
+  readonly order = 1;
   readonly config: DDIMSchedulerConfig;
   readonly betas: Float32Array;
   readonly alphas: Float32Array;
@@ -58,6 +61,13 @@ export class DDIMScheduler {
     this.numInferenceSteps = numInferenceSteps;
   }
 
+  /** Steps are found by timestep value, so starting part-way needs no state. */
+  setBeginIndex(_index: number): void {}
+
+  scaleModelInput(sample: Float32Array, _timestep?: number): Float32Array {
+    return sample;
+  }
+
   /** sigma_t(eta)^2 / eta^2 = (1 - alphaBar_prev) / (1 - alphaBar_t) * (1 - alphaBar_t / alphaBar_prev)  (DDIM eq. 16). */
   private variance(at: number, ap: number): number {
     return f32(f32(f32(1 - ap) / f32(1 - at)) * f32(1 - f32(at / ap)));
@@ -72,28 +82,14 @@ export class DDIMScheduler {
     const prev = t - Math.floor(this.config.numTrainTimesteps / this.numInferenceSteps);
     const at = this.alphasCumprod[t];
     const ap = prev >= 0 ? this.alphasCumprod[prev] : this.finalAlphaCumprod;
-    const betaProdT = f32(1 - at);
     const sa = sqrt32(at);
-    const sb = sqrt32(betaProdT);
+    const sb = sqrt32(f32(1 - at));
     const n = sample.length;
 
     // 1. x_0 and eps from the model output ("predicted x_0" of DDIM eq. 12)
-    const x0 = new Float32Array(n);
-    let eps = modelOutput;
-    const type = this.config.predictionType;
-    if (type === 'epsilon') {
-      for (let i = 0; i < n; i++) x0[i] = f32(f32(sample[i] - f32(sb * modelOutput[i])) / sa);
-    } else if (type === 'sample') {
-      x0.set(modelOutput);
-      eps = new Float32Array(n);
-      for (let i = 0; i < n; i++) eps[i] = f32(f32(sample[i] - f32(sa * x0[i])) / sb);
-    } else {
-      eps = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        x0[i] = f32(f32(sa * sample[i]) - f32(sb * modelOutput[i]));
-        eps[i] = f32(f32(sa * modelOutput[i]) + f32(sb * sample[i]));
-      }
-    }
+    const predicted = predictX0Eps(this.config.predictionType, modelOutput, sample, at);
+    const x0 = predicted.x0;
+    let eps = predicted.eps;
     if (this.config.clipSample) clip(x0, this.config.clipSampleRange);
 
     // 2. sigma_t (DDIM eq. 16), at most the noise that x_prev holds

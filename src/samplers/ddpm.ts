@@ -12,11 +12,13 @@ import {
   checkSameLength,
   clip,
   f32,
+  predictX0Eps,
   resolveConfig,
   schedulerTables,
   spacedTimesteps,
   sqrt32,
 } from './common.js';
+import type { Scheduler } from './scheduler.js';
 
 export type VarianceType = 'fixed_small' | 'fixed_large';
 
@@ -27,7 +29,8 @@ export interface DDPMSchedulerConfig extends SchedulerConfig {
 
 export const DDPM_DEFAULTS: DDPMSchedulerConfig = { ...SCHEDULER_DEFAULTS, varianceType: 'fixed_small' };
 
-export class DDPMScheduler {
+export class DDPMScheduler implements Scheduler {
+  readonly order = 1;
   readonly config: DDPMSchedulerConfig;
   readonly betas: Float32Array;
   readonly alphas: Float32Array;
@@ -51,6 +54,13 @@ export class DDPMScheduler {
     const c = this.config;
     this.timesteps = spacedTimesteps(c.timestepSpacing, c.numTrainTimesteps, numInferenceSteps, c.stepsOffset, 'DDPMScheduler');
     this.numInferenceSteps = numInferenceSteps;
+  }
+
+  /** Steps are found by timestep value, so starting part-way needs no state. */
+  setBeginIndex(_index: number): void {}
+
+  scaleModelInput(sample: Float32Array, _timestep?: number): Float32Array {
+    return sample;
   }
 
   previousTimestep(t: number): number {
@@ -82,12 +92,7 @@ export class DDPMScheduler {
     const n = sample.length;
 
     // 1. x_0 from the model output (DDPM eq. 15 for epsilon)
-    const x0 = new Float32Array(n);
-    const sa = sqrt32(at);
-    const sb = sqrt32(betaProdT);
-    if (this.config.predictionType === 'epsilon') for (let i = 0; i < n; i++) x0[i] = f32(f32(sample[i] - f32(sb * modelOutput[i])) / sa);
-    else if (this.config.predictionType === 'sample') x0.set(modelOutput);
-    else for (let i = 0; i < n; i++) x0[i] = f32(f32(sa * sample[i]) - f32(sb * modelOutput[i]));
+    const { x0 } = predictX0Eps(this.config.predictionType, modelOutput, sample, at);
     if (this.config.clipSample) clip(x0, this.config.clipSampleRange);
 
     // 2. posterior mean mu_t(x_t, x_0) (DDPM eq. 7)

@@ -11,7 +11,8 @@
  * where m are x_0 predictions. Samples stay in the variance-preserving scale.
  */
 import { SCHEDULER_DEFAULTS, StepOptions, StepOutput, checkSameLength, resolveConfig, roundHalfEven, schedulerTables, spacedTimesteps } from './common.js';
-import { KSchedulerConfig, interpIndex, karrasSigmas, sigmaToT, trainingSigmas } from './sigmas.js';
+import type { Scheduler } from './scheduler.js';
+import { KSchedulerConfig, addNoiseSigma, interpIndex, karrasSigmas, sigmaToT, trainingSigmas } from './sigmas.js';
 
 export interface DPMSolverConfig extends KSchedulerConfig {
   /** 1 or 2. */
@@ -46,7 +47,8 @@ const lambdaOf = (s: number): number => {
   return Math.log(a) - Math.log(sg);
 };
 
-export class DPMSolverMultistepScheduler {
+export class DPMSolverMultistepScheduler implements Scheduler {
+  readonly order = 1;
   readonly config: DPMSolverConfig;
   readonly alphasCumprod: Float32Array;
   timesteps: number[] = [];
@@ -96,6 +98,22 @@ export class DPMSolverMultistepScheduler {
 
   scaleModelInput(sample: Float32Array, _timestep?: number): Float32Array {
     return sample;
+  }
+
+  /** Starts the next step at timesteps[index] (img2img); the first step from there is first order. */
+  setBeginIndex(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) throw new Error(`DPMSolverMultistepScheduler.setBeginIndex: ${index} is not an index of the ${this.timesteps.length} timesteps`);
+    this.index = index;
+    this.outputs = [];
+    this.lowerOrderNums = 0;
+  }
+
+  /** alpha_t x_0 + sigma_t noise (variance-preserving), at each chunk's timestep in the current schedule. */
+  addNoise(original: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
+    return addNoiseSigma(this.sigmas, this.timesteps, original, noise, timesteps, (x, s, z) => {
+      const [a, sg] = alphaSigma(s);
+      return a * x + sg * z;
+    });
   }
 
   /** The model output as an x_0 prediction (the "++": data prediction). */

@@ -9,6 +9,7 @@ import { EulerDiscreteScheduler } from './euler.js';
 import { KSchedulerConfig, predictX0Sigma } from './sigmas.js';
 
 export class HeunDiscreteScheduler extends EulerDiscreteScheduler {
+  override readonly order = 2;
   private pending: { derivative: Float32Array; dt: number; sample: Float32Array } | null = null;
   constructor(config: Partial<KSchedulerConfig> = {}) {
     super(config, 'HeunDiscreteScheduler');
@@ -20,6 +21,11 @@ export class HeunDiscreteScheduler extends EulerDiscreteScheduler {
     const t = this.timesteps;
     this.sigmas = [s[0], ...s.slice(1, -1).flatMap((v) => [v, v]), s[s.length - 1]];
     this.timesteps = [t[0], ...t.slice(1).flatMap((v) => [v, v])];
+    this.pending = null;
+  }
+
+  override setBeginIndex(index: number): void {
+    super.setBeginIndex(index);
     this.pending = null;
   }
 

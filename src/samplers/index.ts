@@ -8,3 +8,5 @@ export * from './euler-ancestral.js';
 export * from './heun.js';
 export * from './dpm-solver.js';
 export * from './registry.js';
+export * from './scheduler.js';
+export * from './loop.js';

@@ -6,7 +6,7 @@ import { DPMSolverMultistepScheduler } from './dpm-solver.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral.js';
 import { EulerDiscreteScheduler } from './euler.js';
 import { HeunDiscreteScheduler } from './heun.js';
-import type { Scheduler } from './pipeline.js';
+import type { Scheduler } from './scheduler.js';
 
 export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'euler', 'euler_a', 'heun', 'dpm++2m', 'dpm++1'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];

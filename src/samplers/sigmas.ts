@@ -81,3 +81,28 @@ export function predictX0Sigma(type: SchedulerConfig['predictionType'], modelOut
   const b = 1 / (sigma * sigma + 1);
   return sample.map((x, i) => a * modelOutput[i] + b * x);
 }
+
+/**
+ * q(x_t | x_0) for the solvers that index their sigmas by step: each of `at.length` equal chunks
+ * of `original` is noised at the sigma of its timestep's first place in `timesteps`.
+ */
+export function addNoiseSigma(
+  sigmas: readonly number[],
+  timesteps: readonly number[],
+  original: Float32Array,
+  noise: Float32Array,
+  at: readonly number[],
+  mix: (x: number, sigma: number, z: number) => number,
+): Float32Array {
+  if (noise.length !== original.length) throw new Error(`addNoise: noise has ${noise.length} values, original has ${original.length}`);
+  const per = original.length / at.length;
+  if (!Number.isInteger(per)) throw new Error(`addNoise: ${original.length} values do not split into ${at.length} samples`);
+  const out = new Float32Array(original.length);
+  at.forEach((t, k) => {
+    const i = timesteps.findIndex((u) => Math.abs(u - t) < 1e-6);
+    if (i < 0) throw new Error(`addNoise: timestep ${t} is not in the current schedule (call setTimesteps first)`);
+    const s = sigmas[i];
+    for (let q = k * per; q < (k + 1) * per; q++) out[q] = mix(original[q], s, noise[q]);
+  });
+  return out;
+}

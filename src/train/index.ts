@@ -1,5 +1,2 @@
-/** Training runs: configuration, the training loop, run folders. */
-export * from './config.js';
-export * from './run.js';
+/** Training runs: the training loop. */
 export * from './trainer.js';
-export * from './text.js';

@@ -7,14 +7,13 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { NonFiniteError, ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
-import { FastGenerator, NoiseSchedule, TorchGenerator, lossWeight, qSample, trainingTarget } from '../diffusion/index.js';
-import { CAPTION_TEMPLATES, EMOJI_PREVIEW_PROMPTS, ImageDataset, classPrompt, savePng, shuffled, toGrid, upscale } from '../data/index.js';
+import { FastGenerator, NoiseSchedule, lossWeight, qSample, trainingTarget } from '../diffusion/index.js';
+import { CAPTION_TEMPLATES, EMOJI_PREVIEW_PROMPTS, ImageDataset, classPrompt, shuffled } from '../data/index.js';
 import { BpeTokenizer } from '../text/tokenizer.js';
-import { DDIMScheduler } from '../samplers/ddim.js';
-import { generate } from '../samplers/pipeline.js';
-import { RunConfig, TimestepSampling, emaDecayAt, learningRate, schedulerConfigOf, validateRunConfig } from './config.js';
-import { Guidance, makeDenoiser, readRunConfig, runModel, runPaths } from './run.js';
-import { TextConditioner, readTokenizer, tokenizerPath } from './text.js';
+import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
+import { RunConfig, TimestepSampling, emaDecayAt, learningRate, validateRunConfig } from '../run/config.js';
+import { readRunConfig, runModel, runPaths } from '../run/run.js';
+import { TextConditioner, readTokenizer, tokenizerPath } from '../run/text.js';
 
 export interface TrainOptions {
   /** Stop after this many steps in total (counting resumed ones). */
@@ -178,18 +177,24 @@ export async function writeSampleGrid(
 ): Promise<void> {
   const rows = condition.prompts?.length ?? (config.model.numClasses ?? 0);
   const perRow = rows ? Math.max(1, Math.floor(count / rows)) : count;
-  const guidance: Guidance = rows ? { scale: 3 } : {};
-  if (condition.prompts) guidance.prompts = condition.prompts.flatMap((p) => new Array<string>(perRow).fill(p));
-  else if (rows) guidance.labels = Int32Array.from({ length: rows * perRow }, (_, i) => Math.floor(i / perRow));
   if (rows) count = rows * perRow;
-  const denoise = makeDenoiser(config, weights, runtime, guidance, condition.text);
-  const { model } = config;
-  const shape = [model.inChannels, model.imageSize, model.imageSize];
-  const scheduler = new DDIMScheduler(schedulerConfigOf(config));
-  const steps = Math.min(50, config.schedule.numTrainTimesteps);
-  const images = await generate({ denoise, scheduler, count, shape, steps, generator: new TorchGenerator(1234) });
-  await denoise.release();
-  await savePng(file, upscale(toGrid(images, count, shape, rows ? perRow : undefined), model.imageSize < 48 ? 2 : 1));
+  const row = (i: number) => Math.floor(i / perRow);
+  const pipe = DiffusionPipeline.fromWeights(config, weights, { runtime, text: condition.text });
+  try {
+    const images = await pipe.generate({
+      count,
+      ...(condition.prompts ? { prompt: Array.from({ length: count }, (_, i) => condition.prompts![row(i)]) } : {}),
+      ...(rows && !condition.prompts ? { classLabel: Array.from({ length: count }, (_, i) => row(i)) } : {}),
+      ...(rows ? { guidance: 3 } : {}),
+      scheduler: 'ddim',
+      eta: 0,
+      steps: Math.min(50, config.schedule.numTrainTimesteps),
+      seed: 1234,
+    });
+    await saveGrid(images, file, { cols: rows ? perRow : undefined });
+  } finally {
+    await pipe.release();
+  }
 }
 
 export async function train(runDir: string, config: RunConfig, data: ImageDataset, opts: TrainOptions = {}): Promise<TrainResult> {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, readFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { main } from '../../src/cli/main.js';
+import { errorLine, main } from '../../src/cli/main.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -46,7 +46,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
   });
 
   const cases: [string, string[], RegExp][] = [
-    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, sample, noise, schedule, eval\)/],
+    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, sample, img2img, inpaint, noise, schedule, eval\)/],
     ['unknown flag', ['train', '--stpes', '3'], /Unknown option '--stpes'.*see 'diffuse train --help'/],
     ['no stopping rule', ['train', '--data', 'mnist'], /give --steps N or --minutes M/],
     ['lr decay without steps', ['train', '--minutes', '1', '--lr-decay', 'cosine'], /--lr-decay cosine decays over the run: give --steps N/],
@@ -118,18 +118,74 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.equal(config.minSnrGamma, 2);
   });
 
-  it('refuses a non-writable output path without losing the run', async () => {
-    const ro = path.join(root, 'readonly');
-    mkdirSync(ro);
-    chmodSync(ro, 0o500);
-    const r = await cli('schedule', '--out', path.join(ro, 'sub', 'x.png'));
-    chmodSync(ro, 0o700);
-    // root may write anywhere; then the command simply succeeds.
-    if (process.getuid?.() !== 0) {
-      assert.equal(r.code, 1);
-      assert.match(r.err, /cannot (write|create)/);
+  it('refuses an output path it cannot write, in one line, without losing the run', async () => {
+    // Paths that no user, root included, can write: a folder inside /proc, a file in /proc, a folder under a file.
+    const asFolder = path.join(root, 'a-file');
+    writeFileSync(asFolder, 'x');
+    for (const [args, re] of [
+      [['schedule', '--out', '/proc/diffuse-test/x.png'], /\/proc\/diffuse-test\/x\.png: cannot write to folder \/proc\/diffuse-test; choose another --out path/],
+      [['noise', 'mnist:0', '--out', '/proc/x.png'], /\/proc\/x\.png: cannot write the image \(.*\); choose another --out path/],
+      [['sample', '--run', path.join(root, 'run'), '--steps', '2', '--count', '2', '--out', path.join(asFolder, 'x.png')], /a-file is not a folder; choose another --out path/],
+    ] as [string[], RegExp][]) {
+      const r = await cli(...args);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.err, re);
+      assert.equal(r.err.trim().split('\n').length, 1, `one line: ${r.err}`);
     }
     assert.ok(readdirSync(path.join(root, 'run', 'checkpoints')).includes('latest.safetensors'));
+  });
+
+  it('edits images with img2img and inpaint, and refuses bad input without writing anything', async () => {
+    const run = path.join(root, 'run');
+    const input = path.join(root, 'colour.png'); // 8x8 colour: the run takes 8x8 grey
+    await sharp(Buffer.from(Array.from({ length: 192 }, (_, i) => (i % 3) * 100)), { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(input);
+    const grey = path.join(root, 'grey.png');
+    await sharp(Buffer.alloc(64, 200), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(grey);
+    const mask = path.join(root, 'mask.png');
+    await sharp(Buffer.from(Array.from({ length: 64 }, (_, i) => (i >= 32 ? 255 : 0))), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(mask);
+    const big = path.join(root, 'big.png');
+    await sharp(Buffer.alloc(16 * 16, 9), { raw: { width: 16, height: 16, channels: 1 } }).png().toFile(big);
+    let r = await cli('img2img', '--run', run, '--image', grey, '--strength', '0.5', '--steps', '4', '--count', '3', '--out', path.join(root, 'i2i.png'), '--compare', path.join(root, 'i2i-side.png'));
+    assert.equal(r.code, 0, r.err);
+    assert.equal((await sharp(path.join(root, 'i2i-side.png')).metadata()).width, 2 * (4 * 8 + 5 * 2)); // input + 3 results
+    r = await cli('inpaint', '--run', run, '--image', grey, '--mask', mask, '--steps', '4', '--jump-length', '2', '--jump-repeats', '2', '--count', '2', '--out', path.join(root, 'inp.png'), '--compare', path.join(root, 'inp-side.png'));
+    assert.equal(r.code, 0, r.err);
+    assert.equal((await sharp(path.join(root, 'inp-side.png')).metadata()).width, 2 * (4 * 8 + 5 * 2)); // input + mask + 2 results
+    const out = path.join(root, 'never.png');
+    const bad: [string[], RegExp][] = [
+      [['img2img', '--run', run, '--image', '/nonexistent.png', '--out', out], /\/nonexistent\.png: no such file/],
+      [['img2img', '--run', run, '--image', path.join(root, 'corrupt', 'b.png'), '--out', out], /b\.png: cannot decode image/],
+      [['img2img', '--run', run, '--image', input, '--out', out], /colour\.png is a colour image but the model takes greyscale images/],
+      [['img2img', '--run', run, '--image', big, '--out', out], /big\.png is 16x16 but the model takes 8x8 images/],
+      [['img2img', '--run', run, '--image', grey, '--strength', '1.5', '--out', out], /--strength must be a number >= 0 <= 1, got '1\.5'/],
+      [['img2img', '--run', run, '--image', grey, '--prompt', 'a cat', '--out', out], /--prompt needs a text-conditional run/],
+      [['img2img', '--run', run, '--out', out], /--image FILE is required/],
+      [['inpaint', '--run', run, '--image', grey, '--out', out], /--mask FILE is required/],
+      [['inpaint', '--run', run, '--image', grey, '--mask', big, '--out', out], /big\.png: the mask must have the image's size, 8x8/],
+      [['inpaint', '--run', run, '--image', grey, '--mask', mask, '--scheduler', 'euler', '--out', out], /inpaint runs RePaint's resampling on ddim or ddpm steps/],
+    ];
+    for (const [args, re] of bad) {
+      r = await cli(...args, '--steps', '4');
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.err, re);
+      assert.ok(!/\n\s+at /.test(r.err), `no stack trace: ${r.err}`);
+    }
+    assert.ok(!existsSync(out), 'nothing written');
+    r = await cli('img2img', '--run', run, '--image', big, '--resize', '--steps', '2', '--out', out);
+    assert.equal(r.code, 0, r.err);
+  });
+
+  it("labels a bug inside Diffuse as an internal error, not as the user's", () => {
+    const bug = (() => {
+      try {
+        (undefined as unknown as { x: number }).x;
+      } catch (e) {
+        return e;
+      }
+    })();
+    assert.match(errorLine('sample', bug), /^diffuse sample: internal error: Cannot read properties of undefined .*DIFFUSE_DEBUG=1 prints the stack; please report it\)$/);
+    assert.match(errorLine('sample', new RangeError('Invalid array length')), /internal error: Invalid array length/);
+    assert.equal(errorLine('sample', new Error('runs/x: not a run folder\nsecond line')), 'diffuse sample: runs/x: not a run folder');
   });
 
   it('draws the forward process and schedules', async () => {

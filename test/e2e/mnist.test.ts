@@ -20,7 +20,7 @@ import {
   TorchGenerator,
   confidence,
   frechetDistance,
-  generate,
+  runReverseProcess,
   input,
   loadMnist,
   makeDenoiser,
@@ -66,7 +66,7 @@ describe('MNIST end to end', { skip: !slow && 'set DIFFUSE_SLOW=1 (npm test does
 
     const score = async (weights: ReadonlyMap<string, Float32Array>) => {
       const denoise = makeDenoiser(config, weights);
-      const x = await generate({ denoise, scheduler: new DDIMScheduler(), count: 200, shape: [1, 28, 28], steps: 25, generator: new TorchGenerator(5) });
+      const x = await runReverseProcess({ denoise, scheduler: new DDIMScheduler(), count: 200, shape: [1, 28, 28], steps: 25, generator: new TorchGenerator(5) });
       await denoise.release();
       const f = await cls.apply(x, 200);
       return { fd: frechetDistance(f.features, 200, real.features, 400, FEATURE_DIM), confident: confidence(f.probs, 200, 10).confident };

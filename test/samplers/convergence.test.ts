@@ -14,7 +14,7 @@ import {
   EulerDiscreteScheduler,
   FastGenerator,
   TorchGenerator,
-  generate,
+  runReverseProcess,
   HeunDiscreteScheduler,
   Scheduler,
 } from '../../src/index.js';
@@ -120,7 +120,7 @@ describe('Euler ancestral samples the right distribution', () => {
     const stats = async (steps: number) => {
       const sch = new EulerAncestralDiscreteScheduler({ clipSample: false });
       let k = 0;
-      const x = await generate({ scheduler: sch, count: n, shape: [1], steps, generator: new TorchGenerator(3), denoise: async (input) => eps(input, sch.sigmas[k++]) });
+      const x = await runReverseProcess({ scheduler: sch, count: n, shape: [1], steps, generator: new TorchGenerator(3), denoise: async (input) => eps(input, sch.sigmas[k++]) });
       const mean = x.reduce((a, b) => a + b) / n;
       return { mean, std: Math.sqrt(x.reduce((a, b) => a + (b - mean) ** 2, 0) / n) };
     };

@@ -13,7 +13,7 @@ import {
   RunConfig,
   TorchGenerator,
   exportTextEncoder,
-  generate,
+  runReverseProcess,
   input,
   loadSafetensors,
   loadSamplingWeights,
@@ -75,7 +75,7 @@ describe('text-conditional training', () => {
     const prompts = Array.from(want, (k) => `a ${NAMES[k]} square`);
     const sample = async (scale: number, negativePrompts?: string[], ps = prompts) => {
       const denoise = makeDenoiser(cfg, weights, {}, { prompts: ps, negativePrompts, scale }, text);
-      const x = await generate({ denoise, scheduler: new DDIMScheduler({ ...cfg.schedule }), count: n, shape: [1, 8, 8], steps: 20, generator: new TorchGenerator(1) });
+      const x = await runReverseProcess({ denoise, scheduler: new DDIMScheduler({ ...cfg.schedule }), count: n, shape: [1, 8, 8], steps: 20, generator: new TorchGenerator(1) });
       await denoise.release();
       return meanOf(x, n);
     };
@@ -160,7 +160,7 @@ describe('text-conditional training', () => {
     const text = await openTextConditioner(dir, cfg);
     const w = await loadSamplingWeights(dir, cfg, text);
     const denoise = makeDenoiser(cfg, w, {}, { prompts: ['white', 'black'], scale: 3 }, text);
-    const x = await generate({ denoise, scheduler: new DDIMScheduler({ ...cfg.schedule }), count: 2, shape: [1, 8, 8], steps: 20, generator: new TorchGenerator(2) });
+    const x = await runReverseProcess({ denoise, scheduler: new DDIMScheduler({ ...cfg.schedule }), count: 2, shape: [1, 8, 8], steps: 20, generator: new TorchGenerator(2) });
     await denoise.release();
     await text?.release();
     const [white, black] = meanOf(x, 2);

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BatchMaker, DDIMScheduler, FastGenerator, drawTimesteps, learningRate, validateRunConfig, TorchGenerator, generate, loadSafetensors, loadSamplingWeights, makeDenoiser, readRunConfig, train, unetPreset } from '../../src/index.js';
+import { BatchMaker, DDIMScheduler, FastGenerator, drawTimesteps, learningRate, validateRunConfig, TorchGenerator, runReverseProcess, loadSafetensors, loadSamplingWeights, makeDenoiser, readRunConfig, train, unetPreset } from '../../src/index.js';
 import { LEVELS, blobs, levels, tinyConfig } from './helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-trainer-'));
@@ -151,7 +151,7 @@ describe('class-conditional training and classifier-free guidance', () => {
     const labels = Int32Array.from({ length: n }, (_, i) => i % 4);
     const means = async (scale: number) => {
       const denoise = makeDenoiser(cfg, weights, {}, { labels, scale });
-      const x = await generate({ denoise, scheduler: new DDIMScheduler({ ...cfg.schedule }), count: n, shape: [1, 8, 8], steps: 20, generator: new TorchGenerator(1) });
+      const x = await runReverseProcess({ denoise, scheduler: new DDIMScheduler({ ...cfg.schedule }), count: n, shape: [1, 8, 8], steps: 20, generator: new TorchGenerator(1) });
       await denoise.release();
       return Array.from({ length: n }, (_, i) => x.subarray(i * 64, (i + 1) * 64).reduce((a, b) => a + b) / 64);
     };

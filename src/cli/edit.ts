@@ -1,0 +1,156 @@
+/**
+ * `diffuse img2img` and `diffuse inpaint`: edit an image with a trained run (SDEdit, RePaint),
+ * and optionally draw input | mask | results side by side.
+ */
+import { DataError, ensureWritable, readImage } from '../data/index.js';
+import { divergedFraction } from '../eval/evaluate.js';
+import { DiffusionPipeline, ImageBatch, SamplingOptions, saveGrid } from '../pipelines/index.js';
+import { readRunConfig } from '../run/run.js';
+import type { RunConfig } from '../run/config.js';
+import type { Command, Flag } from './flags.js';
+import { UsageError, num, oneOf } from './flags.js';
+import { ProgressLine } from './progress.js';
+import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
+
+const EDIT_FLAGS: Record<string, Flag> = {
+  run: { type: 'string', description: 'run folder written by diffuse train' },
+  image: { type: 'string', description: "the input image: a file of the model's size and channels, or mnist:INDEX / fashion-mnist:INDEX" },
+  resize: { type: 'boolean', description: "resize (cover crop) an image of another size to the model's" },
+  ...SAMPLING_FLAGS,
+  ...CONDITION_FLAGS,
+  generator: { type: 'string', description: "'torch' (same noise as torch.manual_seed) or 'fast'", default: 'torch' },
+  count: { type: 'string', description: 'results to generate from the one input', default: '4' },
+  out: { type: 'string', description: 'grid PNG of the results', default: 'edited.png' },
+  compare: { type: 'string', description: 'also write a side-by-side PNG: input | mask | results' },
+  scale: { type: 'string', description: 'pixel scale of the pictures (default 2 below 48 px)' },
+};
+
+interface EditSetup {
+  runDir: string;
+  config: RunConfig;
+  image: ImageBatch;
+  out: string;
+  compare?: string;
+  scale?: number;
+  options: SamplingOptions & { count: number };
+  device: 'cpu' | 'cuda';
+  say: (msg: string) => void;
+}
+
+/** Everything a user can get wrong is checked here, before the model loads or a file is written. */
+async function setup(v: Record<string, string | boolean | undefined>): Promise<EditSetup> {
+  const say = (msg: string) => process.stderr.write(`${msg}\n`);
+  if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
+  if (!v.image) throw new UsageError('--image FILE is required (or mnist:INDEX)');
+  const runDir = String(v.run);
+  const config = readRunConfig(runDir);
+  const { scheduler, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(parseSampling(v), config);
+  const T = config.schedule.numTrainTimesteps;
+  if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
+  const count = num(v, 'count', { int: true, min: 1 }) as number;
+  const out = String(v.out);
+  const compare = v.compare === undefined ? undefined : String(v.compare);
+  for (const [flag, file] of [['out', out], ['compare', compare]] as const) {
+    if (file !== undefined && !/\.png$/i.test(file)) throw new UsageError(`--${flag} must be a .png file, got '${file}'`);
+  }
+  const m = config.model;
+  const read = await readImage(String(v.image), { channels: m.inChannels as 1 | 3, size: m.imageSize, resize: Boolean(v.resize) });
+  const { condition } = conditionFlags(v, config, count, say, { classRows: false });
+  // Refuse an output path that cannot be written before the work, not after it.
+  for (const file of [out, compare]) if (file) await ensureWritable(file);
+  return {
+    runDir,
+    config,
+    image: { data: read.data, count: 1, shape: read.shape },
+    out,
+    compare,
+    scale: num(v, 'scale', { int: true, min: 1 }),
+    options: { ...condition, count, scheduler, karras, steps, eta, seed, clipSample, spacing: timestepSpacing, generatorKind: oneOf(v, 'generator', ['torch', 'fast'] as const, 'torch') },
+    device,
+    say,
+  };
+}
+
+/** Runs an edit with a progress line, then writes the results grid and the side-by-side picture. */
+async function runEdit(s: EditSetup, what: string, edit: (pipe: DiffusionPipeline, o: SamplingOptions) => Promise<ImageBatch>, mask?: ImageBatch): Promise<void> {
+  const pipe = await DiffusionPipeline.fromRun(s.runDir, { device: s.device });
+  const bar = new ProgressLine();
+  const started = Date.now();
+  let results: ImageBatch;
+  try {
+    results = await edit(pipe, { ...s.options, onStep: ({ index, total }) => bar.update(`${what}: step ${index + 1}/${total} | ${((Date.now() - started) / 1000).toFixed(1)} s`) });
+  } finally {
+    bar.done();
+    await pipe.release();
+  }
+  const diverged = divergedFraction(results.data);
+  if (diverged > DIVERGED_WARNING) bar.say(divergedWarning(diverged, 'the image shows them clipped'));
+  await saveGrid(results, s.out, { scale: s.scale, cols: Math.min(results.count, 8) });
+  bar.say(`wrote ${s.out} (${results.count} images, ${what}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  if (s.compare) {
+    const per = results.data.length / results.count;
+    const row = [s.image.data, ...(mask ? [mask.data.map((v) => 2 * v - 1)] : [])];
+    const n = row.length + results.count;
+    const all = new Float32Array(n * per);
+    row.forEach((img, k) => all.set(img.subarray(0, per), k * per));
+    all.set(results.data, row.length * per);
+    await saveGrid({ data: all, count: n, shape: results.shape }, s.compare, { scale: s.scale, cols: n });
+    bar.say(`wrote ${s.compare} (${mask ? 'input | mask | results' : 'input | results'})`);
+  }
+}
+
+export const commandImg2Img: Command = {
+  summary: 'change an image with a trained run (SDEdit: noise it part-way, denoise it back)',
+  usage: 'diffuse img2img --run DIR --image in.png [--strength 0.6] [--prompt "..." | --class K] [--scheduler ddim] [--steps 50] [--count 4] --out out.png [--compare side.png]',
+  options: {
+    ...EDIT_FLAGS,
+    strength: { type: 'string', description: 'how much to change, 0..1: the image is noised to int(steps x strength) steps before the end and denoised from there', default: '0.6' },
+  },
+  async run(v) {
+    const strength = num(v, 'strength', { min: 0, max: 1 }) as number;
+    const s = await setup(v);
+    const steps = s.options.steps as number;
+    if (Math.floor(steps * strength) < 1 && strength > 0) throw new UsageError(`--strength ${strength} with --steps ${steps} leaves no step to run (strength x steps must be >= 1)`);
+    await runEdit(s, `img2img, strength ${strength}`, (pipe, o) => pipe.img2img({ ...o, image: s.image, strength }));
+  },
+};
+
+export const commandInpaint: Command = {
+  summary: 'fill the masked part of an image with a trained run (RePaint)',
+  usage: 'diffuse inpaint --run DIR --image in.png --mask mask.png [--jump-length 5] [--jump-repeats 5] [--steps 50] [--count 4] --out out.png [--compare side.png]',
+  options: {
+    ...EDIT_FLAGS,
+    mask: { type: 'string', description: 'a PNG of the same size: white = generate, black = keep (grey levels are rounded)' },
+    'jump-length': { type: 'string', description: "RePaint's resampling: steps between jumps, and how far each goes back up", default: '5' },
+    'jump-repeats': { type: 'string', description: 'times each jump is made (1 = no resampling)', default: '5' },
+  },
+  async run(v) {
+    if (!v.mask) throw new UsageError('--mask FILE is required: a PNG of the image size, white where to generate');
+    const jumpLength = num(v, 'jump-length', { int: true, min: 1 }) as number;
+    const jumpRepeats = num(v, 'jump-repeats', { int: true, min: 1 }) as number;
+    const s = await setup(v);
+    if (s.options.scheduler !== 'ddim' && s.options.scheduler !== 'ddpm') throw new UsageError(`inpaint runs RePaint's resampling on ddim or ddpm steps; --scheduler ${String(s.options.scheduler)} is not supported`);
+    const [, h, w] = s.image.shape;
+    const maskFile = String(v.mask);
+    let read;
+    try {
+      read = await readImage(maskFile, { channels: 1, convert: true, size: h });
+    } catch (e) {
+      if (e instanceof DataError && /takes \d+x\d+ images/.test(e.message)) throw new DataError(`${maskFile}: the mask must have the image's size, ${w}x${h}`);
+      throw e;
+    }
+    const mask: ImageBatch = { data: read.data.map((x) => (x > 0 ? 1 : 0)), count: 1, shape: [1, h, w] };
+    await runEdit(s, `inpaint, jump length ${jumpLength} x ${jumpRepeats}`, (pipe, o) => pipe.inpaint({ ...o, image: s.image, mask, jumpLength, jumpRepeats }), {
+      ...mask,
+      data: expand(mask.data, s.image.shape[0]),
+      shape: s.image.shape,
+    });
+  },
+};
+
+/** A one-channel mask repeated over c channels. */
+const expand = (m: Float32Array, c: number) => {
+  const out = new Float32Array(m.length * c);
+  for (let k = 0; k < c; k++) out.set(m, k * m.length);
+  return out;
+};

@@ -1,0 +1,38 @@
+/** What every command shares: the flag table that drives parsing and --help, user errors, and value parsers. */
+
+/** A flag: parseArgs' fields plus a description for --help. */
+export interface Flag {
+  type: 'string' | 'boolean';
+  short?: string;
+  default?: string | boolean;
+  description: string;
+}
+
+export interface Command {
+  summary: string;
+  usage: string;
+  options: Record<string, Flag>;
+  positionals?: boolean;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<void>;
+}
+
+/** A user error: printed as one line, exit code 1. */
+export class UsageError extends Error {}
+
+/** Parses a number option, naming the flag when it is not one. */
+export function num(values: Record<string, unknown>, flag: string, opts: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
+  const v = values[flag];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
+    const range = [opts.int ? 'an integer' : 'a number', opts.min !== undefined ? `>= ${opts.min}` : '', opts.max !== undefined ? `<= ${opts.max}` : ''].filter(Boolean).join(' ');
+    throw new UsageError(`--${flag} must be ${range}, got '${String(v)}'`);
+  }
+  return n;
+}
+
+export function oneOf<T extends string>(values: Record<string, unknown>, flag: string, allowed: readonly T[], dflt: T): T {
+  const v = (values[flag] as string | undefined) ?? dflt;
+  if (!allowed.includes(v as T)) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, got '${v}'`);
+  return v as T;
+}

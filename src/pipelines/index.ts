@@ -1,0 +1,6 @@
+/** Pipelines: one object that generates, edits and inverts with a trained run. */
+export * from './diffusion-pipeline.js';
+export * from './guidance.js';
+export * from './inpaint.js';
+export * from './invert.js';
+export * from './output.js';

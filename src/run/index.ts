@@ -1,0 +1,4 @@
+/** A run folder: its validated config, its network, its weights and its text conditioning. */
+export * from './config.js';
+export * from './run.js';
+export * from './text.js';

@@ -1,0 +1,70 @@
+/**
+ * The package as a user gets it (slow; runs when DIFFUSE_SLOW=1, as `npm test` and CI do):
+ * `npm pack`, then the README's install line in an empty folder, then plain JavaScript imports
+ * `diffuse` (with its types) and runs the `diffuse` bin.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+
+const slow = process.env.DIFFUSE_SLOW === '1';
+const repo = path.resolve(import.meta.dirname, '..', '..');
+const root = mkdtempSync(path.join(tmpdir(), 'diffuse-pack-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
+  execFileSync(cmd, args, { cwd, env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
+
+describe('the npm package', { skip: !slow && 'set DIFFUSE_SLOW=1 (npm test does)' }, () => {
+  it('packs, installs in an empty folder with the README line, and works from plain JavaScript and TypeScript', { timeout: 600_000 }, () => {
+    const out = path.join(root, 'tarball');
+    mkdirSync(out);
+    run('npm', ['pack', '--pack-destination', out, '--silent'], repo);
+    const [tarball] = readdirSync(out).filter((f) => f.endsWith('.tgz'));
+    assert.ok(tarball, 'npm pack wrote a tarball');
+
+    const user = path.join(root, 'user');
+    mkdirSync(user);
+    writeFileSync(path.join(user, 'package.json'), JSON.stringify({ name: 'user', version: '1.0.0', type: 'module', private: true }));
+    // The README's install line (with --prefer-offline: the npm cache of this machine serves what it can).
+    run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', path.join(out, tarball)], user, { ONNXRUNTIME_NODE_INSTALL: 'skip' });
+    const pkg = path.join(user, 'node_modules', 'diffuse');
+    assert.ok(existsSync(path.join(pkg, 'dist', 'index.js')) && existsSync(path.join(pkg, 'dist', 'index.d.ts')), 'dist/ ships');
+    assert.ok(!existsSync(path.join(pkg, 'src')) && !existsSync(path.join(pkg, 'test')), 'only the build of src/ ships');
+
+    writeFileSync(
+      path.join(user, 'use.mjs'),
+      `import { DiffusionPipeline, DDIMScheduler, NoiseSchedule } from 'diffuse';
+const s = new DDIMScheduler();
+s.setTimesteps(10);
+const x = new Float32Array(4).fill(0.5);
+const { prevSample } = s.step(new Float32Array(4), s.timesteps[0], x);
+console.log(JSON.stringify({ pipeline: typeof DiffusionPipeline.fromRun, timesteps: s.timesteps.length, finite: prevSample.every(Number.isFinite), schedule: new NoiseSchedule({}).alphasCumprod.length }));
+`,
+    );
+    assert.deepEqual(JSON.parse(run('node', ['use.mjs'], user)), { pipeline: 'function', timesteps: 10, finite: true, schedule: 1000 });
+
+    // Types: a TypeScript user's file type-checks against the shipped declarations.
+    writeFileSync(
+      path.join(user, 'use.ts'),
+      `import { DiffusionPipeline, type ImageBatch } from 'diffuse';
+export async function grid(dir: string): Promise<ImageBatch> {
+  const pipe = await DiffusionPipeline.fromRun(dir, { device: 'cpu' });
+  const images = await pipe.generate({ count: 4, steps: 20, seed: 1 });
+  await pipe.release();
+  return images;
+}
+`,
+    );
+    run(process.execPath, [path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--skipLibCheck', 'use.ts'], user);
+
+    // The bin: --help, and a command that draws a picture.
+    const bin = path.join(user, 'node_modules', '.bin', 'diffuse');
+    assert.match(run(bin, ['--help'], user), /img2img[\s\S]*inpaint/);
+    run(bin, ['schedule', '--schedule', 'linear,cosine', '--out', 'schedule.png'], user);
+    assert.ok(existsSync(path.join(user, 'schedule.png')));
+  });
+});
