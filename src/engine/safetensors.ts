@@ -1,14 +1,15 @@
 /**
  * The .safetensors format: an 8-byte little-endian header length, a JSON header
  * {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__: {...}},
- * then the raw little-endian data. Files are written atomically (temp + rename).
+ * then the raw little-endian data. Files are written atomically (temp + rename). Half-precision
+ * tensors (F16, BF16: what PyTorch saves with .half() or .bfloat16()) are read as float32.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { DType, Shape, TensorData, sizeOf } from './tensor.js';
 
 const CODE: Record<DType, string> = { float32: 'F32', float64: 'F64', int64: 'I64' };
-const BYTES: Record<string, number> = { F32: 4, F64: 8, I64: 8 };
+const BYTES: Record<string, number> = { F32: 4, F64: 8, I64: 8, F16: 2, BF16: 2 };
 
 export interface NamedTensor {
   readonly shape: Shape;
@@ -31,9 +32,10 @@ export function encodeSafetensors(tensors: ReadonlyMap<string, NamedTensor>, met
     header[name] = { dtype: dtypeCode(t.data), shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
   }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8); // keep the data 8-byte aligned
-  const head = new TextEncoder().encode(json);
+  // Pad the UTF-8 bytes (not the string's length: metadata may hold non-ASCII text) so that the data start 8-byte aligned.
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const head = new Uint8Array(json.length + ((8 - (json.length % 8)) % 8)).fill(0x20);
+  head.set(json);
   const out = new Uint8Array(8 + head.length + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
   out.set(head, 8);
@@ -75,7 +77,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors'): Sa
       continue;
     }
     const e = v as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-    if (!e.dtype || !(e.dtype in BYTES)) fail(`tensor '${name}' has unsupported dtype ${e.dtype} (F32, F64, I64 are read)`);
+    if (!e.dtype || !(e.dtype in BYTES)) fail(`tensor '${name}' has unsupported dtype ${e.dtype} (F32, F64, I64, F16 and BF16 are read)`);
     if (!Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) fail(`tensor '${name}' lacks shape or data_offsets`);
     const [b, end] = e.data_offsets as [number, number];
     const count = sizeOf(e.shape as number[]);
@@ -86,10 +88,37 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors'): Sa
     // (Uint8Array.from, not .slice: a Node Buffer's slice is a view.)
     const raw = Uint8Array.from(bytes.subarray(dataStart + b, dataStart + end));
     const data =
-      e.dtype === 'F32' ? new Float32Array(raw.buffer) : e.dtype === 'F64' ? new Float64Array(raw.buffer) : new BigInt64Array(raw.buffer);
+      e.dtype === 'F32'
+        ? new Float32Array(raw.buffer)
+        : e.dtype === 'F64'
+          ? new Float64Array(raw.buffer)
+          : e.dtype === 'I64'
+            ? new BigInt64Array(raw.buffer)
+            : halfToFloat32(new Uint16Array(raw.buffer), e.dtype as 'F16' | 'BF16');
     tensors.set(name, { shape: e.shape as number[], data });
   }
   return { tensors, metadata };
+}
+
+/**
+ * IEEE 754 half precision (F16: 1 sign, 5 exponent, 10 fraction bits) or bfloat16 (BF16: the upper
+ * 16 bits of a float32) to float32, exactly (every such value is a float32).
+ */
+export function halfToFloat32(bits: Uint16Array, kind: 'F16' | 'BF16'): Float32Array {
+  if (kind === 'BF16') {
+    const out = new Uint32Array(bits.length);
+    for (let i = 0; i < bits.length; i++) out[i] = bits[i] << 16;
+    return new Float32Array(out.buffer);
+  }
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  }
+  return out;
 }
 
 /** Writes a file atomically: a temporary file in the same folder, fsynced, then renamed over the target. */

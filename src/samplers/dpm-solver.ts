@@ -10,7 +10,7 @@
  *              D0 = m0, D1 = (m0 - m1) / r0, r0 = h_{prev} / h
  * where m are x_0 predictions. Samples stay in the variance-preserving scale.
  */
-import { SCHEDULER_DEFAULTS, StepOptions, StepOutput, checkSameLength, resolveConfig, roundHalfEven, schedulerTables, spacedTimesteps } from './common.js';
+import { SCHEDULER_DEFAULTS, StepOptions, StepOutput, checkSameLength, predictX0Eps, resolveConfig, roundHalfEven, schedulerTables, spacedTimesteps } from './common.js';
 import type { Scheduler } from './scheduler.js';
 import { KSchedulerConfig, addNoiseSigma, interpIndex, karrasSigmas, sigmaToT, trainingSigmas } from './sigmas.js';
 
@@ -116,13 +116,10 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     });
   }
 
-  /** The model output as an x_0 prediction (the "++": data prediction). */
+  /** The model output as an x_0 prediction (the "++": data prediction), at alphaBar = alpha_t^2. */
   private toX0(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
-    const [a, s] = alphaSigma(sigma);
-    const type = this.config.predictionType;
-    if (type === 'epsilon') return sample.map((x, i) => (x - s * modelOutput[i]) / a);
-    if (type === 'sample') return modelOutput.slice();
-    return sample.map((x, i) => a * x - s * modelOutput[i]);
+    const [a] = alphaSigma(sigma);
+    return predictX0Eps(this.config.predictionType, modelOutput, sample, a * a).x0;
   }
 
   step(modelOutput: Float32Array, _timestep: number, sample: Float32Array, _opts: StepOptions = {}): StepOutput {

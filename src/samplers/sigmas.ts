@@ -4,7 +4,7 @@
  * parametrisation of a VP model), the spacing of inference timesteps as diffusers' k-schedulers
  * compute it, Karras sigmas, and the inverse map sigma -> fractional timestep.
  */
-import { SchedulerConfig, TimestepSpacing } from './common.js';
+import { SchedulerConfig, TimestepSpacing, predictX0Eps, spacedTimesteps } from './common.js';
 
 /** Training sigmas, ascending with t, in float64 from diffusers' float32 alphaBar table. */
 export function trainingSigmas(alphasCumprod: Float32Array): Float64Array {
@@ -37,17 +37,14 @@ export function sigmaToT(sigma: number, logSigmas: Float64Array): number {
   return (1 - w) * low + w * (low + 1);
 }
 
-/** Fractional inference timesteps of Euler/Heun (descending, not rounded for linspace). */
+/**
+ * Inference timesteps of Euler/Heun, descending: diffusers' k-schedulers keep `linspace` unrounded
+ * (float32), and space `leading` and `trailing` as DDPM/DDIM do (spacedTimesteps).
+ */
 export function kTimesteps(spacing: TimestepSpacing, T: number, n: number, stepsOffset: number, who: string): number[] {
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${who}: the number of inference steps must be a positive integer, got ${n}`);
-  if (n > T) throw new Error(`${who}: ${n} inference steps exceed the ${T} training timesteps`);
-  if (spacing === 'linspace') return Array.from({ length: n }, (_, i) => (n === 1 ? 0 : Math.fround((i * (T - 1)) / (n - 1)))).reverse();
-  if (spacing === 'leading') {
-    const ratio = Math.floor(T / n);
-    return Array.from({ length: n }, (_, i) => i * ratio + stepsOffset).reverse();
-  }
-  const ratio = T / n;
-  return Array.from({ length: Math.ceil(T / ratio) }, (_, i) => Math.round(T - i * ratio) - 1);
+  if (spacing !== 'linspace') return spacedTimesteps(spacing, T, n, stepsOffset, who);
+  spacedTimesteps(spacing, T, n, stepsOffset, who); // validates n
+  return Array.from({ length: n }, (_, i) => (n === 1 ? 0 : Math.fround((i * (T - 1)) / (n - 1)))).reverse();
 }
 
 export interface KSchedulerConfig extends SchedulerConfig {
@@ -72,14 +69,15 @@ export function kSchedule(
   return { sigmas: [...timesteps.map((t) => interpIndex(t, train)), 0], timesteps, sigmaAt: (t) => interpIndex(t, train) };
 }
 
-/** x_0 from a model output in the sigma (variance-exploding) parametrisation used by Euler and Heun. */
+/**
+ * x_0 from a model output at noise level sigma, for samples in the sigma (variance-exploding)
+ * scale x = x_0 + sigma eps that Euler and Heun step in: the variance-preserving sample is
+ * x / sqrt(sigma^2 + 1) at alphaBar = 1 / (sigma^2 + 1) (for epsilon: x_0 = x - sigma eps).
+ */
 export function predictX0Sigma(type: SchedulerConfig['predictionType'], modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
   if (type === 'epsilon') return sample.map((x, i) => x - sigma * modelOutput[i]);
-  if (type === 'sample') return modelOutput.slice();
-  // v-prediction: x_0 = -sigma / sqrt(sigma^2 + 1) v + x / (sigma^2 + 1)
-  const a = -sigma / Math.sqrt(sigma * sigma + 1);
-  const b = 1 / (sigma * sigma + 1);
-  return sample.map((x, i) => a * modelOutput[i] + b * x);
+  const k = 1 / Math.sqrt(sigma * sigma + 1);
+  return predictX0Eps(type, modelOutput, sample.map((x) => x * k), k * k).x0;
 }
 
 /**

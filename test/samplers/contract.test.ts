@@ -44,6 +44,15 @@ describe('the Scheduler contract', () => {
     }
   });
 
+  it("Euler's trailing timesteps round half to even, as numpy does in diffusers", () => {
+    // np.round(np.arange(1000, 0, -62.5)) - 1: 937.5 -> 938, 812.5 -> 812, ... (half to even)
+    const want = [999, 937, 874, 811, 749, 687, 624, 561, 499, 437, 374, 311, 249, 187, 124, 61];
+    for (const s of [new EulerDiscreteScheduler({ timestepSpacing: 'trailing' }), new DDIMScheduler({ timestepSpacing: 'trailing' })]) {
+      s.setTimesteps(16);
+      assert.deepEqual(s.timesteps, want, s.constructor.name);
+    }
+  });
+
   it('addNoise puts x_0 at the same noise level in every parametrisation', () => {
     // VP: x_t = sqrt(ab) x_0 + sqrt(1 - ab) z; the sigma family: x = x_0 + sigma z = x_t / sqrt(ab).
     const x0 = new TorchGenerator(1).randn(64);
