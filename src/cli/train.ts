@@ -226,6 +226,14 @@ export const commandTrain: Command = {
       });
       bar.done();
       bar.say(`Stopped by ${result.stoppedBy} at step ${result.steps}, loss ${result.finalLoss.toFixed(4)}. Checkpoint: ${result.checkpoint}; samples: ${path.join(runDir, 'samples', 'final.png')}`);
+      const decay = config.lrDecay;
+      if (result.stoppedBy !== 'steps' && decay && result.steps < decay.steps) {
+        // A time limit on a slow or busy machine cuts the decay short: the model is not the one the recipe makes.
+        bar.say(
+          `note: the learning rate was still decaying (step ${result.steps} of ${decay.steps}); ` +
+            `'diffuse train --run ${runDir} --resume --steps ${decay.steps}' finishes the run exactly as an uninterrupted one would.`,
+        );
+      }
     } finally {
       process.off('SIGINT', onSigint);
     }

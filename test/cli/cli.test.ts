@@ -118,6 +118,17 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.equal(config.minSnrGamma, 2);
   });
 
+  it('says when a time limit stopped the learning-rate decay short, and how to finish it', async () => {
+    const run = path.join(root, 'run-cut');
+    let r = await cli('train', '--data', path.join(root, 'ok'), '--size', '8', '--channels', '1', '--preset', 'tiny', '--run', run, '--steps', '1000', '--minutes', '0.0001', '--lr-decay', 'cosine', '--warmup', '0', '--batch', '2', '--sample-every', '0', '--timesteps', '20');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /Stopped by time at step (\d+)/);
+    assert.match(r.err, new RegExp(`note: the learning rate was still decaying \\(step \\d+ of 1000\\); 'diffuse train --run ${run.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --resume --steps 1000' finishes the run`));
+    r = await cli('train', '--data', path.join(root, 'ok'), '--size', '8', '--channels', '1', '--preset', 'tiny', '--run', path.join(root, 'run-whole'), '--steps', '3', '--lr-decay', 'cosine', '--warmup', '0', '--batch', '2', '--sample-every', '0', '--timesteps', '20');
+    assert.equal(r.code, 0, r.err);
+    assert.doesNotMatch(r.err, /still decaying/);
+  });
+
   it('refuses an output path it cannot write, in one line, without losing the run', async () => {
     // Paths that no user, root included, can write: a folder inside /proc, a file in /proc, a folder under a file.
     const asFolder = path.join(root, 'a-file');
