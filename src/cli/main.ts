@@ -18,6 +18,7 @@ import { commandEval } from './eval.js';
 import { commandNoise, commandSchedule } from './pictures.js';
 import { commandSample } from './sample.js';
 import { commandTrain } from './train.js';
+import { commandKeygen, commandWatermark } from './watermark.js';
 
 const COMMANDS: Record<string, Command> = {
   train: commandTrain,
@@ -27,6 +28,8 @@ const COMMANDS: Record<string, Command> = {
   noise: commandNoise,
   schedule: commandSchedule,
   eval: commandEval,
+  keygen: commandKeygen,
+  watermark: commandWatermark,
 };
 
 function help(): string {

@@ -1,4 +1,6 @@
+import * as path from 'node:path';
 import { ensureWritable } from '../data/index.js';
+import { MAX_PAYLOAD, gaussianShading, readKey } from '../forensics/index.js';
 import { divergedFraction } from '../eval/evaluate.js';
 import { DiffusionPipeline, ImageBatch, saveFrames, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
@@ -19,8 +21,11 @@ export const commandSample: Command = {
     scale: { type: 'string', description: 'pixel scale of the output (default 2 below 48 px)' },
     out: { type: 'string', description: 'grid PNG to write', default: 'samples.png' },
     frames: { type: 'string', description: 'also write the reverse process: a .png strip or an animated .gif' },
+    images: { type: 'string', description: 'also write each image as its own PNG in this folder (0000.png, 0001.png, ...)' },
     'frame-count': { type: 'string', description: 'frames in --frames', default: '10' },
     ...CONDITION_FLAGS,
+    key: { type: 'string', description: 'watermark the images with this key (diffuse keygen): Gaussian Shading in the initial noise' },
+    payload: { type: 'string', description: 'with --key: an id of up to 32 bits written into the watermark (which user or job made the images)', default: '0' },
   },
   async run(v) {
     const say = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -38,12 +43,18 @@ export const commandSample: Command = {
     const T = config.schedule.numTrainTimesteps;
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
     const generatorKind = oneOf(v, 'generator', ['torch', 'fast'] as const, 'torch');
+    const key = v.key === undefined ? undefined : readKey(String(v.key));
+    const payload = num(v, 'payload', { int: true, min: 0, max: MAX_PAYLOAD }) as number;
+    if (!key && v.payload !== '0' && v.payload !== undefined) throw new UsageError('--payload needs --key (the watermark that carries it)');
+    if (key && (flags.eta ?? 0) > 0) say(`warning: --eta ${flags.eta} adds fresh noise at every step, which washes out the watermark in x_T; detection needs eta 0 (the default with --key)`);
+    if (key && (kind === 'ddpm' || kind === 'euler_a')) say(`warning: ${kind} adds fresh noise at every step, which washes out the watermark in x_T; use ddim (eta 0), dpm++2m, euler or heun`);
     const { condition, cols } = conditionFlags(v, config, count, say);
     let gridCols = num(v, 'cols', { int: true, min: 1 }) ?? cols;
     const scale = num(v, 'scale', { int: true, min: 1 });
 
     // Refuse an output path that cannot be written before the work, not after it.
-    for (const file of [out, frames]) if (file) await ensureWritable(file);
+    const each = v.images === undefined ? undefined : String(v.images);
+    for (const file of [out, frames, each && path.join(each, '0000.png')]) if (file) await ensureWritable(file);
     const pipe = await DiffusionPipeline.fromRun(runDir, { device });
     const shape = pipe.imageShape;
     const per = shape.reduce((a, b) => a * b, 1);
@@ -62,9 +73,10 @@ export const commandSample: Command = {
         spacing: timestepSpacing,
         clipSample,
         steps,
-        eta,
+        eta: key && flags.eta === undefined ? 0 : eta,
         seed,
         generatorKind,
+        ...(key ? { watermark: gaussianShading(key, payload) } : {}),
         onStep: ({ index, total, timestep, sample, offset, batchCount }) => {
           if (frames && offset === 0) {
             const keep = index === 0 || Array.from({ length: frameCount - 1 }, (_, k) => Math.round(((k + 1) * (total - 1)) / (frameCount - 1))).includes(index);
@@ -80,7 +92,15 @@ export const commandSample: Command = {
     await saveGrid(images, out, { cols: gridCols, scale });
     const diverged = divergedFraction(images.data);
     if (diverged > DIVERGED_WARNING) bar.say(divergedWarning(diverged, 'the image shows them clipped'));
-    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${eta}` : ''}${timestepSpacing ? `, ${timestepSpacing} spacing` : ''}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${key && flags.eta === undefined ? 0 : eta}` : ''}${timestepSpacing ? `, ${timestepSpacing} spacing` : ''}, seed ${seed}${key ? `, watermarked with payload ${payload}` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    if (each) {
+      const per = images.data.length / images.count;
+      const digits = Math.max(4, String(images.count - 1).length);
+      for (let k = 0; k < images.count; k++) {
+        await saveGrid({ data: images.data.subarray(k * per, (k + 1) * per), count: 1, shape: images.shape }, path.join(each, `${String(k).padStart(digits, '0')}.png`), { scale: 1, pad: 0 });
+      }
+      bar.say(`wrote ${images.count} images to ${each}/ at the model's size`);
+    }
     if (frames) {
       await saveFrames(snapshots, frames, { scale });
       bar.say(`wrote ${frames} (the reverse process in ${snapshots.length} frames, pure noise to image)`);

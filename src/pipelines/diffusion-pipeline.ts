@@ -86,6 +86,17 @@ export interface SamplingOptions {
 export interface GenerateOptions extends SamplingOptions {
   /** Start from this x_T (count x C x H x W, unit variance) instead of drawing it: inverted or watermarked noise. */
   initialNoise?: Float32Array;
+  /**
+   * Draw x_T with a watermark: `gaussianShading(key, payload)` from src/forensics writes a key and
+   * a 32-bit payload into the signs of x_T and keeps it exactly N(0, I). eta then defaults to 0:
+   * stochastic steps (eta > 0, ddpm, euler_a) replace x_T's signal with fresh noise and weaken the mark.
+   */
+  watermark?: InitialNoiseSource;
+}
+
+/** Draws x_T for `count` images of `per` values (unit variance) from the generator: how a watermark enters the initial noise. */
+export interface InitialNoiseSource {
+  draw(count: number, per: number, generator: NoiseGenerator): Float32Array;
 }
 
 /** An image or images for img2img/inpaint: one [C, H, W] block, or `count` of them. */
@@ -166,9 +177,12 @@ export class DiffusionPipeline {
     if (o.initialNoise && o.initialNoise.length !== count * per) {
       throw new Error(`initialNoise has ${o.initialNoise.length} values; ${count} images of [${this.imageShape.join(', ')}] need ${count * per}`);
     }
-    return this.batched(o, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) =>
-      runReverseProcess({ denoise, scheduler, count: n, shape: this.imageShape, steps, eta, generator, initialNoise: o.initialNoise?.subarray(at * per, (at + n) * per), onStep }),
-    );
+    if (o.initialNoise && o.watermark) throw new Error('give initialNoise or watermark, not both: the watermark is written into the initial noise');
+    // A watermark lives in x_T: deterministic sampling (eta 0) carries it to the image, noise added along the way washes it out.
+    return this.batched(o.watermark ? { ...o, eta: o.eta ?? 0 } : o, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) => {
+      const initialNoise = o.watermark ? o.watermark.draw(n, per, generator) : o.initialNoise?.subarray(at * per, (at + n) * per);
+      return runReverseProcess({ denoise, scheduler, count: n, shape: this.imageShape, steps, eta, generator, initialNoise, onStep });
+    });
   }
 
   /**

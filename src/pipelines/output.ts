@@ -7,13 +7,15 @@ export interface GridOptions {
   cols?: number;
   /** Integer pixel scale (default 2 below 48 px, else 1). */
   scale?: number;
+  /** Pixels between images and around the grid (default 2). */
+  pad?: number;
 }
 
 const defaultScale = (shape: readonly number[]) => (shape[1] < 48 ? 2 : 1);
 
 /** Writes the batch as one PNG grid (values clipped to [-1, 1]). */
 export async function saveGrid(batch: ImageBatch, file: string, o: GridOptions = {}): Promise<void> {
-  await savePng(file, upscale(toGrid(batch.data, batch.count, batch.shape, o.cols), o.scale ?? defaultScale(batch.shape)));
+  await savePng(file, upscale(toGrid(batch.data, batch.count, batch.shape, o.cols, o.pad), o.scale ?? defaultScale(batch.shape)));
 }
 
 /**

@@ -46,7 +46,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
   });
 
   const cases: [string, string[], RegExp][] = [
-    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, sample, img2img, inpaint, noise, schedule, eval\)/],
+    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, sample, img2img, inpaint, noise, schedule, eval, keygen, watermark\)/],
     ['unknown flag', ['train', '--stpes', '3'], /Unknown option '--stpes'.*see 'diffuse train --help'/],
     ['no stopping rule', ['train', '--data', 'mnist'], /give --steps N or --minutes M/],
     ['lr decay without steps', ['train', '--minutes', '1', '--lr-decay', 'cosine'], /--lr-decay cosine decays over the run: give --steps N/],
@@ -184,6 +184,45 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.ok(!existsSync(out), 'nothing written');
     r = await cli('img2img', '--run', run, '--image', big, '--resize', '--steps', '2', '--out', out);
     assert.equal(r.code, 0, r.err);
+  });
+
+  it('makes a key, watermarks samples, checks images one line each, and names bad keys and files', async () => {
+    const run = path.join(root, 'run');
+    const key = path.join(root, 'wm', 'key.json');
+    let r = await cli('keygen', '--out', key);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /Keep it secret/);
+    r = await cli('keygen', '--out', key);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /key\.json exists; a new key there would orphan the images made with the old one \(pass --force/);
+    const dir = path.join(root, 'wm', 'images');
+    r = await cli('sample', '--run', run, '--key', key, '--payload', '77', '--count', '2', '--steps', '4', '--out', path.join(root, 'wm', 'grid.png'), '--images', dir);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /eta 0, .*watermarked with payload 77/);
+    assert.deepEqual(readdirSync(dir).sort(), ['0000.png', '0001.png']);
+    assert.deepEqual((await sharp(path.join(dir, '0000.png')).metadata()).width, 8, 'each image at the model size');
+    r = await cli('sample', '--run', run, '--key', key, '--eta', '1', '--count', '1', '--steps', '2', '--out', path.join(root, 'wm', 'g2.png'));
+    assert.match(r.err, /warning: --eta 1 adds fresh noise at every step, which washes out the watermark/);
+    r = await cli('watermark', 'detect', path.join(dir, '0000.png'), path.join(root, 'corrupt', 'b.png'), path.join(dir, '0001.png'), '--run', run, '--key', key, '--steps', '4', '--json');
+    assert.equal(r.code, 0, r.err);
+    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; p_value?: number; detected?: boolean; error?: string });
+    assert.equal(lines.length, 3, 'one record per image, the broken one included');
+    assert.ok(lines[0].p_value! >= 0 && lines[0].p_value! <= 1 && typeof lines[0].detected === 'boolean');
+    assert.match(lines[1].error!, /b\.png: cannot decode image/);
+    const bad: [string[], RegExp][] = [
+      [['watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', path.join(root, 'nokey.json')], /nokey\.json: no such key file/],
+      [['watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', path.join(root, 'corrupt', 'b.png')], /b\.png: not a Diffuse watermark key \(not valid JSON\)/],
+      [['watermark', 'find', path.join(dir, '0000.png'), '--run', run, '--key', key], /unknown subcommand 'find'/],
+      [['watermark', 'detect', '--run', run, '--key', key], /give one or more images to check/],
+      [['watermark', 'detect', path.join(root, 'corrupt', 'b.png'), '--run', run, '--key', key, '--steps', '2'], /no image could be checked/],
+      [['sample', '--run', run, '--steps', '2', '--payload', '5', '--out', path.join(root, 'wm', 'x.png')], /--payload needs --key/],
+      [['sample', '--run', run, '--steps', '2', '--key', key, '--payload', '4294967296', '--out', path.join(root, 'wm', 'x.png')], /--payload must be an integer >= 0 <= 4294967295/],
+    ];
+    for (const [args, re] of bad) {
+      r = await cli(...args);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.err, re);
+    }
   });
 
   it("labels a bug inside Diffuse as an internal error, not as the user's", () => {

@@ -1,0 +1,98 @@
+/**
+ * `diffuse keygen` (a secret watermark key) and `diffuse watermark detect` (one line per image:
+ * p-value, decision, payload).
+ */
+import { existsSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
+import { ensureWritable, readImage } from '../data/index.js';
+import { writeFileAtomic } from '../engine/index.js';
+import { PAYLOAD_BITS, detectWatermark, generateKey, readKey } from '../forensics/index.js';
+import { DiffusionPipeline } from '../pipelines/index.js';
+import { readRunConfig } from '../run/run.js';
+import type { Command } from './flags.js';
+import { UsageError, num, oneOf } from './flags.js';
+import { ProgressLine } from './progress.js';
+
+export const commandKeygen: Command = {
+  summary: 'make a secret watermark key (a small JSON file; keep it private)',
+  usage: 'diffuse keygen --out key.json [--force]',
+  options: {
+    out: { type: 'string', description: 'where to write the key' },
+    force: { type: 'boolean', description: 'overwrite an existing file (images made with the old key can no longer be recognised)' },
+  },
+  async run(v) {
+    if (!v.out) throw new UsageError('--out FILE is required');
+    const out = String(v.out);
+    if (existsSync(out) && !v.force) throw new UsageError(`${out} exists; a new key there would orphan the images made with the old one (pass --force to replace it)`);
+    await ensureWritable(out);
+    await writeFileAtomic(out, JSON.stringify(generateKey(), null, 2) + '\n');
+    await chmod(out, 0o600);
+    process.stderr.write(
+      `wrote ${out}: a Gaussian Shading watermark key (32 random bytes). Keep it secret: whoever has it can detect and forge the watermark.\n` +
+        `Use it with 'diffuse sample --key ${out} --payload ID' and 'diffuse watermark detect IMAGE --run DIR --key ${out}'.\n`,
+    );
+  },
+};
+
+export const commandWatermark: Command = {
+  summary: "detect Diffuse's watermark in images (DDIM inversion with the run's model; a p-value per image)",
+  usage: 'diffuse watermark detect IMAGE... --run DIR --key key.json [--steps 50] [--fpr 0.01] [--json]',
+  positionals: true,
+  options: {
+    run: { type: 'string', description: 'the run folder of the model that made the images' },
+    key: { type: 'string', description: 'the watermark key (diffuse keygen)' },
+    steps: { type: 'string', description: 'DDIM inversion steps (fewer: faster, less accurate)', default: '50' },
+    fpr: { type: 'string', description: 'false-positive rate of the decision', default: '0.01' },
+    prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
+    resize: { type: 'boolean', description: "resize images of another size to the model's (the result is then less reliable)" },
+    json: { type: 'boolean', description: 'one JSON object per image on stdout' },
+    device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
+  },
+  async run(v, positionals) {
+    const [sub, ...files] = positionals;
+    if (sub !== 'detect') throw new UsageError(`unknown subcommand '${sub ?? ''}' (use: diffuse watermark detect IMAGE... --run DIR --key key.json)`);
+    if (files.length === 0) throw new UsageError('give one or more images to check');
+    if (!v.run) throw new UsageError('--run DIR is required: the run folder of the model that made the images');
+    if (!v.key) throw new UsageError('--key FILE is required (the key the images were watermarked with)');
+    const key = readKey(String(v.key));
+    const config = readRunConfig(String(v.run));
+    const steps = num(v, 'steps', { int: true, min: 1 }) as number;
+    const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
+    const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
+    const m = config.model;
+    const pipe = await DiffusionPipeline.fromRun(String(v.run), { device });
+    const bar = new ProgressLine();
+    let failed = 0;
+    try {
+      for (const file of files) {
+        let line: string;
+        let record: Record<string, unknown>;
+        try {
+          const img = await readImage(file, { channels: m.inChannels as 1 | 3, size: m.imageSize, resize: Boolean(v.resize) });
+          const [d] = await detectWatermark({ data: img.data, count: 1, shape: img.shape }, pipe, key, {
+            steps,
+            fpr,
+            ...(config.text ? { prompt: String(v.prompt) } : {}),
+            onStep: (i, total) => bar.update(`${file}: inverting, step ${i + 1}/${total}`),
+          });
+          const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
+          const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
+          line = `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)` : ''}`;
+          record = { file, detected: d.detected, p_value: d.pValue, log10_p: d.log10P, fpr, payload: d.detected ? d.payload : null, payload_vote_agreement: meanConfidence, agreement: d.agreement, positions: d.positions, steps };
+        } catch (e) {
+          // One bad file does not stop the others.
+          failed++;
+          const msg = (e as Error).message.split('\n')[0];
+          line = `${file}: error: ${msg}`;
+          record = { file, error: msg };
+        }
+        if (v.json) console.log(JSON.stringify(record));
+        else bar.say(line);
+      }
+    } finally {
+      bar.done();
+      await pipe.release();
+    }
+    if (failed === files.length) throw new Error(`no image could be checked (${failed} error${failed > 1 ? 's' : ''} above)`);
+  },
+};

@@ -1,0 +1,40 @@
+/**
+ * Watermark detection on images: DDIM inversion with the run's model recovers an estimate of
+ * x_T, whose signs are tested for the key (see gaussian-shading.ts).
+ */
+import type { DiffusionPipeline, ImageBatch } from '../pipelines/index.js';
+import { NoiseDetection, detectInNoise } from './gaussian-shading.js';
+import type { WatermarkKey } from './key.js';
+
+export interface WatermarkDetection extends NoiseDetection {
+  /** pValue < fpr: the image carries this key's watermark, at false-positive rate `fpr`. */
+  detected: boolean;
+  fpr: number;
+}
+
+export interface DetectOptions {
+  /** Inversion steps (default 50; fewer is faster and less accurate). */
+  steps?: number;
+  /** The false-positive rate of the decision (default 0.01). */
+  fpr?: number;
+  /** Text-conditional runs: the prompt to invert with (default the empty prompt). */
+  prompt?: string;
+  onStep?: (index: number, total: number) => void;
+}
+
+/** Tests each image of the batch for the key's watermark. The images are not modified. */
+export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipeline, key: WatermarkKey, o: DetectOptions = {}): Promise<WatermarkDetection[]> {
+  const fpr = o.fpr ?? 0.01;
+  if (!(fpr > 0 && fpr < 1)) throw new Error(`the false-positive rate must be in (0, 1), got ${o.fpr}`);
+  const noise = await pipe.invert({
+    image: images,
+    steps: o.steps ?? 50,
+    ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
+    onStep: (s) => o.onStep?.(s.index, s.total),
+  });
+  const per = noise.data.length / noise.count;
+  return Array.from({ length: noise.count }, (_, k) => {
+    const d = detectInNoise(key, noise.data.subarray(k * per, (k + 1) * per));
+    return { ...d, detected: d.pValue < fpr, fpr };
+  });
+}

@@ -1,0 +1,163 @@
+/**
+ * Gaussian Shading (Yang et al. 2024, arXiv 2404.04956), as Diffuse uses it: a keyed bit stream
+ * chooses the sign of every value of x_T, whose magnitude is drawn from the half-Gaussian, so x_T
+ * is exactly N(0, I) and the watermarked samples are distributed as unwatermarked ones.
+ *
+ * Embedding, per image of D values: a 32-bit payload m (which user or job made it) is repeated
+ * over the D positions (position i carries bit i mod 32), XORed with the ChaCha20 keystream k of
+ * the key and a per-image nonce, and the result is the sign: x_T[i] = (m_{i mod 32} XOR k_i ? +1 : -1) |z_i|.
+ * The nonce is one of 1,024, drawn per image, so that images do not share one sign pattern (a
+ * shared pattern would make every image of a key alike and let an attacker average it out).
+ *
+ * Detection, from an estimate of x_T (DDIM inversion of the image): for each nonce, r_i =
+ * sign bit XOR k_i; each payload bit is decoded by majority vote over its positions, and the
+ * statistic is the number of positions that agree with their group's vote,
+ * A = sum_j max(c_j, n_j - c_j). Under the null hypothesis "not made with this key" the sign
+ * bits are independent fair coins whatever the key, so c_j ~ Binomial(n_j, 1/2) independently
+ * and the null distribution of A is exact (a convolution, computed in log space). The best of
+ * the 1,024 nonces is tested with the exact correction for taking a maximum of independent
+ * statistics: p = 1 - (1 - p_1)^1024.
+ */
+import type { NoiseGenerator } from '../diffusion/index.js';
+import type { InitialNoiseSource } from '../pipelines/index.js';
+import { WatermarkKey, keystreamBits } from './key.js';
+
+export const PAYLOAD_BITS = 32;
+export const NONCES = 1024;
+/** The largest payload: an unsigned 32-bit integer. */
+export const MAX_PAYLOAD = 2 ** PAYLOAD_BITS - 1;
+
+export function checkPayload(payload: number): void {
+  if (!Number.isInteger(payload) || payload < 0 || payload > MAX_PAYLOAD) throw new Error(`the watermark payload must be an integer in 0..${MAX_PAYLOAD} (32 bits), got ${payload}`);
+}
+
+/** x_T of one image (D values) carrying `payload` under `key` and `nonce`; |z| gives the magnitudes. */
+export function shadeNoise(key: WatermarkKey, payload: number, nonce: number, z: Float32Array): Float32Array {
+  checkPayload(payload);
+  const k = keystreamBits(key, nonce, z.length);
+  const out = new Float32Array(z.length);
+  for (let i = 0; i < z.length; i++) {
+    const bit = ((payload >>> (i % PAYLOAD_BITS)) & 1) ^ k[i];
+    out[i] = bit ? Math.abs(z[i]) : -Math.abs(z[i]);
+  }
+  return out;
+}
+
+/** The watermark as a pipeline's initial-noise source: `pipe.generate({ watermark: gaussianShading(key, payload) })`. */
+export function gaussianShading(key: WatermarkKey, payload: number): InitialNoiseSource {
+  checkPayload(payload);
+  return { draw: (count, per, generator) => watermarkedNoise(key, payload, count, per, generator) };
+}
+
+/** x_T for `count` images of `per` values each: magnitudes and nonces drawn from `generator`. */
+export function watermarkedNoise(key: WatermarkKey, payload: number, count: number, per: number, generator: NoiseGenerator): Float32Array {
+  const out = new Float32Array(count * per);
+  for (let k = 0; k < count; k++) {
+    const z = generator.randn(per);
+    const nonce = Math.min(NONCES - 1, Math.floor(generator.rand(1)[0] * NONCES));
+    out.set(shadeNoise(key, payload, nonce, z), k * per);
+  }
+  return out;
+}
+
+export interface NoiseDetection {
+  /** p-value under "no watermark with this key" (may underflow to 0; see log10P). */
+  pValue: number;
+  /** log10 of the p-value, finite where pValue underflows. */
+  log10P: number;
+  /** The decoded payload and, per bit, the share of its positions that agreed with the vote. */
+  payload: number;
+  bitConfidence: number[];
+  /** The statistic A, of D positions, and the nonce it was found with. */
+  agreement: number;
+  positions: number;
+  nonce: number;
+}
+
+/** Group sizes n_j: how many of D positions carry payload bit j. */
+const groupSizes = (D: number) => Array.from({ length: PAYLOAD_BITS }, (_, j) => Math.floor(D / PAYLOAD_BITS) + (j < D % PAYLOAD_BITS ? 1 : 0));
+
+const keystreamCache = new Map<string, Uint8Array[]>();
+function keystreams(key: WatermarkKey, D: number): Uint8Array[] {
+  const id = `${key.secret}:${D}`;
+  let ks = keystreamCache.get(id);
+  if (!ks) {
+    ks = Array.from({ length: NONCES }, (_, n) => keystreamBits(key, n, D));
+    if (keystreamCache.size > 8) keystreamCache.clear();
+    keystreamCache.set(id, ks);
+  }
+  return ks;
+}
+
+/** Tests one image's x_T estimate (D values) for the key's watermark. */
+export function detectInNoise(key: WatermarkKey, noise: Float32Array): NoiseDetection {
+  const D = noise.length;
+  if (D < PAYLOAD_BITS) throw new Error(`watermark detection needs at least ${PAYLOAD_BITS} values, got ${D}`);
+  const signs = new Uint8Array(D);
+  for (let i = 0; i < D; i++) signs[i] = noise[i] > 0 ? 1 : 0;
+  const sizes = groupSizes(D);
+  const counts = new Int32Array(PAYLOAD_BITS);
+  let best = { agreement: -1, nonce: 0, counts: new Int32Array(PAYLOAD_BITS) };
+  for (const [nonce, k] of keystreams(key, D).entries()) {
+    counts.fill(0);
+    for (let i = 0; i < D; i++) counts[i % PAYLOAD_BITS] += signs[i] ^ k[i];
+    let a = 0;
+    for (let j = 0; j < PAYLOAD_BITS; j++) a += Math.max(counts[j], sizes[j] - counts[j]);
+    if (a > best.agreement) best = { agreement: a, nonce, counts: counts.slice() };
+  }
+  let payload = 0;
+  const bitConfidence: number[] = [];
+  for (let j = 0; j < PAYLOAD_BITS; j++) {
+    const one = best.counts[j] > sizes[j] / 2;
+    if (one) payload += 2 ** j;
+    bitConfidence.push(Math.max(best.counts[j], sizes[j] - best.counts[j]) / sizes[j]);
+  }
+  const logP1 = nullLogSurvival(D)[best.agreement];
+  const logP = logMaxOfIndependent(logP1, NONCES);
+  return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, agreement: best.agreement, positions: D, nonce: best.nonce };
+}
+
+/** log P(max of n independent statistics >= a) from log P(one >= a): log(1 - (1 - p)^n). */
+export function logMaxOfIndependent(logP1: number, n: number): number {
+  const p1 = Math.exp(logP1);
+  if (p1 > 1e-12) return Math.log(-Math.expm1(n * Math.log1p(-Math.min(p1, 1 - 1e-16))));
+  return logP1 + Math.log(n); // 1 - (1 - p)^n = n p (1 + O(n p)) for tiny p
+}
+
+const logSumExp = (a: number, b: number) => (a === -Infinity ? b : b === -Infinity ? a : Math.max(a, b) + Math.log1p(Math.exp(-Math.abs(a - b))));
+
+/** log C(n, k) by lgamma-free summation of logs (n is at most a few thousand). */
+function logBinomialRow(n: number): Float64Array {
+  const row = new Float64Array(n + 1);
+  for (let k = 1; k <= n; k++) row[k] = row[k - 1] + Math.log(n - k + 1) - Math.log(k);
+  return row;
+}
+
+const survivalCache = new Map<number, Float64Array>();
+/**
+ * log P(A >= a) for a = 0..D under the null: A = sum_j max(c_j, n_j - c_j), c_j ~ Binomial(n_j, 1/2)
+ * independent. Exact, by convolving the groups' distributions in log space.
+ */
+export function nullLogSurvival(D: number): Float64Array {
+  let s = survivalCache.get(D);
+  if (s) return s;
+  let pmf = Float64Array.of(0); // log P(A = 0) = 0 before any group
+  for (const n of groupSizes(D)) {
+    const lc = logBinomialRow(n);
+    const g = new Float64Array(n + 1).fill(-Infinity); // log P(max(c, n - c) = x)
+    for (let c = 0; c <= n; c++) {
+      const x = Math.max(c, n - c);
+      g[x] = logSumExp(g[x], lc[c] - n * Math.LN2);
+    }
+    const next = new Float64Array(pmf.length + n).fill(-Infinity);
+    for (let a = 0; a < pmf.length; a++) {
+      if (pmf[a] === -Infinity) continue;
+      for (let x = 0; x <= n; x++) if (g[x] !== -Infinity) next[a + x] = logSumExp(next[a + x], pmf[a] + g[x]);
+    }
+    pmf = next;
+  }
+  s = new Float64Array(pmf.length + 1).fill(-Infinity);
+  for (let a = pmf.length - 1; a >= 0; a--) s[a] = logSumExp(s[a + 1], pmf[a]);
+  survivalCache.set(D, s);
+  return s;
+}

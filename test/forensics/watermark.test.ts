@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { NONCES, TorchGenerator, detectInNoise, generateKey, keystreamBits, nullLogSurvival, readKey, shadeNoise, watermarkedNoise } from '../../src/index.js';
+
+const root = mkdtempSync(path.join(tmpdir(), 'diffuse-wm-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+// A fixed key, so that every run of the test sees the same numbers.
+const key = { format: 'diffuse-watermark-key-1' as const, scheme: 'gaussian-shading' as const, secret: Buffer.alloc(32, 7).toString('base64'), created: '2026-11-30' };
+const other = { ...key, secret: Buffer.alloc(32, 8).toString('base64') };
+const D = 784;
+
+describe('Gaussian Shading in the initial noise', () => {
+  it('keeps x_T standard normal, with a different sign pattern per image', () => {
+    const x = watermarkedNoise(key, 0xdeadbeef, 400, D, new TorchGenerator(3));
+    const n = x.length;
+    const mean = x.reduce((a, v) => a + v, 0) / n;
+    const variance = x.reduce((a, v) => a + (v - mean) ** 2, 0) / n;
+    assert.ok(Math.abs(mean) < 4 / Math.sqrt(n), `mean ${mean}`);
+    assert.ok(Math.abs(variance - 1) < 4 * Math.sqrt(2 / n), `variance ${variance}`);
+    // Kolmogorov-Smirnov distance to the normal CDF (erf by Abramowitz-Stegun 7.1.26, error < 1.5e-7).
+    const erf = (z: number) => {
+      const t = 1 / (1 + 0.3275911 * Math.abs(z));
+      const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-z * z);
+      return z >= 0 ? y : -y;
+    };
+    const sorted = Float64Array.from(x).sort();
+    let ks = 0;
+    sorted.forEach((v, i) => (ks = Math.max(ks, Math.abs(0.5 * (1 + erf(v / Math.SQRT2)) - (i + 0.5) / n))));
+    assert.ok(ks < 1.63 / Math.sqrt(n), `KS distance ${ks} (1% critical value ${1.63 / Math.sqrt(n)})`);
+    // Sign agreement between two images of the same key and payload: about half, not a shared pattern.
+    let same = 0;
+    for (let i = 0; i < D; i++) same += Math.sign(x[i]) === Math.sign(x[D + i]) ? 1 : 0;
+    assert.ok(Math.abs(same / D - 0.5) < 0.1, `two images share ${same} of ${D} signs`);
+  });
+
+  it('finds the key and the payload in the noise, through sign errors, and not with another key', () => {
+    const payload = 0xc0ffee42;
+    const x = shadeNoise(key, payload, 77, new TorchGenerator(1).randn(D));
+    const clean = detectInNoise(key, x);
+    assert.equal(clean.payload, payload);
+    assert.equal(clean.nonce, 77);
+    assert.equal(clean.agreement, D);
+    assert.ok(clean.log10P < -100, `log10 p ${clean.log10P}`);
+    // 20% of the signs flipped, as a lossy inversion would.
+    const u = new TorchGenerator(2).rand(D);
+    const noisy = x.map((v, i) => (u[i] < 0.2 ? -v : v));
+    const d = detectInNoise(key, noisy);
+    assert.ok(d.pValue < 1e-10, `p ${d.pValue}`);
+    let right = 0;
+    for (let j = 0; j < 32; j++) right += ((d.payload >>> j) & 1) === ((payload >>> j) & 1) ? 1 : 0;
+    assert.ok(right >= 31, `${right} of 32 payload bits`);
+    assert.ok(detectInNoise(other, x).pValue > 0.01, 'another key does not find it');
+  });
+
+  it('computes the null distribution of the vote statistic exactly (checked by simulation)', () => {
+    const logS = nullLogSurvival(D);
+    assert.ok(Math.abs(logS[0]) < 1e-9, 'P(A >= 0) = 1');
+    // Simulate A for one keystream and fair-coin signs.
+    const k = keystreamBits(key, 0, D);
+    const g = new TorchGenerator(9);
+    const trials = 20000;
+    const As = new Int32Array(trials);
+    for (let t = 0; t < trials; t++) {
+      const u = g.rand(D);
+      const c = new Int32Array(32);
+      const n = new Int32Array(32);
+      for (let i = 0; i < D; i++) {
+        c[i % 32] += (u[i] < 0.5 ? 1 : 0) ^ k[i];
+        n[i % 32]++;
+      }
+      for (let j = 0; j < 32; j++) As[t] += Math.max(c[j], n[j] - c[j]);
+    }
+    for (const a of [470, 480, 490, 500]) {
+      const exact = Math.exp(logS[a]);
+      const seen = As.filter((v) => v >= a).length / trials;
+      const sd = Math.sqrt((exact * (1 - exact)) / trials);
+      assert.ok(Math.abs(seen - exact) < 4 * sd + 1e-4, `P(A >= ${a}): simulated ${seen}, exact ${exact}`);
+    }
+  });
+
+  it('flags unwatermarked noise at the nominal rate (2,000 draws of N(0, I), all 1,024 nonces searched)', () => {
+    const g = new TorchGenerator(11);
+    const trials = 2000;
+    const ps = Array.from({ length: trials }, () => detectInNoise(key, g.randn(D)).pValue);
+    for (const [alpha, lo, hi] of [[0.5, 0.44, 0.56], [0.1, 0.075, 0.125], [0.01, 0.003, 0.02]]) {
+      const rate = ps.filter((p) => p < alpha).length / trials;
+      // The statistic is discrete, so the test can only be conservative: at most alpha, and close to it.
+      assert.ok(rate >= lo && rate <= hi, `flagged at ${alpha}: ${rate}`);
+    }
+    assert.equal(NONCES, 1024);
+  });
+
+  it('reads key files and names what is wrong with them', () => {
+    const good = path.join(root, 'key.json');
+    writeFileSync(good, JSON.stringify(generateKey()));
+    assert.equal(readKey(good).scheme, 'gaussian-shading');
+    const write = (name: string, text: string) => {
+      const f = path.join(root, name);
+      writeFileSync(f, text);
+      return f;
+    };
+    assert.throws(() => readKey(path.join(root, 'none.json')), /none\.json: no such key file \(make one with 'diffuse keygen --out/);
+    assert.throws(() => readKey(write('bad.json', '{oops')), /bad\.json: not a Diffuse watermark key \(not valid JSON\)/);
+    assert.throws(() => readKey(write('other.json', '{"format": "something-else"}')), /other\.json: not a Diffuse watermark key/);
+    assert.throws(() => readKey(write('ring.json', JSON.stringify({ ...key, scheme: 'tree-ring' }))), /ring\.json: a key for the 'tree-ring' scheme/);
+    assert.throws(() => readKey(write('short.json', JSON.stringify({ ...key, secret: 'AAAA' }))), /short\.json: the secret is not 32 bytes of base64/);
+    assert.throws(() => shadeNoise(key, 2 ** 32, 0, new Float32Array(64)), /payload must be an integer in 0\.\.4294967295/);
+  });
+});
