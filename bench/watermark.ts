@@ -1,0 +1,293 @@
+/**
+ * The watermark against attacks: `count` watermarked and `count` unwatermarked samples of a run
+ * (DDIM, eta 0, other seeds), each attacked, then detected by DDIM inversion. Per attack: AUC of
+ * the score -log10 p, TPR and empirical FPR at the stated thresholds p < 1% and p < 0.1% (the
+ * p-value's own thresholds, never read off this ROC), and payload bit accuracy. Then the
+ * false-positive rate on `null-count` clean images (half generated without the key, half real
+ * held-out images when the run's data set has a test split), sample quality with and without the
+ * watermark, and the cost of embedding and detection.
+ *
+ *   npm run bench:watermark -- --run runs/mnist [--count 1000] [--null-count 10000] [--steps 50] [--attacks none,jpeg25,...] [--skip-quality]
+ *
+ * Attacks are applied to 8-bit images, as files hold them. Sizes scale with the image: Tree-Ring's
+ * blur (radius 4 at 512 px) is 0.2 px at 28 px, so blur sigma 0.5 and 1 px are far stronger here.
+ */
+import { randomBytes } from 'node:crypto';
+import sharp from 'sharp';
+import {
+  Classifier,
+  DiffusionPipeline,
+  FEATURE_DIM,
+  FastGenerator,
+  ImageBatch,
+  WatermarkKey,
+  confidence,
+  detectWatermark,
+  frechetDistance,
+  gaussianShading,
+  generateKey,
+  loadDataset,
+  precisionRecall,
+  readRunConfig,
+} from '../src/index.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string, dflt?: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const runDir = flag('run');
+if (!runDir) {
+  console.error('usage: npm run bench:watermark -- --run DIR [--count 1000] [--null-count 10000] [--steps 50] [--attacks a,b,...]');
+  process.exit(1);
+}
+const count = Number(flag('count', '1000'));
+const nullCount = Number(flag('null-count', '10000'));
+const steps = Number(flag('steps', '50'));
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
+
+const config = readRunConfig(runDir);
+const pipe = await DiffusionPipeline.fromRun(runDir);
+const [C, H, W] = pipe.imageShape;
+const per = C * H * W;
+const key: WatermarkKey = generateKey();
+const payloads = Array.from({ length: count }, () => randomBytes(4).readUInt32LE(0));
+
+/** count watermarked images (one payload each, chunks of 250) and count clean ones, DDIM eta 0. */
+async function samples(): Promise<{ marked: ImageBatch; clean: ImageBatch }> {
+  const marked = new Float32Array(count * per);
+  for (let at = 0; at < count; at += 250) {
+    const n = Math.min(250, count - at);
+    // One payload per image: generate image by image within the chunk's noise draw.
+    const noise = new Float32Array(n * per);
+    const g = new FastGenerator(1000 + at);
+    for (let k = 0; k < n; k++) noise.set(gaussianShading(key, payloads[at + k]).draw(1, per, g), k * per);
+    marked.set((await pipe.generate({ count: n, steps, eta: 0, initialNoise: noise })).data, at * per);
+  }
+  const clean = await pipe.generate({ count, steps, eta: 0, seed: 2 });
+  return { marked: { data: marked, count, shape: [C, H, W] }, clean };
+}
+
+// ---- 8-bit images and attacks ----
+const toBytes = (img: Float32Array): Buffer => {
+  const b = Buffer.alloc(per);
+  for (let c = 0; c < C; c++) for (let i = 0; i < H * W; i++) b[i * C + c] = Math.round(Math.min(1, Math.max(-1, img[c * H * W + i])) * 127.5 + 127.5);
+  return b;
+};
+const fromBytes = (b: Buffer | Uint8Array, channels = C): Float32Array => {
+  const out = new Float32Array(per);
+  for (let c = 0; c < C; c++) for (let i = 0; i < H * W; i++) out[c * H * W + i] = b[i * channels + Math.min(c, channels - 1)] / 127.5 - 1;
+  return out;
+};
+const raw = (b: Buffer) => sharp(b, { raw: { width: W, height: H, channels: C as 1 | 3 } });
+const decode = async (s: sharp.Sharp): Promise<Float32Array> => {
+  const { data, info } = await (C === 1 ? s.toColourspace('b-w') : s.toColourspace('srgb')).raw().toBuffer({ resolveWithObject: true });
+  if (info.width !== W || info.height !== H) throw new Error(`attack produced ${info.width}x${info.height}`);
+  return fromBytes(data, info.channels);
+};
+const jpeg = (q: number) => async (b: Buffer) => decode(sharp(await raw(b).jpeg({ quality: q }).toBuffer()));
+const rng = new FastGenerator(99);
+const borderColour = (b: Buffer) => {
+  const vals: number[] = [];
+  for (let c = 0; c < C; c++) {
+    let s = 0;
+    for (let x = 0; x < W; x++) s += b[x * C + c] + b[((H - 1) * W + x) * C + c];
+    vals.push(Math.round(s / (2 * W)));
+  }
+  return C === 1 ? { r: vals[0], g: vals[0], b: vals[0] } : { r: vals[0], g: vals[1], b: vals[2] };
+};
+const floatAttack = (f: (v: number, i: number) => number) => async (b: Buffer) => {
+  const x = new Float32Array(per);
+  for (let i = 0; i < per; i++) x[i] = Math.round(Math.min(255, Math.max(0, f(b[i] / 255, i) * 255))); // in [0, 1], then quantised without wrap-around
+  return fromBytes(Buffer.from(Uint8Array.from(x)));
+};
+
+type Attack = (b: Buffer) => Promise<Float32Array>;
+const ATTACKS: Record<string, Attack> = {
+  none: async (b) => fromBytes(b),
+  jpeg90: jpeg(90),
+  jpeg75: jpeg(75),
+  jpeg50: jpeg(50),
+  jpeg25: jpeg(25),
+  crop75: async (b) => {
+    const side = Math.round(Math.sqrt(0.75) * W);
+    const [left, top] = [Math.floor(rng.rand(1)[0] * (W - side + 1)), Math.floor(rng.rand(1)[0] * (H - side + 1))];
+    return decode(sharp(await raw(b).extract({ left, top, width: side, height: side }).png().toBuffer()).resize(W, H, { kernel: 'cubic' }));
+  },
+  ...Object.fromEntries(
+    [5, 15, 75].map((deg) => [
+      `rotate${deg}`,
+      async (b: Buffer) => {
+        const rotated = await raw(b).rotate(deg, { background: borderColour(b) }).png().toBuffer();
+        const meta = await sharp(rotated).metadata();
+        return decode(sharp(rotated).extract({ left: Math.floor(((meta.width as number) - W) / 2), top: Math.floor(((meta.height as number) - H) / 2), width: W, height: H }));
+      },
+    ]),
+  ),
+  blur05: async (b) => decode(raw(b).blur(0.5)),
+  blur1: async (b) => decode(raw(b).blur(1)),
+  noise005: (b) => {
+    const z = rng.randn(per);
+    return floatAttack((v, i) => v + 0.05 * z[i])(b);
+  },
+  noise01: (b) => {
+    const z = rng.randn(per);
+    return floatAttack((v, i) => v + 0.1 * z[i])(b);
+  },
+  brightness15: floatAttack((v) => v * 1.5),
+  jitter: (b) => {
+    // brightness, contrast and (colour runs) saturation, each by a random factor in [0.8, 1.2]
+    const [kb, kc, ks] = Array.from(rng.rand(3), (u) => 0.8 + 0.4 * u);
+    let mean = 0;
+    for (let i = 0; i < per; i++) mean += b[i] / 255 / per;
+    const grey = (i: number) => (C === 3 ? (b[i - (i % 3)] + b[i - (i % 3) + 1] + b[i - (i % 3) + 2]) / 3 / 255 : b[i] / 255);
+    return floatAttack((v, i) => {
+      const sat = C === 3 ? grey(i) + ks * (v - grey(i)) : v;
+      return (mean + kc * (sat - mean)) * kb;
+    })(b);
+  },
+  resize50: async (b) => decode(sharp(await raw(b).resize(Math.round(W / 2), Math.round(H / 2)).png().toBuffer()).resize(W, H, { kernel: 'cubic' })),
+};
+const REGEN = ['regen0.1', 'regen0.2', 'regen0.3'];
+/**
+ * Averaging (Yang et al. 2024, arXiv 2406.09026): the attacker averages N watermarked images and N
+ * clean ones; their difference estimates the key's pattern. Removal subtracts it from watermarked
+ * images (the TPR columns); forgery adds it to clean ones (the FPR columns count forged detections).
+ */
+const AVERAGING = ['avg10', 'avg100'];
+const TREE_RING_SIX = ['rotate75', 'jpeg25', 'crop75', 'blur1', 'noise01', 'jitter'];
+const chosen = (flag('attacks') ?? [...Object.keys(ATTACKS), ...REGEN, ...AVERAGING].join(',')).split(',');
+
+async function attack(name: string, batch: ImageBatch, watermarked: boolean): Promise<ImageBatch> {
+  if (name.startsWith('avg')) {
+    const n = Math.min(Number(name.slice(3)), count);
+    const pattern = new Float32Array(per);
+    for (let k = 0; k < n; k++) for (let i = 0; i < per; i++) pattern[i] += (marked.data[k * per + i] - clean.data[k * per + i]) / n;
+    const sign = watermarked ? -1 : 1;
+    return { ...batch, data: batch.data.map((v, i) => Math.round(Math.min(1, Math.max(-1, v + sign * pattern[i % per])) * 127.5 + 127.5) / 127.5 - 1) };
+  }
+  if (name.startsWith('regen')) {
+    // The attacker has the weights: noise to t/T and denoise with 20 DDIM steps (strength = t/T).
+    const strength = Number(name.slice(5));
+    const clipped = batch.data.map((v) => Math.round(Math.min(1, Math.max(-1, v)) * 127.5 + 127.5) / 127.5 - 1);
+    return pipe.img2img({ image: { ...batch, data: clipped }, strength, steps: 20, eta: 0, seed: 7 });
+  }
+  const out = new Float32Array(batch.count * per);
+  for (let k = 0; k < batch.count; k++) out.set(await ATTACKS[name](toBytes(batch.data.subarray(k * per, (k + 1) * per))), k * per);
+  return { data: out, count: batch.count, shape: batch.shape };
+}
+
+/** AUC by ranks (ties count half). */
+function auc(pos: number[], neg: number[]): number {
+  let s = 0;
+  for (const p of pos) for (const q of neg) s += p > q ? 1 : p === q ? 0.5 : 0;
+  return s / (pos.length * neg.length);
+}
+
+async function detect(batch: ImageBatch) {
+  return detectWatermark(batch, pipe, key, { steps });
+}
+
+const rows: string[] = [];
+const summary: Record<string, { auc: number; tpr1: number }> = {};
+log(`${runDir}: ${count} watermarked + ${count} clean samples, DDIM ${steps} steps eta 0; inversion ${steps} steps`);
+const { marked, clean } = await samples();
+log(`sampled (${elapsed()})`);
+for (const name of chosen) {
+  if (!(name in ATTACKS) && !REGEN.includes(name) && !AVERAGING.includes(name)) throw new Error(`unknown attack '${name}'`);
+  const [dm, dc] = [await detect(await attack(name, marked, true)), await detect(await attack(name, clean, false))];
+  const score = (d: { log10P: number }) => -d.log10P;
+  const a = auc(dm.map(score), dc.map(score));
+  const rate = (ds: typeof dm, alpha: number) => ds.filter((d) => d.pValue < alpha).length / ds.length;
+  let bits = 0;
+  dm.forEach((d, k) => {
+    for (let j = 0; j < 32; j++) bits += ((d.payload >>> j) & 1) === ((payloads[k] >>> j) & 1) ? 1 : 0;
+  });
+  summary[name] = { auc: a, tpr1: rate(dm, 0.01) };
+  rows.push(`| ${name} | ${a.toFixed(4)} | ${rate(dm, 0.01).toFixed(3)} | ${rate(dc, 0.01).toFixed(3)} | ${rate(dm, 0.001).toFixed(3)} | ${rate(dc, 0.001).toFixed(3)} | ${(bits / (32 * count)).toFixed(3)} |`);
+  log(`${rows[rows.length - 1]} (${elapsed()})`);
+}
+
+console.log(`\n## ${runDir}: ${count} watermarked vs ${count} clean samples (DDIM ${steps}, eta 0), detection by ${steps}-step DDIM inversion\n`);
+console.log('| attack | AUC | TPR at p < 1% | FPR at p < 1% | TPR at p < 0.1% | FPR at p < 0.1% | payload bit accuracy |');
+console.log('(avgN rows: TPR after the averaged pattern is subtracted from watermarked images; FPR = clean images with the pattern added that are detected, i.e. forgeries)');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of rows) console.log(r);
+const six = TREE_RING_SIX.filter((n) => n in summary);
+if (six.length) {
+  const mean = (f: (s: { auc: number; tpr1: number }) => number) => six.reduce((a, n) => a + f(summary[n]), 0) / six.length;
+  console.log(`\nMean over Tree-Ring's six attacks (${six.join(', ')}): AUC ${mean((s) => s.auc).toFixed(4)}, TPR at 1% FPR ${mean((s) => s.tpr1).toFixed(3)}`);
+}
+
+// ---- false positives on clean images ----
+if (nullCount > 0) {
+  const generated = Math.ceil(nullCount / 2);
+  const parts: { what: string; batch: ImageBatch }[] = [{ what: 'generated without the key', batch: await pipe.generate({ count: generated, steps, eta: 0, seed: 3 }) }];
+  const test = await loadDataset(config.data.source, 'test').catch(() => undefined);
+  const realN = nullCount - generated;
+  if (test && test.count >= realN && test.channels === C && test.height === H) {
+    parts.push({ what: 'real held-out images', batch: { data: test.images.slice(0, realN * per), count: realN, shape: [C, H, W] } });
+  } else {
+    parts[0] = { what: 'generated without the key', batch: await pipe.generate({ count: nullCount, steps, eta: 0, seed: 3 }) };
+  }
+  console.log(`\nFalse positives on ${nullCount} clean images (p-value thresholds as stated):\n`);
+  console.log('| images | count | flagged at p < 1% | flagged at p < 0.1% |');
+  console.log('|---|---|---|---|');
+  let all1 = 0;
+  let all01 = 0;
+  for (const { what, batch } of parts) {
+    const ps: number[] = [];
+    for (let at = 0; at < batch.count; at += 500) {
+      const n = Math.min(500, batch.count - at);
+      const ds = await detect({ data: batch.data.subarray(at * per, (at + n) * per), count: n, shape: batch.shape });
+      ps.push(...ds.map((d) => d.pValue));
+      log(`  null ${what}: ${at + n}/${batch.count} (${elapsed()})`);
+    }
+    const f1 = ps.filter((p) => p < 0.01).length;
+    const f01 = ps.filter((p) => p < 0.001).length;
+    all1 += f1;
+    all01 += f01;
+    console.log(`| ${what} | ${ps.length} | ${f1} (${((100 * f1) / ps.length).toFixed(2)}%) | ${f01} (${((100 * f01) / ps.length).toFixed(3)}%) |`);
+  }
+  console.log(`| all | ${nullCount} | ${all1} (${((100 * all1) / nullCount).toFixed(2)}%) | ${all01} (${((100 * all01) / nullCount).toFixed(3)}%) |`);
+}
+
+// ---- quality and cost ----
+const train = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
+if (train.labels && !args.includes('--skip-quality')) {
+  const cls = await Classifier.forDataset(train, { log: () => {} });
+  const test = await loadDataset(config.data.source, 'test').catch(() => undefined);
+  if (test && test.count >= count) {
+    const real = test.images.slice(0, count * per);
+    const fr = (await cls.apply(real, count)).features;
+    const q = async (b: ImageBatch) => {
+      const x = b.data.map((v) => Math.max(-1, Math.min(1, v)));
+      const { features, probs } = await cls.apply(x, count);
+      const pr = precisionRecall(fr, count, features, count, FEATURE_DIM);
+      return `Fréchet ${frechetDistance(features, count, fr, count, FEATURE_DIM).toFixed(2)}, precision ${pr.precision.toFixed(3)}, recall ${pr.recall.toFixed(3)}, confident ${(100 * confidence(probs, count, cls.classes).confident).toFixed(1)}%`;
+    };
+    const seed2 = await pipe.generate({ count, steps, eta: 0, seed: 4 });
+    console.log(`\nQuality against ${count} held-out images (evaluator classifier, DDIM ${steps}, eta 0):\n`);
+    console.log(`- watermarked: ${await q(marked)}`);
+    console.log(`- clean, seed 2: ${await q(clean)}`);
+    console.log(`- clean, seed 4 (the spread between two seeds): ${await q(seed2)}`);
+  }
+  await cls.release();
+}
+console.log('\nCost per image (batches of 100; embedding draws x_T, detection inverts):\n');
+console.log('| inversion steps | detection s/image | TPR at p < 1%, no attack |');
+console.log('|---|---|---|');
+const t0 = Date.now();
+const x = new FastGenerator(5);
+for (let k = 0; k < 100; k++) gaussianShading(key, 1).draw(1, per, x);
+const embed = (Date.now() - t0) / 1000 / 100;
+for (const s of [50, 20, 10]) {
+  const sub: ImageBatch = { data: marked.data.slice(0, 100 * per), count: 100, shape: [C, H, W] };
+  const t = Date.now();
+  const ds = await detectWatermark(sub, pipe, key, { steps: s });
+  console.log(`| ${s} | ${((Date.now() - t) / 1000 / 100).toFixed(4)} | ${(ds.filter((d) => d.pValue < 0.01).length / 100).toFixed(2)} |`);
+}
+console.log(`\nEmbedding: ${(embed * 1000).toFixed(2)} ms per image (the keystream and the sign flips; the sampling itself costs what unwatermarked sampling costs). Total ${elapsed()}.`);
+await pipe.release();
