@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { BatchSpec, HostTensor, ParamScope, RuntimeOptions, Tensor } from '../engine/index.js';
+import { BatchSpec, HostTensor, ParamScope, RuntimeOptions, Tensor, writeFileAtomic } from '../engine/index.js';
 import type { TextStates } from '../nn/attention.js';
 import { BpeTokenizer } from '../text/tokenizer.js';
 import { TransformerEncoderConfig, transformerTextEncoder, validateEncoderConfig } from '../text/encoder.js';
@@ -18,17 +18,34 @@ export interface TextConditioning {
 }
 
 export const tokenizerPath = (runDir: string) => path.join(runDir, 'tokenizer.json');
+export const tokenizerConfigPath = (runDir: string) => path.join(runDir, 'tokenizer_config.json');
 
-export function readTokenizer(runDir: string): BpeTokenizer {
-  const file = tokenizerPath(runDir);
-  if (!existsSync(file)) throw new Error(`${runDir}: text-conditional run without ${path.basename(file)}; it was not written by 'diffuse train --text'`);
-  let json: unknown;
+function readJson(file: string): unknown {
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  return BpeTokenizer.fromJSON(json, file);
+}
+
+/**
+ * A run's tokenizer: Hugging Face's tokenizer.json with tokenizer_config.json (written since
+ * 2026-11-30), or the diffuse-bpe-1 tokenizer.json of older runs.
+ */
+export function readTokenizer(runDir: string): BpeTokenizer {
+  const file = tokenizerPath(runDir);
+  if (!existsSync(file)) throw new Error(`${runDir}: text-conditional run without ${path.basename(file)}; it was not written by 'diffuse train --text'`);
+  const json = readJson(file) as { format?: string };
+  if (json?.format === 'diffuse-bpe-1') return BpeTokenizer.fromJSON(json, file);
+  const configFile = tokenizerConfigPath(runDir);
+  const config = existsSync(configFile) ? (readJson(configFile) as Record<string, unknown>) : {};
+  return BpeTokenizer.fromHuggingFace(json, config, file);
+}
+
+/** Writes the tokenizer into a run folder as Hugging Face's tokenizer.json and tokenizer_config.json. */
+export async function writeTokenizer(runDir: string, tokenizer: BpeTokenizer): Promise<void> {
+  await writeFileAtomic(tokenizerPath(runDir), JSON.stringify(tokenizer.toHuggingFace()) + '\n');
+  await writeFileAtomic(tokenizerConfigPath(runDir), JSON.stringify(tokenizer.huggingFaceConfig()) + '\n');
 }
 
 export function validateTextConditioning(t: TextConditioning): void {

@@ -8,6 +8,11 @@
  * encoding replays the merges in the order they were learnt. A word the training
  * captions never contained still encodes (as smaller pieces), but the model has
  * never seen it: `encode` reports it, so that a user learns why a prompt is ignored.
+ *
+ * A run saves it as Hugging Face's tokenizer.json (a BPE model with the `</w>` suffix, as CLIP's
+ * tokenizer has, NFKD + strip accents + lowercase, split on non-letters/digits, <bos> ... <eos>
+ * padded to a fixed length), loadable by @huggingface/tokenizers and transformers.js, beside a
+ * tokenizer_config.json that also lists the training words (for the warnings).
  */
 
 export const PAD = 0;
@@ -27,6 +32,29 @@ export interface TokenizerJSON {
   merges: [string, string][];
   /** Every word of the training captions (to report words the model never saw). */
   words: string[];
+}
+
+/** The fields of Hugging Face's tokenizer.json that Diffuse writes and reads. */
+export interface HuggingFaceTokenizerJSON {
+  version: string;
+  truncation: { direction: string; max_length: number; strategy: string; stride: number };
+  padding: { strategy: { Fixed: number }; direction: string; pad_to_multiple_of: null; pad_id: number; pad_type_id: number; pad_token: string };
+  added_tokens: { id: number; content: string; single_word: boolean; lstrip: boolean; rstrip: boolean; normalized: boolean; special: boolean }[];
+  normalizer: unknown;
+  pre_tokenizer: unknown;
+  post_processor: unknown;
+  decoder: unknown;
+  model: {
+    type: string;
+    dropout: null;
+    unk_token: string;
+    continuing_subword_prefix: null;
+    end_of_word_suffix: string;
+    fuse_unk: boolean;
+    byte_fallback: boolean;
+    vocab: Record<string, number>;
+    merges: (string | [string, string])[];
+  };
 }
 
 export interface Encoded {
@@ -135,6 +163,73 @@ export class BpeTokenizer {
 
   toJSON(): TokenizerJSON {
     return this.json;
+  }
+
+  /** Hugging Face's tokenizer.json for this tokenizer (the same ids for prompts that fit in maxLength). */
+  toHuggingFace(): HuggingFaceTokenizerJSON {
+    const special = (id: number) => ({ id, content: SPECIALS[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    const tok = (name: string) => ({ SpecialToken: { id: name, type_id: 0 } });
+    const L = this.maxLength;
+    return {
+      version: '1.0',
+      truncation: { direction: 'Right', max_length: L, strategy: 'LongestFirst', stride: 0 },
+      padding: { strategy: { Fixed: L }, direction: 'Right', pad_to_multiple_of: null, pad_id: PAD, pad_type_id: 0, pad_token: SPECIALS[PAD] },
+      added_tokens: SPECIALS.map((_, id) => special(id)),
+      normalizer: { type: 'Sequence', normalizers: [{ type: 'NFKD' }, { type: 'StripAccents' }, { type: 'Lowercase' }] },
+      pre_tokenizer: { type: 'Split', pattern: { Regex: '[^\\p{L}\\p{N}]+' }, behavior: 'Removed', invert: false },
+      post_processor: {
+        type: 'TemplateProcessing',
+        single: [tok('<bos>'), { Sequence: { id: 'A', type_id: 0 } }, tok('<eos>')],
+        pair: [tok('<bos>'), { Sequence: { id: 'A', type_id: 0 } }, tok('<eos>'), { Sequence: { id: 'B', type_id: 1 } }, tok('<eos>')],
+        special_tokens: Object.fromEntries([BOS, EOS].map((id) => [SPECIALS[id], { id: SPECIALS[id], ids: [id], tokens: [SPECIALS[id]] }])),
+      },
+      decoder: { type: 'BPEDecoder', suffix: EOW },
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: SPECIALS[UNK],
+        continuing_subword_prefix: null,
+        end_of_word_suffix: EOW,
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab: Object.fromEntries(this.vocab.map((t, i) => [t, i])),
+        merges: this.json.merges.map(([a, b]) => `${a} ${b}`),
+      },
+    };
+  }
+
+  /** Hugging Face's tokenizer_config.json: the special tokens, and the training words that the warnings need. */
+  huggingFaceConfig(): Record<string, unknown> {
+    return {
+      tokenizer_class: 'PreTrainedTokenizerFast',
+      model_max_length: this.maxLength,
+      bos_token: SPECIALS[BOS],
+      eos_token: SPECIALS[EOS],
+      pad_token: SPECIALS[PAD],
+      unk_token: SPECIALS[UNK],
+      diffuse_training_words: this.json.words,
+    };
+  }
+
+  /**
+   * A Diffuse BPE tokenizer from the Hugging Face files it was saved as (`config`:
+   * tokenizer_config.json, whose training words enable the unknown-word warnings).
+   */
+  static fromHuggingFace(j: unknown, config: Record<string, unknown> = {}, source = 'tokenizer.json'): BpeTokenizer {
+    const t = j as Partial<HuggingFaceTokenizerJSON>;
+    const bad = (what: string) => new Error(`${source}: ${what}`);
+    const m = t?.model;
+    if (!m || m.type !== 'BPE' || m.end_of_word_suffix !== EOW) throw bad(`not a tokenizer that Diffuse trains (a BPE model with the '${EOW}' suffix); a pretrained encoder's tokenizer goes with --text-encoder`);
+    const byId: string[] = [];
+    for (const [token, id] of Object.entries(m.vocab ?? {})) byId[id] = token;
+    const alphabet: string[] = [];
+    for (let id = SPECIALS.length; id < byId.length && !byId[id]?.endsWith(EOW) && [...(byId[id] ?? '')].length === 1; id += 2) alphabet.push(byId[id]);
+    const merges = (m.merges ?? []).map((s) => (Array.isArray(s) ? s : s.split(' ')) as [string, string]);
+    const L = t.padding?.strategy && typeof t.padding.strategy === 'object' ? t.padding.strategy.Fixed : undefined;
+    const words = Array.isArray(config.diffuse_training_words) ? (config.diffuse_training_words as string[]) : [];
+    const tok = BpeTokenizer.fromJSON({ format: 'diffuse-bpe-1', maxLength: L ?? Number(config.model_max_length), alphabet, merges, words }, source);
+    if (tok.vocab.some((v) => m.vocab?.[v] !== tok.vocab.lastIndexOf(v))) throw bad('its vocabulary is not laid out as Diffuse lays it out (specials, alphabet, merges)');
+    return tok;
   }
 
   /** The BPE pieces of one (lower-case) word. */

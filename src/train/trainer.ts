@@ -13,7 +13,7 @@ import { BpeTokenizer } from '../text/tokenizer.js';
 import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
 import { RunConfig, TimestepSampling, emaDecayAt, learningRate, validateRunConfig } from '../run/config.js';
 import { readRunConfig, runModel, runPaths } from '../run/run.js';
-import { TextConditioner, readTokenizer, tokenizerPath } from '../run/text.js';
+import { TextConditioner, readTokenizer, writeTokenizer } from '../run/text.js';
 
 export interface TrainOptions {
   /** Stop after this many steps in total (counting resumed ones). */
@@ -226,7 +226,7 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   mkdirSync(paths.checkpoints, { recursive: true });
   mkdirSync(paths.samples, { recursive: true });
   if (!opts.resume) {
-    if (tokenizer) await writeFileAtomic(tokenizerPath(runDir), JSON.stringify(tokenizer.toJSON()) + '\n');
+    if (tokenizer) await writeTokenizer(runDir, tokenizer);
     await writeFileAtomic(paths.config, JSON.stringify(config, null, 2) + '\n');
   }
 

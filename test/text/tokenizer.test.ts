@@ -64,3 +64,23 @@ describe('BPE tokenizer', () => {
     assert.deepEqual(tok.encode('face number 12 with red hat').unknownWords, []);
   });
 });
+
+describe("the tokenizer in Hugging Face's format", () => {
+  it('gives the same ids through @huggingface/tokenizers as through Diffuse, and loads back', async () => {
+    const { Tokenizer } = await import('@huggingface/tokenizers');
+    const captions = ['a handwritten digit seven', 'the digit 7', 'a photo of a sneaker', 'red apple', 'waving hand: medium skin tone', 'Café crème'];
+    const tok = BpeTokenizer.train(captions, { vocabSize: 80 });
+    const hf = new Tokenizer(tok.toHuggingFace() as never, tok.huggingFaceConfig() as never);
+    for (const prompt of ['a handwritten digit seven', 'The Digit 7!', 'a zebra', 'crème brûlée', 'HAND-waving, 77', '', 'x']) {
+      const ours = tok.encode(prompt).ids;
+      const theirs = hf.encode(prompt).ids;
+      // tokenizers.js leaves padding to the caller; Diffuse always pads to maxLength.
+      assert.deepEqual(ours.slice(0, theirs.length), theirs, `"${prompt}"`);
+      assert.ok(ours.slice(theirs.length).every((id) => id === PAD), `"${prompt}": the rest is padding`);
+    }
+    const back = BpeTokenizer.fromHuggingFace(JSON.parse(JSON.stringify(tok.toHuggingFace())), tok.huggingFaceConfig());
+    assert.deepEqual(back.toJSON(), tok.toJSON());
+    assert.deepEqual(back.warnings('a zebra'), tok.warnings('a zebra'));
+    assert.throws(() => BpeTokenizer.fromHuggingFace({ model: { type: 'WordPiece' } }, {}, 'clip/tokenizer.json'), /clip\/tokenizer\.json: not a tokenizer that Diffuse trains/);
+  });
+});
