@@ -11,20 +11,11 @@
  *   npm run bench:editing -- --run runs/mnist [--count 500] [--invert-count 100]
  */
 import { Classifier, DiffusionPipeline, FEATURE_DIM, TorchGenerator, frechetDistance, loadMnist } from '../src/index.js';
+import { flag, log, runFlag } from './args.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, dflt?: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const runDir = flag('run');
-if (!runDir) {
-  console.error('usage: npm run bench:editing -- --run DIR [--count 500] [--invert-count 100]');
-  process.exit(1);
-}
+const runDir = runFlag('npm run bench:editing -- --run DIR [--count 500] [--invert-count 100]');
 const n = Number(flag('count', '500'));
 const nInvert = Number(flag('invert-count', '100'));
-const log = (s: string) => process.stderr.write(`${s}\n`);
 
 const test = loadMnist('test');
 const per = 28 * 28;

@@ -30,21 +30,12 @@ import {
   precisionRecall,
   readRunConfig,
 } from '../src/index.js';
+import { flag, has, log, runFlag } from './args.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, dflt?: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const runDir = flag('run');
-if (!runDir) {
-  console.error('usage: npm run bench:watermark -- --run DIR [--count 1000] [--null-count 10000] [--steps 50] [--attacks a,b,...]');
-  process.exit(1);
-}
+const runDir = runFlag('npm run bench:watermark -- --run DIR [--count 1000] [--null-count 10000] [--steps 50] [--attacks a,b,...] [--skip-quality]');
 const count = Number(flag('count', '1000'));
 const nullCount = Number(flag('null-count', '10000'));
 const steps = Number(flag('steps', '50'));
-const log = (s: string) => process.stderr.write(`${s}\n`);
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 
@@ -256,7 +247,7 @@ if (nullCount > 0) {
 
 // ---- quality and cost ----
 const train = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
-if (train.labels && !args.includes('--skip-quality')) {
+if (train.labels && !has('skip-quality')) {
   const cls = await Classifier.forDataset(train, { log: () => {} });
   const test = await loadDataset(config.data.source, 'test').catch(() => undefined);
   if (test && test.count >= count) {
