@@ -110,7 +110,7 @@ export function conditionFlags(
     if (v.prompt === undefined) throw new UsageError(`this run is text-conditional: give --prompt "..." (--prompt "" for unconditional samples)`);
     const list = String(v.prompt).split('|').map((p) => p.trim());
     const negative = v['negative-prompt'] === undefined ? undefined : String(v['negative-prompt']);
-    const tokenizer = readTokenizer(String(v.run));
+    const tokenizer = readTokenizer(String(v.run), config.text);
     for (const p of [...list, ...(negative ? [negative] : [])]) for (const w of tokenizer.warnings(p)) warn(`warning: "${p}": ${w}`);
     const perRow = Math.ceil(count / list.length);
     const prompt = Array.from({ length: count }, (_, i) => list[Math.min(list.length - 1, Math.floor(i / perRow))]);

@@ -2,7 +2,8 @@ import * as path from 'node:path';
 import { BETA_SCHEDULES, LossWeighting, PREDICTION_TYPES, PredictionType } from '../diffusion/index.js';
 import { loadDataset } from '../data/index.js';
 import { unetPreset } from '../nn/presets.js';
-import { BpeTokenizer } from '../text/tokenizer.js';
+import { BpeTokenizer, TextTokenizer } from '../text/tokenizer.js';
+import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
 import { TextConditioner } from '../run/text.js';
 import { RunConfig, TIMESTEP_SAMPLINGS, TRAIN_DEFAULTS, TimestepSampling } from '../run/config.js';
 import { readRunConfig } from '../run/run.js';
@@ -95,6 +96,7 @@ export const commandTrain: Command = {
     'text-heads': { type: 'string', description: 'with --text: attention heads of the encoder', default: '4' },
     'text-vocab': { type: 'string', description: 'with --text: BPE vocabulary size to learn from the captions', default: '1000' },
     'text-encoder': { type: 'string', description: 'with --text: a frozen pretrained encoder, FILE.onnx (input input_ids, output last_hidden_state), instead of training one' },
+    tokenizer: { type: 'string', description: "with --text-encoder: the encoder's own tokenizer, a Hugging Face tokenizer.json (tokenizer_config.json beside it is read too)" },
     'cross-attention': { type: 'string', description: 'with --text: resolutions with cross-attention, e.g. 14,7 (default: every level below full size)' },
     dropout: { type: 'string', description: 'dropout rate in the ResBlocks', default: '0' },
     'base-channels': { type: 'string', description: "override the preset's channels at full resolution" },
@@ -153,7 +155,7 @@ export const commandTrain: Command = {
     }
     if (v.text && v['class-cond']) throw new UsageError('choose one condition: --text or --class-cond');
     const wantsText = v.resume ? config.text !== undefined : Boolean(v.text);
-    if (!wantsText) for (const f of ['text-encoder', 'cross-attention']) if (v[f] !== undefined) throw new UsageError(`--${f} needs --text`);
+    if (!wantsText) for (const f of ['text-encoder', 'tokenizer', 'cross-attention']) if (v[f] !== undefined) throw new UsageError(`--${f} needs --text`);
     if (config.data.source === 'emoji') bar0('Loading and resizing 3,786 emoji images...');
     const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit, captions: wantsText });
     if (dataset.width !== dataset.height) throw new UsageError(`${dataset.name}: images are ${dataset.width}x${dataset.height}; the U-Net needs square images (pass --size N)`);
@@ -170,12 +172,15 @@ export const commandTrain: Command = {
         config.classNames = [...dataset.classNames];
       }
     }
-    let tokenizer: BpeTokenizer | undefined;
+    let tokenizer: TextTokenizer | undefined;
     if (!v.resume && v.text) {
       if (!dataset.captions) throw new UsageError(`${dataset.name} has no captions; --text needs mnist, fashion-mnist, emoji, or a folder with img.txt beside each image (or a metadata.jsonl)`);
-      tokenizer = BpeTokenizer.train(dataset.captions, { vocabSize: num(v, 'text-vocab', { int: true, min: 8 }) });
-      const pUncond = num(v, 'p-uncond', { min: 0, max: 0.99 }) as number;
       const file = v['text-encoder'] === undefined ? undefined : String(v['text-encoder']);
+      if (file && v.tokenizer === undefined) throw new UsageError("--text-encoder needs the encoder's own tokenizer: --tokenizer tokenizer.json (Hugging Face's format, as the encoder was published with)");
+      if (!file && v.tokenizer !== undefined) throw new UsageError('--tokenizer goes with --text-encoder (a jointly trained encoder learns its tokenizer from the captions)');
+      // A pretrained encoder reads the ids of its own tokenizer; a jointly trained one learns a BPE from the captions.
+      tokenizer = file ? HuggingFaceTokenizer.fromFile(String(v.tokenizer)) : BpeTokenizer.train(dataset.captions, { vocabSize: num(v, 'text-vocab', { int: true, min: 8 }) });
+      const pUncond = num(v, 'p-uncond', { min: 0, max: 0.99 }) as number;
       config.text = file
         ? { encoder: { kind: 'onnx', file: path.resolve(file), maxLength: tokenizer.maxLength }, pUncond }
         : {
@@ -198,7 +203,8 @@ export const commandTrain: Command = {
     }
 
     const bar = new ProgressLine();
-    if (tokenizer) bar.say(`Text: ${tokenizer.vocabSize}-token BPE vocabulary from ${new Set(dataset.captions).size} distinct captions, ${tokenizer.maxLength} tokens per prompt`);
+    if (tokenizer instanceof BpeTokenizer) bar.say(`Text: ${tokenizer.vocabSize}-token BPE vocabulary from ${new Set(dataset.captions).size} distinct captions, ${tokenizer.maxLength} tokens per prompt`);
+    else if (tokenizer) bar.say(`Text: the encoder's own tokenizer (${tokenizer.vocabSize} tokens), ${tokenizer.maxLength} tokens per prompt`);
     const abort = new AbortController();
     const onSigint = () => {
       if (abort.signal.aborted) process.exit(130);

@@ -56,7 +56,7 @@ export function modelInputs(config: RunConfig, n: number, text?: TextConditioner
 /** Opens the text conditioning of a text-conditional run (tokenizer.json, and the ONNX encoder if frozen). */
 export async function openTextConditioner(dir: string, config: RunConfig, runtime: RuntimeOptions = {}): Promise<TextConditioner | undefined> {
   if (!config.text) return undefined;
-  return TextConditioner.open(config.text, readTokenizer(dir), runtime);
+  return TextConditioner.open(config.text, readTokenizer(dir, config.text), runtime);
 }
 
 /** The weights to sample with: the EMA copy if the checkpoint has one. */

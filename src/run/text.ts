@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BatchSpec, HostTensor, ParamScope, RuntimeOptions, Tensor, writeFileAtomic } from '../engine/index.js';
 import type { TextStates } from '../nn/attention.js';
-import { BpeTokenizer } from '../text/tokenizer.js';
+import { BpeTokenizer, TextTokenizer } from '../text/tokenizer.js';
+import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
 import { TransformerEncoderConfig, transformerTextEncoder, validateEncoderConfig } from '../text/encoder.js';
 import { HostTextStates, OnnxEncoderConfig, OnnxTextEncoder } from '../text/onnx-encoder.js';
 
@@ -32,20 +33,23 @@ function readJson(file: string): unknown {
  * A run's tokenizer: Hugging Face's tokenizer.json with tokenizer_config.json (written since
  * 2026-11-30), or the diffuse-bpe-1 tokenizer.json of older runs.
  */
-export function readTokenizer(runDir: string): BpeTokenizer {
+export function readTokenizer(runDir: string, text?: TextConditioning): TextTokenizer {
   const file = tokenizerPath(runDir);
   if (!existsSync(file)) throw new Error(`${runDir}: text-conditional run without ${path.basename(file)}; it was not written by 'diffuse train --text'`);
-  const json = readJson(file) as { format?: string };
+  const json = readJson(file) as { format?: string; model?: { end_of_word_suffix?: string } };
   if (json?.format === 'diffuse-bpe-1') return BpeTokenizer.fromJSON(json, file);
   const configFile = tokenizerConfigPath(runDir);
   const config = existsSync(configFile) ? (readJson(configFile) as Record<string, unknown>) : {};
+  // A frozen encoder's own tokenizer (any Hugging Face tokenizer), unless it is one that Diffuse trained.
+  if (text?.encoder.kind === 'onnx' && !Array.isArray(config.diffuse_training_words)) return new HuggingFaceTokenizer(json, config, text.encoder.maxLength, file);
   return BpeTokenizer.fromHuggingFace(json, config, file);
 }
 
 /** Writes the tokenizer into a run folder as Hugging Face's tokenizer.json and tokenizer_config.json. */
-export async function writeTokenizer(runDir: string, tokenizer: BpeTokenizer): Promise<void> {
-  await writeFileAtomic(tokenizerPath(runDir), JSON.stringify(tokenizer.toHuggingFace()) + '\n');
-  await writeFileAtomic(tokenizerConfigPath(runDir), JSON.stringify(tokenizer.huggingFaceConfig()) + '\n');
+export async function writeTokenizer(runDir: string, tokenizer: TextTokenizer): Promise<void> {
+  const { tokenizer: json, config } = tokenizer.files();
+  await writeFileAtomic(tokenizerPath(runDir), JSON.stringify(json) + '\n');
+  await writeFileAtomic(tokenizerConfigPath(runDir), JSON.stringify(config) + '\n');
 }
 
 export function validateTextConditioning(t: TextConditioning): void {
@@ -60,11 +64,11 @@ export class TextConditioner {
 
   private constructor(
     readonly text: TextConditioning,
-    readonly tokenizer: BpeTokenizer,
+    readonly tokenizer: TextTokenizer,
     private readonly frozen?: OnnxTextEncoder,
   ) {}
 
-  static async open(text: TextConditioning, tokenizer: BpeTokenizer, runtime: RuntimeOptions = {}): Promise<TextConditioner> {
+  static async open(text: TextConditioning, tokenizer: TextTokenizer, runtime: RuntimeOptions = {}): Promise<TextConditioner> {
     validateTextConditioning(text);
     if (text.encoder.maxLength !== tokenizer.maxLength) {
       throw new Error(`the text encoder takes ${text.encoder.maxLength} tokens but the tokenizer makes ${tokenizer.maxLength}`);

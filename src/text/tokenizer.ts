@@ -84,7 +84,26 @@ const symbolsOf = (word: string): string[] => {
   return chars;
 };
 
-export class BpeTokenizer {
+/** The two Hugging Face files a tokenizer is saved as. */
+export interface TokenizerFiles {
+  tokenizer: object;
+  config: object;
+}
+
+/** What the text conditioning needs of a tokenizer: fixed-length int64 ids, warnings, and its files. */
+export interface TextTokenizer {
+  /** Token ids per prompt, special tokens and padding included. */
+  readonly maxLength: number;
+  readonly vocabSize: number;
+  /** Token ids of many prompts as one int64 [N, maxLength] block. */
+  encodeBatch(texts: readonly string[]): BigInt64Array;
+  /** Human-readable warnings for a prompt (empty when nothing was lost). */
+  warnings(text: string): string[];
+  /** tokenizer.json and tokenizer_config.json, as a run folder keeps them. */
+  files(): TokenizerFiles;
+}
+
+export class BpeTokenizer implements TextTokenizer {
   /** Token strings by id. */
   readonly vocab: readonly string[];
   private readonly ids: Map<string, number>;
@@ -196,6 +215,10 @@ export class BpeTokenizer {
         merges: this.json.merges.map(([a, b]) => `${a} ${b}`),
       },
     };
+  }
+
+  files(): TokenizerFiles {
+    return { tokenizer: this.toHuggingFace(), config: this.huggingFaceConfig() };
   }
 
   /** Hugging Face's tokenizer_config.json: the special tokens, and the training words that the warnings need. */

@@ -9,7 +9,7 @@ import { appendFile } from 'node:fs/promises';
 import { NonFiniteError, ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
 import { FastGenerator, NoiseSchedule, lossWeight, qSample, trainingTarget } from '../diffusion/index.js';
 import { CAPTION_TEMPLATES, EMOJI_PREVIEW_PROMPTS, ImageDataset, classPrompt, shuffled } from '../data/index.js';
-import { BpeTokenizer } from '../text/tokenizer.js';
+import { BpeTokenizer, TextTokenizer } from '../text/tokenizer.js';
 import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
 import { RunConfig, TimestepSampling, emaDecayAt, learningRate, validateRunConfig } from '../run/config.js';
 import { readRunConfig, runModel, runPaths } from '../run/run.js';
@@ -34,7 +34,7 @@ export interface TrainOptions {
   /** Aborting saves a checkpoint and returns (Ctrl-C in the CLI). */
   signal?: AbortSignal;
   /** Text runs: the tokenizer to use (default: one trained on the data set's captions). */
-  tokenizer?: BpeTokenizer;
+  tokenizer?: TextTokenizer;
 }
 
 /** Up to 8 prompts for preview grids: one per class for labelled sets, else the first distinct captions. */
@@ -218,9 +218,9 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   // Everything that can be checked is checked before the run folder is touched.
   const batches = new BatchMaker(data, config);
   let text: TextConditioner | undefined;
-  let tokenizer: BpeTokenizer | undefined;
+  let tokenizer: TextTokenizer | undefined;
   if (config.text) {
-    tokenizer = opts.resume ? readTokenizer(runDir) : (opts.tokenizer ?? BpeTokenizer.train(data.captions as readonly string[]));
+    tokenizer = opts.resume ? readTokenizer(runDir, config.text) : (opts.tokenizer ?? BpeTokenizer.train(data.captions as readonly string[]));
     text = await TextConditioner.open(config.text, tokenizer, opts.runtime);
   }
   mkdirSync(paths.checkpoints, { recursive: true });

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { errorLine, main } from '../../src/cli/main.js';
+import { BpeTokenizer, ParamScope, ParamStore, exportTextEncoder, input, transformerTextEncoder } from '../../src/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -283,5 +284,32 @@ describe('CLI text conditioning', () => {
     assert.match(r.err, /--cross-attention: 5 is not a resolution of this model \(levels: 8, 4\)/);
     r = await cli('eval', '--run', path.join(root, 'run'), '--adherence', '--count', '10');
     assert.match(r.err, /adherence needs a text- or class-conditional run/);
+  });
+
+  it("trains on a frozen ONNX encoder with the encoder's own Hugging Face tokenizer", async () => {
+    // A 'pretrained' encoder and its tokenizer, as a publisher ships them: encoder.onnx, tokenizer.json, tokenizer_config.json.
+    const pub = path.join(root, 'published');
+    mkdirSync(pub, { recursive: true });
+    const tok = BpeTokenizer.train(['a white square', 'a black square', 'a grey circle', 'a white circle']);
+    const enc = { kind: 'transformer' as const, maxLength: tok.maxLength, vocabSize: tok.vocabSize, width: 8, layers: 1, heads: 2 };
+    const store = new ParamStore(4);
+    transformerTextEncoder(new ParamScope(store), enc, input('ids', [1, enc.maxLength], 'int64'));
+    await exportTextEncoder(enc, store.values(), path.join(pub, 'encoder.onnx'));
+    writeFileSync(path.join(pub, 'tokenizer.json'), JSON.stringify(tok.toHuggingFace()));
+    writeFileSync(path.join(pub, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'PreTrainedTokenizerFast', model_max_length: tok.maxLength }));
+    const run = path.join(root, 'frozen-run');
+    const common = ['--data', data, '--text', '--channels', '1', '--preset', 'tiny', '--steps', '2', '--batch', '2', '--sample-every', '0', '--timesteps', '20'];
+    let r = await cli('train', ...common, '--run', run, '--text-encoder', path.join(pub, 'encoder.onnx'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--text-encoder needs the encoder's own tokenizer: --tokenizer tokenizer\.json/);
+    r = await cli('train', ...common, '--run', run, '--text-encoder', path.join(pub, 'encoder.onnx'), '--tokenizer', path.join(pub, 'tokenizer.json'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /the encoder's own tokenizer \(\d+ tokens\)/);
+    // The run keeps the publisher's files as they were.
+    assert.deepEqual(JSON.parse(readFileSync(path.join(run, 'tokenizer.json'), 'utf8')), tok.toHuggingFace());
+    r = await cli('sample', '--run', run, '--prompt', 'a white square', '--count', '2', '--steps', '2', '--out', path.join(root, 'frozen.png'));
+    assert.equal(r.code, 0, r.err);
+    r = await cli('train', ...common, '--run', path.join(root, 'tok-alone'), '--tokenizer', path.join(pub, 'tokenizer.json'));
+    assert.match(r.err, /--tokenizer goes with --text-encoder/);
   });
 });

@@ -84,3 +84,22 @@ describe("the tokenizer in Hugging Face's format", () => {
     assert.throws(() => BpeTokenizer.fromHuggingFace({ model: { type: 'WordPiece' } }, {}, 'clip/tokenizer.json'), /clip\/tokenizer\.json: not a tokenizer that Diffuse trains/);
   });
 });
+
+describe("a pretrained encoder's own tokenizer (HuggingFaceTokenizer)", () => {
+  it('encodes as the tokenizer it was saved from: special tokens, padding to maxLength, cut with the end token kept', async () => {
+    const { HuggingFaceTokenizer } = await import('../../src/index.js');
+    const tok = BpeTokenizer.train(['a red apple', 'a green apple', 'a cat face', 'a red heart']);
+    const hf = new HuggingFaceTokenizer(tok.toHuggingFace() as never, {}, undefined, 'tok.json');
+    assert.equal(hf.maxLength, tok.maxLength);
+    assert.equal(hf.vocabSize, tok.vocabSize);
+    const prompts = ['a red apple', 'A cat face!', 'a zebra', ''];
+    assert.deepEqual(hf.encodeBatch(prompts), tok.encodeBatch(prompts));
+    const long = Array(40).fill('apple').join(' ');
+    const ids = Array.from(new HuggingFaceTokenizer(tok.toHuggingFace() as never, {}, 6).encodeBatch([long]), Number);
+    assert.deepEqual(ids, [BOS, ids[1], ids[1], ids[1], ids[1], EOS]);
+    assert.match(new HuggingFaceTokenizer(tok.toHuggingFace() as never, {}, 6).warnings(long).join(), /longer than 6 tokens and was cut/);
+    assert.throws(() => new HuggingFaceTokenizer({ version: '1.0' } as never, {}, 8, 'x.json'), /x\.json: not a Hugging Face tokenizer\.json/);
+    assert.throws(() => HuggingFaceTokenizer.fromFile('/nonexistent/tokenizer.json'), /no such tokenizer file/);
+    assert.equal(UNK, 3);
+  });
+});

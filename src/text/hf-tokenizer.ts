@@ -1,0 +1,89 @@
+/**
+ * A pretrained encoder's own tokenizer: Hugging Face's tokenizer.json (with tokenizer_config.json
+ * beside it when there is one), run by @huggingface/tokenizers, so that a frozen ONNX encoder
+ * (`diffuse train --text-encoder enc.onnx --tokenizer tokenizer.json`) receives the token ids it
+ * was trained on. Prompts are encoded with the special tokens, cut to maxLength and padded.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { TextTokenizer, TokenizerFiles } from './tokenizer.js';
+
+const readJson = (file: string): Record<string, unknown> => {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+  }
+};
+
+export class HuggingFaceTokenizer implements TextTokenizer {
+  readonly maxLength: number;
+  readonly vocabSize: number;
+  private readonly hf: Tokenizer;
+  private readonly padId: number;
+  private readonly unkId?: number;
+
+  /**
+   * @param json tokenizer.json's contents; @param config tokenizer_config.json's ({} if none);
+   * @param maxLength tokens per prompt (default: the file's truncation or padding length, else model_max_length).
+   */
+  constructor(
+    private readonly json: Record<string, unknown>,
+    private readonly config: Record<string, unknown>,
+    maxLength?: number,
+    source = 'tokenizer.json',
+  ) {
+    if (!json || typeof json !== 'object' || !json.model) throw new Error(`${source}: not a Hugging Face tokenizer.json (no "model")`);
+    try {
+      this.hf = new Tokenizer(json, config);
+    } catch (e) {
+      throw new Error(`${source}: @huggingface/tokenizers cannot load it (${(e as Error).message.split('\n')[0]})`);
+    }
+    const trunc = (json.truncation as { max_length?: number } | null)?.max_length;
+    const fixed = ((json.padding as { strategy?: { Fixed?: number } } | null)?.strategy as { Fixed?: number } | undefined)?.Fixed;
+    const modelMax = Number(config.model_max_length);
+    const L = maxLength ?? trunc ?? fixed ?? (modelMax > 0 && modelMax < 1e5 ? modelMax : undefined);
+    if (!Number.isInteger(L) || (L as number) < 2) throw new Error(`${source}: says no prompt length; give the encoder's (e.g. 77 for CLIP)`);
+    this.maxLength = L as number;
+    this.vocabSize = this.hf.get_vocab(true).size;
+    const padToken = (json.padding as { pad_token?: string } | null)?.pad_token ?? (typeof config.pad_token === 'string' ? config.pad_token : undefined);
+    this.padId = (json.padding as { pad_id?: number } | null)?.pad_id ?? (padToken !== undefined ? this.hf.token_to_id(padToken) : undefined) ?? 0;
+    const unk = (json.model as { unk_token?: string }).unk_token ?? (typeof config.unk_token === 'string' ? config.unk_token : undefined);
+    this.unkId = unk === undefined ? undefined : this.hf.token_to_id(unk);
+  }
+
+  /** Reads tokenizer.json, and tokenizer_config.json from the same folder if it is there. */
+  static fromFile(file: string, maxLength?: number): HuggingFaceTokenizer {
+    if (!existsSync(file)) throw new Error(`${file}: no such tokenizer file (give the pretrained encoder's tokenizer.json)`);
+    const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
+    return new HuggingFaceTokenizer(readJson(file), existsSync(configFile) ? readJson(configFile) : {}, maxLength, file);
+  }
+
+  private encode(text: string): { ids: number[]; truncated: boolean; unknown: number } {
+    const all = this.hf.encode(text).ids;
+    const truncated = all.length > this.maxLength;
+    // Keep the last token (the end-of-text token of the post-processor) when cutting, as CLIP's tokenizer does.
+    const ids = truncated ? [...all.slice(0, this.maxLength - 1), all[all.length - 1]] : [...all];
+    while (ids.length < this.maxLength) ids.push(this.padId);
+    return { ids, truncated, unknown: this.unkId === undefined ? 0 : all.filter((i: number) => i === this.unkId).length };
+  }
+
+  encodeBatch(texts: readonly string[]): BigInt64Array {
+    const out = new BigInt64Array(texts.length * this.maxLength);
+    texts.forEach((t, k) => this.encode(t).ids.forEach((id, i) => (out[k * this.maxLength + i] = BigInt(id))));
+    return out;
+  }
+
+  warnings(text: string): string[] {
+    const e = this.encode(text);
+    const out: string[] = [];
+    if (e.unknown) out.push(`${e.unknown} piece(s) have no token and are read as the unknown token`);
+    if (e.truncated) out.push(`the prompt is longer than ${this.maxLength} tokens and was cut`);
+    return out;
+  }
+
+  files(): TokenizerFiles {
+    return { tokenizer: this.json, config: this.config };
+  }
+}
