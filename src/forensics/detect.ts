@@ -15,6 +15,8 @@ export interface WatermarkDetection extends NoiseDetection {
 export interface DetectOptions {
   /** Inversion steps (default 50; fewer is faster and less accurate). */
   steps?: number;
+  /** Fixed-point refinements per inversion step (default 0; see invertDDIM). */
+  refine?: number;
   /** The false-positive rate of the decision (default 0.01). */
   fpr?: number;
   /** Text-conditional runs: the prompt to invert with (default the empty prompt). */
@@ -29,6 +31,7 @@ export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipelin
   const noise = await pipe.invert({
     image: images,
     steps: o.steps ?? 50,
+    refine: o.refine,
     ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
     onStep: (s) => o.onStep?.(s.index, s.total),
   });

@@ -120,6 +120,8 @@ export interface InpaintOptions extends SamplingOptions, RepaintOptions {
 
 export interface InvertOptions extends Omit<SamplingOptions, 'scheduler' | 'eta' | 'karras' | 'clipSample' | 'onStep'> {
   image: ImageInput;
+  /** Fixed-point refinements per step (default 0; each costs one model evaluation per step). */
+  refine?: number;
   onStep?: (info: StepInfo) => void | Promise<void>;
 }
 
@@ -248,7 +250,7 @@ export class DiffusionPipeline {
     const { images, count } = this.images(o.image, o.count, 'image');
     const per = this.perImage;
     return this.batched({ ...o, count, guidance: o.guidance ?? 1, scheduler: 'ddim', eta: 0, clipSample: false }, count, async ({ scheduler, denoise, steps, at, n, onStep }) =>
-      invertDDIM({ scheduler: scheduler as DDIMScheduler, denoise, image: images.subarray(at * per, (at + n) * per), count: n, steps, onStep }),
+      invertDDIM({ scheduler: scheduler as DDIMScheduler, denoise, image: images.subarray(at * per, (at + n) * per), count: n, steps, refine: o.refine, onStep }),
     );
   }
 

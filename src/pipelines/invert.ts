@@ -18,6 +18,12 @@ export interface InvertDDIMOptions {
   image: Float32Array;
   count: number;
   steps: number;
+  /**
+   * Fixed-point refinements per step (default 0): re-evaluate eps at the current estimate of x_t
+   * and solve again, so that eps(x_t, t), the one generation uses, replaces eps(x_t', t). Each costs
+   * one more model evaluation per step (Pan et al. 2023, arXiv 2309.12531; Garibi et al. 2024, ReNoise).
+   */
+  refine?: number;
   onStep?: StepCallback;
 }
 
@@ -33,10 +39,16 @@ export async function invertDDIM(o: InvertDDIMOptions): Promise<Float32Array> {
     const from = t - stride;
     const aFrom = from >= 0 ? s.alphasCumprod[from] : s.finalAlphaCumprod;
     const aTo = s.alphasCumprod[t];
-    const { eps } = predictX0Eps(s.config.predictionType, await o.denoise(x, t, o.count), x, aTo);
     const [sf, nf, st, nt] = [Math.sqrt(aFrom), Math.sqrt(1 - aFrom), Math.sqrt(aTo), Math.sqrt(1 - aTo)];
-    const x0 = x.map((v, k) => (v - nf * eps[k]) / sf);
-    x = x0.map((v, k) => st * v + nt * eps[k]);
+    const source = x;
+    let next = x;
+    let x0 = x;
+    for (let r = 0; r <= (o.refine ?? 0); r++) {
+      const { eps } = predictX0Eps(s.config.predictionType, await o.denoise(next, t, o.count), next, aTo);
+      x0 = source.map((v, k) => (v - nf * eps[k]) / sf);
+      next = x0.map((v, k) => st * v + nt * eps[k]);
+    }
+    x = next;
     await o.onStep?.(i, t, x, x0, ascending.length);
   }
   return x;

@@ -233,7 +233,10 @@ describe('DDIM inversion', () => {
       const back = await pipe.generate({ count: 8, eta: 0, clipSample: false, steps, initialNoise: xT.data });
       errors.push(meanAbs(back.data, image));
     }
+    const refined = await pipe.invert({ image, steps: 10, refine: 2 });
+    const refinedError = meanAbs((await pipe.generate({ count: 8, eta: 0, clipSample: false, steps: 10, initialNoise: refined.data })).data, image);
     await pipe.release();
     assert.ok(errors[1] < errors[0] && errors[1] < 0.05, `round-trip mean |error| at 10 and 50 steps: ${errors.join(', ')}`);
+    assert.ok(refinedError < errors[0] / 2, `10 steps with 2 fixed-point refinements: ${refinedError} vs ${errors[0]} without`);
   });
 });
