@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { idBlock } from './tokenizer.js';
 import type { TextTokenizer, TokenizerFiles } from './tokenizer.js';
 
 const readJson = (file: string): Record<string, unknown> => {
@@ -70,9 +71,7 @@ export class HuggingFaceTokenizer implements TextTokenizer {
   }
 
   encodeBatch(texts: readonly string[]): BigInt64Array {
-    const out = new BigInt64Array(texts.length * this.maxLength);
-    texts.forEach((t, k) => this.encode(t).ids.forEach((id, i) => (out[k * this.maxLength + i] = BigInt(id))));
-    return out;
+    return idBlock(texts.map((t) => this.encode(t).ids), this.maxLength);
   }
 
   warnings(text: string): string[] {

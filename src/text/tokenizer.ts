@@ -291,9 +291,7 @@ export class BpeTokenizer implements TextTokenizer {
 
   /** Token ids of many prompts as one int64 [N, maxLength] block. */
   encodeBatch(texts: readonly string[]): BigInt64Array {
-    const out = new BigInt64Array(texts.length * this.maxLength);
-    texts.forEach((t, k) => this.encode(t).ids.forEach((id, i) => (out[k * this.maxLength + i] = BigInt(id))));
-    return out;
+    return idBlock(texts.map((t) => this.encode(t).ids), this.maxLength);
   }
 
   /** Human-readable warnings for a prompt (empty when every word was in the training captions). */
@@ -306,6 +304,13 @@ export class BpeTokenizer implements TextTokenizer {
     if (e.truncated.length) out.push(`the prompt is longer than ${this.maxLength - 2} tokens; dropped: ${e.truncated.join(' ')}`);
     return out;
   }
+}
+
+/** Rows of maxLength token ids as one int64 [N, maxLength] block (what the encoders' graphs take). */
+export function idBlock(rows: readonly (readonly number[])[], maxLength: number): BigInt64Array {
+  const out = new BigInt64Array(rows.length * maxLength);
+  rows.forEach((ids, k) => ids.forEach((id, i) => (out[k * maxLength + i] = BigInt(id))));
+  return out;
 }
 
 function mergePair(symbols: string[], a: string, b: string): string[] {
