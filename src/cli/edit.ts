@@ -4,7 +4,7 @@
  */
 import { DataError, ensureWritable, readImage } from '../data/index.js';
 import { divergedFraction } from '../eval/evaluate.js';
-import { DiffusionPipeline, ImageBatch, SamplingOptions, saveGrid } from '../pipelines/index.js';
+import { DiffusionPipeline, ImageBatch, SamplingOptions, repeatPlane, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import type { RunConfig } from '../run/config.js';
 import type { Command, Flag } from './flags.js';
@@ -142,15 +142,8 @@ export const commandInpaint: Command = {
     const mask: ImageBatch = { data: read.data.map((x) => (x > 0 ? 1 : 0)), count: 1, shape: [1, h, w] };
     await runEdit(s, `inpaint, jump length ${jumpLength} x ${jumpRepeats}`, (pipe, o) => pipe.inpaint({ ...o, image: s.image, mask, jumpLength, jumpRepeats }), {
       ...mask,
-      data: expand(mask.data, s.image.shape[0]),
+      data: repeatPlane(mask.data, s.image.shape[0]),
       shape: s.image.shape,
     });
   },
-};
-
-/** A one-channel mask repeated over c channels. */
-const expand = (m: Float32Array, c: number) => {
-  const out = new Float32Array(m.length * c);
-  for (let k = 0; k < c; k++) out.set(m, k * m.length);
-  return out;
 };

@@ -292,11 +292,7 @@ export class DiffusionPipeline {
     if (!(input instanceof Float32Array) && (input.shape[1] !== h || input.shape[2] !== w)) {
       throw new Error(`the mask is ${input.shape[2]}x${input.shape[1]} but the image is ${w}x${h}`);
     }
-    const expand = (m: Float32Array) => {
-      const out = new Float32Array(c * plane);
-      for (let ch = 0; ch < c; ch++) out.set(m, ch * plane);
-      return out;
-    };
+    const expand = (m: Float32Array) => repeatPlane(m, c);
     if (data.length === plane) perImage = [expand(data)];
     else if (data.length === c * plane) perImage = [data];
     else if (data.length === count * plane) perImage = Array.from({ length: count }, (_, k) => expand(data.subarray(k * plane, (k + 1) * plane)));
@@ -406,6 +402,13 @@ export class DiffusionPipeline {
     }
     return { data: out, count, shape: this.imageShape };
   }
+}
+
+/** One [H, W] plane repeated over `channels` channels: a one-channel mask for a C-channel image. */
+export function repeatPlane(plane: Float32Array, channels: number): Float32Array {
+  const out = new Float32Array(plane.length * channels);
+  for (let c = 0; c < channels; c++) out.set(plane, c * plane.length);
+  return out;
 }
 
 function positiveInt(v: number, what: string): number {
