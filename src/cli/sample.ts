@@ -46,6 +46,8 @@ export const commandSample: Command = {
     const key = v.key === undefined ? undefined : readKey(String(v.key));
     const payload = num(v, 'payload', { int: true, min: 0, max: MAX_PAYLOAD }) as number;
     if (!key && v.payload !== '0' && v.payload !== undefined) throw new UsageError('--payload needs --key (the watermark that carries it)');
+    // A watermark needs deterministic sampling: eta 0 unless the user asked for another.
+    const sampleEta = key && flags.eta === undefined ? 0 : eta;
     if (key && (flags.eta ?? 0) > 0) say(`warning: --eta ${flags.eta} adds fresh noise at every step, which washes out the watermark in x_T; detection needs eta 0 (the default with --key)`);
     if (key && (kind === 'ddpm' || kind === 'euler_a')) say(`warning: ${kind} adds fresh noise at every step, which washes out the watermark in x_T; use ddim (eta 0), dpm++2m, euler or heun`);
     const { condition, cols } = conditionFlags(v, config, count, say);
@@ -61,6 +63,7 @@ export const commandSample: Command = {
     // Frames: the first images' x_t just after the first step (close to the initial noise) and at evenly spaced evaluations.
     const showN = Math.min(count, 8);
     const snapshots: ImageBatch[] = [];
+    let keepAt: Set<number> | undefined; // evaluations to snapshot, once their total is known
     const bar = new ProgressLine();
     const started = Date.now();
     let images: ImageBatch;
@@ -73,14 +76,14 @@ export const commandSample: Command = {
         spacing: timestepSpacing,
         clipSample,
         steps,
-        eta: key && flags.eta === undefined ? 0 : eta,
+        eta: sampleEta,
         seed,
         generatorKind,
         ...(key ? { watermark: gaussianShading(key, payload) } : {}),
         onStep: ({ index, total, timestep, sample, offset, batchCount }) => {
           if (frames && offset === 0) {
-            const keep = index === 0 || Array.from({ length: frameCount - 1 }, (_, k) => Math.round(((k + 1) * (total - 1)) / (frameCount - 1))).includes(index);
-            if (keep) snapshots.push({ data: sample.slice(0, showN * per), count: showN, shape });
+            keepAt ??= new Set([0, ...Array.from({ length: frameCount - 1 }, (_, k) => Math.round(((k + 1) * (total - 1)) / (frameCount - 1)))]);
+            if (keepAt.has(index)) snapshots.push({ data: sample.slice(0, showN * per), count: showN, shape });
           }
           bar.update(`${kind} step ${index + 1}/${total} (t = ${+timestep.toFixed(2)})${count > batchCount ? `, images ${offset + 1}-${offset + batchCount} of ${count}` : ''} | ${((Date.now() - started) / 1000).toFixed(1)} s`);
         },
@@ -92,9 +95,8 @@ export const commandSample: Command = {
     await saveGrid(images, out, { cols: gridCols, scale });
     const diverged = divergedFraction(images.data);
     if (diverged > DIVERGED_WARNING) bar.say(divergedWarning(diverged, 'the image shows them clipped'));
-    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${key && flags.eta === undefined ? 0 : eta}` : ''}${timestepSpacing ? `, ${timestepSpacing} spacing` : ''}, seed ${seed}${key ? `, watermarked with payload ${payload}` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${sampleEta}` : ''}${timestepSpacing ? `, ${timestepSpacing} spacing` : ''}, seed ${seed}${key ? `, watermarked with payload ${payload}` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
     if (each) {
-      const per = images.data.length / images.count;
       const digits = Math.max(4, String(images.count - 1).length);
       for (let k = 0; k < images.count; k++) {
         await saveGrid({ data: images.data.subarray(k * per, (k + 1) * per), count: 1, shape: images.shape }, path.join(each, `${String(k).padStart(digits, '0')}.png`), { scale: 1, pad: 0 });
