@@ -28,6 +28,7 @@ import {
   generateKey,
   loadDataset,
   precisionRecall,
+  rocAuc,
   readRunConfig,
 } from '../src/index.js';
 import { flag, has, log, runFlag } from './args.js';
@@ -198,13 +199,6 @@ async function attack(name: string, batch: ImageBatch, watermarked: boolean): Pr
   return { data: out, count: batch.count, shape: batch.shape };
 }
 
-/** AUC by ranks (ties count half). */
-function auc(pos: number[], neg: number[]): number {
-  let s = 0;
-  for (const p of pos) for (const q of neg) s += p > q ? 1 : p === q ? 0.5 : 0;
-  return s / (pos.length * neg.length);
-}
-
 async function detect(batch: ImageBatch) {
   return detectWatermark(batch, pipe, key, { steps });
 }
@@ -223,7 +217,7 @@ for (const name of chosen) {
   change /= attacked.data.length;
   const [dm, dc] = [await detect(attacked), await detect(await attack(name, clean, false))];
   const score = (d: { log10P: number }) => -d.log10P;
-  const a = auc(dm.map(score), dc.map(score));
+  const a = rocAuc(dm.map(score), dc.map(score));
   const rate = (ds: typeof dm, alpha: number) => ds.filter((d) => d.pValue < alpha).length / ds.length;
   let bits = 0;
   dm.forEach((d, k) => {

@@ -15,6 +15,8 @@ export * from './data/index.js';
 export * from './run/index.js';
 export * from './pipelines/index.js';
 export * from './forensics/index.js';
+export * from './provenance/index.js';
+export * from './inspect/index.js';
 export * from './train/index.js';
 export * from './eval/index.js';
 /** Text: the BPE tokenizer, the transformer text encoder and the frozen ONNX encoder plug-in. */

@@ -2,6 +2,7 @@
  * `diffuse img2img` and `diffuse inpaint`: edit an image with a trained run (SDEdit, RePaint),
  * and optionally draw input | mask | results side by side.
  */
+import * as path from 'node:path';
 import { DataError, ensureWritable, readImage } from '../data/index.js';
 import { divergedFraction } from '../eval/evaluate.js';
 import { DiffusionPipeline, ImageBatch, SamplingOptions, repeatPlane, saveGrid } from '../pipelines/index.js';
@@ -10,6 +11,8 @@ import type { RunConfig } from '../run/config.js';
 import type { Command, Flag } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
+import type { GenerationRecord, IngredientRecord, SigningCredentials } from '../provenance/index.js';
+import { CREDENTIAL_FLAGS, conditionRecord, openCredentials, runName, signFiles } from './credentials.js';
 import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
 
 const EDIT_FLAGS: Record<string, Flag> = {
@@ -23,6 +26,7 @@ const EDIT_FLAGS: Record<string, Flag> = {
   out: { type: 'string', description: 'grid PNG of the results', default: 'edited.png' },
   compare: { type: 'string', description: 'also write a side-by-side PNG: input | mask | results' },
   scale: { type: 'string', description: 'pixel scale of the pictures (default 2 below 48 px)' },
+  ...CREDENTIAL_FLAGS,
 };
 
 interface EditSetup {
@@ -35,6 +39,9 @@ interface EditSetup {
   options: SamplingOptions & { count: number };
   device: 'cpu' | 'cuda';
   say: (msg: string) => void;
+  credentials?: SigningCredentials;
+  /** The input image as the content credentials name it. */
+  ingredient: IngredientRecord;
 }
 
 /** Everything a user can get wrong is checked here, before the model loads or a file is written. */
@@ -58,7 +65,11 @@ async function setup(v: Record<string, string | boolean | undefined>): Promise<E
   const { condition } = conditionFlags(v, config, count, say, { classRows: false });
   // Refuse an output path that cannot be written before the work, not after it.
   for (const file of [out, compare]) if (file) await ensureWritable(file);
+  const spec = String(v.image);
+  const credentials = await openCredentials(v, say);
   return {
+    credentials,
+    ingredient: { title: /^[a-z-]+:\d+$/.test(spec) ? spec : path.basename(spec), format: /\.jpe?g$/i.test(spec) ? 'image/jpeg' : 'image/png' },
     runDir,
     config,
     image: { data: read.data, count: 1, shape: read.shape },
@@ -72,7 +83,13 @@ async function setup(v: Record<string, string | boolean | undefined>): Promise<E
 }
 
 /** Runs an edit with a progress line, then writes the results grid and the side-by-side picture. */
-async function runEdit(s: EditSetup, what: string, edit: (pipe: DiffusionPipeline, o: SamplingOptions) => Promise<ImageBatch>, mask?: ImageBatch): Promise<void> {
+async function runEdit(
+  s: EditSetup,
+  what: string,
+  edit: (pipe: DiffusionPipeline, o: SamplingOptions) => Promise<ImageBatch>,
+  record: Pick<GenerationRecord, 'operation' | 'strength'>,
+  mask?: ImageBatch,
+): Promise<void> {
   const pipe = await DiffusionPipeline.fromRun(s.runDir, { device: s.device });
   const bar = new ProgressLine();
   const started = Date.now();
@@ -97,11 +114,22 @@ async function runEdit(s: EditSetup, what: string, edit: (pipe: DiffusionPipelin
     await saveGrid({ data: all, count: n, shape: results.shape }, s.compare, { scale: s.scale, cols: n });
     bar.say(`wrote ${s.compare} (${mask ? 'input | mask | results' : 'input | results'})`);
   }
+  if (s.credentials) {
+    const o = s.options;
+    const files = [s.out, ...(s.compare ? [s.compare] : [])];
+    const added = await signFiles(
+      files,
+      s.credentials,
+      () => ({ ...record, run: runName(s.runDir), modelHash: pipe.modelHash, scheduler: String(o.scheduler), steps: o.steps as number, seed: o.seed as number, eta: o.eta, ...conditionRecord(o, 'grid'), index: 'grid' }),
+      s.ingredient,
+    );
+    bar.say(`signed ${files.length} PNG file(s) with content credentials, the input recorded as an ingredient (${added} bytes added to ${s.out})`);
+  }
 }
 
 export const commandImg2Img: Command = {
   summary: 'change an image with a trained run (SDEdit: noise it part-way, denoise it back)',
-  usage: 'diffuse img2img --run DIR --image in.png [--strength 0.6] [--prompt "..." | --class K] [--scheduler ddim] [--steps 50] [--count 4] --out out.png [--compare side.png]',
+  usage: 'diffuse img2img --run DIR --image in.png [--strength 0.6] [--prompt "..." | --class K] [--scheduler ddim] [--steps 50] [--count 4] --out out.png [--compare side.png] [--c2pa DIR]',
   options: {
     ...EDIT_FLAGS,
     strength: { type: 'string', description: 'how much to change, 0..1: the image is noised to int(steps x strength) steps before the end and denoised from there', default: '0.6' },
@@ -111,13 +139,13 @@ export const commandImg2Img: Command = {
     const s = await setup(v);
     const steps = s.options.steps as number;
     if (Math.floor(steps * strength) < 1 && strength > 0) throw new UsageError(`--strength ${strength} with --steps ${steps} leaves no step to run (strength x steps must be >= 1)`);
-    await runEdit(s, `img2img, strength ${strength}`, (pipe, o) => pipe.img2img({ ...o, image: s.image, strength }));
+    await runEdit(s, `img2img, strength ${strength}`, (pipe, o) => pipe.img2img({ ...o, image: s.image, strength }), { operation: 'img2img', strength });
   },
 };
 
 export const commandInpaint: Command = {
   summary: 'fill the masked part of an image with a trained run (RePaint)',
-  usage: 'diffuse inpaint --run DIR --image in.png --mask mask.png [--jump-length 5] [--jump-repeats 5] [--steps 50] [--count 4] --out out.png [--compare side.png]',
+  usage: 'diffuse inpaint --run DIR --image in.png --mask mask.png [--jump-length 5] [--jump-repeats 5] [--steps 50] [--count 4] --out out.png [--compare side.png] [--c2pa DIR]',
   options: {
     ...EDIT_FLAGS,
     mask: { type: 'string', description: 'a PNG of the same size: white = generate, black = keep (grey levels are rounded)' },
@@ -140,7 +168,7 @@ export const commandInpaint: Command = {
       throw e;
     }
     const mask: ImageBatch = { data: read.data.map((x) => (x > 0 ? 1 : 0)), count: 1, shape: [1, h, w] };
-    await runEdit(s, `inpaint, jump length ${jumpLength} x ${jumpRepeats}`, (pipe, o) => pipe.inpaint({ ...o, image: s.image, mask, jumpLength, jumpRepeats }), {
+    await runEdit(s, `inpaint, jump length ${jumpLength} x ${jumpRepeats}`, (pipe, o) => pipe.inpaint({ ...o, image: s.image, mask, jumpLength, jumpRepeats }), { operation: 'inpaint' }, {
       ...mask,
       data: repeatPlane(mask.data, s.image.shape[0]),
       shape: s.image.shape,

@@ -8,6 +8,7 @@
  *   diffuse noise    IMAGE|mnist:INDEX --schedule cosine --steps 8 --out strip.png
  *   diffuse schedule --schedule linear,cosine --out schedule.png
  *   diffuse eval     --run runs/mnist --count 1000
+ *   diffuse inspect  image.png --run runs/mnist --key key.json --trust c2pa/c2pa-root.pem --html report.html
  *
  * Every error is one line naming the problem, with a non-zero exit code.
  */
@@ -18,6 +19,7 @@ import { commandEval } from './eval.js';
 import { commandNoise, commandSchedule } from './pictures.js';
 import { commandSample } from './sample.js';
 import { commandTrain } from './train.js';
+import { commandDetector, commandInspect } from './inspect.js';
 import { commandKeygen, commandWatermark } from './watermark.js';
 
 const COMMANDS: Record<string, Command> = {
@@ -30,6 +32,8 @@ const COMMANDS: Record<string, Command> = {
   eval: commandEval,
   keygen: commandKeygen,
   watermark: commandWatermark,
+  inspect: commandInspect,
+  detector: commandDetector,
 };
 
 function help(): string {
@@ -44,7 +48,7 @@ function commandHelp(name: string, c: Command): string {
   for (const [flag, o] of Object.entries(c.options)) {
     const desc = o.description;
     const dflt = o.default;
-    lines.push(`  --${flag}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(28) + desc + (dflt !== undefined && dflt !== false ? ` (default ${String(dflt)})` : ''));
+    lines.push(`  --${flag}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(28) + desc + (dflt !== undefined && dflt !== false && dflt !== '' ? ` (default ${String(dflt)})` : ''));
   }
   return lines.join('\n');
 }

@@ -4,6 +4,8 @@ import { MAX_PAYLOAD, gaussianShading, readKey } from '../forensics/index.js';
 import { divergedFraction } from '../eval/evaluate.js';
 import { DiffusionPipeline, ImageBatch, saveFrames, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
+import type { GenerationRecord } from '../provenance/index.js';
+import { CREDENTIAL_FLAGS, conditionRecord, openCredentials, runName, signFiles } from './credentials.js';
 import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
@@ -11,7 +13,7 @@ import { ProgressLine } from './progress.js';
 
 export const commandSample: Command = {
   summary: 'generate images from a trained run (grid, and the reverse process as a strip or GIF)',
-  usage: 'diffuse sample --run DIR [--prompt "a cat face" [--negative-prompt P] | --class K] [--guidance W] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif]',
+  usage: 'diffuse sample --run DIR [--prompt "a cat face" [--negative-prompt P] | --class K] [--guidance W] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif] [--images DIR] [--key key.json --payload ID] [--c2pa DIR]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
     ...SAMPLING_FLAGS,
@@ -26,6 +28,7 @@ export const commandSample: Command = {
     ...CONDITION_FLAGS,
     key: { type: 'string', description: 'watermark the images with this key (diffuse keygen): Gaussian Shading in the initial noise' },
     payload: { type: 'string', description: 'with --key: an id of up to 32 bits written into the watermark (which user or job made the images)', default: '0' },
+    ...CREDENTIAL_FLAGS,
   },
   async run(v) {
     const say = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -57,6 +60,7 @@ export const commandSample: Command = {
     // Refuse an output path that cannot be written before the work, not after it.
     const each = v.images === undefined ? undefined : String(v.images);
     for (const file of [out, frames, each && path.join(each, '0000.png')]) if (file) await ensureWritable(file);
+    const credentials = await openCredentials(v, say);
     const pipe = await DiffusionPipeline.fromRun(runDir, { device });
     const shape = pipe.imageShape;
     const per = shape.reduce((a, b) => a * b, 1);
@@ -96,16 +100,36 @@ export const commandSample: Command = {
     const diverged = divergedFraction(images.data);
     if (diverged > DIVERGED_WARNING) bar.say(divergedWarning(diverged, 'the image shows them clipped'));
     bar.say(`wrote ${out} (${count} images, ${kind}, ${steps} steps${kind === 'ddim' ? `, eta ${sampleEta}` : ''}${timestepSpacing ? `, ${timestepSpacing} spacing` : ''}, seed ${seed}${key ? `, watermarked with payload ${payload}` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    const eachFiles: string[] = [];
     if (each) {
       const digits = Math.max(4, String(images.count - 1).length);
       for (let k = 0; k < images.count; k++) {
-        await saveGrid({ data: images.data.subarray(k * per, (k + 1) * per), count: 1, shape: images.shape }, path.join(each, `${String(k).padStart(digits, '0')}.png`), { scale: 1, pad: 0 });
+        eachFiles.push(path.join(each, `${String(k).padStart(digits, '0')}.png`));
+        await saveGrid({ data: images.data.subarray(k * per, (k + 1) * per), count: 1, shape: images.shape }, eachFiles[k], { scale: 1, pad: 0 });
       }
       bar.say(`wrote ${images.count} images to ${each}/ at the model's size`);
     }
     if (frames) {
       await saveFrames(snapshots, frames, { scale });
       bar.say(`wrote ${frames} (the reverse process in ${snapshots.length} frames, pure noise to image)`);
+    }
+    if (credentials) {
+      const record = (k: number | 'grid'): GenerationRecord => ({
+        operation: 'generate',
+        run: runName(runDir),
+        modelHash: pipe.modelHash,
+        scheduler: kind,
+        steps,
+        seed,
+        eta: sampleEta,
+        ...conditionRecord(condition, k),
+        ...(key ? { watermarkPayload: payload } : {}),
+        index: k,
+      });
+      const signed = [out, ...(frames && /\.png$/i.test(frames) ? [frames] : [])];
+      const added = await signFiles(signed, credentials, () => record('grid'));
+      await signFiles(eachFiles, credentials, (_, k) => record(k));
+      bar.say(`signed ${signed.length + eachFiles.length} PNG file(s) with content credentials (${added} bytes added to ${out})${frames && /\.gif$/i.test(frames) ? `; ${frames} is a GIF, which C2PA tools do not sign here` : ''}`);
     }
   },
 };

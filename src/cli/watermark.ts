@@ -2,27 +2,32 @@
  * `diffuse keygen` (a secret watermark key) and `diffuse watermark detect` (one line per image:
  * p-value, decision, payload).
  */
-import { existsSync } from 'node:fs';
-import { chmod } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { chmod, mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
 import { PAYLOAD_BITS, detectWatermark, generateKey, readKey } from '../forensics/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
+import { CREDENTIAL_FILES, makeSigningChain } from '../provenance/index.js';
 import { readRunConfig } from '../run/run.js';
 import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
 
 export const commandKeygen: Command = {
-  summary: 'make a secret watermark key (a small JSON file; keep it private)',
-  usage: 'diffuse keygen --out key.json [--force]',
+  summary: 'make a secret watermark key (a small JSON file), or with --c2pa a local signing certificate for content credentials',
+  usage: 'diffuse keygen --out key.json [--force] | diffuse keygen --c2pa --out DIR [--name "My Lab"] [--force]',
   options: {
-    out: { type: 'string', description: 'where to write the key' },
+    out: { type: 'string', description: 'where to write the key (with --c2pa: a folder)' },
+    c2pa: { type: 'boolean', description: 'make an ES256 certificate chain (root + signer) for content credentials instead' },
+    name: { type: 'string', description: "with --c2pa: the signer's name in the certificates", default: 'Diffuse local signer' },
     force: { type: 'boolean', description: 'overwrite an existing file (images made with the old key can no longer be recognised)' },
   },
   async run(v) {
-    if (!v.out) throw new UsageError('--out FILE is required');
+    if (!v.out) throw new UsageError(v.c2pa ? '--out DIR is required' : '--out FILE is required');
     const out = String(v.out);
+    if (v.c2pa) return writeC2paCredentials(out, String(v.name), Boolean(v.force));
     if (existsSync(out) && !v.force) throw new UsageError(`${out} exists; a new key there would orphan the images made with the old one (pass --force to replace it)`);
     await ensureWritable(out);
     await writeFileAtomic(out, JSON.stringify(generateKey(), null, 2) + '\n');
@@ -33,6 +38,29 @@ export const commandKeygen: Command = {
     );
   },
 };
+
+/** `diffuse keygen --c2pa`: the chain's three PEM files in a folder, the key readable by the owner only. */
+async function writeC2paCredentials(dir: string, name: string, force: boolean): Promise<void> {
+  const files = Object.values(CREDENTIAL_FILES).map((f) => path.join(dir, f));
+  const existing = files.filter((f) => existsSync(f));
+  if (existing.length && !force) throw new UsageError(`${existing.join(', ')} exist; pass --force to replace them (credentials already in signed images stay valid)`);
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`${dir} is a file; --c2pa --out takes a folder`);
+  await mkdir(dir, { recursive: false }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw new UsageError(`cannot make the folder ${dir}: ${e.code === 'ENOENT' ? 'its parent does not exist' : e.message}`);
+  });
+  const chain = await makeSigningChain(name);
+  const [key, cert, root] = files;
+  await writeFileAtomic(key, chain.key);
+  await chmod(key, 0o600);
+  await writeFileAtomic(cert, chain.certificate);
+  await writeFileAtomic(root, chain.root);
+  process.stderr.write(
+    `wrote ${key} (private: keep it secret), ${cert} (the signer) and ${root} (its root).\n` +
+      `Sign outputs with 'diffuse sample ... --c2pa ${dir}' (or set DIFFUSE_C2PA=${dir}).\n` +
+      `This chain is self-signed: other C2PA validators report its credentials as valid but untrusted. ` +
+      `Checks that should trust it take the root: 'diffuse inspect IMAGE --trust ${root}'. For credentials others trust, use a certificate from a CA on the C2PA trust list (--c2pa-key, --c2pa-cert).\n`,
+  );
+}
 
 export const commandWatermark: Command = {
   summary: "detect Diffuse's watermark in images (DDIM inversion with the run's model; a p-value per image)",

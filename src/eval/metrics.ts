@@ -102,3 +102,44 @@ export function confidence(probs: Float32Array, n: number, classes: number, thre
   }
   return { confident: confident / n, histogram };
 }
+
+/** Scores sorted high to low, grouped by equal score: [score, positives, negatives] per group. */
+function scoreGroups(pos: readonly number[], neg: readonly number[]): [number, number, number][] {
+  const all = [...pos.map((s) => [s, 1] as const), ...neg.map((s) => [s, 0] as const)].sort((a, b) => b[0] - a[0]);
+  const groups: [number, number, number][] = [];
+  for (const [s, label] of all) {
+    const last = groups[groups.length - 1];
+    if (last && last[0] === s) last[label ? 1 : 2]++;
+    else groups.push([s, label, 1 - label]);
+  }
+  return groups;
+}
+
+/** Area under the ROC curve: the chance that a random positive scores above a random negative (ties count half). */
+export function rocAuc(pos: readonly number[], neg: readonly number[]): number {
+  if (!pos.length || !neg.length) throw new Error('rocAuc needs positives and negatives');
+  let below = neg.length;
+  let sum = 0;
+  for (const [, p, n] of scoreGroups(pos, neg)) {
+    below -= n;
+    sum += p * (below + n / 2);
+  }
+  return sum / (pos.length * neg.length);
+}
+
+/**
+ * Average precision, as scikit-learn's average_precision_score defines it: sum over thresholds of
+ * (recall_k - recall_{k-1}) * precision_k, all images with one score entering together.
+ */
+export function averagePrecision(pos: readonly number[], neg: readonly number[]): number {
+  if (!pos.length) throw new Error('averagePrecision needs positives');
+  let tp = 0;
+  let fp = 0;
+  let sum = 0;
+  for (const [, p, n] of scoreGroups(pos, neg)) {
+    tp += p;
+    fp += n;
+    sum += (p / pos.length) * (tp / (tp + fp));
+  }
+  return sum;
+}

@@ -13,14 +13,14 @@
  */
 import { createGenerator, GeneratorKind, NoiseGenerator } from '../diffusion/index.js';
 import type { Device, RuntimeOptions } from '../engine/index.js';
-import type { TimestepSpacing } from '../samplers/common.js';
+import { SCHEDULER_DEFAULTS, TimestepSpacing, predictX0Eps, schedulerTables } from '../samplers/common.js';
 import { DDIMScheduler } from '../samplers/ddim.js';
 import { DDPMScheduler } from '../samplers/ddpm.js';
 import { StepCallback, runReverseProcess } from '../samplers/loop.js';
 import { SCHEDULER_NAMES, SchedulerName, makeScheduler } from '../samplers/registry.js';
 import type { Denoiser, Scheduler } from '../samplers/scheduler.js';
 import { RunConfig, defaultEta, defaultSpacing, schedulerConfigOf } from '../run/config.js';
-import { RunNetwork, loadSamplingWeights, openTextConditioner, readRunConfig } from '../run/run.js';
+import { RunNetwork, loadSamplingWeights, openTextConditioner, readRunConfig, weightsHash } from '../run/run.js';
 import type { TextConditioner } from '../run/text.js';
 import { Guidance, guidedDenoiser } from './guidance.js';
 import { invertDDIM } from './invert.js';
@@ -125,6 +125,13 @@ export interface InvertOptions extends Omit<SamplingOptions, 'scheduler' | 'eta'
   onStep?: (info: StepInfo) => void | Promise<void>;
 }
 
+export interface PredictNoiseOptions extends Pick<SamplingOptions, 'prompt' | 'classLabel' | 'batchSize'> {
+  /** x_t: images at the noise level of `timestep`, [-1, 1] scale. */
+  sample: ImageInput;
+  /** A training timestep in [0, T). */
+  timestep: number;
+}
+
 export interface PipelineOptions {
   /** 'cpu' (default) or 'cuda'. */
   device?: Device;
@@ -140,6 +147,8 @@ export class DiffusionPipeline {
     readonly text?: TextConditioner,
     /** Whether release() frees `text` (fromRun opened it) or leaves it to the caller (fromWeights). */
     private readonly ownsText = false,
+    /** SHA-256 of the weights (see weightsHash): which exact model this is. */
+    readonly modelHash = '',
   ) {}
 
   /** Loads a run folder: config.json, the checkpoint's EMA weights, tokenizer.json and the text encoder. */
@@ -149,7 +158,7 @@ export class DiffusionPipeline {
     const text = await openTextConditioner(dir, config, runtime);
     try {
       const weights = await loadSamplingWeights(dir, config, text);
-      return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, text), text, true);
+      return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, text), text, true, weightsHash(weights));
     } catch (e) {
       await text?.release();
       throw e;
@@ -159,12 +168,17 @@ export class DiffusionPipeline {
   /** A pipeline over weights in memory (the trainer's previews); `text` stays the caller's to release. */
   static fromWeights(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, opts: PipelineOptions & { text?: TextConditioner } = {}): DiffusionPipeline {
     const runtime: RuntimeOptions = { ...opts.runtime, ...(opts.device ? { device: opts.device } : {}) };
-    return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, opts.text), opts.text);
+    return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, opts.text), opts.text, false, weightsHash(weights));
   }
 
   /** [channels, height, width] of the model's images. */
   get imageShape(): [number, number, number] {
     return this.network.shape;
+  }
+
+  /** The run's noise schedule as its schedulers see it (float32 betas, alphas, alphasCumprod). */
+  get tables(): ReturnType<typeof schedulerTables> {
+    return schedulerTables({ ...SCHEDULER_DEFAULTS, ...schedulerConfigOf(this.config) });
   }
 
   /** What the run is conditioned on. */
@@ -252,6 +266,24 @@ export class DiffusionPipeline {
     return this.batched({ ...o, count, guidance: o.guidance ?? 1, scheduler: 'ddim', eta: 0, clipSample: false }, count, async ({ scheduler, denoise, steps, at, n, onStep }) =>
       invertDDIM({ scheduler: scheduler as DDIMScheduler, denoise, image: images.subarray(at * per, (at + n) * per), count: n, steps, refine: o.refine, onStep }),
     );
+  }
+
+  /**
+   * The model's estimate of the noise in x_t at one training timestep, eps(x_t, t), whatever the
+   * run predicts (v and x_0 predictions are converted). Unguided: the condition if given, else the
+   * null class or empty prompt. The building block of the synthetic-image detector.
+   */
+  async predictNoise(o: PredictNoiseOptions): Promise<ImageBatch> {
+    const T = this.config.schedule.numTrainTimesteps;
+    if (!Number.isInteger(o.timestep) || o.timestep < 0 || o.timestep >= T) throw new Error(`timestep must be an integer in [0, ${T}), got ${o.timestep}`);
+    const { images, count } = this.images(o.sample, undefined, 'sample');
+    const per = this.perImage;
+    const alphaBar = this.tables.alphasCumprod[o.timestep];
+    return this.batched({ ...o, count, guidance: 1, steps: 1 }, count, async ({ denoise, at, n }) => {
+      const x = images.subarray(at * per, (at + n) * per);
+      const out = await denoise(x, o.timestep, n);
+      return predictX0Eps(this.config.predictionType, out, x, alphaBar).eps;
+    });
   }
 
   /** Frees the compiled network (and the text encoder of a run loaded with fromRun). */

@@ -2,6 +2,7 @@
  * A run folder: config.json, checkpoints/, log.jsonl, samples/.
  * Loading one gives a denoiser with the EMA weights baked into the ONNX model.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { HostTensor, ParamScope, ParamStore, Program, RuntimeOptions, Tensor, input, loadSafetensors } from '../engine/index.js';
@@ -77,6 +78,20 @@ export async function loadSamplingWeights(dir: string, config: RunConfig, text?:
     weights.set(name, t.data);
   }
   return weights;
+}
+
+/**
+ * SHA-256 of sampling weights (names sorted; each name, shape and float32 bytes): names the exact
+ * model in a detector calibration or an image's content credentials.
+ */
+export function weightsHash(weights: ReadonlyMap<string, Float32Array>): string {
+  const h = createHash('sha256');
+  for (const name of [...weights.keys()].sort()) {
+    const w = weights.get(name) as Float32Array;
+    h.update(`${name}:${w.length};`);
+    h.update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
+  }
+  return h.digest('hex');
 }
 
 /** Graph feeds by input name. */

@@ -4,30 +4,12 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { errorLine, main } from '../../src/cli/main.js';
+import { errorLine } from '../../src/cli/main.js';
+import { cli } from './helpers.js';
 import { BpeTokenizer, ParamScope, ParamStore, exportTextEncoder, input, transformerTextEncoder } from '../../src/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
-
-/** Runs the CLI in-process; returns exit code and what it printed. */
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const [log, error] = [console.log, console.error];
-  const write = process.stderr.write.bind(process.stderr);
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(args);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-    process.stderr.write = write;
-  }
-}
 
 async function png(file: string, w: number, h: number, value: number): Promise<void> {
   mkdirSync(path.dirname(file), { recursive: true });
@@ -47,7 +29,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
   });
 
   const cases: [string, string[], RegExp][] = [
-    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, sample, img2img, inpaint, noise, schedule, eval, keygen, watermark\)/],
+    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, sample, img2img, inpaint, noise, schedule, eval, keygen, watermark, inspect, detector\)/],
     ['unknown flag', ['train', '--stpes', '3'], /Unknown option '--stpes'.*see 'diffuse train --help'/],
     ['no stopping rule', ['train', '--data', 'mnist'], /give --steps N or --minutes M/],
     ['lr decay without steps', ['train', '--minutes', '1', '--lr-decay', 'cosine'], /--lr-decay cosine decays over the run: give --steps N/],

@@ -1,0 +1,233 @@
+/**
+ * `diffuse inspect`: an analyst's report on images (content credentials, watermark, detector),
+ * and `diffuse detector calibrate`, which fits the detector for a run.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { decodeImages, ensureWritable, listImages, loadDataset } from '../data/index.js';
+import { writeFileAtomic } from '../engine/index.js';
+import { DetectorCalibration, calibrateDetector, checkCalibration, readKey } from '../forensics/index.js';
+import { InspectReport, csvHeader, csvRow, inspectImage, reportHtml, reportText } from '../inspect/index.js';
+import type { ReportPictures } from '../inspect/index.js';
+import { DiffusionPipeline } from '../pipelines/index.js';
+import { readRunConfig } from '../run/run.js';
+import type { Command } from './flags.js';
+import { UsageError, num, oneOf } from './flags.js';
+import { ProgressLine } from './progress.js';
+
+/** Where a run keeps its detector calibration. */
+export const DETECTOR_FILE = 'detector.json';
+
+export const commandInspect: Command = {
+  summary: "an analyst's report on images: content credentials, watermark and a detector of this model's samples",
+  // Exit code 0 when it ran, whatever the verdicts (scripts read --json); 1 for bad usage or when no image could be read.
+  usage: 'diffuse inspect IMAGE... | FOLDER --run DIR [--key key.json] [--trust root.pem] [--json] [--csv out.csv] [--html report.html] [--heatmaps DIR] [--fast] [--resize]',
+  positionals: true,
+  options: {
+    run: { type: 'string', description: 'the run folder of the model to check against (its detector.json calibrates the detector)' },
+    key: { type: 'string', description: 'the watermark key (diffuse keygen); without it the watermark is not checked' },
+    trust: { type: 'string', description: 'PEM file of root certificates to trust for content credentials (e.g. c2pa-root.pem from diffuse keygen --c2pa)' },
+    json: { type: 'boolean', description: 'one JSON object per image on stdout (fields: docs/INSPECT.md) instead of the text report' },
+    csv: { type: 'string', description: 'also write a CSV summary, one row per image' },
+    html: { type: 'string', description: 'also write one self-contained HTML page with each image, its heat map and the three signals' },
+    heatmaps: { type: 'string', description: "write each image's detector heat map as a PNG into this folder" },
+    steps: { type: 'string', description: 'DDIM inversion steps of the watermark check', default: '50' },
+    fast: { type: 'boolean', description: 'the watermark check with 25 inversion steps instead of 50 (docs/INSPECT.md: its cost in accuracy)' },
+    fpr: { type: 'string', description: 'false-positive rate of the watermark decision', default: '0.01' },
+    prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
+    resize: { type: 'boolean', description: "resize images of another size to the model's (scores are then less reliable)" },
+    device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
+  },
+  async run(v, positionals) {
+    if (positionals.length === 0) throw new UsageError('give one or more images or folders to inspect');
+    if (!v.run) throw new UsageError('--run DIR is required: the run folder of the model to check against');
+    const runDir = String(v.run);
+    const config = readRunConfig(runDir);
+    const key = v.key === undefined ? undefined : readKey(String(v.key));
+    let trustAnchors: string | undefined;
+    if (v.trust !== undefined) {
+      const f = String(v.trust);
+      if (!existsSync(f)) throw new UsageError(`${f}: no such trust file (a PEM file of root certificates)`);
+      trustAnchors = readFileSync(f, 'utf8');
+      if (!/-----BEGIN CERTIFICATE-----/.test(trustAnchors)) throw new UsageError(`${f}: not a PEM certificate file (no BEGIN CERTIFICATE block)`);
+    }
+    const steps = v.fast ? 25 : (num(v, 'steps', { int: true, min: 1 }) as number);
+    const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
+    const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
+    for (const f of [v.csv, v.html]) if (f !== undefined) await ensureWritable(String(f));
+    const heatDir = v.heatmaps === undefined ? undefined : String(v.heatmaps);
+    if (heatDir) await ensureWritable(path.join(heatDir, 'x.png'));
+    const files = expandInputs(positionals);
+
+    const pipe = await DiffusionPipeline.fromRun(runDir, { device });
+    let calibration: DetectorCalibration | undefined;
+    let calibrationMissing: string | undefined;
+    const calFile = path.join(runDir, DETECTOR_FILE);
+    if (!existsSync(calFile)) calibrationMissing = `no detector calibration (${calFile}); make one with diffuse detector calibrate --run ${runDir}`;
+    else {
+      try {
+        calibration = checkCalibration(JSON.parse(readFileSync(calFile, 'utf8')), pipe.modelHash);
+      } catch (e) {
+        calibrationMissing = `${calFile}: ${(e as Error).message}`;
+      }
+    }
+    const [, h, w] = pipe.imageShape;
+    const wantPictures = v.html !== undefined;
+    const pictures: { report: InspectReport; pictures: ReportPictures }[] = [];
+    let lastHeat: Buffer | undefined;
+    const heatPng = async (map: Float32Array, shape: [number, number]) => {
+      const max = map.reduce((a, b) => Math.max(a, b), 1e-12);
+      const px = Buffer.from(Array.from(map, (x) => Math.round((255 * x) / max)));
+      return sharp(px, { raw: { width: shape[1], height: shape[0], channels: 1 } }).resize(shape[1] * 4, shape[0] * 4, { kernel: 'nearest' }).png().toBuffer();
+    };
+    const csv: string[] = [csvHeader()];
+    const bar = new ProgressLine();
+    let failed = 0;
+    const started = Date.now();
+    try {
+      for (const [i, file] of files.entries()) {
+        const what = `${i + 1}/${files.length}`;
+        bar.update(`inspecting ${what}: ${file}`);
+        let report: InspectReport;
+        try {
+          report = await inspectImage(file, {
+            pipe,
+            key,
+            calibration,
+            calibrationMissing,
+            trustAnchors,
+            inversionSteps: steps,
+            fpr,
+            resize: Boolean(v.resize),
+            ...(config.text ? { prompt: String(v.prompt) } : {}),
+            onStep: (s) => bar.update(`inspecting ${what}: ${file}: ${s}`),
+            saveHeatMap: heatDir || wantPictures
+              ? async (f, map, shape) => {
+                  lastHeat = await heatPng(map, shape);
+                  if (!heatDir) return '';
+                  const out = path.join(heatDir, `${path.basename(f).replace(/\.[^.]+$/, '')}.heat.png`);
+                  await writeFile(out, lastHeat);
+                  return out;
+                }
+              : undefined,
+          });
+        } catch (e) {
+          report = { file, error: (e as Error).message.split('\n')[0] };
+        }
+        if (report.detector?.status === 'checked' && report.detector.heatMap === '') delete report.detector.heatMap;
+        if (report.error) failed++;
+        if (v.json) console.log(JSON.stringify(report));
+        else {
+          bar.done();
+          console.log(reportText(report).trimEnd());
+        }
+        csv.push(csvRow(report));
+        if (wantPictures) pictures.push({ report, pictures: await picturesOf(file, report, lastHeat, [h, w]) });
+        lastHeat = undefined;
+      }
+    } finally {
+      bar.done();
+      await pipe.release();
+    }
+    const seconds = (Date.now() - started) / 1000;
+    const notes = [`inspected ${files.length - failed} of ${files.length} image(s) in ${seconds.toFixed(1)} s (${(seconds / files.length).toFixed(2)} s per image)`];
+    if (v.csv !== undefined) {
+      await writeFileAtomic(String(v.csv), csv.join(''));
+      notes.push(`wrote ${String(v.csv)}`);
+    }
+    if (v.html !== undefined) {
+      await writeFileAtomic(String(v.html), reportHtml(pictures, { run: path.basename(path.resolve(runDir)), created: new Date().toISOString() }));
+      notes.push(`wrote ${String(v.html)}`);
+    }
+    process.stderr.write(`${notes.join('; ')}\n`);
+    if (failed === files.length) throw new UsageError(`no image could be inspected (${failed} of ${failed} failed; their lines say why)`);
+  },
+};
+
+/** Image files from the arguments: files as given, folders listed (recursively, sorted). */
+function expandInputs(inputs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const p of inputs) {
+    let dir = false;
+    try {
+      dir = statSync(p).isDirectory();
+    } catch {
+      // A missing file is reported on its own line, like any unreadable image.
+    }
+    if (dir) out.push(...listImages(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+/** The image and its heat map as data: URLs for the HTML page; images of other sizes are scaled to the heat map's size. */
+async function picturesOf(file: string, r: InspectReport, heat: Buffer | undefined, [h, w]: [number, number]): Promise<ReportPictures> {
+  const out: ReportPictures = {};
+  if (heat) out.heatMap = `data:image/png;base64,${heat.toString('base64')}`;
+  if (r.error) return out;
+  try {
+    const png = await sharp(await readFile(file)).resize(w * 4, h * 4, { fit: 'contain', kernel: 'nearest', background: '#ffffff' }).png().toBuffer();
+    out.image = `data:image/png;base64,${png.toString('base64')}`;
+  } catch {
+    // The report already says why the file cannot be decoded.
+  }
+  return out;
+}
+
+export const commandDetector: Command = {
+  summary: "fit the detector of this run's samples on held-out real images (writes DIR/detector.json)",
+  usage: 'diffuse detector calibrate --run DIR [--real FOLDER] [--count 1000]',
+  positionals: true,
+  options: {
+    run: { type: 'string', description: 'the run folder' },
+    real: { type: 'string', description: 'held-out real images the model never trained on (default for mnist and fashion-mnist runs: their test split [5000, 5000 + count))' },
+    count: { type: 'string', description: 'real images to use; as many samples are drawn', default: '1000' },
+    device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
+  },
+  async run(v, positionals) {
+    const [sub, ...extra] = positionals;
+    if (sub !== 'calibrate' || extra.length) throw new UsageError(`unknown subcommand '${positionals.join(' ')}' (use: diffuse detector calibrate --run DIR)`);
+    if (!v.run) throw new UsageError('--run DIR is required');
+    const runDir = String(v.run);
+    const config = readRunConfig(runDir);
+    const count = num(v, 'count', { int: true, min: 50 }) as number;
+    const m = config.model;
+    const shape: [number, number, number] = [m.inChannels, m.imageSize, m.imageSize];
+    const per = shape[0] * shape[1] * shape[2];
+    let real: Float32Array;
+    let source: string;
+    if (v.real !== undefined) {
+      const files = listImages(String(v.real)).slice(0, count);
+      if (files.length < 50) throw new UsageError(`${String(v.real)}: ${files.length} images; calibration needs at least 50`);
+      real = (await decodeImages(files, { size: m.imageSize, channels: m.inChannels as 1 | 3 })).images;
+      source = `${path.basename(path.resolve(String(v.real)))} (${files.length} images)`;
+    } else {
+      const name = config.data.source;
+      if (name !== 'mnist' && name !== 'fashion-mnist') throw new UsageError(`this run trained on '${name}', which has no held-out split here: give --real FOLDER with images the model never saw`);
+      const test = await loadDataset(name, 'test');
+      if (test.count < 5000 + count) throw new UsageError(`--count ${count}: the ${name} test split has ${test.count - 5000} images after index 5000`);
+      real = test.images.slice(5000 * per, (5000 + count) * per);
+      source = `${name} test [5000, ${5000 + count})`;
+    }
+    const out = path.join(runDir, DETECTOR_FILE);
+    await ensureWritable(out);
+    const pipe = await DiffusionPipeline.fromRun(runDir, { device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu') });
+    const bar = new ProgressLine();
+    const started = Date.now();
+    try {
+      const cal = await calibrateDetector(pipe, {
+        real: { data: real, count: real.length / per, shape },
+        realSource: source,
+        onPhase: (p) => bar.say(`${p} (${((Date.now() - started) / 1000).toFixed(0)} s)`),
+        onProgress: (d, t) => bar.update(`features ${d}/${t}`),
+      });
+      await writeFileAtomic(out, `${JSON.stringify(cal, null, 1)}\n`);
+    } finally {
+      bar.done();
+      await pipe.release();
+    }
+    process.stderr.write(`wrote ${out} (calibrated on ${source} and as many samples, ${((Date.now() - started) / 1000).toFixed(0)} s); diffuse inspect --run ${runDir} uses it\n`);
+  },
+};

@@ -1,0 +1,3 @@
+/** Inspect: an analyst's report on an image from content credentials, the watermark and the detector. */
+export * from './inspect.js';
+export * from './format.js';

@@ -1,0 +1,4 @@
+/** Provenance: content credentials (C2PA) on the images Diffuse writes, and reading them back. */
+export * from './certificates.js';
+export * from './sign.js';
+export * from './read.js';
