@@ -19,6 +19,7 @@ import { commandEval } from './eval.js';
 import { commandNoise, commandSchedule } from './pictures.js';
 import { commandSample } from './sample.js';
 import { commandTrain } from './train.js';
+import { commandExport } from './export.js';
 import { commandDetector, commandInspect } from './inspect.js';
 import { commandKeygen, commandWatermark } from './watermark.js';
 
@@ -34,6 +35,7 @@ const COMMANDS: Record<string, Command> = {
   watermark: commandWatermark,
   inspect: commandInspect,
   detector: commandDetector,
+  export: commandExport,
 };
 
 function help(): string {

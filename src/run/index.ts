@@ -2,3 +2,4 @@
 export * from './config.js';
 export * from './run.js';
 export * from './text.js';
+export * from './export.js';
