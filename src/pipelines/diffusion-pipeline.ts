@@ -70,6 +70,8 @@ export interface SamplingOptions {
   spacing?: TimestepSpacing;
   /** DDPM/DDIM: clip the x_0 estimate to [-1, 1] (default: the run's, see schedulerConfigOf). */
   clipSample?: boolean;
+  /** DPM-Solver++: clip its x_0 predictions to [-1, 1] (dynamic thresholding; default on, see makeScheduler). */
+  thresholding?: boolean;
   /** Denoising steps (default 50). */
   steps?: number;
   /** DDIM's eta (default: the run's, see defaultEta). */
@@ -402,7 +404,7 @@ export class DiffusionPipeline {
       if (typeof kind !== 'string') return kind;
       if (!SCHEDULER_NAMES.includes(kind)) throw new Error(`unknown scheduler '${String(kind)}' (known: ${SCHEDULER_NAMES.join(', ')})`);
       const spacing = o.spacing ?? defaultSpacing(this.config, kind);
-      return makeScheduler(kind, schedulerConfigOf(this.config, { clipSample: o.clipSample, timestepSpacing: spacing }), { karras: o.karras });
+      return makeScheduler(kind, schedulerConfigOf(this.config, { clipSample: o.clipSample, timestepSpacing: spacing }), { karras: o.karras, thresholding: o.thresholding });
     };
     const per = this.perImage;
     const out = new Float32Array(count * per);

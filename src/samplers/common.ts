@@ -45,6 +45,8 @@ export interface StepOptions {
   varianceNoise?: Float32Array;
   /** DDIM: re-derive the noise prediction from the clipped x_0 (as Glide does). */
   useClippedModelOutput?: boolean;
+  /** Images in `sample` (default 1): per-image operations such as dynamic thresholding need it. */
+  batch?: number;
 }
 
 export interface StepOutput {
@@ -225,4 +227,24 @@ export function predictX0Eps(type: PredictionType, modelOutput: Float32Array, sa
     }
   }
   return { x0, eps };
+}
+
+/**
+ * Dynamic thresholding (Saharia et al. 2022, Imagen, arXiv 2205.11487, sec. 2.3), as diffusers'
+ * _threshold_sample: per image, s = the `ratio` quantile of |x_0| (linear interpolation, as
+ * torch.quantile), clamped to [1, maxValue]; x_0 is clipped to [-s, s] and divided by s. With
+ * maxValue 1 it is plain clipping to [-1, 1]. In place.
+ */
+export function dynamicThreshold(x0: Float32Array, batch: number, ratio: number, maxValue: number): void {
+  if (x0.length % batch !== 0) throw new Error(`dynamicThreshold: ${x0.length} values do not split into ${batch} images`);
+  const per = x0.length / batch;
+  for (let k = 0; k < batch; k++) {
+    const img = x0.subarray(k * per, (k + 1) * per);
+    const sorted = Float64Array.from(img, Math.abs).sort();
+    const pos = ratio * (per - 1);
+    const lo = Math.floor(pos);
+    const q = sorted[lo] + (pos - lo) * ((sorted[Math.min(lo + 1, per - 1)] ?? sorted[lo]) - sorted[lo]);
+    const s = Math.min(maxValue, Math.max(1, q));
+    for (let i = 0; i < per; i++) img[i] = f32(Math.min(s, Math.max(-s, img[i])) / s);
+  }
 }

@@ -10,7 +10,7 @@
  *              D0 = m0, D1 = (m0 - m1) / r0, r0 = h_{prev} / h
  * where m are x_0 predictions. Samples stay in the variance-preserving scale.
  */
-import { SCHEDULER_DEFAULTS, StepOptions, StepOutput, checkSameLength, predictX0Eps, resolveConfig, roundHalfEven, schedulerTables, spacedTimesteps } from './common.js';
+import { SCHEDULER_DEFAULTS, StepOptions, StepOutput, checkSameLength, dynamicThreshold, predictX0Eps, resolveConfig, roundHalfEven, schedulerTables, spacedTimesteps } from './common.js';
 import type { Scheduler } from './scheduler.js';
 import { KSchedulerConfig, addNoiseSigma, interpIndex, karrasSigmas, sigmaToT, trainingSigmas } from './sigmas.js';
 
@@ -25,6 +25,14 @@ export interface DPMSolverConfig extends KSchedulerConfig {
    * recommends -5.1 for them.
    */
   lambdaMinClipped: number;
+  /**
+   * Dynamic thresholding of the x_0 predictions (diffusers' `thresholding`, with
+   * `dynamic_thresholding_ratio` and `sample_max_value`): for pixel-space models with strong
+   * guidance, which the DPM-Solver++ paper (sec. 5) pairs with its data-prediction solver.
+   */
+  thresholding: boolean;
+  dynamicThresholdingRatio: number;
+  sampleMaxValue: number;
 }
 
 export const DPM_DEFAULTS: DPMSolverConfig = {
@@ -35,6 +43,9 @@ export const DPM_DEFAULTS: DPMSolverConfig = {
   solverOrder: 2,
   lowerOrderFinal: true,
   lambdaMinClipped: -Infinity,
+  thresholding: false,
+  dynamicThresholdingRatio: 0.995,
+  sampleMaxValue: 1,
 };
 
 /** alpha_t, sigma_t of the VP process at VE noise level sigma. */
@@ -117,12 +128,14 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   }
 
   /** The model output as an x_0 prediction (the "++": data prediction), at alphaBar = alpha_t^2. */
-  private toX0(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
+  private toX0(modelOutput: Float32Array, sample: Float32Array, sigma: number, batch: number): Float32Array {
     const [a] = alphaSigma(sigma);
-    return predictX0Eps(this.config.predictionType, modelOutput, sample, a * a).x0;
+    const { x0 } = predictX0Eps(this.config.predictionType, modelOutput, sample, a * a);
+    if (this.config.thresholding) dynamicThreshold(x0, batch, this.config.dynamicThresholdingRatio, this.config.sampleMaxValue);
+    return x0;
   }
 
-  step(modelOutput: Float32Array, _timestep: number, sample: Float32Array, _opts: StepOptions = {}): StepOutput {
+  step(modelOutput: Float32Array, _timestep: number, sample: Float32Array, opts: StepOptions = {}): StepOutput {
     checkSameLength(modelOutput, sample, 'DPMSolverMultistepScheduler');
     const n = this.timesteps.length;
     const i = this.index;
@@ -131,7 +144,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const lowerFinal = i === n - 1;
     const sS0 = this.sigmas[i];
     const sT = this.sigmas[i + 1];
-    const m0 = this.toX0(modelOutput, sample, sS0);
+    const m0 = this.toX0(modelOutput, sample, sS0, opts.batch ?? 1);
     this.outputs = [...this.outputs.slice(-1), m0];
     const [aT, sigT] = alphaSigma(sT);
     const [, sigS0] = alphaSigma(sS0);

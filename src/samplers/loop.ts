@@ -60,7 +60,7 @@ export async function runReverseProcess(o: ReverseProcessOptions): Promise<Float
   for (let i = 0; i < timesteps.length; i++) {
     const t = timesteps[i];
     const input = o.scheduler.scaleModelInput(x, t);
-    const out = o.scheduler.step(await o.denoise(input, t, o.count), t, x, { eta: o.eta, generator: gen });
+    const out = o.scheduler.step(await o.denoise(input, t, o.count), t, x, { eta: o.eta, generator: gen, batch: o.count });
     x = out.prevSample;
     if (o.afterStep) x = o.afterStep(x, i + 1 < timesteps.length ? timesteps[i + 1] : -1);
     await o.onStep?.(i, t, x, out.predOriginalSample, timesteps.length);

@@ -16,8 +16,15 @@ function dpmCosine(base: Partial<SchedulerConfig>): { lambdaMinClipped?: number 
   return base.betaSchedule === 'squaredcos_cap_v2' ? { lambdaMinClipped: -5.1 } : {};
 }
 
-/** A scheduler for a trained model's schedule; `karras` picks Karras sigmas for the ODE solvers. */
-export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig>, opts: { karras?: boolean } = {}): Scheduler {
+/**
+ * A scheduler for a trained model's schedule; `karras` picks Karras sigmas for the ODE solvers.
+ * `thresholding` (default on) clips DPM-Solver++'s x_0 predictions to [-1, 1] (dynamic
+ * thresholding with sample_max_value 1): Diffuse's models work in pixel space, where the
+ * DPM-Solver++ paper (Lu et al. 2022, sec. 5) pairs its data-prediction solver with thresholding.
+ * Without it, guided sampling of a cosine-schedule text run left salt-and-pepper backgrounds and
+ * blown-out digits on about a third of the images (docs/RESULTS.md "DPM-Solver++ with guidance").
+ */
+export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig>, opts: { karras?: boolean; thresholding?: boolean } = {}): Scheduler {
   const k = { ...base, useKarrasSigmas: Boolean(opts.karras) };
   if (opts.karras && (name === 'ddpm' || name === 'ddim')) throw new Error(`--karras applies to euler, euler_a, heun and dpm++ schedulers, not ${name}`);
   switch (name) {
@@ -32,9 +39,9 @@ export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig
     case 'heun':
       return new HeunDiscreteScheduler(k);
     case 'dpm++2m':
-      return new DPMSolverMultistepScheduler({ ...k, ...dpmCosine(base) });
+      return new DPMSolverMultistepScheduler({ ...k, ...dpmCosine(base), thresholding: opts.thresholding ?? true });
     case 'dpm++1':
-      return new DPMSolverMultistepScheduler({ ...k, ...dpmCosine(base), solverOrder: 1 });
+      return new DPMSolverMultistepScheduler({ ...k, ...dpmCosine(base), thresholding: opts.thresholding ?? true, solverOrder: 1 });
   }
   throw new Error(`unknown scheduler '${String(name)}' (known: ${SCHEDULER_NAMES.join(', ')})`);
 }

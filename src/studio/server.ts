@@ -1,0 +1,86 @@
+/**
+ * The studio's web server: a fixed set of files on 127.0.0.1 (never 0.0.0.0 unless asked), with
+ * the headers that make the page cross-origin isolated (so onnxruntime-web may use wasm threads).
+ * Every path is looked up in a table of routes; anything else, a path with `..` included, is 404,
+ * and no directory is ever listed.
+ */
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** What a route serves: bytes (or a function making them) with a content type. */
+export interface Route {
+  type: string;
+  body: Uint8Array | string | (() => Promise<Uint8Array | string>);
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.onnx': 'application/octet-stream',
+  '.png': 'image/png',
+  '.css': 'text/css; charset=utf-8',
+};
+
+/** A route for a file on disk, read when asked for. */
+export function fileRoute(file: string): Route {
+  return { type: TYPES[path.extname(file)] ?? 'application/octet-stream', body: () => readFile(file) };
+}
+
+/** Headers on every response: cross-origin isolation, no caching, no sniffing. */
+const HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'X-Content-Type-Options': 'nosniff',
+  'Cache-Control': 'no-store',
+};
+
+export interface StaticServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves `routes` (exact paths such as '/', '/app.js') on host:port; resolves once listening. */
+export async function serveRoutes(routes: ReadonlyMap<string, Route>, o: { host?: string; port?: number; handle?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean> } = {}): Promise<StaticServer> {
+  const host = o.host ?? '127.0.0.1';
+  const server = createServer((req, res) => {
+    void (async () => {
+      try {
+        if (o.handle && (await o.handle(req, res))) return;
+        const url = new URL(req.url ?? '/', 'http://localhost');
+        const route = req.method === 'GET' || req.method === 'HEAD' ? routes.get(url.pathname) : undefined;
+        if (!route) {
+          res.writeHead(404, { ...HEADERS, 'Content-Type': 'text/plain; charset=utf-8' }).end('not found\n');
+          return;
+        }
+        const body = typeof route.body === 'function' ? await route.body() : route.body;
+        res.writeHead(200, { ...HEADERS, 'Content-Type': route.type, 'Content-Length': Buffer.byteLength(body) });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      } catch (e) {
+        if (!res.headersSent) res.writeHead(500, { ...HEADERS, 'Content-Type': 'text/plain; charset=utf-8' });
+        res.end(`error: ${(e as Error).message}\n`);
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      const port = o.port ?? 8080;
+      if (e.code === 'EADDRINUSE') reject(new Error(`port ${port} on ${host} is in use; try --port ${port + 1}`));
+      else if (e.code === 'EACCES') reject(new Error(`no permission to listen on port ${port}; try a port above 1024`));
+      else reject(e);
+    });
+    server.listen(o.port ?? 8080, host, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : (o.port ?? 8080);
+  return {
+    server,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
