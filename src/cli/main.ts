@@ -18,6 +18,7 @@ import { commandImg2Img, commandInpaint } from './edit.js';
 import { commandEval } from './eval.js';
 import { commandNoise, commandSchedule } from './pictures.js';
 import { commandSample } from './sample.js';
+import { commandStudio } from './studio.js';
 import { commandTrain } from './train.js';
 import { commandExport } from './export.js';
 import { commandDetector, commandInspect } from './inspect.js';
@@ -36,6 +37,7 @@ const COMMANDS: Record<string, Command> = {
   inspect: commandInspect,
   detector: commandDetector,
   export: commandExport,
+  studio: commandStudio,
 };
 
 function help(): string {
