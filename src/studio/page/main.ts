@@ -151,7 +151,8 @@ async function main(): Promise<void> {
         const now = performance.now();
         $('step').textContent = `step ${i + 1}/${total} (t = ${+t.toFixed(2)}), ${(now - last).toFixed(0)} ms`;
         last = now;
-        await new Promise((r) => requestAnimationFrame(() => r(undefined)));
+        // Yield so that the page can paint this step; a macrotask, not a frame, so steps do not wait for the display.
+        await new Promise((r) => setTimeout(r, 0));
       },
     });
     return x;
