@@ -82,7 +82,8 @@ export const commandInspect: Command = {
       const px = Buffer.from(Array.from(map, (x) => Math.round((255 * x) / max)));
       return sharp(px, { raw: { width: shape[1], height: shape[0], channels: 1 } }).resize(shape[1] * 4, shape[0] * 4, { kernel: 'nearest' }).png().toBuffer();
     };
-    const csv: string[] = [csvHeader()];
+    // The CSV summary is built only when asked for (a row per image, written at the end).
+    const csv: string[] | undefined = v.csv === undefined ? undefined : [csvHeader()];
     const bar = new ProgressLine();
     let failed = 0;
     const started = Date.now();
@@ -106,7 +107,7 @@ export const commandInspect: Command = {
             saveHeatMap: heatDir || wantPictures
               ? async (f, map, shape) => {
                   lastHeat = await heatPng(map, shape);
-                  if (!heatDir) return '';
+                  if (!heatDir) return undefined;
                   const out = path.join(heatDir, `${path.basename(f).replace(/\.[^.]+$/, '')}.heat.png`);
                   await writeFile(out, lastHeat);
                   return out;
@@ -116,14 +117,13 @@ export const commandInspect: Command = {
         } catch (e) {
           report = { file, error: (e as Error).message.split('\n')[0] };
         }
-        if (report.detector?.status === 'checked' && report.detector.heatMap === '') delete report.detector.heatMap;
         if (report.error) failed++;
         if (v.json) console.log(JSON.stringify(report));
         else {
           bar.done();
           console.log(reportText(report).trimEnd());
         }
-        csv.push(csvRow(report));
+        csv?.push(csvRow(report));
         if (wantPictures) pictures.push({ report, pictures: await picturesOf(file, report, lastHeat, [h, w]) });
         lastHeat = undefined;
       }
@@ -133,7 +133,7 @@ export const commandInspect: Command = {
     }
     const seconds = (Date.now() - started) / 1000;
     const notes = [`inspected ${files.length - failed} of ${files.length} image(s) in ${seconds.toFixed(1)} s (${(seconds / files.length).toFixed(2)} s per image)`];
-    if (v.csv !== undefined) {
+    if (csv) {
       await writeFileAtomic(String(v.csv), csv.join(''));
       notes.push(`wrote ${String(v.csv)}`);
     }

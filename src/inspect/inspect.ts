@@ -64,8 +64,8 @@ export interface InspectOptions {
   resize?: boolean;
   /** Text-conditional runs: the prompt to invert with (default empty). */
   prompt?: string;
-  /** Called with the heat map ([H, W], mean |eps|) so the caller can write it; returns where it went. */
-  saveHeatMap?: (file: string, map: Float32Array, shape: [number, number]) => Promise<string>;
+  /** Called with the heat map ([H, W], mean |eps|) so the caller can keep or write it; returns the file it went to, if any. */
+  saveHeatMap?: (file: string, map: Float32Array, shape: [number, number]) => Promise<string | undefined>;
   onStep?: (what: string) => void;
 }
 
@@ -122,7 +122,8 @@ export async function inspectImage(file: string, o: InspectOptions): Promise<Ins
       const profile = chooseProfile(o.calibration, report.format === 'jpeg' ? estimateJpegQuality(bytes) : undefined);
       const [d] = await detectSynthetic(batch, o.pipe, o.calibration, { profile });
       report.detector = { status: 'checked', score: d.score, probability: d.probability, flagged: d.flagged, profile };
-      if (o.saveHeatMap) report.detector.heatMap = await o.saveHeatMap(file, d.heatMap, [image.shape[1], image.shape[2]]);
+      const saved = await o.saveHeatMap?.(file, d.heatMap, [image.shape[1], image.shape[2]]);
+      if (saved) report.detector.heatMap = saved;
     } else report.detector = { status: 'skipped', reason: o.calibrationMissing ?? 'no detector calibration' };
   }
   report.verdict = verdict(report);
