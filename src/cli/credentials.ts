@@ -2,6 +2,7 @@
  * Content credentials on what the CLI writes: the flags `sample`, `img2img` and `inpaint` share,
  * and signing each PNG they wrote.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../engine/index.js';
@@ -60,4 +61,12 @@ export function conditionRecord(
     return k === 'grid' ? [...new Set((v as readonly T[]).map(String))].join(' | ') : String((v as readonly T[])[k]);
   };
   return { prompt: pick(c.prompt), negativePrompt: pick(c.negativePrompt), classLabel: pick(c.classLabel), guidance: c.guidance };
+}
+
+/** A PEM file of root certificates to trust when reading content credentials (diffuse inspect --trust). */
+export function readTrustFile(file: string): string {
+  if (!existsSync(file)) throw new UsageError(`${file}: no such trust file (a PEM file of root certificates)`);
+  const pem = readFileSync(file, 'utf8');
+  if (!/-----BEGIN CERTIFICATE-----/.test(pem)) throw new UsageError(`${file}: not a PEM certificate file (no BEGIN CERTIFICATE block)`);
+  return pem;
 }

@@ -2,23 +2,19 @@
  * `diffuse inspect`: an analyst's report on images (content credentials, watermark, detector),
  * and `diffuse detector calibrate`, which fits the detector for a run.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
 import { decodeImages, ensureWritable, listImages, loadDataset } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
-import { DetectorCalibration, calibrateDetector, checkCalibration, readKey } from '../forensics/index.js';
-import { InspectReport, csvHeader, csvRow, inspectImage, reportHtml, reportText } from '../inspect/index.js';
+import { calibrateDetector, readKey } from '../forensics/index.js';
+import { DETECTOR_FILE, InspectReport, Inspector, csvHeader, csvRow, reportHtml, reportText } from '../inspect/index.js';
 import type { ReportPictures } from '../inspect/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
+import { readTrustFile } from './credentials.js';
 import { ProgressLine } from './progress.js';
-
-/** Where a run keeps its detector calibration. */
-export const DETECTOR_FILE = 'detector.json';
 
 export const commandInspect: Command = {
   summary: "an analyst's report on images: content credentials, watermark and a detector of this model's samples",
@@ -46,13 +42,7 @@ export const commandInspect: Command = {
     const runDir = String(v.run);
     const config = readRunConfig(runDir);
     const key = v.key === undefined ? undefined : readKey(String(v.key));
-    let trustAnchors: string | undefined;
-    if (v.trust !== undefined) {
-      const f = String(v.trust);
-      if (!existsSync(f)) throw new UsageError(`${f}: no such trust file (a PEM file of root certificates)`);
-      trustAnchors = readFileSync(f, 'utf8');
-      if (!/-----BEGIN CERTIFICATE-----/.test(trustAnchors)) throw new UsageError(`${f}: not a PEM certificate file (no BEGIN CERTIFICATE block)`);
-    }
+    const trustAnchors = v.trust === undefined ? undefined : readTrustFile(String(v.trust));
     const steps = v.fast ? 25 : (num(v, 'steps', { int: true, min: 1 }) as number);
     const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
@@ -61,27 +51,9 @@ export const commandInspect: Command = {
     if (heatDir) await ensureWritable(path.join(heatDir, 'x.png'));
     const files = expandInputs(positionals);
 
-    const pipe = await DiffusionPipeline.fromRun(runDir, { device });
-    let calibration: DetectorCalibration | undefined;
-    let calibrationMissing: string | undefined;
-    const calFile = path.join(runDir, DETECTOR_FILE);
-    if (!existsSync(calFile)) calibrationMissing = `no detector calibration (${calFile}); make one with diffuse detector calibrate --run ${runDir}`;
-    else {
-      try {
-        calibration = checkCalibration(JSON.parse(readFileSync(calFile, 'utf8')), pipe.modelHash);
-      } catch (e) {
-        calibrationMissing = `${calFile}: ${(e as Error).message}`;
-      }
-    }
-    const [, h, w] = pipe.imageShape;
+    const inspector = await Inspector.open(runDir, { device, key, trustAnchors, inversionSteps: steps, fpr, resize: Boolean(v.resize), ...(config.text ? { prompt: String(v.prompt) } : {}) });
     const wantPictures = v.html !== undefined;
     const pictures: { report: InspectReport; pictures: ReportPictures }[] = [];
-    let lastHeat: Buffer | undefined;
-    const heatPng = async (map: Float32Array, shape: [number, number]) => {
-      const max = map.reduce((a, b) => Math.max(a, b), 1e-12);
-      const px = Buffer.from(Array.from(map, (x) => Math.round((255 * x) / max)));
-      return sharp(px, { raw: { width: shape[1], height: shape[0], channels: 1 } }).resize(shape[1] * 4, shape[0] * 4, { kernel: 'nearest' }).png().toBuffer();
-    };
     // The CSV summary is built only when asked for (a row per image, written at the end).
     const csv: string[] | undefined = v.csv === undefined ? undefined : [csvHeader()];
     const bar = new ProgressLine();
@@ -91,32 +63,13 @@ export const commandInspect: Command = {
       for (const [i, file] of files.entries()) {
         const what = `${i + 1}/${files.length}`;
         bar.update(`inspecting ${what}: ${file}`);
-        let report: InspectReport;
+        let one: { report: InspectReport; pictures?: ReportPictures };
         try {
-          report = await inspectImage(file, {
-            pipe,
-            key,
-            calibration,
-            calibrationMissing,
-            trustAnchors,
-            inversionSteps: steps,
-            fpr,
-            resize: Boolean(v.resize),
-            ...(config.text ? { prompt: String(v.prompt) } : {}),
-            onStep: (s) => bar.update(`inspecting ${what}: ${file}: ${s}`),
-            saveHeatMap: heatDir || wantPictures
-              ? async (f, map, shape) => {
-                  lastHeat = await heatPng(map, shape);
-                  if (!heatDir) return undefined;
-                  const out = path.join(heatDir, `${path.basename(f).replace(/\.[^.]+$/, '')}.heat.png`);
-                  await writeFile(out, lastHeat);
-                  return out;
-                }
-              : undefined,
-          });
+          one = await inspector.inspect(file, { pictures: wantPictures, heatDir, onStep: (s) => bar.update(`inspecting ${what}: ${file}: ${s}`) });
         } catch (e) {
-          report = { file, error: (e as Error).message.split('\n')[0] };
+          one = { report: { file, error: (e as Error).message.split('\n')[0] } };
         }
+        const { report } = one;
         if (report.error) failed++;
         if (v.json) console.log(JSON.stringify(report));
         else {
@@ -124,12 +77,11 @@ export const commandInspect: Command = {
           console.log(reportText(report).trimEnd());
         }
         csv?.push(csvRow(report));
-        if (wantPictures) pictures.push({ report, pictures: await picturesOf(file, report, lastHeat, [h, w]) });
-        lastHeat = undefined;
+        if (wantPictures) pictures.push({ report, pictures: one.pictures ?? {} });
       }
     } finally {
       bar.done();
-      await pipe.release();
+      await inspector.release();
     }
     const seconds = (Date.now() - started) / 1000;
     const notes = [`inspected ${files.length - failed} of ${files.length} image(s) in ${seconds.toFixed(1)} s (${(seconds / files.length).toFixed(2)} s per image)`];
@@ -158,20 +110,6 @@ function expandInputs(inputs: readonly string[]): string[] {
     }
     if (dir) out.push(...listImages(p));
     else out.push(p);
-  }
-  return out;
-}
-
-/** The image and its heat map as data: URLs for the HTML page; images of other sizes are scaled to the heat map's size. */
-async function picturesOf(file: string, r: InspectReport, heat: Buffer | undefined, [h, w]: [number, number]): Promise<ReportPictures> {
-  const out: ReportPictures = {};
-  if (heat) out.heatMap = `data:image/png;base64,${heat.toString('base64')}`;
-  if (r.error) return out;
-  try {
-    const png = await sharp(await readFile(file)).resize(w * 4, h * 4, { fit: 'contain', kernel: 'nearest', background: '#ffffff' }).png().toBuffer();
-    out.image = `data:image/png;base64,${png.toString('base64')}`;
-  } catch {
-    // The report already says why the file cannot be decoded.
   }
   return out;
 }

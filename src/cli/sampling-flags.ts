@@ -1,7 +1,8 @@
 /** The sampling and condition flags that `diffuse sample`, `eval`, `img2img` and `inpaint` share, and their parsing. */
 import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
 import type { TimestepSpacing } from '../samplers/common.js';
-import { RunConfig, defaultEta, defaultSpacing } from '../run/config.js';
+import type { RunConfig } from '../run/config.js';
+import { defaultEta, defaultSpacing } from '../run/sampling-defaults.js';
 import type { GenerateOptions } from '../pipelines/index.js';
 import { readTokenizer } from '../run/text.js';
 import type { Flag } from './flags.js';

@@ -1,20 +1,28 @@
-/** `diffuse studio`: a local web page to watch diffusion happen and generate in the browser. */
+/** `diffuse studio`: a local web page to watch diffusion happen, generate in the browser and inspect images. */
+import { readKey } from '../forensics/index.js';
 import { startStudio } from '../studio/studio.js';
+import { readTrustFile } from './credentials.js';
 import type { Command } from './flags.js';
-import { UsageError, num } from './flags.js';
+import { UsageError, num, oneOf } from './flags.js';
 
 export const commandStudio: Command = {
-  summary: 'serve a local page (127.0.0.1) to watch the forward and reverse processes and generate in the browser',
-  usage: 'diffuse studio --run DIR [--port 8080] [--host 127.0.0.1]',
+  summary: 'serve a local page (127.0.0.1) to watch the forward and reverse processes, generate and edit in the browser, and inspect images',
+  usage: 'diffuse studio --run DIR [--port 8080] [--host 127.0.0.1] [--key key.json] [--trust root.pem]',
   options: {
     run: { type: 'string', description: 'the run folder' },
     port: { type: 'string', description: 'the port to listen on', default: '8080' },
     host: { type: 'string', description: 'the address to listen on (0.0.0.0 would let other machines in)', default: '127.0.0.1' },
+    key: { type: 'string', description: "the Inspect tab's watermark key (diffuse keygen); without it the watermark is not checked" },
+    trust: { type: 'string', description: "the Inspect tab's trusted root certificates for content credentials (PEM)" },
+    device: { type: 'string', description: 'where the Inspect tab runs the model: cpu or cuda (generation runs in the browser)', default: 'cpu' },
   },
   async run(v) {
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
     const port = num(v, 'port', { int: true, min: 0, max: 65535 }) as number;
-    const studio = await startStudio({ run: String(v.run), port, host: String(v.host), onProgress: (m) => process.stderr.write(`${m}...\n`) });
+    const key = v.key === undefined ? undefined : readKey(String(v.key));
+    const trustAnchors = v.trust === undefined ? undefined : readTrustFile(String(v.trust));
+    const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
+    const studio = await startStudio({ run: String(v.run), port, host: String(v.host), inspect: { key, trustAnchors, device }, onProgress: (m) => process.stderr.write(`${m}...\n`) });
     process.stderr.write(`Diffuse studio for ${String(v.run)}: open ${studio.url} (Ctrl-C stops it; no data leaves this machine)\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void studio.stop().then(resolve);

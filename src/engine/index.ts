@@ -3,7 +3,7 @@ export * from './tensor.js';
 export * from './ops.js';
 export { grad, topoSort } from './autodiff.js';
 export { countFlops } from './flops.js';
-export { compileModel, modelOpTypes, OPSET } from './onnx.js';
+export { compileModel, modelNodes, modelOpTypes, OPSET } from './onnx.js';
 export type { CompileSpec, CompiledModel, ValueSpec } from './onnx.js';
 export { Executable, defaultOrt, dtypeOf } from './runtime.js';
 export type { OrtModule, RuntimeOptions, HostTensor, Device } from './runtime.js';

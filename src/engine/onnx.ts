@@ -235,6 +235,8 @@ export function compileModel(spec: CompileSpec): CompiledModel {
     outputSpecs.push({ name, dtype: t.dtype, shape: t.shape });
   }
 
+  dropUnreadOptionalOutputs(nodes, outputNames);
+
   const model = {
     irVersion: IR_VERSION,
     producerName: 'diffuse',
@@ -254,8 +256,32 @@ export function compileModel(spec: CompileSpec): CompiledModel {
   return { bytes, inputs: inputSpecs, outputs: outputSpecs, nodeCount: nodes.length };
 }
 
+/** Ops whose outputs after the first are optional in ONNX (LayerNormalization's mean and 1/std). */
+const OPTIONAL_TRAILING_OUTPUTS = new Set(['LayerNormalization']);
+
+/**
+ * Drops the optional trailing outputs that no node and no graph output reads: an inference graph
+ * does not keep LayerNormalization's 1/std for a backward pass, and onnxruntime-web's WebGPU
+ * kernel refuses the node when it is asked for them.
+ */
+function dropUnreadOptionalOutputs(nodes: NodeJson[], graphOutputs: ReadonlySet<string>): void {
+  const read = new Set<string>(graphOutputs);
+  for (const n of nodes) for (const i of n.input) read.add(i);
+  read.delete(''); // an omitted optional input, not a value
+  for (const n of nodes) {
+    if (!OPTIONAL_TRAILING_OUTPUTS.has(n.opType)) continue;
+    while (n.output.length > 1 && !read.has(n.output[n.output.length - 1])) n.output.pop();
+    for (let k = 1; k < n.output.length; k++) if (!read.has(n.output[k])) n.output[k] = '';
+  }
+}
+
 /** Reads back the op types of a model (for tests and diagnostics). */
 export function modelOpTypes(bytes: Uint8Array): string[] {
-  const m = ModelProto.toObject(ModelProto.decode(bytes)) as { graph?: { node?: { opType: string }[] } };
-  return (m.graph?.node ?? []).map((n) => n.opType);
+  return modelNodes(bytes).map((n) => n.opType);
+}
+
+/** Reads back each node's op type and output names (for tests and diagnostics). */
+export function modelNodes(bytes: Uint8Array): { opType: string; outputs: string[] }[] {
+  const m = ModelProto.toObject(ModelProto.decode(bytes)) as { graph?: { node?: { opType: string; output?: string[] }[] } };
+  return (m.graph?.node ?? []).map((n) => ({ opType: n.opType, outputs: n.output ?? [] }));
 }

@@ -19,7 +19,7 @@
  * statistics: p = 1 - (1 - p_1)^1024.
  */
 import type { NoiseGenerator } from '../diffusion/index.js';
-import type { InitialNoiseSource } from '../pipelines/index.js';
+import type { InitialNoiseSource } from '../pipelines/sampling-pipeline.js';
 import { WatermarkKey, keystreamBits } from './key.js';
 
 export const PAYLOAD_BITS = 32;

@@ -4,11 +4,23 @@
  * and eps = eps(x, null) + w (eps(x, c) - eps(x, null)) steers samples towards c. Both
  * predictions come from one batched evaluation of 2N images.
  */
-import type { RuntimeOptions } from '../engine/index.js';
 import type { Denoiser } from '../samplers/scheduler.js';
 import type { RunConfig } from '../run/config.js';
-import { Feeds, RunNetwork } from '../run/run.js';
-import type { TextConditioner } from '../run/text.js';
+import type { Feeds } from '../run/run.js';
+
+/**
+ * What guidance needs of a network: the run's config, the image shape, prompt feeds (text runs),
+ * and one evaluation of n images at timestep t with their condition feeds. RunNetwork
+ * (onnxruntime-node) meets it, and so does the studio page's onnxruntime-web session.
+ */
+export interface ConditionedNetwork {
+  readonly config: RunConfig;
+  /** [channels, height, width] of one image. */
+  readonly shape: [number, number, number];
+  /** Text-conditional runs: the graph feeds of a batch of prompts. */
+  readonly text?: { feeds(prompts: readonly string[]): Promise<Feeds> };
+  run(x: Float32Array, t: number, n: number, conditions: Feeds): Promise<Float32Array>;
+}
 
 export interface Guidance {
   /** Class of each generated image (class-conditional models); omitted: the unconditional (null) class. */
@@ -55,7 +67,7 @@ export function checkGuidance(config: RunConfig, guidance: Guidance): void {
  * The network as a Denoiser for a batch of n images under one guidance: the conditional and
  * unconditional (or negative-prompt) predictions combined with weight w.
  */
-export function guidedDenoiser(network: RunNetwork, guidance: Guidance = {}): Denoiser {
+export function guidedDenoiser(network: ConditionedNetwork, guidance: Guidance = {}): Denoiser {
   const { config, text } = network;
   checkGuidance(config, guidance);
   const classes = config.model.numClasses !== undefined;
@@ -99,22 +111,6 @@ export function guidedDenoiser(network: RunNetwork, guidance: Guidance = {}): De
     if (guidance.rescale) rescaleGuidance(guided, c, batch, per, guidance.rescale);
     return guided;
   };
-}
-
-/**
- * A denoiser that owns its network: `makeDenoiser(config, weights, runtime, guidance, text)` for
- * code that drives a scheduler by hand; `DiffusionPipeline` is the usual front door.
- */
-export function makeDenoiser(
-  config: RunConfig,
-  weights: ReadonlyMap<string, Float32Array>,
-  runtime: RuntimeOptions = {},
-  guidance: Guidance = {},
-  text?: TextConditioner,
-): Denoiser & { release(): Promise<void> } {
-  checkGuidance(config, guidance);
-  const network = new RunNetwork(config, weights, runtime, text);
-  return Object.assign(guidedDenoiser(network, guidance), { release: () => network.release() });
 }
 
 /** Lin et al. 2023 eq. 15-16, per image: x = phi * x * std(cond) / std(x) + (1 - phi) * x. */

@@ -1,6 +1,6 @@
 /** Writing a pipeline's images: a grid as PNG, the reverse process as a strip (PNG) or an animation (GIF). */
 import { Pixels, saveGif, savePng, toGrid, upscale } from '../data/index.js';
-import type { ImageBatch } from './diffusion-pipeline.js';
+import type { ImageBatch } from './sampling-pipeline.js';
 
 export interface GridOptions {
   /** Columns (default: square). */

@@ -1,17 +1,16 @@
 /** What the studio page learns about the run from the server (/studio.json). */
-import type { SchedulerConfig, TimestepSpacing } from '../samplers/common.js';
-import type { SchedulerName } from '../samplers/registry.js';
+import type { RunConfig } from '../run/config.js';
 
 export interface StudioInfo {
+  /** The run folder's name. */
   run: string;
+  /** The run's config.json, whole: the page builds its schedulers and pipeline from it, as Node does. */
+  config: RunConfig;
   /** [channels, height, width] */
   shape: [number, number, number];
   conditioning: 'none' | 'class' | 'text';
-  /** The run's scheduler config (schedulerConfigOf), for Diffuse's schedulers in the page. */
-  schedulerConfig: Partial<SchedulerConfig>;
-  /** The run's defaults, as diffuse sample uses them. */
-  defaultEta: number;
-  spacing: Partial<Record<SchedulerName, TimestepSpacing>>;
-  /** A few images of the run's data set, [-1, 1], for the Forward tab. */
+  /** A few images of the run's data set, [-1, 1], for the Forward tab and as sources to edit. */
   images: number[][];
+  /** What the Inspect tab can check: a watermark key given, trust anchors given, a detector calibration found (or why not). */
+  inspect: { key: boolean; trust: boolean; detector: string };
 }

@@ -31,13 +31,19 @@ export function fileRoute(file: string): Route {
 }
 
 /** Headers on every response: cross-origin isolation, no caching, no sniffing. */
-const HEADERS = {
+export const HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
   'X-Content-Type-Options': 'nosniff',
   'Cache-Control': 'no-store',
 };
+
+/** Answers with a JSON body (and the headers every response carries). */
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...HEADERS, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
+}
 
 export interface StaticServer {
   server: Server;

@@ -4,18 +4,19 @@
  * schedulers and noise generator, not rewritten), and onnxruntime-web's files are served from
  * node_modules.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../data/index.js';
 import { EXPORT_FILES, exportRun } from '../run/export.js';
-import { defaultEta, defaultSpacing, schedulerConfigOf } from '../run/config.js';
 import { readRunConfig } from '../run/run.js';
-import { SCHEDULER_NAMES } from '../samplers/registry.js';
-import type { TimestepSpacing } from '../samplers/common.js';
+import { tokenizerConfigPath, tokenizerPath } from '../run/text.js';
+import { DETECTOR_FILE } from '../inspect/index.js';
+import type { InspectorOptions } from '../inspect/index.js';
 import type { StudioInfo } from './info.js';
+import { inspectHandler } from './inspect-route.js';
 import { STUDIO_HTML } from './page/html.js';
 import { Route, StaticServer, fileRoute, serveRoutes } from './server.js';
 
@@ -23,6 +24,8 @@ export interface StudioOptions {
   run: string;
   port?: number;
   host?: string;
+  /** What the Inspect tab checks with: a watermark key, trust anchors, the device. */
+  inspect?: Pick<InspectorOptions, 'key' | 'trustAnchors' | 'device'>;
   onProgress?: (message: string) => void;
 }
 
@@ -62,19 +65,14 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
       // The data set is not on this machine: the Forward tab shows a sample of noise instead.
     }
     if (!images.length) images = [Array.from({ length: per }, (_, i) => (i % m.imageSize < m.imageSize / 2 ? -1 : 1))];
-    const spacing: Partial<Record<string, TimestepSpacing>> = {};
-    for (const s of SCHEDULER_NAMES) {
-      const v = defaultSpacing(config, s);
-      if (v) spacing[s] = v;
-    }
+    const calibration = path.join(o.run, DETECTOR_FILE);
     const info: StudioInfo = {
       run: path.basename(path.resolve(o.run)),
+      config,
       shape,
       conditioning: config.text ? 'text' : m.numClasses !== undefined ? 'class' : 'none',
-      schedulerConfig: schedulerConfigOf(config),
-      defaultEta: defaultEta(config),
-      spacing,
       images,
+      inspect: { key: Boolean(o.inspect?.key), trust: Boolean(o.inspect?.trustAnchors), detector: existsSync(calibration) ? 'calibrated' : `no ${DETECTOR_FILE} in the run; make one with diffuse detector calibrate` },
     };
     const ortDir = path.dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
     const routes = new Map<string, Route>([
@@ -84,14 +82,18 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
       ['/model/model.onnx', fileRoute(path.join(exportDir, EXPORT_FILES.model))],
       ['/model/export.json', fileRoute(path.join(exportDir, EXPORT_FILES.config))],
     ]);
+    // A text run's tokenizer, for prompts typed in the page.
+    for (const f of [tokenizerPath(exportDir), tokenizerConfigPath(exportDir)]) if (existsSync(f)) routes.set(`/model/${path.basename(f)}`, fileRoute(f));
     // onnxruntime-web fetches its wasm build and its loader by name from wasmPaths.
     for (const f of readdirSync(ortDir)) if (/^ort-wasm-simd-threaded(\.jsep)?\.(mjs|wasm)$/.test(f)) routes.set(`/ort/${f}`, fileRoute(path.join(ortDir, f)));
     say('starting the server');
-    const server = await serveRoutes(routes, { host: o.host, port: o.port });
+    const inspect = inspectHandler(o.run, exportDir, o.inspect ?? {});
+    const server = await serveRoutes(routes, { host: o.host, port: o.port, handle: inspect.handle });
     return {
       ...server,
       stop: async () => {
         await server.close();
+        await inspect.release();
         rmSync(exportDir, { recursive: true, force: true });
       },
     };

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { serveRoutes } from '../../src/studio/server.js';
+import { cli } from '../cli/helpers.js';
+import { tinyConfig } from '../train/helpers.js';
 
 /** A raw GET: the path goes out exactly as written (no client-side normalisation of '..'). */
 function get(url: string, rawPath: string, method = 'GET'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
@@ -40,6 +45,27 @@ describe('studio server', () => {
       await assert.rejects(serveRoutes(new Map(), { port }), new RegExp(`port ${port} on 127.0.0.1 is in use; try --port ${port + 1}`));
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('diffuse studio: bad run folders', () => {
+  it('says in one line what is missing, before anything is served', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'diffuse-studio-bad-'));
+    try {
+      let r = await cli('studio', '--run', path.join(root, 'nowhere'), '--port', '0');
+      assert.equal(r.code, 1);
+      assert.match(r.err, /nowhere: not a run folder \(no config\.json\)/);
+      // A config but no checkpoint yet.
+      writeFileSync(path.join(root, 'config.json'), JSON.stringify(tinyConfig()));
+      r = await cli('studio', '--run', root, '--port', '0');
+      assert.equal(r.code, 1);
+      assert.match(r.err, /no checkpoint yet/);
+      r = await cli('studio', '--run', root, '--port', '99999');
+      assert.equal(r.code, 1);
+      assert.match(r.err, /--port/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });

@@ -1,0 +1,118 @@
+/**
+ * An inspector for one run: the loaded model, its detector calibration (or why there is none), a
+ * watermark key and trust anchors, ready to report on image after image. `diffuse inspect` and
+ * the studio's Inspect tab both use it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import type { Device } from '../engine/index.js';
+import { DetectorCalibration, checkCalibration } from '../forensics/synthetic.js';
+import type { WatermarkKey } from '../forensics/key.js';
+import { DiffusionPipeline } from '../pipelines/index.js';
+import { InspectReport, inspectImage } from './inspect.js';
+import type { ReportPictures } from './format.js';
+
+/** Where a run keeps its detector calibration. */
+export const DETECTOR_FILE = 'detector.json';
+
+export interface InspectorOptions {
+  key?: WatermarkKey;
+  /** PEM text of trusted root certificates for content credentials. */
+  trustAnchors?: string;
+  device?: Device;
+  /** DDIM inversion steps of the watermark check (default 50). */
+  inversionSteps?: number;
+  /** False-positive rate of the watermark decision (default 0.01). */
+  fpr?: number;
+  /** Resize images of another size to the model's. */
+  resize?: boolean;
+  /** Text-conditional runs: the prompt to invert with. */
+  prompt?: string;
+}
+
+export interface InspectOneOptions {
+  /** Keep the image and its heat map as data: URLs (for an HTML report). */
+  pictures?: boolean;
+  /** Write the heat map as DIR/<name>.heat.png. */
+  heatDir?: string;
+  onStep?: (what: string) => void;
+}
+
+export class Inspector {
+  private constructor(
+    readonly pipe: DiffusionPipeline,
+    private readonly o: InspectorOptions,
+    readonly calibration?: DetectorCalibration,
+    /** Why the detector is off, when it is. */
+    readonly calibrationMissing?: string,
+  ) {}
+
+  /** Loads the run's model and its detector.json (a missing or mismatched calibration turns the detector off, said in each report). */
+  static async open(runDir: string, o: InspectorOptions = {}): Promise<Inspector> {
+    const pipe = await DiffusionPipeline.fromRun(runDir, { device: o.device ?? 'cpu' });
+    const calFile = path.join(runDir, DETECTOR_FILE);
+    if (!existsSync(calFile)) return new Inspector(pipe, o, undefined, `no detector calibration (${calFile}); make one with diffuse detector calibrate --run ${runDir}`);
+    try {
+      return new Inspector(pipe, o, checkCalibration(JSON.parse(readFileSync(calFile, 'utf8')), pipe.modelHash));
+    } catch (e) {
+      return new Inspector(pipe, o, undefined, `${calFile}: ${(e as Error).message}`);
+    }
+  }
+
+  /** The report on one file (never throws for a bad image: the report's error says why), with its pictures if asked. */
+  async inspect(file: string, one: InspectOneOptions = {}): Promise<{ report: InspectReport; pictures?: ReportPictures }> {
+    const [, h, w] = this.pipe.imageShape;
+    let heat: Buffer | undefined;
+    const report = await inspectImage(file, {
+      pipe: this.pipe,
+      key: this.o.key,
+      calibration: this.calibration,
+      calibrationMissing: this.calibrationMissing,
+      trustAnchors: this.o.trustAnchors,
+      inversionSteps: this.o.inversionSteps,
+      fpr: this.o.fpr,
+      resize: this.o.resize,
+      ...(this.o.prompt !== undefined && this.pipe.conditioning === 'text' ? { prompt: this.o.prompt } : {}),
+      onStep: one.onStep,
+      saveHeatMap:
+        one.heatDir || one.pictures
+          ? async (f, map, shape) => {
+              heat = await heatMapPng(map, shape);
+              if (!one.heatDir) return undefined;
+              const out = path.join(one.heatDir, `${path.basename(f).replace(/\.[^.]+$/, '')}.heat.png`);
+              await writeFile(out, heat);
+              return out;
+            }
+          : undefined,
+    });
+    if (!one.pictures) return { report };
+    return { report, pictures: await picturesOf(file, report, heat, [h, w]) };
+  }
+
+  async release(): Promise<void> {
+    await this.pipe.release();
+  }
+}
+
+/** The heat map ([H, W], mean |eps|) as a PNG, scaled to its maximum and enlarged 4x. */
+async function heatMapPng(map: Float32Array, shape: [number, number]): Promise<Buffer> {
+  const max = map.reduce((a, b) => Math.max(a, b), 1e-12);
+  const px = Buffer.from(Array.from(map, (x) => Math.round((255 * x) / max)));
+  return sharp(px, { raw: { width: shape[1], height: shape[0], channels: 1 } }).resize(shape[1] * 4, shape[0] * 4, { kernel: 'nearest' }).png().toBuffer();
+}
+
+/** The image and its heat map as data: URLs for the HTML page; images of other sizes are scaled to the heat map's size. */
+async function picturesOf(file: string, r: InspectReport, heat: Buffer | undefined, [h, w]: [number, number]): Promise<ReportPictures> {
+  const out: ReportPictures = {};
+  if (heat) out.heatMap = `data:image/png;base64,${heat.toString('base64')}`;
+  if (r.error) return out;
+  try {
+    const png = await sharp(await readFile(file)).resize(w * 4, h * 4, { fit: 'contain', kernel: 'nearest', background: '#ffffff' }).png().toBuffer();
+    out.image = `data:image/png;base64,${png.toString('base64')}`;
+  } catch {
+    // The report already says why the file cannot be decoded.
+  }
+  return out;
+}

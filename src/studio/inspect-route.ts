@@ -1,0 +1,93 @@
+/**
+ * POST /api/inspect: the Inspect tab's request. The body is the dropped file's bytes; the server
+ * writes them to a private temporary folder, runs the same Inspector as `diffuse inspect`, answers
+ * with the report and its HTML page, and deletes the copy. The model loads on the first request,
+ * and requests are inspected one at a time. Requests from other origins are refused, so that no
+ * other web page open in the browser can use the studio's server.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { Inspector, InspectorOptions, reportHtml } from '../inspect/index.js';
+import { sendJson } from './server.js';
+
+/** The largest file the tab accepts. */
+export const MAX_INSPECT_BYTES = 50 * 1024 * 1024;
+
+/** Reads a request body up to `limit` bytes; undefined when it is larger. */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** A file name safe to use inside the temporary folder: its last part, plain characters only. */
+function safeName(header: string | string[] | undefined): string {
+  let name = 'image';
+  try {
+    if (typeof header === 'string' && header) name = decodeURIComponent(header);
+  } catch {
+    // A malformed name: keep the default.
+  }
+  return path.basename(name).replace(/[^\w.-]+/g, '_').replace(/^\.+/, '').slice(-100) || 'image';
+}
+
+export function inspectHandler(runDir: string, workDir: string, o: InspectorOptions): { handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>; release(): Promise<void> } {
+  let inspector: Promise<Inspector> | undefined;
+  let queue: Promise<unknown> = Promise.resolve();
+  const run = path.basename(path.resolve(runDir));
+  return {
+    async handle(req, res) {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname !== '/api/inspect') return false;
+      if (req.method !== 'POST') {
+        sendJson(res, 405, { error: 'POST an image file to /api/inspect' });
+        return true;
+      }
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== `http://${req.headers.host}`) {
+        sendJson(res, 403, { error: `requests from ${origin} are refused; only the studio's own page may inspect` });
+        return true;
+      }
+      const body = await readBody(req, MAX_INSPECT_BYTES);
+      if (!body) {
+        sendJson(res, 413, { error: `the file is larger than ${MAX_INSPECT_BYTES / 1024 / 1024} MB` });
+        return true;
+      }
+      if (!body.length) {
+        sendJson(res, 400, { error: 'the request holds no file' });
+        return true;
+      }
+      const name = safeName(req.headers['x-file-name']);
+      const task = queue.then(async () => {
+        inspector ??= Inspector.open(runDir, o);
+        const dir = await mkdtemp(path.join(workDir, 'inspect-'));
+        try {
+          const file = path.join(dir, name);
+          await writeFile(file, body);
+          const { report, pictures } = await (await inspector).inspect(file, { pictures: true });
+          report.file = name;
+          return { report, html: reportHtml([{ report, pictures: pictures ?? {} }], { run, created: new Date().toISOString() }) };
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      });
+      queue = task.catch(() => undefined);
+      try {
+        sendJson(res, 200, await task);
+      } catch (e) {
+        sendJson(res, 500, { error: `could not inspect ${name}: ${(e as Error).message.split('\n')[0]}` });
+      }
+      return true;
+    },
+    async release() {
+      await queue;
+      if (inspector) await (await inspector).release();
+    },
+  };
+}

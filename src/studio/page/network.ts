@@ -1,0 +1,61 @@
+/**
+ * The run's exported denoiser (model.onnx) in onnxruntime-web, as a ConditionedNetwork: the same
+ * interface that RunNetwork gives SamplingPipeline in Node, so that the page runs Diffuse's own
+ * generate, img2img and inpaint. The export has batch size 1 (static ONNX shapes), so a batch of
+ * n images (2n under guidance) is n evaluations.
+ */
+import * as ort from 'onnxruntime-web';
+import type { ConditionedNetwork } from '../../pipelines/guidance.js';
+import type { RunConfig } from '../../run/config.js';
+import type { Feeds } from '../../run/run.js';
+import type { TextTokenizer } from '../../text/tokenizer.js';
+
+/** Which onnxruntime-web backend runs the model: 'wasm' (CPU, default) or 'webgpu'. */
+export type Backend = 'wasm' | 'webgpu';
+
+export class BrowserNetwork implements ConditionedNetwork {
+  readonly shape: [number, number, number];
+  readonly text?: { feeds(prompts: readonly string[]): Promise<Feeds> };
+
+  private constructor(
+    readonly config: RunConfig,
+    private readonly session: ort.InferenceSession,
+    tokenizer?: TextTokenizer,
+  ) {
+    const m = config.model;
+    this.shape = [m.inChannels, m.imageSize, m.imageSize];
+    if (tokenizer) {
+      const L = tokenizer.maxLength;
+      this.text = { feeds: async (prompts) => ({ ids: { data: tokenizer.encodeBatch(prompts), shape: [prompts.length, L] } }) };
+    }
+  }
+
+  /** Creates the onnxruntime-web session for model.onnx (served at `url`). */
+  static async load(url: string, config: RunConfig, backend: Backend, tokenizer?: TextTokenizer): Promise<BrowserNetwork> {
+    const session = await ort.InferenceSession.create(url, { executionProviders: [backend] });
+    return new BrowserNetwork(config, session, tokenizer);
+  }
+
+  async run(x: Float32Array, t: number, n: number, conditions: Feeds): Promise<Float32Array> {
+    const per = this.shape[0] * this.shape[1] * this.shape[2];
+    const out = new Float32Array(n * per);
+    for (let k = 0; k < n; k++) {
+      const feeds: Record<string, ort.Tensor> = {
+        x: new ort.Tensor('float32', x.subarray(k * per, (k + 1) * per), [1, ...this.shape]),
+        t: new ort.Tensor('float32', Float32Array.of(t), [1]),
+      };
+      for (const [name, f] of Object.entries(conditions)) {
+        const size = f.data.length / f.shape[0];
+        const row = f.data.subarray(k * size, (k + 1) * size);
+        feeds[name] = row instanceof BigInt64Array ? new ort.Tensor('int64', row, [1, ...f.shape.slice(1)]) : new ort.Tensor('float32', Float32Array.from(row as ArrayLike<number>), [1, ...f.shape.slice(1)]);
+      }
+      const result = await this.session.run(feeds);
+      out.set(result.out.data as Float32Array, k * per);
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
