@@ -5,7 +5,8 @@
 import * as path from 'node:path';
 import { DataError, ensureWritable, readImage } from '../data/index.js';
 import { divergedFraction } from '../eval/evaluate.js';
-import { DiffusionPipeline, ImageBatch, SamplingOptions, repeatPlane, saveGrid } from '../pipelines/index.js';
+import { gaussianShading } from '../forensics/index.js';
+import { DiffusionPipeline, ImageBatch, InitialNoiseSource, SamplingOptions, repeatPlane, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import type { RunConfig } from '../run/config.js';
 import type { Command, Flag } from './flags.js';
@@ -14,6 +15,7 @@ import { ProgressLine } from './progress.js';
 import type { GenerationRecord, IngredientRecord, SigningCredentials } from '../provenance/index.js';
 import { CREDENTIAL_FLAGS, conditionRecord, openCredentials, runName, signFiles } from './credentials.js';
 import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
+import { WATERMARK_FLAGS, watermarkFlags } from './watermark.js';
 
 const EDIT_FLAGS: Record<string, Flag> = {
   run: { type: 'string', description: 'run folder written by diffuse train' },
@@ -27,6 +29,7 @@ const EDIT_FLAGS: Record<string, Flag> = {
   compare: { type: 'string', description: 'also write a side-by-side PNG: input | mask | results' },
   scale: { type: 'string', description: 'pixel scale of the pictures (default 2 below 48 px)' },
   ...CREDENTIAL_FLAGS,
+  ...WATERMARK_FLAGS,
 };
 
 interface EditSetup {
@@ -42,6 +45,8 @@ interface EditSetup {
   credentials?: SigningCredentials;
   /** The input image as the content credentials name it. */
   ingredient: IngredientRecord;
+  /** --key: the watermark written into the noise, and its payload. */
+  watermark?: { source: InitialNoiseSource; payload: number };
 }
 
 /** Everything a user can get wrong is checked here, before the model loads or a file is written. */
@@ -51,7 +56,9 @@ async function setup(v: Record<string, string | boolean | undefined>): Promise<E
   if (!v.image) throw new UsageError('--image FILE is required (or mnist:INDEX)');
   const runDir = String(v.run);
   const config = readRunConfig(runDir);
-  const { scheduler, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(parseSampling(v), config);
+  const parsed = parseSampling(v);
+  const { scheduler, karras, steps, eta: runEta, seed, device, clipSample, timestepSpacing } = withRunDefaults(parsed, config);
+  const { key, payload, eta } = watermarkFlags(v, { given: parsed.eta, otherwise: runEta }, scheduler, say);
   const T = config.schedule.numTrainTimesteps;
   if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
   const count = num(v, 'count', { int: true, min: 1 }) as number;
@@ -68,6 +75,7 @@ async function setup(v: Record<string, string | boolean | undefined>): Promise<E
   const spec = String(v.image);
   const credentials = await openCredentials(v, say);
   return {
+    ...(key ? { watermark: { source: gaussianShading(key, payload), payload } } : {}),
     credentials,
     ingredient: { title: /^[a-z-]+:\d+$/.test(spec) ? spec : path.basename(spec), format: /\.jpe?g$/i.test(spec) ? 'image/jpeg' : 'image/png' },
     runDir,
@@ -103,7 +111,7 @@ async function runEdit(
   const diverged = divergedFraction(results.data);
   if (diverged > DIVERGED_WARNING) bar.say(divergedWarning(diverged, 'the image shows them clipped'));
   await saveGrid(results, s.out, { scale: s.scale, cols: Math.min(results.count, 8) });
-  bar.say(`wrote ${s.out} (${results.count} images, ${what}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  bar.say(`wrote ${s.out} (${results.count} images, ${what}${s.watermark ? `, watermarked with payload ${s.watermark.payload}` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
   if (s.compare) {
     const per = results.data.length / results.count;
     const row = [s.image.data, ...(mask ? [mask.data.map((v) => 2 * v - 1)] : [])];
@@ -120,7 +128,7 @@ async function runEdit(
     const added = await signFiles(
       files,
       s.credentials,
-      () => ({ ...record, run: runName(s.runDir), modelHash: pipe.modelHash, scheduler: String(o.scheduler), steps: o.steps as number, seed: o.seed as number, eta: o.eta, ...conditionRecord(o, 'grid'), index: 'grid' }),
+      () => ({ ...record, run: runName(s.runDir), modelHash: pipe.modelHash, scheduler: String(o.scheduler), steps: o.steps as number, seed: o.seed as number, eta: o.eta, ...conditionRecord(o, 'grid'), ...(s.watermark ? { watermarkPayload: s.watermark.payload } : {}), index: 'grid' }),
       s.ingredient,
     );
     bar.say(`signed ${files.length} PNG file(s) with content credentials, the input recorded as an ingredient (${added} bytes added to ${s.out})`);
@@ -129,7 +137,7 @@ async function runEdit(
 
 export const commandImg2Img: Command = {
   summary: 'change an image with a trained run (SDEdit: noise it part-way, denoise it back)',
-  usage: 'diffuse img2img --run DIR --image in.png [--strength 0.6] [--prompt "..." | --class K] [--scheduler ddim] [--steps 50] [--count 4] --out out.png [--compare side.png] [--c2pa DIR]',
+  usage: 'diffuse img2img --run DIR --image in.png [--strength 0.6] [--prompt "..." | --class K] [--scheduler ddim] [--steps 50] [--count 4] --out out.png [--compare side.png] [--key key.json --payload ID] [--c2pa DIR]',
   options: {
     ...EDIT_FLAGS,
     strength: { type: 'string', description: 'how much to change, 0..1: the image is noised to int(steps x strength) steps before the end and denoised from there', default: '0.6' },
@@ -139,24 +147,27 @@ export const commandImg2Img: Command = {
     const s = await setup(v);
     const steps = s.options.steps as number;
     if (Math.floor(steps * strength) < 1 && strength > 0) throw new UsageError(`--strength ${strength} with --steps ${steps} leaves no step to run (strength x steps must be >= 1)`);
-    await runEdit(s, `img2img, strength ${strength}`, (pipe, o) => pipe.img2img({ ...o, image: s.image, strength }), { operation: 'img2img', strength });
+    await runEdit(s, `img2img, strength ${strength}`, (pipe, o) => pipe.img2img({ ...o, image: s.image, strength, watermark: s.watermark?.source }), { operation: 'img2img', strength });
   },
 };
 
 export const commandInpaint: Command = {
   summary: 'fill the masked part of an image with a trained run (RePaint)',
-  usage: 'diffuse inpaint --run DIR --image in.png --mask mask.png [--jump-length 5] [--jump-repeats 5] [--steps 50] [--count 4] --out out.png [--compare side.png] [--c2pa DIR]',
+  usage: 'diffuse inpaint --run DIR --image in.png --mask mask.png [--jump-length 5] [--jump-repeats 5] [--steps 50] [--count 4] --out out.png [--compare side.png] [--key key.json --payload ID] [--c2pa DIR]',
   options: {
     ...EDIT_FLAGS,
     mask: { type: 'string', description: 'a PNG of the same size: white = generate, black = keep (grey levels are rounded)' },
     'jump-length': { type: 'string', description: "RePaint's resampling: steps between jumps, and how far each goes back up", default: '5' },
-    'jump-repeats': { type: 'string', description: 'times each jump is made (1 = no resampling)', default: '5' },
+    'jump-repeats': { type: 'string', description: 'times each jump is made (1 = no resampling); default 5, 1 with --key' },
   },
   async run(v) {
     if (!v.mask) throw new UsageError('--mask FILE is required: a PNG of the image size, white where to generate');
     const jumpLength = num(v, 'jump-length', { int: true, min: 1 }) as number;
-    const jumpRepeats = num(v, 'jump-repeats', { int: true, min: 1 }) as number;
     const s = await setup(v);
+    // A watermark in x_T needs plain replacement: RePaint's jumps add fresh noise that washes it out (docs/RESULTS.md "Watermark").
+    const jumpRepeats = (num(v, 'jump-repeats', { int: true, min: 1 }) ?? (s.watermark ? 1 : 5)) as number;
+    if (s.watermark && v['jump-repeats'] === undefined) s.say('with --key: no resampling (--jump-repeats 1) and eta 0, so that the watermark reaches the image; the seam may show more');
+    if (s.watermark && jumpRepeats > 1) s.say(`warning: --jump-repeats ${jumpRepeats} adds fresh noise at every jump, which washes out the watermark (found in 0 of 100 images with 5); use 1`);
     if (s.options.scheduler !== 'ddim' && s.options.scheduler !== 'ddpm') throw new UsageError(`inpaint runs RePaint's resampling on ddim or ddpm steps; --scheduler ${String(s.options.scheduler)} is not supported`);
     const [, h, w] = s.image.shape;
     const maskFile = String(v.mask);
@@ -168,7 +179,7 @@ export const commandInpaint: Command = {
       throw e;
     }
     const mask: ImageBatch = { data: read.data.map((x) => (x > 0 ? 1 : 0)), count: 1, shape: [1, h, w] };
-    await runEdit(s, `inpaint, jump length ${jumpLength} x ${jumpRepeats}`, (pipe, o) => pipe.inpaint({ ...o, image: s.image, mask, jumpLength, jumpRepeats }), { operation: 'inpaint' }, {
+    await runEdit(s, `inpaint, jump length ${jumpLength} x ${jumpRepeats}`, (pipe, o) => pipe.inpaint({ ...o, image: s.image, mask, jumpLength, jumpRepeats, watermark: s.watermark?.source }), { operation: 'inpaint' }, {
       ...mask,
       data: repeatPlane(mask.data, s.image.shape[0]),
       shape: s.image.shape,

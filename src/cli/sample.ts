@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { ensureWritable } from '../data/index.js';
-import { MAX_PAYLOAD, gaussianShading, readKey } from '../forensics/index.js';
+import { gaussianShading } from '../forensics/index.js';
 import { divergedFraction } from '../eval/evaluate.js';
 import { DiffusionPipeline, ImageBatch, saveFrames, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
@@ -10,6 +10,7 @@ import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
+import { WATERMARK_FLAGS, watermarkFlags } from './watermark.js';
 
 export const commandSample: Command = {
   summary: 'generate images from a trained run (grid, and the reverse process as a strip or GIF)',
@@ -26,8 +27,7 @@ export const commandSample: Command = {
     images: { type: 'string', description: 'also write each image as its own PNG in this folder (0000.png, 0001.png, ...)' },
     'frame-count': { type: 'string', description: 'frames in --frames', default: '10' },
     ...CONDITION_FLAGS,
-    key: { type: 'string', description: 'watermark the images with this key (diffuse keygen): Gaussian Shading in the initial noise' },
-    payload: { type: 'string', description: 'with --key: an id of up to 32 bits written into the watermark (which user or job made the images)', default: '0' },
+    ...WATERMARK_FLAGS,
     ...CREDENTIAL_FLAGS,
   },
   async run(v) {
@@ -46,13 +46,7 @@ export const commandSample: Command = {
     const T = config.schedule.numTrainTimesteps;
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
     const generatorKind = oneOf(v, 'generator', ['torch', 'fast'] as const, 'torch');
-    const key = v.key === undefined ? undefined : readKey(String(v.key));
-    const payload = num(v, 'payload', { int: true, min: 0, max: MAX_PAYLOAD }) as number;
-    if (!key && v.payload !== '0' && v.payload !== undefined) throw new UsageError('--payload needs --key (the watermark that carries it)');
-    // A watermark needs deterministic sampling: eta 0 unless the user asked for another.
-    const sampleEta = key && flags.eta === undefined ? 0 : eta;
-    if (key && (flags.eta ?? 0) > 0) say(`warning: --eta ${flags.eta} adds fresh noise at every step, which washes out the watermark in x_T; detection needs eta 0 (the default with --key)`);
-    if (key && (kind === 'ddpm' || kind === 'euler_a')) say(`warning: ${kind} adds fresh noise at every step, which washes out the watermark in x_T; use ddim (eta 0), dpm++2m, euler or heun`);
+    const { key, payload, eta: sampleEta } = watermarkFlags(v, { given: flags.eta, otherwise: eta }, kind, say);
     const { condition, cols } = conditionFlags(v, config, count, say);
     let gridCols = num(v, 'cols', { int: true, min: 1 }) ?? cols;
     const scale = num(v, 'scale', { int: true, min: 1 });

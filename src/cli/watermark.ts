@@ -7,13 +7,38 @@ import { chmod, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
-import { PAYLOAD_BITS, detectWatermark, generateKey, readKey } from '../forensics/index.js';
+import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkKey, detectWatermark, generateKey, readKey } from '../forensics/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { CREDENTIAL_FILES, makeSigningChain } from '../provenance/index.js';
 import { readRunConfig } from '../run/run.js';
-import type { Command } from './flags.js';
+import type { Command, Flag } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
+
+/** --key and --payload of the commands that make images (sample, img2img, inpaint). */
+export const WATERMARK_FLAGS: Record<string, Flag> = {
+  key: { type: 'string', description: 'watermark the images with this key (diffuse keygen): Gaussian Shading in the initial noise' },
+  payload: { type: 'string', description: 'with --key: an id of up to 32 bits written into the watermark (which user or job made the images)', default: '0' },
+};
+
+/**
+ * The watermark flags, checked, and the eta to sample with: a watermark needs deterministic
+ * steps, so eta is 0 with --key unless the user gave one (then a warning says what it costs).
+ */
+export function watermarkFlags(
+  v: Record<string, string | boolean | undefined>,
+  eta: { given?: number; otherwise: number },
+  scheduler: string,
+  say: (msg: string) => void,
+): { key?: WatermarkKey; payload: number; eta: number } {
+  const key = v.key === undefined ? undefined : readKey(String(v.key));
+  const payload = num(v, 'payload', { int: true, min: 0, max: MAX_PAYLOAD }) as number;
+  if (!key && v.payload !== '0' && v.payload !== undefined) throw new UsageError('--payload needs --key (the watermark that carries it)');
+  if (!key) return { payload, eta: eta.given ?? eta.otherwise };
+  if ((eta.given ?? 0) > 0) say(`warning: --eta ${eta.given} adds fresh noise at every step, which washes out the watermark in x_T; detection needs eta 0 (the default with --key)`);
+  if (scheduler === 'ddpm' || scheduler === 'euler_a') say(`warning: ${scheduler} adds fresh noise at every step, which washes out the watermark in x_T; use ddim (eta 0), dpm++2m, euler or heun`);
+  return { key, payload, eta: eta.given ?? 0 };
+}
 
 export const commandKeygen: Command = {
   summary: 'make a secret watermark key (a small JSON file), or with --c2pa a local signing certificate for content credentials',

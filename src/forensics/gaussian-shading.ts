@@ -16,8 +16,15 @@
  * bits are independent fair coins whatever the key, so c_j ~ Binomial(n_j, 1/2) independently
  * and the null distribution of A is exact (a convolution, computed in log space). The best of
  * the 1,024 nonces is tested with the exact correction for taking a maximum of independent
- * statistics: p = 1 - (1 - p_1)^1024.
+ * statistics: P(max >= a) = 1 - (1 - P(A >= a))^1024.
+ *
+ * The statistic is an integer, so P(max >= observed) alone would be conservative (about half the
+ * nominal false-positive rate, measured). The p-value is randomised within the atom of the
+ * observed maximum m: p = P(max > m) + U P(max = m), which is exactly uniform under the null, so
+ * that "p < alpha" flags unwatermarked images at exactly rate alpha. U is a hash of the recovered
+ * sign bits, not a fresh draw: the same image always gets the same p-value.
  */
+import { createHash } from 'node:crypto';
 import type { NoiseGenerator } from '../diffusion/index.js';
 import type { InitialNoiseSource } from '../pipelines/sampling-pipeline.js';
 import { WatermarkKey, keystreamBits } from './key.js';
@@ -112,9 +119,19 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array): NoiseDete
     if (one) payload += 2 ** j;
     bitConfidence.push(Math.max(best.counts[j], sizes[j] - best.counts[j]) / sizes[j]);
   }
-  const logP1 = nullLogSurvival(D)[best.agreement];
-  const logP = logMaxOfIndependent(logP1, NONCES);
+  const survival = nullLogSurvival(D);
+  const atLeast = logMaxOfIndependent(survival[best.agreement], NONCES); // log P(max >= m)
+  const above = best.agreement + 1 < survival.length ? logMaxOfIndependent(survival[best.agreement + 1], NONCES) : -Infinity; // log P(max > m)
+  // log(P(max > m) + U (P(max >= m) - P(max > m))), with U in (0, 1) from the signs.
+  const logAtom = above === -Infinity ? atLeast : atLeast + Math.log1p(-Math.exp(above - atLeast));
+  const logP = logSumExp(above, Math.log(signHash(signs)) + logAtom);
   return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, agreement: best.agreement, positions: D, nonce: best.nonce };
+}
+
+/** A number in (0, 1) from the sign bits (SHA-256): the randomisation of the p-value, the same for the same signs. */
+function signHash(signs: Uint8Array): number {
+  const h = createHash('sha256').update('diffuse-watermark-p').update(signs).digest();
+  return (h.readUInt32BE(0) + 0.5) / 2 ** 32;
 }
 
 /** log P(max of n independent statistics >= a) from log P(one >= a): log(1 - (1 - p)^n). */

@@ -58,6 +58,8 @@ export interface RepaintRunOptions extends RepaintOptions {
   steps: number;
   eta: number;
   generator: NoiseGenerator;
+  /** x_T (count x C x H x W, unit variance) instead of a draw from the generator: a watermark's. */
+  initialNoise?: Float32Array;
   onStep?: StepCallback;
 }
 
@@ -79,7 +81,7 @@ export async function repaint(o: RepaintRunOptions): Promise<Float32Array> {
   };
   const moves = repaintWalk(levels.length, jumpLength, jumpRepeats);
   const total = moves.filter((m) => m.kind === 'step').length;
-  let x = o.generator.randn(n);
+  let x = o.initialNoise ?? o.generator.randn(n);
   let evals = 0;
   for (const m of moves) {
     if (m.kind === 'jump') {

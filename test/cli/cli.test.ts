@@ -186,6 +186,22 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.deepEqual((await sharp(path.join(dir, '0000.png')).metadata()).width, 8, 'each image at the model size');
     r = await cli('sample', '--run', run, '--key', key, '--eta', '1', '--count', '1', '--steps', '2', '--out', path.join(root, 'wm', 'g2.png'));
     assert.match(r.err, /warning: --eta 1 adds fresh noise at every step, which washes out the watermark/);
+    // Edits carry it too: img2img in the noise the input is noised with, inpaint in x_T without resampling.
+    const edits = path.join(root, 'wm', 'edits');
+    r = await cli('img2img', '--run', run, '--image', path.join(dir, '0000.png'), '--key', key, '--payload', '78', '--strength', '0.8', '--steps', '5', '--count', '1', '--out', path.join(edits, 'i2i.png'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /img2img, strength 0\.8, watermarked with payload 78/);
+    const half = path.join(edits, 'half.png');
+    await sharp(Buffer.from(Array.from({ length: 64 }, (_, i) => (i >= 32 ? 255 : 0))), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(half);
+    r = await cli('inpaint', '--run', run, '--image', path.join(dir, '0000.png'), '--mask', half, '--key', key, '--steps', '4', '--count', '1', '--out', path.join(edits, 'inp.png'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /with --key: no resampling \(--jump-repeats 1\) and eta 0/);
+    assert.match(r.err, /jump length 5 x 1, watermarked with payload 0/);
+    r = await cli('inpaint', '--run', run, '--image', path.join(dir, '0000.png'), '--mask', half, '--key', key, '--jump-repeats', '3', '--steps', '4', '--count', '1', '--out', path.join(edits, 'inp3.png'));
+    assert.match(r.err, /warning: --jump-repeats 3 adds fresh noise at every jump, which washes out the watermark/);
+    r = await cli('img2img', '--run', run, '--image', path.join(dir, '0000.png'), '--payload', '5', '--steps', '4', '--out', path.join(edits, 'x.png'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--payload needs --key/);
     r = await cli('watermark', 'detect', path.join(dir, '0000.png'), path.join(root, 'corrupt', 'b.png'), path.join(dir, '0001.png'), '--run', run, '--key', key, '--steps', '4', '--json');
     assert.equal(r.code, 0, r.err);
     const lines = r.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; p_value?: number; detected?: boolean; error?: string });
