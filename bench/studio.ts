@@ -8,9 +8,10 @@
  *
  *   npm run bench:studio -- --run runs/mnist [--steps 20] [--scheduler dpm++2m] [--repeats 3] [--webgpu]
  */
-import { Page, chromium } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { DiffusionPipeline, SchedulerName } from '../src/index.js';
 import { startStudio } from '../src/studio/studio.js';
+import { WEBGPU_FLAGS, launchChromium } from '../test/studio/browser.js';
 import { flag, log, runFlag } from './args.js';
 
 const run = runFlag('npm run bench:studio -- --run DIR [--steps 20] [--scheduler dpm++2m] [--repeats 3] [--webgpu]');
@@ -30,8 +31,8 @@ for (let r = 0; r < repeats; r++) {
 await pipe.release();
 
 const studio = await startStudio({ run, port: 0 });
-const gpuFlags = webgpu ? ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'] : [];
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', headless: true, args: ['--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync', ...gpuFlags] });
+// The same browser and switches as the studio's tests.
+const browser = await launchChromium(webgpu ? WEBGPU_FLAGS : []);
 const page = await browser.newPage();
 const opened = performance.now();
 await page.goto(studio.url);

@@ -6,6 +6,11 @@ export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Chromium's switches for WebGPU without a GPU: the SwiftShader software adapter. */
 export const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'];
 
+/** Headless Chromium without background traffic, with extra switches (WEBGPU_FLAGS); also used by bench/studio.ts. */
+export function launchChromium(args: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync', ...args] });
+}
+
 /** Hooks the page sets for tests (src/studio/page/generate.ts, inspect.ts). */
 export interface Hooks {
   studioReady?: boolean;
@@ -16,7 +21,7 @@ export interface Hooks {
 
 /** Opens the studio in headless Chromium, waits until the model is loaded, and collects page errors. */
 export async function openStudio(url: string, args: string[] = []): Promise<{ browser: Browser; page: Page; errors: string[] }> {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync', ...args] });
+  const browser = await launchChromium(args);
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -38,10 +43,4 @@ export async function generateInPage(page: Page): Promise<number[]> {
   return page.evaluate(() => (window as unknown as Hooks).studioLast as number[]);
 }
 
-/** The largest absolute difference between two arrays of the same length. */
-export function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+export { maxDiff } from '../numeric.js';

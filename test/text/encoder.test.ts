@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as E from '../../src/index.js';
 import { P64, refAttention, refEncoder, refLayerNorm } from './reference-text.js';
+import { maxDiff } from '../numeric.js';
 
 const CFG: E.TransformerEncoderConfig = { kind: 'transformer', maxLength: 6, vocabSize: 11, width: 8, layers: 2, heads: 2 };
 const IDS = [
@@ -25,13 +26,6 @@ function encoderStore(cfg: E.TransformerEncoderConfig, seed = 5): E.ParamStore {
   return store;
 }
 const to64 = (store: E.ParamStore): P64 => new Map([...store.params].map(([k, v]) => [k, Float64Array.from(v.data)]));
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 async function runEncoder(cfg: E.TransformerEncoderConfig, store: E.ParamStore) {
   const program = new E.Program((ins) => {
