@@ -14,7 +14,7 @@ export function quantize8(batch: ImageBatch): ImageBatch {
 }
 
 /** Interleaved 8-bit pixels of image k (HWC), as sharp takes them. */
-function toBytes(batch: ImageBatch, k: number): Buffer {
+export function imageBytes(batch: ImageBatch, k: number): Buffer {
   const [c, h, w] = batch.shape;
   const plane = h * w;
   const b = Buffer.alloc(c * plane);
@@ -23,17 +23,29 @@ function toBytes(batch: ImageBatch, k: number): Buffer {
   return b;
 }
 
+/**
+ * One image of `shape` (C, H, W; values in [-1, 1], planar) from interleaved 8-bit pixels with
+ * `channels` per pixel (the last repeated if fewer than C, as for a grey file read by a colour model).
+ */
+export function imageFromBytes(data: Uint8Array, channels: number, shape: readonly [number, number, number]): Float32Array {
+  const [c, h, w] = shape;
+  const plane = h * w;
+  const out = new Float32Array(c * plane);
+  for (let ch = 0; ch < c; ch++) for (let i = 0; i < plane; i++) out[ch * plane + i] = data[i * channels + Math.min(ch, channels - 1)] / 127.5 - 1;
+  return out;
+}
+
 /** Applies `f` (8-bit HWC in, sharp pipeline out) to every image and reads the result back at the same size. */
 async function eachImage(batch: ImageBatch, f: (s: sharp.Sharp) => Promise<Buffer>): Promise<ImageBatch> {
   const [c, h, w] = batch.shape;
   const plane = h * w;
   const out = new Float32Array(batch.data.length);
   for (let k = 0; k < batch.count; k++) {
-    const encoded = await f(sharp(toBytes(batch, k), { raw: { width: w, height: h, channels: c as 1 | 3 } }));
+    const encoded = await f(sharp(imageBytes(batch, k), { raw: { width: w, height: h, channels: c as 1 | 3 } }));
     const decoded = sharp(encoded);
     const { data, info } = await (c === 1 ? decoded.toColourspace('b-w') : decoded.toColourspace('srgb')).raw().toBuffer({ resolveWithObject: true });
     if (info.width !== w || info.height !== h) throw new Error(`processing changed the size to ${info.width}x${info.height}`);
-    for (let ch = 0; ch < c; ch++) for (let i = 0; i < plane; i++) out[k * c * plane + ch * plane + i] = data[i * info.channels + Math.min(ch, info.channels - 1)] / 127.5 - 1;
+    out.set(imageFromBytes(data, info.channels, batch.shape), k * c * plane);
   }
   return { ...batch, data: out };
 }
