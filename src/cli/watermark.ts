@@ -89,13 +89,14 @@ async function writeC2paCredentials(dir: string, name: string, force: boolean): 
 
 export const commandWatermark: Command = {
   summary: "detect Diffuse's watermark in images (DDIM inversion with the run's model; a p-value per image)",
-  usage: 'diffuse watermark detect IMAGE... --run DIR --key key.json [--steps 50] [--fpr 0.01] [--json]',
+  usage: 'diffuse watermark detect IMAGE... --run DIR --key key.json [--steps 50] [--fpr 0.01] [--max-rotation 0] [--json]',
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder of the model that made the images' },
     key: { type: 'string', description: 'the watermark key (diffuse keygen)' },
     steps: { type: 'string', description: 'DDIM inversion steps (fewer: faster, less accurate)', default: '50' },
     fpr: { type: 'string', description: 'false-positive rate of the decision', default: '0.01' },
+    'max-rotation': { type: 'string', description: 'also look for the mark with the image turned back by up to this many degrees (0-45; for photos or scans turned a little; the p-value pays for the search)', default: '0' },
     prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (the result is then less reliable)" },
     json: { type: 'boolean', description: 'one JSON object per image on stdout' },
@@ -111,6 +112,7 @@ export const commandWatermark: Command = {
     const config = readRunConfig(String(v.run));
     const steps = num(v, 'steps', { int: true, min: 1 }) as number;
     const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
+    const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const m = config.model;
     const pipe = await DiffusionPipeline.fromRun(String(v.run), { device });
@@ -125,13 +127,15 @@ export const commandWatermark: Command = {
           const [d] = await detectWatermark({ data: img.data, count: 1, shape: img.shape }, pipe, key, {
             steps,
             fpr,
+            maxRotation,
             ...(config.text ? { prompt: String(v.prompt) } : {}),
             onStep: (i, total) => bar.update(`${file}: inverting, step ${i + 1}/${total}`),
           });
           const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
           const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
-          line = `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)` : ''}`;
-          record = { file, detected: d.detected, p_value: d.pValue, log10_p: d.log10P, fpr, payload: d.detected ? d.payload : null, payload_vote_agreement: meanConfidence, agreement: d.agreement, positions: d.positions, steps };
+          const turned = d.detected && d.rotation !== 0 ? `, found turned by ${d.rotation} degrees` : '';
+          line = `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)${turned}` : ''}`;
+          record = { file, detected: d.detected, p_value: d.pValue, log10_p: d.log10P, fpr, payload: d.detected ? d.payload : null, payload_vote_agreement: meanConfidence, agreement: d.agreement, positions: d.positions, steps, max_rotation: maxRotation, rotation: d.rotation };
         } catch (e) {
           // One bad file does not stop the others.
           failed++;

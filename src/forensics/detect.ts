@@ -3,10 +3,11 @@
  * x_T, whose signs are tested for the key (see gaussian-shading.ts).
  */
 import type { DiffusionPipeline, ImageBatch } from '../pipelines/index.js';
-import { NoiseDetection, detectInNoise } from './gaussian-shading.js';
+import { detectInNoise } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
+import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
 
-export interface WatermarkDetection extends NoiseDetection {
+export interface WatermarkDetection extends RotatedNoiseDetection {
   /** pValue < fpr: the image carries this key's watermark, at false-positive rate `fpr`. */
   detected: boolean;
   fpr: number;
@@ -19,6 +20,12 @@ export interface DetectOptions {
   refine?: number;
   /** The false-positive rate of the decision (default 0.01). */
   fpr?: number;
+  /**
+   * Also look for the mark in the image turned back by up to this many whole degrees either way
+   * (default 0: no search). Finds images turned by a few degrees; costs 2 x maxRotation more
+   * tests (not inversions), and the p-value pays for the search (see rotation-search.ts).
+   */
+  maxRotation?: number;
   /** Text-conditional runs: the prompt to invert with (default the empty prompt). */
   prompt?: string;
   onStep?: (index: number, total: number) => void;
@@ -28,6 +35,8 @@ export interface DetectOptions {
 export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipeline, key: WatermarkKey, o: DetectOptions = {}): Promise<WatermarkDetection[]> {
   const fpr = o.fpr ?? 0.01;
   if (!(fpr > 0 && fpr < 1)) throw new Error(`the false-positive rate must be in (0, 1), got ${o.fpr}`);
+  const maxRotation = o.maxRotation ?? 0;
+  if (!(Number.isInteger(maxRotation) && maxRotation >= 0 && maxRotation <= 45)) throw new Error(`the rotation search takes whole degrees in 0..45, got ${o.maxRotation}`);
   const noise = await pipe.invert({
     image: images,
     steps: o.steps ?? 50,
@@ -37,7 +46,8 @@ export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipelin
   });
   const per = noise.data.length / noise.count;
   return Array.from({ length: noise.count }, (_, k) => {
-    const d = detectInNoise(key, noise.data.subarray(k * per, (k + 1) * per));
+    const x = noise.data.subarray(k * per, (k + 1) * per);
+    const d = maxRotation > 0 ? detectInRotatedNoise(key, x, images.shape, maxRotation) : { ...detectInNoise(key, x), rotation: 0 };
     return { ...d, detected: d.pValue < fpr, fpr };
   });
 }

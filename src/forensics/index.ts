@@ -1,6 +1,7 @@
 /** Forensics: the watermark in the initial noise (keys, embedding, detection) and a detector of the model's samples. */
 export * from './key.js';
 export * from './gaussian-shading.js';
+export * from './rotation-search.js';
 export * from './detect.js';
 export * from './logistic.js';
 export * from './processing.js';

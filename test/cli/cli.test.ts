@@ -208,7 +208,14 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.equal(lines.length, 3, 'one record per image, the broken one included');
     assert.ok(lines[0].p_value! >= 0 && lines[0].p_value! <= 1 && typeof lines[0].detected === 'boolean');
     assert.match(lines[1].error!, /b\.png: cannot decode image/);
+    r = await cli('watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', key, '--steps', '4', '--max-rotation', '3', '--json');
+    assert.equal(r.code, 0, r.err);
+    const searched = JSON.parse(r.out) as { max_rotation: number; rotation: number; p_value: number };
+    assert.equal(searched.max_rotation, 3);
+    assert.ok(Number.isInteger(searched.rotation) && Math.abs(searched.rotation) <= 3, `rotation ${searched.rotation}`);
+    assert.ok(searched.p_value >= 0 && searched.p_value <= 1);
     const bad: [string[], RegExp][] = [
+      [['watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', key, '--max-rotation', '90'], /--max-rotation must be an integer >= 0 <= 45, got '90'/],
       [['watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', path.join(root, 'nokey.json')], /nokey\.json: no such key file/],
       [['watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', path.join(root, 'corrupt', 'b.png')], /b\.png: not a Diffuse watermark key \(not valid JSON\)/],
       [['watermark', 'find', path.join(dir, '0000.png'), '--run', run, '--key', key], /unknown subcommand 'find'/],
