@@ -32,7 +32,7 @@ export interface InspectReport {
 }
 
 export type WatermarkSignal =
-  | { status: 'checked'; detected: boolean; pValue: number; log10P: number; fpr: number; payload?: number; inversionSteps: number }
+  | { status: 'checked'; detected: boolean; pValue: number; log10P: number; fpr: number; payload?: number; inversionSteps: number; maxRotation?: number; rotation?: number }
   | { status: 'skipped'; reason: string };
 
 export type DetectorSignal =
@@ -60,6 +60,8 @@ export interface InspectOptions {
   inversionSteps?: number;
   /** False-positive rate of the watermark decision (default 0.01). */
   fpr?: number;
+  /** Also look for the watermark with the image turned back by up to this many degrees (default 0). */
+  maxRotation?: number;
   /** Resize images of another size to the model's (explicit: scores are then less reliable). */
   resize?: boolean;
   /** Text-conditional runs: the prompt to invert with (default empty). */
@@ -112,10 +114,12 @@ export async function inspectImage(file: string, o: InspectOptions): Promise<Ins
       const [d] = await detectWatermark(batch, o.pipe, o.key, {
         steps,
         fpr: o.fpr ?? 0.01,
+        maxRotation: o.maxRotation ?? 0,
         ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
         onStep: (i, total) => o.onStep?.(`watermark: inverting, step ${i + 1}/${total}`),
       });
-      report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? { payload: d.payload } : {}) };
+      const turned = o.maxRotation ? { maxRotation: o.maxRotation, ...(d.detected ? { rotation: d.rotation } : {}) } : {};
+      report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? { payload: d.payload } : {}), ...turned };
     } else report.watermark = { status: 'skipped', reason: 'no watermark key given (--key)' };
     if (o.calibration) {
       o.onStep?.('detector');

@@ -26,6 +26,8 @@ export interface InspectorOptions {
   inversionSteps?: number;
   /** False-positive rate of the watermark decision (default 0.01). */
   fpr?: number;
+  /** Also look for the watermark with the image turned back by up to this many degrees (default 0). */
+  maxRotation?: number;
   /** Resize images of another size to the model's. */
   resize?: boolean;
   /** Text-conditional runs: the prompt to invert with. */
@@ -73,6 +75,7 @@ export class Inspector {
       trustAnchors: this.o.trustAnchors,
       inversionSteps: this.o.inversionSteps,
       fpr: this.o.fpr,
+      maxRotation: this.o.maxRotation,
       resize: this.o.resize,
       ...(this.o.prompt !== undefined && this.pipe.conditioning === 'text' ? { prompt: this.o.prompt } : {}),
       onStep: one.onStep,

@@ -110,5 +110,11 @@ describe('diffuse keygen --c2pa, signed outputs, detector calibrate and inspect'
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /watermark: +not checked: no watermark key given/);
     assert.match(r.out, /detector: +probability [\d.]+% that it is a sample of this model/);
+    r = await cli('inspect', path.join(dir, 'a-signed.png'), '--run', run, '--key', key, '--steps', '4', '--max-rotation', '2');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /watermark: .*4 inversion steps, turns up to 2 degrees searched\)/);
+    r = await cli('inspect', path.join(dir, 'a-signed.png'), '--run', run, '--max-rotation', '46');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--max-rotation must be an integer >= 0 <= 45, got '46'/);
   });
 });
