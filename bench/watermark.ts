@@ -276,17 +276,16 @@ if (nullCount > 0) {
  * space that needs no training, each channel averaged over an 8 x 8 grid of cells (192 values for
  * colour). Coarser than classifier features: it sees colour and layout, not detail.
  */
+const CELLS = 8;
+/** The cell of each pixel and how many pixels each cell holds, computed once. */
+const cellOf = Int32Array.from({ length: H * W }, (_, i) => Math.floor((Math.floor(i / W) * CELLS) / H) * CELLS + Math.floor(((i % W) * CELLS) / W));
+const cellSize = new Float32Array(CELLS * CELLS);
+for (const cell of cellOf) cellSize[cell]++;
 function pixelFeatures(x: Float32Array, n: number): Float32Array {
-  const G = 8;
-  const f = new Float32Array(n * C * G * G);
-  const cells = new Float32Array(G * G);
-  for (let i = 0; i < H * W; i++) cells[Math.floor((Math.floor(i / W) * G) / H) * G + Math.floor(((i % W) * G) / W)]++;
+  const f = new Float32Array(n * C * CELLS * CELLS);
   for (let k = 0; k < n; k++)
     for (let c = 0; c < C; c++)
-      for (let i = 0; i < H * W; i++) {
-        const cell = Math.floor((Math.floor(i / W) * G) / H) * G + Math.floor(((i % W) * G) / W);
-        f[(k * C + c) * G * G + cell] += Math.max(-1, Math.min(1, x[k * per + c * H * W + i])) / cells[cell];
-      }
+      for (let i = 0; i < H * W; i++) f[(k * C + c) * CELLS * CELLS + cellOf[i]] += Math.max(-1, Math.min(1, x[k * per + c * H * W + i])) / cellSize[cellOf[i]];
   return f;
 }
 const train = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
@@ -310,7 +309,7 @@ if (!has('skip-quality')) {
     await cls.release();
   } else {
     const n = Math.min(count, train.count);
-    const d = C * 64;
+    const d = C * CELLS * CELLS;
     const fr = pixelFeatures(train.images.slice(0, n * per), n);
     const q = (b: ImageBatch) => {
       const f = pixelFeatures(b.data.subarray(0, n * per), n);
