@@ -7,10 +7,11 @@
  * held-out images when the run's data set has a test split), sample quality with and without the
  * watermark, and the cost of embedding and detection.
  *
- *   npm run bench:watermark -- --run runs/mnist [--count 1000] [--null-count 10000] [--steps 50] [--attacks none,jpeg25,...] [--max-rotation 0] [--skip-quality]
+ *   npm run bench:watermark -- --run runs/mnist [--count 1000] [--null-count 10000] [--steps 50] [--inversion-steps N] [--attacks none,jpeg25,...] [--max-rotation 0 | --geometric] [--skip-quality]
  *
  * --max-rotation N detects with the search over turns of up to N degrees (detectWatermark's
- * maxRotation) in every row, the clean images' included.
+ * maxRotation) in every row, the clean images' included; --geometric with the search over turns by
+ * any angle and crops (detectWatermark's geometric), likewise.
  *
  * Attacks are applied to 8-bit images, as files hold them. Sizes scale with the image: Tree-Ring's
  * blur (radius 4 at 512 px) is 0.2 px at 28 px, so blur sigma 0.5 and 1 px are far stronger here.
@@ -38,11 +39,15 @@ import {
 } from '../src/index.js';
 import { flag, has, log, runFlag } from './args.js';
 
-const runDir = runFlag('npm run bench:watermark -- --run DIR [--count 1000] [--null-count 10000] [--steps 50] [--attacks a,b,...] [--max-rotation 0] [--skip-quality]');
+const runDir = runFlag('npm run bench:watermark -- --run DIR [--count 1000] [--null-count 10000] [--steps 50] [--inversion-steps N] [--attacks a,b,...] [--max-rotation 0 | --geometric] [--skip-quality]');
 const count = Number(flag('count', '1000'));
 const nullCount = Number(flag('null-count', '10000'));
 const steps = Number(flag('steps', '50'));
+/** Inversion steps of detection (default: as many as sampling). */
+const inversionSteps = Number(flag('inversion-steps', String(steps)));
 const maxRotation = Number(flag('max-rotation', '0'));
+const geometric = has('geometric');
+const searched = maxRotation ? ` and a search over turns of up to ${maxRotation} degrees` : geometric ? ' and the search over turns and crops' : '';
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 
@@ -198,12 +203,12 @@ async function attack(name: string, batch: ImageBatch, watermarked: boolean): Pr
 }
 
 async function detect(batch: ImageBatch) {
-  return detectWatermark(batch, pipe, key, { steps, maxRotation });
+  return detectWatermark(batch, pipe, key, { steps: inversionSteps, maxRotation, geometric });
 }
 
 const rows: string[] = [];
 const summary: Record<string, { auc: number; tpr1: number }> = {};
-log(`${runDir}: ${count} watermarked + ${count} clean samples, DDIM ${steps} steps eta 0; inversion ${steps} steps${maxRotation ? `, rotation search +-${maxRotation} degrees` : ''}`);
+log(`${runDir}: ${count} watermarked + ${count} clean samples, DDIM ${steps} steps eta 0; inversion ${inversionSteps} steps${searched}`);
 const { marked, clean } = await samples();
 log(`sampled (${elapsed()})`);
 for (const name of chosen) {
@@ -226,7 +231,7 @@ for (const name of chosen) {
   log(`${rows[rows.length - 1]} (${elapsed()})`);
 }
 
-console.log(`\n## ${runDir}: ${count} watermarked vs ${count} clean samples (DDIM ${steps}, eta 0), detection by ${steps}-step DDIM inversion${maxRotation ? ` and a search over turns of up to ${maxRotation} degrees` : ''}\n`);
+console.log(`\n## ${runDir}: ${count} watermarked vs ${count} clean samples (DDIM ${steps}, eta 0), detection by ${inversionSteps}-step DDIM inversion${searched}\n`);
 console.log('| attack | mean change (levels of 255) | AUC | TPR at p < 1% | FPR at p < 1% | TPR at p < 0.1% | FPR at p < 0.1% | payload bit accuracy |');
 console.log('(avgN rows: TPR after the averaged pattern is subtracted from watermarked images; FPR = clean images with the pattern added that are detected, i.e. forgeries)');
 console.log('|---|---|---|---|---|---|---|---|');
@@ -329,11 +334,18 @@ const t0 = Date.now();
 const x = new FastGenerator(5);
 for (let k = 0; k < 100; k++) gaussianShading(key, 1).draw(1, per, x);
 const embed = (Date.now() - t0) / 1000 / 100;
-for (const [s, turns] of [[50, 0], [20, 0], [10, 0], ...(maxRotation ? [[50, maxRotation]] : [])]) {
+for (const [s, turns, geo] of [[50, 0, false], [20, 0, false], [10, 0, false], [5, 0, false], ...(maxRotation ? [[inversionSteps, maxRotation, false]] : []), ...(geometric ? [[inversionSteps, 0, true]] : [])] as [number, number, boolean][]) {
   const sub: ImageBatch = { data: marked.data.slice(0, 100 * per), count: 100, shape: [C, H, W] };
   const t = Date.now();
-  const ds = await detectWatermark(sub, pipe, key, { steps: s, maxRotation: turns });
-  console.log(`| ${s}${turns ? `, turns up to ${turns} degrees` : ''} | ${((Date.now() - t) / 1000 / 100).toFixed(4)} | ${(ds.filter((d) => d.pValue < 0.01).length / 100).toFixed(2)} |`);
+  const ds = await detectWatermark(sub, pipe, key, { steps: s, maxRotation: turns, geometric: geo });
+  console.log(`| ${s}${turns ? `, turns up to ${turns} degrees` : ''}${geo ? ', turns and crops searched (found unmoved: the search is skipped)' : ''} | ${((Date.now() - t) / 1000 / 100).toFixed(4)} | ${(ds.filter((d) => d.pValue < 0.01).length / 100).toFixed(2)} |`);
+}
+if (geometric) {
+  // Unwatermarked images get the whole search: its cost per image, and how many of them are flagged.
+  const sub: ImageBatch = { data: clean.data.slice(0, 100 * per), count: 100, shape: [C, H, W] };
+  const t = Date.now();
+  const ds = await detectWatermark(sub, pipe, key, { steps: inversionSteps, geometric });
+  console.log(`| ${inversionSteps}, turns and crops searched, 100 clean images (the whole search) | ${((Date.now() - t) / 1000 / 100).toFixed(4)} | (clean: ${ds.filter((d) => d.pValue < 0.01).length} of 100 flagged) |`);
 }
 console.log(`\nEmbedding: ${(embed * 1000).toFixed(2)} ms per image (the keystream and the sign flips; the sampling itself costs what unwatermarked sampling costs). Total ${elapsed()}.`);
 await pipe.release();

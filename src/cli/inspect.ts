@@ -19,7 +19,7 @@ import { ProgressLine } from './progress.js';
 export const commandInspect: Command = {
   summary: "an analyst's report on images: content credentials, watermark and a detector of this model's samples",
   // Exit code 0 when it ran, whatever the verdicts (scripts read --json); 1 for bad usage or when no image could be read.
-  usage: 'diffuse inspect IMAGE... | FOLDER --run DIR [--key key.json] [--trust root.pem] [--json] [--csv out.csv] [--html report.html] [--heatmaps DIR] [--fast] [--max-rotation N] [--resize]',
+  usage: 'diffuse inspect IMAGE... | FOLDER --run DIR [--key key.json] [--trust root.pem] [--json] [--csv out.csv] [--html report.html] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric] [--resize]',
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder of the model to check against (its detector.json calibrates the detector)' },
@@ -33,6 +33,7 @@ export const commandInspect: Command = {
     fast: { type: 'boolean', description: 'the watermark check with 25 inversion steps instead of 50 (docs/INSPECT.md: its cost in accuracy)' },
     fpr: { type: 'string', description: 'false-positive rate of the watermark decision', default: '0.01' },
     'max-rotation': { type: 'string', description: 'also look for the watermark with the image turned back by up to this many degrees (0-45; costs about 3.5x the check at 20)', default: '0' },
+    geometric: { type: 'boolean', description: 'also look for the watermark after a turn by any angle or a crop enlarged back to size (about 1 s more per image)' },
     prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (scores are then less reliable)" },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
@@ -47,13 +48,15 @@ export const commandInspect: Command = {
     const steps = v.fast ? 25 : (num(v, 'steps', { int: true, min: 1 }) as number);
     const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
     const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
+    const geometric = Boolean(v.geometric);
+    if (geometric && maxRotation > 0) throw new UsageError('choose --geometric or --max-rotation: the geometric search already covers every turn');
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     for (const f of [v.csv, v.html]) if (f !== undefined) await ensureWritable(String(f));
     const heatDir = v.heatmaps === undefined ? undefined : String(v.heatmaps);
     if (heatDir) await ensureWritable(path.join(heatDir, 'x.png'));
     const files = expandInputs(positionals);
 
-    const inspector = await Inspector.open(runDir, { device, key, trustAnchors, inversionSteps: steps, fpr, maxRotation, resize: Boolean(v.resize), ...(config.text ? { prompt: String(v.prompt) } : {}) });
+    const inspector = await Inspector.open(runDir, { device, key, trustAnchors, inversionSteps: steps, fpr, maxRotation, geometric, resize: Boolean(v.resize), ...(config.text ? { prompt: String(v.prompt) } : {}) });
     const wantPictures = v.html !== undefined;
     const pictures: { report: InspectReport; pictures: ReportPictures }[] = [];
     // The CSV summary is built only when asked for (a row per image, written at the end).

@@ -7,12 +7,13 @@ import { UsageError, num, oneOf } from './flags.js';
 
 export const commandStudio: Command = {
   summary: 'serve a local page (127.0.0.1) to watch the forward and reverse processes, generate and edit in the browser, and inspect images',
-  usage: 'diffuse studio --run DIR [--port 8080] [--host 127.0.0.1] [--key key.json] [--trust root.pem]',
+  usage: 'diffuse studio --run DIR [--port 8080] [--host 127.0.0.1] [--key key.json] [--geometric] [--trust root.pem]',
   options: {
     run: { type: 'string', description: 'the run folder' },
     port: { type: 'string', description: 'the port to listen on', default: '8080' },
     host: { type: 'string', description: 'the address to listen on (0.0.0.0 would let other machines in)', default: '127.0.0.1' },
     key: { type: 'string', description: "the Inspect tab's watermark key (diffuse keygen); without it the watermark is not checked" },
+    geometric: { type: 'boolean', description: "the Inspect tab also looks for the watermark after a turn by any angle or a crop (about a second more per image)" },
     trust: { type: 'string', description: "the Inspect tab's trusted root certificates for content credentials (PEM)" },
     device: { type: 'string', description: 'where the Inspect tab runs the model: cpu or cuda (generation runs in the browser)', default: 'cpu' },
   },
@@ -22,7 +23,7 @@ export const commandStudio: Command = {
     const key = v.key === undefined ? undefined : readKey(String(v.key));
     const trustAnchors = v.trust === undefined ? undefined : readTrustFile(String(v.trust));
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
-    const studio = await startStudio({ run: String(v.run), port, host: String(v.host), inspect: { key, trustAnchors, device }, onProgress: (m) => process.stderr.write(`${m}...\n`) });
+    const studio = await startStudio({ run: String(v.run), port, host: String(v.host), inspect: { key, trustAnchors, device, geometric: Boolean(v.geometric) }, onProgress: (m) => process.stderr.write(`${m}...\n`) });
     process.stderr.write(`Diffuse studio for ${String(v.run)}: open ${studio.url} (Ctrl-C stops it; no data leaves this machine)\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void studio.stop().then(resolve);

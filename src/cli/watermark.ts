@@ -7,7 +7,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
-import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkKey, detectWatermark, generateKey, readKey } from '../forensics/index.js';
+import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkKey, describeMap, detectWatermark, generateKey, isMoved, readKey } from '../forensics/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { CREDENTIAL_FILES, makeSigningChain } from '../provenance/index.js';
 import { readRunConfig } from '../run/run.js';
@@ -89,7 +89,7 @@ async function writeC2paCredentials(dir: string, name: string, force: boolean): 
 
 export const commandWatermark: Command = {
   summary: "detect Diffuse's watermark in images (DDIM inversion with the run's model; a p-value per image)",
-  usage: 'diffuse watermark detect IMAGE... --run DIR --key key.json [--steps 50] [--fpr 0.01] [--max-rotation 0] [--json]',
+  usage: 'diffuse watermark detect IMAGE... --run DIR --key key.json [--steps 50] [--fpr 0.01] [--max-rotation 0 | --geometric] [--json]',
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder of the model that made the images' },
@@ -97,6 +97,7 @@ export const commandWatermark: Command = {
     steps: { type: 'string', description: 'DDIM inversion steps (fewer: faster, less accurate)', default: '50' },
     fpr: { type: 'string', description: 'false-positive rate of the decision', default: '0.01' },
     'max-rotation': { type: 'string', description: 'also look for the mark with the image turned back by up to this many degrees (0-45; for photos or scans turned a little; the p-value pays for the search)', default: '0' },
+    geometric: { type: 'boolean', description: 'also look for the mark after a turn by any angle or a crop enlarged back to size (about 1 s more per image; the p-value pays for the search)' },
     prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (the result is then less reliable)" },
     json: { type: 'boolean', description: 'one JSON object per image on stdout' },
@@ -113,6 +114,8 @@ export const commandWatermark: Command = {
     const steps = num(v, 'steps', { int: true, min: 1 }) as number;
     const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
     const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
+    const geometric = Boolean(v.geometric);
+    if (geometric && maxRotation > 0) throw new UsageError('choose --geometric or --max-rotation: the geometric search already covers every turn');
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const m = config.model;
     const pipe = await DiffusionPipeline.fromRun(String(v.run), { device });
@@ -128,14 +131,15 @@ export const commandWatermark: Command = {
             steps,
             fpr,
             maxRotation,
+            geometric,
             ...(config.text ? { prompt: String(v.prompt) } : {}),
             onStep: (i, total) => bar.update(`${file}: inverting, step ${i + 1}/${total}`),
           });
           const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
           const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
-          const turned = d.detected && d.rotation !== 0 ? `, found turned by ${d.rotation} degrees` : '';
+          const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
           line = `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)${turned}` : ''}`;
-          record = { file, detected: d.detected, p_value: d.pValue, log10_p: d.log10P, fpr, payload: d.detected ? d.payload : null, payload_vote_agreement: meanConfidence, agreement: d.agreement, positions: d.positions, steps, max_rotation: maxRotation, rotation: d.rotation };
+          record = { file, detected: d.detected, p_value: d.pValue, log10_p: d.log10P, fpr, payload: d.detected ? d.payload : null, payload_vote_agreement: meanConfidence, agreement: d.agreement, positions: d.positions, steps, max_rotation: maxRotation, rotation: d.rotation, geometric, map: d.map };
         } catch (e) {
           // One bad file does not stop the others.
           failed++;

@@ -5,9 +5,12 @@
 import type { DiffusionPipeline, ImageBatch } from '../pipelines/index.js';
 import { detectInNoise } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
+import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap, detectInMovedNoise } from './geometry-search.js';
 import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
 
 export interface WatermarkDetection extends RotatedNoiseDetection {
+  /** The map from x_T to the image's inverted noise at which the key was found (turn, scale, shift); the identity without a search. */
+  map: NoiseMap;
   /** pValue < fpr: the image carries this key's watermark, at false-positive rate `fpr`. */
   detected: boolean;
   fpr: number;
@@ -26,6 +29,12 @@ export interface DetectOptions {
    * tests (not inversions), and the p-value pays for the search (see rotation-search.ts).
    */
   maxRotation?: number;
+  /**
+   * Also look for the mark after a turn by any angle (with a shift of up to 1.5 px) or a crop
+   * enlarged back to size (default off; see geometry-search.ts). Costs about a second per 32 x 32
+   * colour image on top of the inversion; the p-value pays for the search. Not with maxRotation.
+   */
+  geometric?: boolean | GeometrySearchOptions;
   /** Text-conditional runs: the prompt to invert with (default the empty prompt). */
   prompt?: string;
   onStep?: (index: number, total: number) => void;
@@ -37,6 +46,7 @@ export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipelin
   if (!(fpr > 0 && fpr < 1)) throw new Error(`the false-positive rate must be in (0, 1), got ${o.fpr}`);
   const maxRotation = o.maxRotation ?? 0;
   if (!(Number.isInteger(maxRotation) && maxRotation >= 0 && maxRotation <= 45)) throw new Error(`the rotation search takes whole degrees in 0..45, got ${o.maxRotation}`);
+  if (o.geometric && maxRotation > 0) throw new Error('choose one search: the geometric search already covers every turn (leave maxRotation at 0)');
   const noise = await pipe.invert({
     image: images,
     steps: o.steps ?? 50,
@@ -47,7 +57,11 @@ export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipelin
   const per = noise.data.length / noise.count;
   return Array.from({ length: noise.count }, (_, k) => {
     const x = noise.data.subarray(k * per, (k + 1) * per);
+    if (o.geometric) {
+      const g = detectInMovedNoise(key, x, images.shape, o.geometric === true ? {} : o.geometric);
+      return { ...g, rotation: g.map.degrees, detected: g.pValue < fpr, fpr };
+    }
     const d = maxRotation > 0 ? detectInRotatedNoise(key, x, images.shape, maxRotation) : { ...detectInNoise(key, x), rotation: 0 };
-    return { ...d, detected: d.pValue < fpr, fpr };
+    return { ...d, map: { ...IDENTITY_MAP, degrees: d.rotation }, detected: d.pValue < fpr, fpr };
   });
 }

@@ -85,7 +85,8 @@ export interface NoiseDetection {
 const groupSizes = (D: number) => Array.from({ length: PAYLOAD_BITS }, (_, j) => Math.floor(D / PAYLOAD_BITS) + (j < D % PAYLOAD_BITS ? 1 : 0));
 
 const keystreamCache = new Map<string, Uint8Array[]>();
-function keystreams(key: WatermarkKey, D: number): Uint8Array[] {
+/** The keystream bits of every nonce for D positions (cached per key and D). */
+export function keystreams(key: WatermarkKey, D: number): Uint8Array[] {
   const id = `${key.secret}:${D}`;
   let ks = keystreamCache.get(id);
   if (!ks) {
@@ -96,18 +97,26 @@ function keystreams(key: WatermarkKey, D: number): Uint8Array[] {
   return ks;
 }
 
-/** Tests one image's x_T estimate (D values) for the key's watermark. */
-export function detectInNoise(key: WatermarkKey, noise: Float32Array): NoiseDetection {
+/**
+ * Tests one image's x_T estimate (D values) for the key's watermark. `use`, if given, marks the
+ * positions to count (1) and to leave out (0), for noise moved back from an attacked image whose
+ * edges hold nothing of x_T; it must not depend on the key (then the test stays exact).
+ */
+export function detectInNoise(key: WatermarkKey, noise: Float32Array, use?: Uint8Array): NoiseDetection {
   const D = noise.length;
   if (D < PAYLOAD_BITS) throw new Error(`watermark detection needs at least ${PAYLOAD_BITS} values, got ${D}`);
+  if (use && use.length !== D) throw new Error(`detectInNoise: a mask of ${use.length} positions for ${D} values`);
   const signs = new Uint8Array(D);
   for (let i = 0; i < D; i++) signs[i] = noise[i] > 0 ? 1 : 0;
-  const sizes = groupSizes(D);
+  const used = use ? Int32Array.from(Array.from(use).flatMap((u, i) => (u ? [i] : []))) : undefined;
+  const sizes = used ? new Array<number>(PAYLOAD_BITS).fill(0) : groupSizes(D);
+  if (used) for (const i of used) sizes[i % PAYLOAD_BITS]++;
   const counts = new Int32Array(PAYLOAD_BITS);
   let best = { agreement: -1, nonce: 0, counts: new Int32Array(PAYLOAD_BITS) };
   for (const [nonce, k] of keystreams(key, D).entries()) {
     counts.fill(0);
-    for (let i = 0; i < D; i++) counts[i % PAYLOAD_BITS] += signs[i] ^ k[i];
+    if (used) for (const i of used) counts[i % PAYLOAD_BITS] += signs[i] ^ k[i];
+    else for (let i = 0; i < D; i++) counts[i % PAYLOAD_BITS] += signs[i] ^ k[i];
     let a = 0;
     for (let j = 0; j < PAYLOAD_BITS; j++) a += Math.max(counts[j], sizes[j] - counts[j]);
     if (a > best.agreement) best = { agreement: a, nonce, counts: counts.slice() };
@@ -117,15 +126,15 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array): NoiseDete
   for (let j = 0; j < PAYLOAD_BITS; j++) {
     const one = best.counts[j] > sizes[j] / 2;
     if (one) payload += 2 ** j;
-    bitConfidence.push(Math.max(best.counts[j], sizes[j] - best.counts[j]) / sizes[j]);
+    bitConfidence.push(sizes[j] ? Math.max(best.counts[j], sizes[j] - best.counts[j]) / sizes[j] : 0.5);
   }
-  const survival = nullLogSurvival(D);
+  const survival = nullLogSurvivalOfGroups(sizes);
   const atLeast = logMaxOfIndependent(survival[best.agreement], NONCES); // log P(max >= m)
   const above = best.agreement + 1 < survival.length ? logMaxOfIndependent(survival[best.agreement + 1], NONCES) : -Infinity; // log P(max > m)
   // log(P(max > m) + U (P(max >= m) - P(max > m))), with U in (0, 1) from the signs.
   const logAtom = above === -Infinity ? atLeast : atLeast + Math.log1p(-Math.exp(above - atLeast));
   const logP = logSumExp(above, Math.log(signHash(signs)) + logAtom);
-  return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, agreement: best.agreement, positions: D, nonce: best.nonce };
+  return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, agreement: best.agreement, positions: used ? used.length : D, nonce: best.nonce };
 }
 
 /** A number in (0, 1) from the sign bits (SHA-256): the randomisation of the p-value, the same for the same signs. */
@@ -150,16 +159,22 @@ function logBinomialRow(n: number): Float64Array {
   return row;
 }
 
-const survivalCache = new Map<number, Float64Array>();
 /**
  * log P(A >= a) for a = 0..D under the null: A = sum_j max(c_j, n_j - c_j), c_j ~ Binomial(n_j, 1/2)
  * independent. Exact, by convolving the groups' distributions in log space.
  */
 export function nullLogSurvival(D: number): Float64Array {
-  let s = survivalCache.get(D);
+  return nullLogSurvivalOfGroups(groupSizes(D));
+}
+
+const survivalCache = new Map<string, Float64Array>();
+/** nullLogSurvival for groups of the given sizes (a masked test's). */
+function nullLogSurvivalOfGroups(sizes: readonly number[]): Float64Array {
+  const id = sizes.join(',');
+  let s = survivalCache.get(id);
   if (s) return s;
   let pmf = Float64Array.of(0); // log P(A = 0) = 0 before any group
-  for (const n of groupSizes(D)) {
+  for (const n of sizes) {
     const lc = logBinomialRow(n);
     const g = new Float64Array(n + 1).fill(-Infinity); // log P(max(c, n - c) = x)
     for (let c = 0; c <= n; c++) {
@@ -175,6 +190,7 @@ export function nullLogSurvival(D: number): Float64Array {
   }
   s = new Float64Array(pmf.length + 1).fill(-Infinity);
   for (let a = pmf.length - 1; a >= 0; a--) s[a] = logSumExp(s[a + 1], pmf[a]);
-  survivalCache.set(D, s);
+  if (survivalCache.size > 256) survivalCache.clear();
+  survivalCache.set(id, s);
   return s;
 }

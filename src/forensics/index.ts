@@ -2,6 +2,7 @@
 export * from './key.js';
 export * from './gaussian-shading.js';
 export * from './rotation-search.js';
+export * from './geometry-search.js';
 export * from './detect.js';
 export * from './logistic.js';
 export * from './processing.js';

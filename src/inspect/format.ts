@@ -16,7 +16,7 @@ export function reportText(r: InspectReport): string {
     if (cr.claims?.ingredients.length) lines.push(`               ingredients: ${cr.claims.ingredients.join(', ')}`);
   }
   const wm = r.watermark;
-  if (wm) lines.push(`  watermark:   ${wm.status === 'skipped' ? `not checked: ${wm.reason}` : `${wm.detected ? `PRESENT, payload ${wm.payload}${wm.rotation ? `, image turned by ${wm.rotation} degrees` : ''}` : 'not found'} (p = ${formatP(wm.pValue, wm.log10P)}, decision at FPR ${wm.fpr}, ${wm.inversionSteps} inversion steps${wm.maxRotation ? `, turns up to ${wm.maxRotation} degrees searched` : ''})`}`);
+  if (wm) lines.push(`  watermark:   ${wm.status === 'skipped' ? `not checked: ${wm.reason}` : `${wm.detected ? `PRESENT, payload ${wm.payload}${wm.found ? `, image ${wm.found}` : wm.rotation ? `, image turned by ${wm.rotation} degrees` : ''}` : 'not found'} (p = ${formatP(wm.pValue, wm.log10P)}, decision at FPR ${wm.fpr}, ${wm.inversionSteps} inversion steps${wm.maxRotation ? `, turns up to ${wm.maxRotation} degrees searched` : ''}${wm.geometric ? ', turns and crops searched' : ''})`}`);
   const det = r.detector;
   if (det) {
     lines.push(

@@ -12,6 +12,7 @@ import { readImage } from '../data/read-image.js';
 import { DetectorCalibration, DetectorProfile, chooseProfile, detectSynthetic } from '../forensics/synthetic.js';
 import { estimateJpegQuality } from '../forensics/jpeg-quality.js';
 import { detectWatermark } from '../forensics/detect.js';
+import { describeMap, isMoved } from '../forensics/geometry-search.js';
 import type { WatermarkKey } from '../forensics/key.js';
 import type { DiffusionPipeline } from '../pipelines/index.js';
 import { CredentialReport, TRAINED_ALGORITHMIC_MEDIA, imageFormat, readCredentials } from '../provenance/index.js';
@@ -32,7 +33,7 @@ export interface InspectReport {
 }
 
 export type WatermarkSignal =
-  | { status: 'checked'; detected: boolean; pValue: number; log10P: number; fpr: number; payload?: number; inversionSteps: number; maxRotation?: number; rotation?: number }
+  | { status: 'checked'; detected: boolean; pValue: number; log10P: number; fpr: number; payload?: number; inversionSteps: number; maxRotation?: number; rotation?: number; geometric?: boolean; found?: string }
   | { status: 'skipped'; reason: string };
 
 export type DetectorSignal =
@@ -62,6 +63,8 @@ export interface InspectOptions {
   fpr?: number;
   /** Also look for the watermark with the image turned back by up to this many degrees (default 0). */
   maxRotation?: number;
+  /** Also look for the watermark after a turn by any angle or a crop enlarged back to size (default off). */
+  geometric?: boolean;
   /** Resize images of another size to the model's (explicit: scores are then less reliable). */
   resize?: boolean;
   /** Text-conditional runs: the prompt to invert with (default empty). */
@@ -115,10 +118,14 @@ export async function inspectImage(file: string, o: InspectOptions): Promise<Ins
         steps,
         fpr: o.fpr ?? 0.01,
         maxRotation: o.maxRotation ?? 0,
+        geometric: o.geometric ?? false,
         ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
         onStep: (i, total) => o.onStep?.(`watermark: inverting, step ${i + 1}/${total}`),
       });
-      const turned = o.maxRotation ? { maxRotation: o.maxRotation, ...(d.detected ? { rotation: d.rotation } : {}) } : {};
+      const turned = {
+        ...(o.maxRotation ? { maxRotation: o.maxRotation, ...(d.detected ? { rotation: d.rotation } : {}) } : {}),
+        ...(o.geometric ? { geometric: true, ...(d.detected && isMoved(d.map) ? { found: describeMap(d.map) } : {}) } : {}),
+      };
       report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? { payload: d.payload } : {}), ...turned };
     } else report.watermark = { status: 'skipped', reason: 'no watermark key given (--key)' };
     if (o.calibration) {

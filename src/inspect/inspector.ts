@@ -28,6 +28,8 @@ export interface InspectorOptions {
   fpr?: number;
   /** Also look for the watermark with the image turned back by up to this many degrees (default 0). */
   maxRotation?: number;
+  /** Also look for the watermark after a turn by any angle or a crop enlarged back to size (default off). */
+  geometric?: boolean;
   /** Resize images of another size to the model's. */
   resize?: boolean;
   /** Text-conditional runs: the prompt to invert with. */
@@ -76,6 +78,7 @@ export class Inspector {
       inversionSteps: this.o.inversionSteps,
       fpr: this.o.fpr,
       maxRotation: this.o.maxRotation,
+      geometric: this.o.geometric,
       resize: this.o.resize,
       ...(this.o.prompt !== undefined && this.pipe.conditioning === 'text' ? { prompt: this.o.prompt } : {}),
       onStep: one.onStep,

@@ -24,8 +24,8 @@ export interface StudioOptions {
   run: string;
   port?: number;
   host?: string;
-  /** What the Inspect tab checks with: a watermark key, trust anchors, the device. */
-  inspect?: Pick<InspectorOptions, 'key' | 'trustAnchors' | 'device'>;
+  /** What the Inspect tab checks with: a watermark key, trust anchors, the device, the geometric search. */
+  inspect?: Pick<InspectorOptions, 'key' | 'trustAnchors' | 'device' | 'geometric'>;
   onProgress?: (message: string) => void;
 }
 

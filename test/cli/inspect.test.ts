@@ -113,6 +113,14 @@ describe('diffuse keygen --c2pa, signed outputs, detector calibrate and inspect'
     r = await cli('inspect', path.join(dir, 'a-signed.png'), '--run', run, '--key', key, '--steps', '4', '--max-rotation', '2');
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /watermark: .*4 inversion steps, turns up to 2 degrees searched\)/);
+    r = await cli('inspect', path.join(dir, 'a-signed.png'), '--run', run, '--key', key, '--steps', '4', '--geometric', '--json');
+    assert.equal(r.code, 0, r.err);
+    const geo = JSON.parse(r.out) as { watermark: { geometric?: boolean; inversionSteps: number } };
+    assert.equal(geo.watermark.geometric, true);
+    assert.equal(geo.watermark.inversionSteps, 4);
+    r = await cli('inspect', path.join(dir, 'a-signed.png'), '--run', run, '--key', key, '--geometric', '--max-rotation', '3');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /choose --geometric or --max-rotation/);
     r = await cli('inspect', path.join(dir, 'a-signed.png'), '--run', run, '--max-rotation', '46');
     assert.equal(r.code, 1);
     assert.match(r.err, /--max-rotation must be an integer >= 0 <= 45, got '46'/);
