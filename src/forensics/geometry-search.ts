@@ -63,59 +63,71 @@ const SURE = -12;
 const KEEP = 6;
 
 /**
- * The noise moved back by `map`: out(p) = in(c + s R (p - c) + t), bilinear. Positions whose
- * source lies outside the image keep their own value, in(p): filling them with a constant would
- * give them the same sign bit in every image, and a fixed key would then meet a fixed pattern
- * there, which biases the test for that key.
+ * Where `pixels` (indices y W + x of an H x W grid) read from under `map`: the four bilinear
+ * corners of each source and their weights, written at 4 u .. 4 u + 3 for the u-th pixel; corner
+ * -1 when the source lies outside the image. One resampler for warpNoise and the screening.
  */
-export function warpNoise(noise: Float32Array, shape: readonly [number, number, number], map: NoiseMap): Float32Array {
-  const [C, H, W] = shape;
-  if (noise.length !== C * H * W) throw new Error(`warpNoise: ${noise.length} values do not make a ${C}x${H}x${W} image`);
-  const src = sourcePositions(shape, map);
-  const out = new Float32Array(noise.length);
-  for (let c = 0; c < C; c++) for (let p = 0; p < H * W; p++) out[c * H * W + p] = sampleAt(noise, c * H * W, W, H, src, p);
-  return out;
-}
-
-/** 1 where `map` reads position p from inside the image, 0 where the position keeps its own value; per value (C x H x W). */
-export function insideMask(shape: readonly [number, number, number], map: NoiseMap): Uint8Array {
-  const [C, H, W] = shape;
-  const src = sourcePositions(shape, map);
-  const out = new Uint8Array(C * H * W);
-  for (let c = 0; c < C; c++) for (let p = 0; p < H * W; p++) out[c * H * W + p] = Number.isNaN(src[2 * p]) ? 0 : 1;
-  return out;
-}
-
-/** Where each position p of an H x W grid reads from under `map`: x then y, NaN outside. */
-function sourcePositions(shape: readonly [number, number, number], map: NoiseMap): Float64Array {
+function bilinearSources(shape: readonly [number, number, number], map: NoiseMap, pixels: ArrayLike<number>, corner: Int32Array, weight: Float64Array): void {
   const [, H, W] = shape;
   const r = (map.degrees * Math.PI) / 180;
   const [cos, sin] = [map.scale * Math.cos(r), map.scale * Math.sin(r)];
   const [cx, cy] = [(W - 1) / 2, (H - 1) / 2];
-  const out = new Float64Array(2 * H * W);
-  for (let y = 0; y < H; y++)
-    for (let x = 0; x < W; x++) {
-      const sx = cos * (x - cx) - sin * (y - cy) + cx + map.dx;
-      const sy = sin * (x - cx) + cos * (y - cy) + cy + map.dy;
-      const inside = sx > -1e-9 && sy > -1e-9 && sx < W - 1 + 1e-9 && sy < H - 1 + 1e-9;
-      out[2 * (y * W + x)] = inside ? sx : NaN;
-      out[2 * (y * W + x) + 1] = inside ? sy : NaN;
+  for (let u = 0; u < pixels.length; u++) {
+    const p = pixels[u];
+    const [x, y] = [p % W, Math.floor(p / W)];
+    const sx = cos * (x - cx) - sin * (y - cy) + cx + map.dx;
+    const sy = sin * (x - cx) + cos * (y - cy) + cy + map.dy;
+    if (!(sx > -1e-9 && sy > -1e-9 && sx < W - 1 + 1e-9 && sy < H - 1 + 1e-9)) {
+      corner[4 * u] = -1;
+      continue;
     }
-  return out;
+    const x0 = Math.min(W - 1, Math.max(0, Math.floor(sx)));
+    const y0 = Math.min(H - 1, Math.max(0, Math.floor(sy)));
+    const [x1, y1] = [Math.min(W - 1, x0 + 1), Math.min(H - 1, y0 + 1)];
+    const [fx, fy] = [Math.max(0, sx - x0), Math.max(0, sy - y0)];
+    corner[4 * u] = y0 * W + x0;
+    corner[4 * u + 1] = y0 * W + x1;
+    corner[4 * u + 2] = y1 * W + x0;
+    corner[4 * u + 3] = y1 * W + x1;
+    weight[4 * u] = (1 - fx) * (1 - fy);
+    weight[4 * u + 1] = fx * (1 - fy);
+    weight[4 * u + 2] = (1 - fx) * fy;
+    weight[4 * u + 3] = fx * fy;
+  }
 }
 
-/** Bilinear value of one channel (starting at `base`) at position p's source; its own value when the source is outside. */
-function sampleAt(noise: Float32Array, base: number, W: number, H: number, src: Float64Array, p: number): number {
-  const sx = src[2 * p];
-  if (Number.isNaN(sx)) return noise[base + p];
-  const sy = src[2 * p + 1];
-  const x0 = Math.min(W - 1, Math.max(0, Math.floor(sx)));
-  const y0 = Math.min(H - 1, Math.max(0, Math.floor(sy)));
-  const [x1, y1] = [Math.min(W - 1, x0 + 1), Math.min(H - 1, y0 + 1)];
-  const [fx, fy] = [Math.max(0, sx - x0), Math.max(0, sy - y0)];
-  const top = (1 - fx) * noise[base + y0 * W + x0] + fx * noise[base + y0 * W + x1];
-  const bottom = (1 - fx) * noise[base + y1 * W + x0] + fx * noise[base + y1 * W + x1];
-  return (1 - fy) * top + fy * bottom;
+/** The value the u-th pixel (grid index p) of the channel starting at `base` reads: bilinear, or its own value when its source is outside. */
+function sampleAt(noise: Float32Array, base: number, p: number, u: number, corner: Int32Array, weight: Float64Array): number {
+  const k = 4 * u;
+  if (corner[k] < 0) return noise[base + p];
+  return weight[k] * noise[base + corner[k]] + weight[k + 1] * noise[base + corner[k + 1]] + weight[k + 2] * noise[base + corner[k + 2]] + weight[k + 3] * noise[base + corner[k + 3]];
+}
+
+/**
+ * The noise moved back by `map`: out(p) = in(c + s R (p - c) + t), bilinear, and which values
+ * read from inside the image. Positions whose source lies outside keep their own value, in(p):
+ * filling them with a constant would give them the same sign bit in every image, and a fixed key
+ * would then meet a fixed pattern there, which biases the test for that key.
+ */
+function moveNoise(noise: Float32Array, shape: readonly [number, number, number], map: NoiseMap): { moved: Float32Array; inside: Uint8Array } {
+  const [C, H, W] = shape;
+  if (noise.length !== C * H * W) throw new Error(`warpNoise: ${noise.length} values do not make a ${C}x${H}x${W} image`);
+  const all = Int32Array.from({ length: H * W }, (_, p) => p);
+  const [corner, weight] = [new Int32Array(4 * H * W), new Float64Array(4 * H * W)];
+  bilinearSources(shape, map, all, corner, weight);
+  const moved = new Float32Array(noise.length);
+  const inside = new Uint8Array(noise.length);
+  for (let c = 0; c < C; c++)
+    for (let p = 0; p < H * W; p++) {
+      moved[c * H * W + p] = sampleAt(noise, c * H * W, p, p, corner, weight);
+      inside[c * H * W + p] = corner[4 * p] < 0 ? 0 : 1;
+    }
+  return { moved, inside };
+}
+
+/** The noise moved back by `map` (see moveNoise). */
+export function warpNoise(noise: Float32Array, shape: readonly [number, number, number], map: NoiseMap): Float32Array {
+  return moveNoise(noise, shape, map).moved;
 }
 
 /** Steps of `step` from -limit to limit (limit rounded down to the step), symmetric about 0. */
@@ -251,43 +263,13 @@ const scratchFor = (s: Screen): Scratch => ({ corner: new Int32Array(4 * s.pixel
  * each pixel is computed once and shared by the channels.
  */
 function screenMap(noise: Float32Array, shape: readonly [number, number, number], s: Screen, map: NoiseMap, t: Scratch): { z: number; nonce: number } {
-  const [, H, W] = shape;
-  const r = (map.degrees * Math.PI) / 180;
-  const [cos, sin] = [map.scale * Math.cos(r), map.scale * Math.sin(r)];
-  const [cx, cy] = [(W - 1) / 2, (H - 1) / 2];
   const { corner, weight, words } = t;
-  for (let u = 0; u < s.pixels.length; u++) {
-    const p = s.pixels[u];
-    const [x, y] = [p % W, Math.floor(p / W)];
-    const sx = cos * (x - cx) - sin * (y - cy) + cx + map.dx;
-    const sy = sin * (x - cx) + cos * (y - cy) + cy + map.dy;
-    if (!(sx > -1e-9 && sy > -1e-9 && sx < W - 1 + 1e-9 && sy < H - 1 + 1e-9)) {
-      corner[4 * u] = -1;
-      continue;
-    }
-    const x0 = Math.min(W - 1, Math.max(0, Math.floor(sx)));
-    const y0 = Math.min(H - 1, Math.max(0, Math.floor(sy)));
-    const [x1, y1] = [Math.min(W - 1, x0 + 1), Math.min(H - 1, y0 + 1)];
-    const [fx, fy] = [Math.max(0, sx - x0), Math.max(0, sy - y0)];
-    corner[4 * u] = y0 * W + x0;
-    corner[4 * u + 1] = y0 * W + x1;
-    corner[4 * u + 2] = y1 * W + x0;
-    corner[4 * u + 3] = y1 * W + x1;
-    weight[4 * u] = (1 - fx) * (1 - fy);
-    weight[4 * u + 1] = fx * (1 - fy);
-    weight[4 * u + 2] = (1 - fx) * fy;
-    weight[4 * u + 3] = fx * fy;
-  }
+  bilinearSources(shape, map, s.pixels, corner, weight);
   for (let j = 0; j < PAYLOAD_BITS; j++) {
     let w = 0;
     const [base, slot] = [s.base[j], s.slot[j]];
     for (let b = 0; b < slot.length; b++) {
-      const u = slot[b];
-      const o = base[b];
-      const v =
-        corner[4 * u] < 0
-          ? noise[o + s.pixels[u]]
-          : weight[4 * u] * noise[o + corner[4 * u]] + weight[4 * u + 1] * noise[o + corner[4 * u + 1]] + weight[4 * u + 2] * noise[o + corner[4 * u + 2]] + weight[4 * u + 3] * noise[o + corner[4 * u + 3]];
+      const v = sampleAt(noise, base[b], s.pixels[slot[b]], slot[b], corner, weight);
       if (v > 0) w |= 1 << b;
     }
     words[j] = w >>> 0;
@@ -311,8 +293,7 @@ function screenMap(noise: Float32Array, shape: readonly [number, number, number]
  * n/2 + sqrt(n / 2 pi) and variance (n / 4)(1 - 2 / pi).
  */
 function agreementZ(noise: Float32Array, shape: readonly [number, number, number], map: NoiseMap, nonceKey: Uint8Array): number {
-  const moved = warpNoise(noise, shape, map);
-  const use = insideMask(shape, map);
+  const { moved, inside: use } = moveNoise(noise, shape, map);
   const counts = new Int32Array(PAYLOAD_BITS);
   const sizes = new Int32Array(PAYLOAD_BITS);
   for (let i = 0; i < moved.length; i++) {
@@ -389,7 +370,8 @@ export function detectInMovedNoise(key: WatermarkKey, noise: Float32Array, shape
     if (t.z === -Infinity) continue;
     const map = refine(noise, shape, d, ks[t.nonce], t.map);
     // Positions read from outside hold nothing of x_T; leaving them out keeps their payload bits from being guessed.
-    const r = detectInNoise(key, warpNoise(noise, shape, map), insideMask(shape, map));
+    const { moved, inside } = moveNoise(noise, shape, map);
+    const r = detectInNoise(key, moved, inside);
     const log10P = Math.min(0, r.log10P + Math.log10(2 * G));
     if (log10P < best.log10P) best = { ...r, map, mapsSearched: G, log10P };
   }
