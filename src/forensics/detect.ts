@@ -5,8 +5,9 @@
 import type { DiffusionPipeline, ImageBatch } from '../pipelines/index.js';
 import { detectInNoise } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
-import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap, detectInMovedNoise } from './geometry-search.js';
+import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap } from './geometry-search.js';
 import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
+import { detectInMovedNoises } from './geometry-threads.js';
 
 export interface WatermarkDetection extends RotatedNoiseDetection {
   /** The map from x_T to the image's inverted noise at which the key was found (turn, scale, shift); the identity without a search. */
@@ -32,9 +33,11 @@ export interface DetectOptions {
   /**
    * Also look for the mark after a turn by any angle (with a shift of up to 1.5 px) or a crop
    * enlarged back to size (default off; see geometry-search.ts). Costs about a second per 32 x 32
-   * colour image on top of the inversion; the p-value pays for the search. Not with maxRotation.
+   * colour image and thread on top of the inversion; the p-value pays for the search. Not with maxRotation.
    */
   geometric?: boolean | GeometrySearchOptions;
+  /** Threads the geometric search shares a batch among (default: one per core; each image gets the same result on any number). */
+  threads?: number;
   /** Text-conditional runs: the prompt to invert with (default the empty prompt). */
   prompt?: string;
   onStep?: (index: number, total: number) => void;
@@ -46,6 +49,7 @@ export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipelin
   if (!(fpr > 0 && fpr < 1)) throw new Error(`the false-positive rate must be in (0, 1), got ${o.fpr}`);
   const maxRotation = o.maxRotation ?? 0;
   if (!(Number.isInteger(maxRotation) && maxRotation >= 0 && maxRotation <= 45)) throw new Error(`the rotation search takes whole degrees in 0..45, got ${o.maxRotation}`);
+  if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1)) throw new Error(`the geometric search takes a whole number of threads >= 1, got ${o.threads}`);
   if (o.geometric && maxRotation > 0) throw new Error('choose one search: the geometric search already covers every turn (leave maxRotation at 0)');
   const noise = await pipe.invert({
     image: images,
@@ -55,12 +59,12 @@ export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipelin
     onStep: (s) => o.onStep?.(s.index, s.total),
   });
   const per = noise.data.length / noise.count;
-  return Array.from({ length: noise.count }, (_, k) => {
-    const x = noise.data.subarray(k * per, (k + 1) * per);
-    if (o.geometric) {
-      const g = detectInMovedNoise(key, x, images.shape, o.geometric === true ? {} : o.geometric);
-      return { ...g, rotation: g.map.degrees, detected: g.pValue < fpr, fpr };
-    }
+  const noises = Array.from({ length: noise.count }, (_, k) => noise.data.subarray(k * per, (k + 1) * per));
+  if (o.geometric) {
+    const found = await detectInMovedNoises(key, noises, images.shape, o.geometric === true ? {} : o.geometric, o.threads);
+    return found.map((g) => ({ ...g, rotation: g.map.degrees, detected: g.pValue < fpr, fpr }));
+  }
+  return noises.map((x) => {
     const d = maxRotation > 0 ? detectInRotatedNoise(key, x, images.shape, maxRotation) : { ...detectInNoise(key, x), rotation: 0 };
     return { ...d, map: { ...IDENTITY_MAP, degrees: d.rotation }, detected: d.pValue < fpr, fpr };
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { IDENTITY_MAP, NoiseMap, TorchGenerator, describeMap, detectInMovedNoise, detectInNoise, rotateNoise, shadeNoise, warpNoise } from '../../src/index.js';
+import { IDENTITY_MAP, NoiseMap, TorchGenerator, describeMap, detectInMovedNoise, detectInMovedNoises, detectInNoise, rotateNoise, shadeNoise, warpNoise } from '../../src/index.js';
 
 const key = { format: 'diffuse-watermark-key-1' as const, scheme: 'gaussian-shading' as const, secret: Buffer.alloc(32, 9).toString('base64'), created: '2026-12-01' };
 const shape: [number, number, number] = [3, 32, 32];
@@ -71,7 +71,7 @@ describe('watermark detection through turns by any angle and crops', () => {
     ['turned by 75 degrees about an off-centre point', { degrees: 75, scale: 1, dx: 1, dy: -0.5 }],
     ['cropped to 75% of the area and enlarged back', { degrees: 0, scale: 1.15, dx: 2, dy: -1.5 }],
   ] as [string, NoiseMap][]) {
-    it(`finds the mark and its payload in noise ${what}, which the unmoved test misses`, () => {
+    it(`finds the mark and its payload in noise ${what}, which the unmoved test misses`, async () => {
       const payload = 0xc0ffee01;
       const x = shadeNoise(key, payload, 777, new TorchGenerator(5).randn(D));
       const moved = attacked(x, inverse(m), new TorchGenerator(8).randn(D));
@@ -86,6 +86,8 @@ describe('watermark detection through turns by any angle and crops', () => {
       for (let j = 0; j < 32; j++) if (!lost.includes(j)) assert.equal((d.payload >>> j) & 1, (payload >>> j) & 1, `payload bit ${j}`);
       assert.ok(Math.abs(d.map.degrees - m.degrees) <= 1 && Math.abs(d.map.scale - m.scale) <= 0.02, `found ${describeMap(d.map)}`);
       assert.ok(Math.abs(d.map.dx - m.dx) <= 0.5 && Math.abs(d.map.dy - m.dy) <= 0.5, `found ${describeMap(d.map)}`);
+      // The same result on worker threads (the second image goes to the second thread).
+      assert.deepEqual(await detectInMovedNoises(key, [x, moved], shape, {}, 2), [detectInMovedNoise(key, x, shape), d]);
     });
   }
 
@@ -106,16 +108,20 @@ describe('watermark detection through turns by any angle and crops', () => {
     assert.equal(d.mapsSearched, G);
   });
 
-  it('flags noise without the mark at no more than the nominal rate, search included', () => {
+  it('flags noise without the mark at no more than the nominal rate, search included, on any number of threads', async () => {
     // 40 N(0, I) noises: the bound says at most alpha of them fall below alpha. Without the
     // factor G the best of the refined maps would fall below 0.2 for nearly every noise.
     const g = new TorchGenerator(11);
-    const ds = Array.from({ length: 40 }, () => detectInMovedNoise(key, g.randn(D), shape));
+    const noises = Array.from({ length: 40 }, () => g.randn(D));
+    const ds = await detectInMovedNoises(key, noises, shape, {}, 2);
     for (const alpha of [0.5, 0.2]) {
       const flagged = ds.filter((d) => d.pValue < alpha).length;
       const sd = Math.sqrt(40 * alpha * (1 - alpha));
       assert.ok(flagged <= 40 * alpha + 3 * sd, `${flagged} of 40 flagged at alpha ${alpha}`);
     }
+    assert.deepEqual(ds.slice(0, 3), noises.slice(0, 3).map((x) => detectInMovedNoise(key, x, shape)), 'two threads give what one gives');
     assert.throws(() => detectInMovedNoise(key, g.randn(D), shape, { minArea: 0.1 }), /smallest area share in 0\.3\.\.1, got 0\.1/);
+    await assert.rejects(detectInMovedNoises(key, noises.slice(0, 2), shape, { minArea: 0.1 }, 2), /smallest area share in 0\.3\.\.1, got 0\.1/, 'a thread passes its error on');
+    await assert.rejects(detectInMovedNoises(key, noises, shape, {}, 0), /whole number of threads >= 1, got 0/);
   });
 });
