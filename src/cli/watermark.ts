@@ -15,6 +15,16 @@ import type { Command, Flag } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
 
+/** Images checked together by `watermark detect`: one inversion batch, and enough searches to keep every core busy. */
+const CHUNK = 16;
+
+/** The arrays one after another. */
+function concat(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+  return out;
+}
+
 /** --key and --payload of the commands that make images (sample, img2img, inpaint). */
 export const WATERMARK_FLAGS: Record<string, Flag> = {
   key: { type: 'string', description: 'watermark the images with this key (diffuse keygen): Gaussian Shading in the initial noise' },
@@ -122,33 +132,53 @@ export const commandWatermark: Command = {
     const bar = new ProgressLine();
     let failed = 0;
     try {
-      for (const file of files) {
-        let line: string;
-        let record: Record<string, unknown>;
+      // Images are checked CHUNK at a time: one inversion for the chunk, and the geometric search
+      // spread over the cores; the lines come in the order of the files all the same.
+      for (let at = 0; at < files.length; at += CHUNK) {
+        const names = files.slice(at, at + CHUNK);
+        const out: { line: string; record: Record<string, unknown> }[] = new Array(names.length);
+        const fail = (k: number, e: unknown) => {
+          // One bad file does not stop the others.
+          failed++;
+          const msg = (e as Error).message.split('\n')[0];
+          out[k] = { line: `${names[k]}: error: ${msg}`, record: { file: names[k], error: msg } };
+        };
+        const read: { k: number; data: Float32Array }[] = [];
+        for (const [k, file] of names.entries()) {
+          try {
+            read.push({ k, data: (await readImage(file, { channels: m.inChannels as 1 | 3, size: m.imageSize, resize: Boolean(v.resize) })).data });
+          } catch (e) {
+            fail(k, e);
+          }
+        }
+        const what = files.length === 1 ? files[0] : `images ${at + 1}-${at + names.length} of ${files.length}`;
+        const shape: [number, number, number] = [m.inChannels, m.imageSize, m.imageSize];
         try {
-          const img = await readImage(file, { channels: m.inChannels as 1 | 3, size: m.imageSize, resize: Boolean(v.resize) });
-          const [d] = await detectWatermark({ data: img.data, count: 1, shape: img.shape }, pipe, key, {
+          const found = read.length === 0 ? [] : await detectWatermark({ data: concat(read.map((r) => r.data)), count: read.length, shape }, pipe, key, {
             steps,
             fpr,
             maxRotation,
             geometric,
             ...(config.text ? { prompt: String(v.prompt) } : {}),
-            onStep: (i, total) => bar.update(`${file}: inverting, step ${i + 1}/${total}`),
+            onStep: (i, total) => bar.update(i + 1 === total && geometric ? `${what}: searching turns and crops` : `${what}: inverting, step ${i + 1}/${total}`),
           });
-          const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
-          const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
-          const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
-          line = `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)${turned}` : ''}`;
-          record = { file, detected: d.detected, p_value: d.pValue, log10_p: d.log10P, fpr, payload: d.detected ? d.payload : null, payload_vote_agreement: meanConfidence, agreement: d.agreement, positions: d.positions, steps, max_rotation: maxRotation, rotation: d.rotation, geometric, map: d.map };
+          found.forEach((d, n) => {
+            const file = names[read[n].k];
+            const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
+            const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
+            const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
+            out[read[n].k] = {
+              line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)${turned}` : ''}`,
+              record: { file, detected: d.detected, p_value: d.pValue, log10_p: d.log10P, fpr, payload: d.detected ? d.payload : null, payload_vote_agreement: meanConfidence, agreement: d.agreement, positions: d.positions, steps, max_rotation: maxRotation, rotation: d.rotation, geometric, map: d.map },
+            };
+          });
         } catch (e) {
-          // One bad file does not stop the others.
-          failed++;
-          const msg = (e as Error).message.split('\n')[0];
-          line = `${file}: error: ${msg}`;
-          record = { file, error: msg };
+          for (const { k } of read) fail(k, e);
         }
-        if (v.json) console.log(JSON.stringify(record));
-        else bar.say(line);
+        for (const { line, record } of out) {
+          if (v.json) console.log(JSON.stringify(record));
+          else bar.say(line);
+        }
       }
     } finally {
       bar.done();

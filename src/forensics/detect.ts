@@ -32,8 +32,9 @@ export interface DetectOptions {
   maxRotation?: number;
   /**
    * Also look for the mark after a turn by any angle (with a shift of up to 1.5 px) or a crop
-   * enlarged back to size (default off; see geometry-search.ts). Costs about a second per 32 x 32
-   * colour image and thread on top of the inversion; the p-value pays for the search. Not with maxRotation.
+   * enlarged back to size (default off; see geometry-search.ts). Costs most of a second of one core
+   * per unmarked 32 x 32 colour image on top of the inversion (a mark found unmoved skips it); a
+   * batch's searches share the cores (`threads`). The p-value pays for the search. Not with maxRotation.
    */
   geometric?: boolean | GeometrySearchOptions;
   /** Threads the geometric search shares a batch among (default: one per core; each image gets the same result on any number). */

@@ -214,12 +214,16 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.equal(searched.max_rotation, 3);
     assert.ok(Number.isInteger(searched.rotation) && Math.abs(searched.rotation) <= 3, `rotation ${searched.rotation}`);
     assert.ok(searched.p_value >= 0 && searched.p_value <= 1);
-    r = await cli('watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', key, '--steps', '4', '--geometric', '--json');
+    // Two images: their searches run on worker threads, which load the TypeScript source themselves.
+    r = await cli('watermark', 'detect', path.join(dir, '0000.png'), path.join(dir, '0001.png'), '--run', run, '--key', key, '--steps', '4', '--geometric', '--json');
     assert.equal(r.code, 0, r.err);
-    const moved = JSON.parse(r.out) as { geometric: boolean; map: { degrees: number; scale: number; dx: number; dy: number }; p_value: number };
-    assert.equal(moved.geometric, true);
-    assert.ok(Number.isFinite(moved.map.degrees) && moved.map.scale >= 1 && Number.isFinite(moved.map.dx), JSON.stringify(moved.map));
-    assert.ok(moved.p_value >= 0 && moved.p_value <= 1);
+    const moved = r.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; geometric: boolean; map: { degrees: number; scale: number; dx: number; dy: number }; p_value: number });
+    assert.deepEqual(moved.map((m) => path.basename(m.file)), ['0000.png', '0001.png']);
+    for (const m of moved) {
+      assert.equal(m.geometric, true);
+      assert.ok(Number.isFinite(m.map.degrees) && m.map.scale >= 1 && Number.isFinite(m.map.dx), JSON.stringify(m.map));
+      assert.ok(m.p_value >= 0 && m.p_value <= 1);
+    }
     const bad: [string[], RegExp][] = [
       [['watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', key, '--max-rotation', '90'], /--max-rotation must be an integer >= 0 <= 45, got '90'/],
       [['watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', key, '--max-rotation', '5', '--geometric'], /choose --geometric or --max-rotation/],

@@ -47,6 +47,20 @@ console.log(JSON.stringify({ pipeline: typeof DiffusionPipeline.fromRun, timeste
     );
     assert.deepEqual(JSON.parse(run('node', ['use.mjs'], user)), { pipeline: 'function', timesteps: 10, finite: true, schedule: 1000 });
 
+    // The geometric search's worker threads load the shipped JavaScript (dist/), and give what one thread gives.
+    writeFileSync(
+      path.join(user, 'threads.mjs'),
+      `import { detectInMovedNoise, detectInMovedNoises, TorchGenerator } from 'diffuse';
+const key = { format: 'diffuse-watermark-key-1', scheme: 'gaussian-shading', secret: Buffer.alloc(32, 3).toString('base64'), created: '2026-12-01' };
+const g = new TorchGenerator(2);
+const noises = [g.randn(3 * 32 * 32), g.randn(3 * 32 * 32)];
+const threaded = await detectInMovedNoises(key, noises, [3, 32, 32], {}, 2);
+const one = noises.map((x) => detectInMovedNoise(key, x, [3, 32, 32]));
+console.log(JSON.stringify({ same: JSON.stringify(threaded) === JSON.stringify(one), count: threaded.length }));
+`,
+    );
+    assert.deepEqual(JSON.parse(run('node', ['threads.mjs'], user)), { same: true, count: 2 });
+
     // Types: a TypeScript user's file type-checks against the shipped declarations.
     writeFileSync(
       path.join(user, 'use.ts'),

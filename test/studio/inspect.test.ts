@@ -87,6 +87,19 @@ describe('diffuse studio: the Inspect tab', () => {
     }
   });
 
+  it('passes --geometric on to the check: the report says the search ran', async () => {
+    const geometric = await startStudio({ run, port: 0, inspect: { key: readKey(key), geometric: true } });
+    try {
+      const r = await fetch(`${geometric.url}api/inspect`, { method: 'POST', headers: { 'X-File-Name': '0000.png' }, body: readFileSync(path.join(root, 'samples', '0000.png')) });
+      assert.equal(r.status, 200);
+      const { report } = (await r.json()) as { report: InspectReport };
+      assert.equal(report.watermark?.status, 'checked', JSON.stringify(report.watermark));
+      assert.equal(report.watermark?.status === 'checked' && report.watermark.geometric, true);
+    } finally {
+      await geometric.stop();
+    }
+  });
+
   it('answers only the studio page: other origins, other methods and empty bodies are refused in words', async () => {
     const url = `${studio.url}api/inspect`;
     let r = await fetch(url, { method: 'POST', headers: { Origin: 'http://evil.example' }, body: Buffer.from('x') });
