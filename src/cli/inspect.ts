@@ -19,7 +19,7 @@ import { ProgressLine } from './progress.js';
 export const commandInspect: Command = {
   summary: "an analyst's report on images: content credentials, watermark and a detector of this model's samples",
   // Exit code 0 when it ran, whatever the verdicts (scripts read --json); 1 for bad usage or when no image could be read.
-  usage: 'diffuse inspect IMAGE... | FOLDER --run DIR [--key key.json] [--trust root.pem] [--json] [--csv out.csv] [--html report.html] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric] [--resize]',
+  usage: 'diffuse inspect IMAGE... | FOLDER --run DIR [--key key.json] [--trust root.pem] [--json] [--csv out.csv] [--html report.html] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric [--threads N]] [--resize]',
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder of the model to check against (its detector.json calibrates the detector)' },
@@ -33,7 +33,8 @@ export const commandInspect: Command = {
     fast: { type: 'boolean', description: 'the watermark check with 25 inversion steps instead of 50 (docs/INSPECT.md: its cost in accuracy)' },
     fpr: { type: 'string', description: 'false-positive rate of the watermark decision', default: '0.01' },
     'max-rotation': { type: 'string', description: 'also look for the watermark with the image turned back by up to this many degrees (0-45; costs about 3.5x the check at 20)', default: '0' },
-    geometric: { type: 'boolean', description: 'also look for the watermark after a turn by any angle or a crop enlarged back to size (about 1 s more per image)' },
+    geometric: { type: 'boolean', description: 'also look for the watermark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; images are then inspected several at a time)' },
+    threads: { type: 'string', description: "threads of --geometric's search (default: one per core; 1: one image at a time, in the main thread)" },
     prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (scores are then less reliable)" },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
@@ -50,13 +51,14 @@ export const commandInspect: Command = {
     const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
     const geometric = Boolean(v.geometric);
     if (geometric && maxRotation > 0) throw new UsageError('choose --geometric or --max-rotation: the geometric search already covers every turn');
+    const threads = num(v, 'threads', { int: true, min: 1, max: 256 });
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     for (const f of [v.csv, v.html]) if (f !== undefined) await ensureWritable(String(f));
     const heatDir = v.heatmaps === undefined ? undefined : String(v.heatmaps);
     if (heatDir) await ensureWritable(path.join(heatDir, 'x.png'));
     const files = expandInputs(positionals);
 
-    const inspector = await Inspector.open(runDir, { device, key, trustAnchors, inversionSteps: steps, fpr, maxRotation, geometric, resize: Boolean(v.resize), ...(config.text ? { prompt: String(v.prompt) } : {}) });
+    const inspector = await Inspector.open(runDir, { device, key, trustAnchors, inversionSteps: steps, fpr, maxRotation, geometric, threads, resize: Boolean(v.resize), ...(config.text ? { prompt: String(v.prompt) } : {}) });
     const wantPictures = v.html !== undefined;
     const pictures: { report: InspectReport; pictures: ReportPictures }[] = [];
     // The CSV summary is built only when asked for (a row per image, written at the end).
@@ -64,16 +66,21 @@ export const commandInspect: Command = {
     const bar = new ProgressLine();
     let failed = 0;
     const started = Date.now();
+    // Up to inspector.parallel images are in work at once (the geometric search of one beside the
+    // inversion of the next); reports still come in the order of the files.
+    const inspectOne = (i: number): Promise<{ report: InspectReport; pictures?: ReportPictures }> => {
+      const file = files[i];
+      const what = `${i + 1}/${files.length}`;
+      bar.update(`inspecting ${what}: ${file}`);
+      return inspector
+        .inspect(file, { pictures: wantPictures, heatDir, onStep: (s) => bar.update(`inspecting ${what}: ${file}: ${s}`) })
+        .catch((e: Error) => ({ report: { file, error: e.message.split('\n')[0] } }));
+    };
+    const inWork: Promise<{ report: InspectReport; pictures?: ReportPictures }>[] = [];
     try {
-      for (const [i, file] of files.entries()) {
-        const what = `${i + 1}/${files.length}`;
-        bar.update(`inspecting ${what}: ${file}`);
-        let one: { report: InspectReport; pictures?: ReportPictures };
-        try {
-          one = await inspector.inspect(file, { pictures: wantPictures, heatDir, onStep: (s) => bar.update(`inspecting ${what}: ${file}: ${s}`) });
-        } catch (e) {
-          one = { report: { file, error: (e as Error).message.split('\n')[0] } };
-        }
+      for (let i = 0; i < files.length; i++) {
+        for (let j = inWork.length; j < Math.min(files.length, i + inspector.parallel); j++) inWork.push(inspectOne(j));
+        const one = await inWork[i];
         const { report } = one;
         if (report.error) failed++;
         if (v.json) console.log(JSON.stringify(report));

@@ -99,7 +99,7 @@ async function writeC2paCredentials(dir: string, name: string, force: boolean): 
 
 export const commandWatermark: Command = {
   summary: "detect Diffuse's watermark in images (DDIM inversion with the run's model; a p-value per image)",
-  usage: 'diffuse watermark detect IMAGE... --run DIR --key key.json [--steps 50] [--fpr 0.01] [--max-rotation 0 | --geometric] [--json]',
+  usage: 'diffuse watermark detect IMAGE... --run DIR --key key.json [--steps 50] [--fpr 0.01] [--max-rotation 0 | --geometric [--threads N]] [--json]',
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder of the model that made the images' },
@@ -107,7 +107,8 @@ export const commandWatermark: Command = {
     steps: { type: 'string', description: 'DDIM inversion steps (fewer: faster, less accurate)', default: '50' },
     fpr: { type: 'string', description: 'false-positive rate of the decision', default: '0.01' },
     'max-rotation': { type: 'string', description: 'also look for the mark with the image turned back by up to this many degrees (0-45; for photos or scans turned a little; the p-value pays for the search)', default: '0' },
-    geometric: { type: 'boolean', description: 'also look for the mark after a turn by any angle or a crop enlarged back to size (about 1 s more per image; the p-value pays for the search)' },
+    geometric: { type: 'boolean', description: 'also look for the mark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; the p-value pays for the search)' },
+    threads: { type: 'string', description: "threads of --geometric's search (default: one per core)" },
     prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (the result is then less reliable)" },
     json: { type: 'boolean', description: 'one JSON object per image on stdout' },
@@ -126,6 +127,7 @@ export const commandWatermark: Command = {
     const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
     const geometric = Boolean(v.geometric);
     if (geometric && maxRotation > 0) throw new UsageError('choose --geometric or --max-rotation: the geometric search already covers every turn');
+    const threads = num(v, 'threads', { int: true, min: 1, max: 256 });
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const m = config.model;
     const pipe = await DiffusionPipeline.fromRun(String(v.run), { device });
@@ -159,6 +161,7 @@ export const commandWatermark: Command = {
             fpr,
             maxRotation,
             geometric,
+            ...(threads !== undefined ? { threads } : {}),
             ...(config.text ? { prompt: String(v.prompt) } : {}),
             onStep: (i, total) => bar.update(i + 1 === total && geometric ? `${what}: searching turns and crops` : `${what}: inverting, step ${i + 1}/${total}`),
           });

@@ -3,7 +3,7 @@ export * from './key.js';
 export * from './gaussian-shading.js';
 export * from './rotation-search.js';
 export * from './geometry-search.js';
-export { detectInMovedNoises } from './geometry-threads.js';
+export { SearchThreads, detectInMovedNoises } from './geometry-threads.js';
 export * from './detect.js';
 export * from './logistic.js';
 export * from './processing.js';

@@ -14,6 +14,7 @@ import { estimateJpegQuality } from '../forensics/jpeg-quality.js';
 import { detectWatermark } from '../forensics/detect.js';
 import { describeMap, isMoved } from '../forensics/geometry-search.js';
 import type { WatermarkKey } from '../forensics/key.js';
+import type { SearchThreads } from '../forensics/geometry-threads.js';
 import type { DiffusionPipeline } from '../pipelines/index.js';
 import { CredentialReport, TRAINED_ALGORITHMIC_MEDIA, imageFormat, readCredentials } from '../provenance/index.js';
 
@@ -65,6 +66,8 @@ export interface InspectOptions {
   maxRotation?: number;
   /** Also look for the watermark after a turn by any angle or a crop enlarged back to size (default off). */
   geometric?: boolean;
+  /** Threads the geometric search runs on (default: this thread); see SearchThreads. */
+  searchThreads?: SearchThreads;
   /** Resize images of another size to the model's (explicit: scores are then less reliable). */
   resize?: boolean;
   /** Text-conditional runs: the prompt to invert with (default empty). */
@@ -119,6 +122,7 @@ export async function inspectImage(file: string, o: InspectOptions): Promise<Ins
         fpr: o.fpr ?? 0.01,
         maxRotation: o.maxRotation ?? 0,
         geometric: o.geometric ?? false,
+        threads: o.searchThreads ?? 1,
         ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
         onStep: (i, total) => o.onStep?.(`watermark: inverting, step ${i + 1}/${total}`),
       });

@@ -5,10 +5,12 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { Device } from '../engine/index.js';
 import { DetectorCalibration, checkCalibration } from '../forensics/synthetic.js';
+import { SearchThreads } from '../forensics/geometry-threads.js';
 import type { WatermarkKey } from '../forensics/key.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { InspectReport, inspectImage } from './inspect.js';
@@ -30,6 +32,8 @@ export interface InspectorOptions {
   maxRotation?: number;
   /** Also look for the watermark after a turn by any angle or a crop enlarged back to size (default off). */
   geometric?: boolean;
+  /** Threads of the geometric search (default: one per core; 1: in this thread, one image at a time). */
+  threads?: number;
   /** Resize images of another size to the model's. */
   resize?: boolean;
   /** Text-conditional runs: the prompt to invert with. */
@@ -45,13 +49,30 @@ export interface InspectOneOptions {
 }
 
 export class Inspector {
+  /**
+   * The geometric search's threads, kept for the inspector's life: the search (most of a second
+   * per unmarked image) then runs beside the next image's inversion instead of blocking this thread.
+   */
+  private readonly searchThreads?: SearchThreads;
+
   private constructor(
     readonly pipe: DiffusionPipeline,
     private readonly o: InspectorOptions,
     readonly calibration?: DetectorCalibration,
     /** Why the detector is off, when it is. */
     readonly calibrationMissing?: string,
-  ) {}
+  ) {
+    const threads = o.threads ?? availableParallelism();
+    if (o.key && o.geometric && threads > 1) this.searchThreads = new SearchThreads(threads);
+  }
+
+  /**
+   * How many images are worth inspecting at once with `inspect` (results do not depend on it): one
+   * per search thread with the geometric search, else 1 (the model already uses every core).
+   */
+  get parallel(): number {
+    return this.searchThreads?.size ?? 1;
+  }
 
   /** Loads the run's model and its detector.json (a missing or mismatched calibration turns the detector off, said in each report). */
   static async open(runDir: string, o: InspectorOptions = {}): Promise<Inspector> {
@@ -79,6 +100,7 @@ export class Inspector {
       fpr: this.o.fpr,
       maxRotation: this.o.maxRotation,
       geometric: this.o.geometric,
+      searchThreads: this.searchThreads,
       resize: this.o.resize,
       ...(this.o.prompt !== undefined && this.pipe.conditioning === 'text' ? { prompt: this.o.prompt } : {}),
       onStep: one.onStep,
@@ -98,6 +120,7 @@ export class Inspector {
   }
 
   async release(): Promise<void> {
+    await this.searchThreads?.close();
     await this.pipe.release();
   }
 }

@@ -51,8 +51,20 @@ export interface CredentialReport {
   };
 }
 
+/**
+ * The wasm reader is asked one file at a time: callers may inspect several images at once, and
+ * one wasm instance's async calls are not documented as safe to interleave.
+ */
+let readerQueue: Promise<unknown> = Promise.resolve();
+
 /** Validates the credentials in an image file's bytes; `trustAnchors` is PEM text of trusted root certificates. */
-export async function readCredentials(bytes: Uint8Array, o: { trustAnchors?: string } = {}): Promise<CredentialReport> {
+export function readCredentials(bytes: Uint8Array, o: { trustAnchors?: string } = {}): Promise<CredentialReport> {
+  const turn = readerQueue.then(() => readOne(bytes, o));
+  readerQueue = turn.catch(() => undefined);
+  return turn;
+}
+
+async function readOne(bytes: Uint8Array, o: { trustAnchors?: string }): Promise<CredentialReport> {
   const format = imageFormat(bytes);
   if (!format) return { state: 'absent', codes: [], summary: 'no content credentials (only PNG and JPEG are read)' };
   const mod = await c2pa();

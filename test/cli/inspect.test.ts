@@ -118,6 +118,21 @@ describe('diffuse keygen --c2pa, signed outputs, detector calibrate and inspect'
     const geo = JSON.parse(r.out) as { watermark: { geometric?: boolean; inversionSteps: number } };
     assert.equal(geo.watermark.geometric, true);
     assert.equal(geo.watermark.inversionSteps, 4);
+    // A folder with the search: several images in work at once, each report what it is alone, in file order.
+    r = await cli('inspect', dir, '--run', run, '--key', key, '--steps', '4', '--geometric', '--json');
+    assert.equal(r.code, 0, r.err);
+    const together = r.out.trim().split('\n').map((l) => JSON.parse(l) as InspectReport);
+    assert.deepEqual(together.map((x) => path.basename(x.file)), ['a-signed.png', 'b-tampered.png', 'c-real.png', 'd-grid.png', 'e-corrupt.png']);
+    assert.deepEqual(together[0].watermark, geo.watermark);
+    r = await cli('inspect', path.join(dir, 'c-real.png'), '--run', run, '--key', key, '--steps', '4', '--geometric', '--threads', '1', '--json');
+    assert.equal(r.code, 0, r.err);
+    const alone = JSON.parse(r.out) as InspectReport;
+    assert.deepEqual(together[2].watermark, alone.watermark);
+    assert.deepEqual(together[2].detector, alone.detector);
+    assert.equal(together[1].credentials?.state, 'invalid', 'the tampered manifest is read beside the other images');
+    r = await cli('inspect', dir, '--run', run, '--key', key, '--geometric', '--threads', '0');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--threads must be an integer >= 1 <= 256, got '0'/);
     r = await cli('inspect', path.join(dir, 'a-signed.png'), '--run', run, '--key', key, '--geometric', '--max-rotation', '3');
     assert.equal(r.code, 1);
     assert.match(r.err, /choose --geometric or --max-rotation/);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { IDENTITY_MAP, NoiseMap, TorchGenerator, describeMap, detectInMovedNoise, detectInMovedNoises, detectInNoise, rotateNoise, shadeNoise, warpNoise } from '../../src/index.js';
+import { IDENTITY_MAP, NoiseMap, TorchGenerator, describeMap, SearchThreads, detectInMovedNoise, detectInMovedNoises, detectInNoise, rotateNoise, shadeNoise, warpNoise } from '../../src/index.js';
 
 const key = { format: 'diffuse-watermark-key-1' as const, scheme: 'gaussian-shading' as const, secret: Buffer.alloc(32, 9).toString('base64'), created: '2026-12-01' };
 const shape: [number, number, number] = [3, 32, 32];
@@ -123,5 +123,18 @@ describe('watermark detection through turns by any angle and crops', () => {
     assert.throws(() => detectInMovedNoise(key, g.randn(D), shape, { minArea: 0.1 }), /smallest area share in 0\.3\.\.1, got 0\.1/);
     await assert.rejects(detectInMovedNoises(key, noises.slice(0, 2), shape, { minArea: 0.1 }, 2), /smallest area share in 0\.3\.\.1, got 0\.1/, 'a thread passes its error on');
     await assert.rejects(detectInMovedNoises(key, noises, shape, {}, 0), /whole number of threads >= 1, got 0/);
+
+    // A pool kept across calls (the inspector's): more requests than threads wait their turn, an
+    // error leaves the pool usable, and a closed pool refuses work.
+    const pool = new SearchThreads(2);
+    try {
+      assert.deepEqual(await Promise.all(noises.slice(0, 5).map((x) => pool.search(key, x, shape))), ds.slice(0, 5));
+      await assert.rejects(pool.search(key, noises[0], shape, { minArea: 0.1 }), /smallest area share in 0\.3\.\.1, got 0\.1/);
+      assert.deepEqual(await detectInMovedNoises(key, noises.slice(5, 7), shape, {}, pool), ds.slice(5, 7));
+    } finally {
+      await pool.close();
+    }
+    await assert.rejects(pool.search(key, noises[0], shape), /threads are closed/);
+    assert.throws(() => new SearchThreads(0), /whole number of threads >= 1, got 0/);
   });
 });
