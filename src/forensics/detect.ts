@@ -7,7 +7,7 @@ import { detectInNoise } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
 import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap } from './geometry-search.js';
 import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
-import { SearchThreads, detectInMovedNoises } from './geometry-threads.js';
+import { SearchThreads, checkThreadCount, detectInMovedNoises } from './geometry-threads.js';
 
 export interface WatermarkDetection extends RotatedNoiseDetection {
   /** The map from x_T to the image's inverted noise at which the key was found (turn, scale, shift); the identity without a search. */
@@ -53,7 +53,7 @@ export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipelin
   if (!(fpr > 0 && fpr < 1)) throw new Error(`the false-positive rate must be in (0, 1), got ${o.fpr}`);
   const maxRotation = o.maxRotation ?? 0;
   if (!(Number.isInteger(maxRotation) && maxRotation >= 0 && maxRotation <= 45)) throw new Error(`the rotation search takes whole degrees in 0..45, got ${o.maxRotation}`);
-  if (typeof o.threads === 'number' && !(Number.isInteger(o.threads) && o.threads >= 1)) throw new Error(`the geometric search takes a whole number of threads >= 1, got ${o.threads}`);
+  if (typeof o.threads === 'number') checkThreadCount(o.threads);
   if (o.geometric && maxRotation > 0) throw new Error('choose one search: the geometric search already covers every turn (leave maxRotation at 0)');
   const noise = await pipe.invert({
     image: images,

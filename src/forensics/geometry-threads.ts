@@ -62,6 +62,11 @@ function ask(thread: Worker, request: SearchRequest): Promise<GeometryDetection>
   });
 }
 
+/** Throws unless `threads` is a whole number >= 1 (the one check of every thread count here). */
+export function checkThreadCount(threads: number): void {
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new Error(`the geometric search takes a whole number of threads >= 1, got ${threads}`);
+}
+
 /**
  * A pool of search threads that lives as long as its owner: for callers that search image after
  * image (the inspector), so that one image's search runs while the next image is inverted, and
@@ -76,7 +81,7 @@ export class SearchThreads {
 
   /** `size`: the most threads it runs at once (default: one per core). */
   constructor(readonly size = availableParallelism()) {
-    if (!(Number.isInteger(size) && size >= 1)) throw new Error(`the geometric search takes a whole number of threads >= 1, got ${size}`);
+    checkThreadCount(size);
   }
 
   /** detectInMovedNoise on a thread of the pool; the same result as in this thread. */
@@ -144,7 +149,7 @@ export async function detectInMovedNoises(
   threads: number | SearchThreads = availableParallelism(),
 ): Promise<GeometryDetection[]> {
   if (threads instanceof SearchThreads) return Promise.all(noises.map((x) => threads.search(key, x, shape, options)));
-  if (!(Number.isInteger(threads) && threads >= 1)) throw new Error(`the geometric search takes a whole number of threads >= 1, got ${threads}`);
+  checkThreadCount(threads);
   const n = Math.min(threads, noises.length);
   if (n <= 1) return noises.map((x) => detectInMovedNoise(key, x, shape, options));
   const pool = new SearchThreads(n);
