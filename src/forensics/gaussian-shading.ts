@@ -9,9 +9,14 @@
  * The nonce is one of 1,024, drawn per image, so that images do not share one sign pattern (a
  * shared pattern would make every image of a key alike and let an attacker average it out).
  *
- * Detection, from an estimate of x_T (DDIM inversion of the image): for each nonce, r_i =
- * sign bit XOR k_i; each payload bit is decoded by majority vote over its positions, and the
- * statistic is the number of positions that agree with their group's vote,
+ * Detection, from an estimate of x_T (DDIM inversion of the image): the signs of an attacked
+ * image's estimate are least reliable where its magnitude is small, so within each payload bit's
+ * group only the RELIABLE_SHARE of positions with the largest |estimate| are counted (the choice
+ * depends on the image alone, never on the key, so the test below stays exact). Measured ad hoc
+ * on the emoji run, 100 + 100 images, 5 inversion steps: JPEG 25 AUC 0.909 -> 0.985, payload bit
+ * accuracy with no attack 0.986 -> 0.999 (docs/RESULTS.md). For each nonce, r_i = sign bit XOR
+ * k_i; each payload bit is decoded by majority vote over its counted positions, and the
+ * statistic is the number of counted positions that agree with their group's vote,
  * A = sum_j max(c_j, n_j - c_j). Under the null hypothesis "not made with this key" the sign
  * bits are independent fair coins whatever the key, so c_j ~ Binomial(n_j, 1/2) independently
  * and the null distribution of A is exact (a convolution, computed in log space). The best of
@@ -31,6 +36,12 @@ import { WatermarkKey, keystreamBits } from './key.js';
 
 export const PAYLOAD_BITS = 32;
 export const NONCES = 1024;
+/**
+ * The share of each payload bit's positions the test counts: those with the largest |x_T estimate|.
+ * 0.6 maximises the test's power on weak signals (signs agreeing with x_T's at a rate that grows
+ * with |estimate|; about 0.5-0.6 by the half-normal's moments) and measured best of 0.5, 0.6, 1.
+ */
+export const RELIABLE_SHARE = 0.6;
 /** The largest payload: an unsigned 32-bit integer. */
 export const MAX_PAYLOAD = 2 ** PAYLOAD_BITS - 1;
 
@@ -108,15 +119,14 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array, use?: Uint
   if (use && use.length !== D) throw new Error(`detectInNoise: a mask of ${use.length} positions for ${D} values`);
   const signs = new Uint8Array(D);
   for (let i = 0; i < D; i++) signs[i] = noise[i] > 0 ? 1 : 0;
-  const used = use ? Int32Array.from(Array.from(use).flatMap((u, i) => (u ? [i] : []))) : undefined;
-  const sizes = used ? new Array<number>(PAYLOAD_BITS).fill(0) : groupSizes(D);
-  if (used) for (const i of used) sizes[i % PAYLOAD_BITS]++;
+  const used = reliablePositions(noise, use);
+  const sizes = new Array<number>(PAYLOAD_BITS).fill(0);
+  for (const i of used) sizes[i % PAYLOAD_BITS]++;
   const counts = new Int32Array(PAYLOAD_BITS);
   let best = { agreement: -1, nonce: 0, counts: new Int32Array(PAYLOAD_BITS) };
   for (const [nonce, k] of keystreams(key, D).entries()) {
     counts.fill(0);
-    if (used) for (const i of used) counts[i % PAYLOAD_BITS] += signs[i] ^ k[i];
-    else for (let i = 0; i < D; i++) counts[i % PAYLOAD_BITS] += signs[i] ^ k[i];
+    for (const i of used) counts[i % PAYLOAD_BITS] += signs[i] ^ k[i];
     let a = 0;
     for (let j = 0; j < PAYLOAD_BITS; j++) a += Math.max(counts[j], sizes[j] - counts[j]);
     if (a > best.agreement) best = { agreement: a, nonce, counts: counts.slice() };
@@ -134,7 +144,26 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array, use?: Uint
   // log(P(max > m) + U (P(max >= m) - P(max > m))), with U in (0, 1) from the signs.
   const logAtom = above === -Infinity ? atLeast : atLeast + Math.log1p(-Math.exp(above - atLeast));
   const logP = logSumExp(above, Math.log(signHash(signs)) + logAtom);
-  return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, agreement: best.agreement, positions: used ? used.length : D, nonce: best.nonce };
+  return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, agreement: best.agreement, positions: used.length, nonce: best.nonce };
+}
+
+/**
+ * The positions the test counts: of each payload bit's positions (i mod 32 = j) that `use` allows,
+ * the RELIABLE_SHARE (rounded; at least 3, or all of a smaller group) with the largest |noise|, ties to the lower index. In
+ * increasing order. A function of the image's estimate alone, never of the key.
+ */
+export function reliablePositions(noise: Float32Array, use?: Uint8Array): Int32Array {
+  const D = noise.length;
+  const picked: number[] = [];
+  for (let j = 0; j < PAYLOAD_BITS; j++) {
+    const group: number[] = [];
+    for (let i = j; i < D; i += PAYLOAD_BITS) if (!use || use[i]) group.push(i);
+    if (!group.length) continue;
+    group.sort((a, b) => Math.abs(noise[b]) - Math.abs(noise[a]) || a - b);
+    // At least 3 (or all): with one position a group's vote always agrees with itself and says nothing.
+    picked.push(...group.slice(0, Math.max(Math.min(group.length, 3), Math.round(group.length * RELIABLE_SHARE))));
+  }
+  return Int32Array.from(picked).sort();
 }
 
 /** A number in (0, 1) from the sign bits (SHA-256): the randomisation of the p-value, the same for the same signs. */

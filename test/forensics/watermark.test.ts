@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { NONCES, TorchGenerator, detectInNoise, generateKey, keystreamBits, nullLogSurvival, readKey, shadeNoise, watermarkedNoise } from '../../src/index.js';
+import { NONCES, RELIABLE_SHARE, TorchGenerator, reliablePositions, detectInNoise, generateKey, keystreamBits, nullLogSurvival, readKey, shadeNoise, watermarkedNoise } from '../../src/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-wm-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -42,7 +42,9 @@ describe('Gaussian Shading in the initial noise', () => {
     const clean = detectInNoise(key, x);
     assert.equal(clean.payload, payload);
     assert.equal(clean.nonce, 77);
-    assert.equal(clean.agreement, D);
+    assert.equal(clean.agreement, clean.positions, 'every counted sign agrees');
+    assert.equal(clean.positions, reliablePositions(x).length);
+    assert.ok(Math.abs(clean.positions - RELIABLE_SHARE * D) <= 32, `${clean.positions} of ${D} positions counted`);
     assert.ok(clean.log10P < -100, `log10 p ${clean.log10P}`);
     // 20% of the signs flipped, as a lossy inversion would.
     const u = new TorchGenerator(2).rand(D);
@@ -53,6 +55,36 @@ describe('Gaussian Shading in the initial noise', () => {
     for (let j = 0; j < 32; j++) right += ((d.payload >>> j) & 1) === ((payload >>> j) & 1) ? 1 : 0;
     assert.ok(right >= 31, `${right} of 32 payload bits`);
     assert.ok(detectInNoise(other, x).pValue > 0.01, 'another key does not find it');
+  });
+
+  it('counts, per payload bit, the positions of largest magnitude that the mask allows', () => {
+    const x = new TorchGenerator(5).randn(D);
+    const use = Uint8Array.from({ length: D }, (_, i) => (i % 7 === 0 ? 0 : 1));
+    const kept = reliablePositions(x, use);
+    for (let j = 0; j < 32; j++) {
+      const group = Array.from({ length: D }, (_, i) => i).filter((i) => i % 32 === j && use[i]);
+      const mine = Array.from(kept).filter((i) => i % 32 === j);
+      assert.equal(mine.length, Math.round(group.length * RELIABLE_SHARE));
+      // Every kept position's magnitude is at least every dropped one's.
+      const dropped = group.filter((i) => !mine.includes(i));
+      assert.ok(Math.min(...mine.map((i) => Math.abs(x[i]))) >= Math.max(...dropped.map((i) => Math.abs(x[i]))));
+    }
+    assert.ok(Array.from(kept).every((i) => use[i] === 1));
+    // Groups of 2 (D = 64) keep both: one position's vote would always agree with itself.
+    assert.equal(reliablePositions(new TorchGenerator(6).randn(64)).length, 64);
+  });
+
+  it('finds the mark better when the flipped signs are the small ones, as after an attack', () => {
+    const x = shadeNoise(key, 123, 9, new TorchGenerator(7).randn(D));
+    // An estimate of x_T with noise: its signs flip where |x| is small.
+    const e = new TorchGenerator(8).randn(D);
+    const estimate = x.map((v, i) => v + 1.6 * e[i]);
+    const all = detectInNoise(key, estimate, undefined);
+    const agreeAll = Array.from(estimate).filter((v, i) => Math.sign(v) === Math.sign(x[i])).length / D;
+    const kept = reliablePositions(estimate);
+    const agreeKept = Array.from(kept).filter((i) => Math.sign(estimate[i]) === Math.sign(x[i])).length / kept.length;
+    assert.ok(agreeKept > agreeAll + 0.03, `kept positions agree ${agreeKept.toFixed(3)}, all ${agreeAll.toFixed(3)}`);
+    assert.ok(all.pValue < 0.01, `p ${all.pValue}`);
   });
 
   it('computes the null distribution of the vote statistic exactly (checked by simulation)', () => {
