@@ -148,9 +148,10 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array, use?: Uint
 }
 
 /**
- * The positions the test counts: of each payload bit's positions (i mod 32 = j) that `use` allows,
- * the RELIABLE_SHARE (rounded; at least 3, or all of a smaller group) with the largest |noise|, ties to the lower index. In
- * increasing order. A function of the image's estimate alone, never of the key.
+ * The positions the test counts: of each payload bit's positions (i mod 32 = j) that `use`
+ * allows, the RELIABLE_SHARE (rounded; at least 3, or all of a smaller group) with the largest
+ * |noise|, ties to the lower index. In increasing order. A function of the image's estimate
+ * alone, never of the key.
  */
 export function reliablePositions(noise: Float32Array, use?: Uint8Array): Int32Array {
   const D = noise.length;
