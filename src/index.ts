@@ -16,6 +16,7 @@ export * from './run/index.js';
 export * from './pipelines/index.js';
 export * from './forensics/index.js';
 export * from './provenance/index.js';
+export * from './metadata/index.js';
 export * from './inspect/index.js';
 export * from './train/index.js';
 export * from './eval/index.js';

@@ -9,7 +9,7 @@ import { gaussianShading } from '../forensics/index.js';
 import { DiffusionPipeline, ImageBatch, InitialNoiseSource, SamplingOptions, repeatPlane, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import type { RunConfig } from '../run/config.js';
-import type { Command, Flag } from './flags.js';
+import type { Command, Flag, FlagValues } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
 import type { GenerationRecord, IngredientRecord, SigningCredentials } from '../provenance/index.js';
@@ -50,7 +50,7 @@ interface EditSetup {
 }
 
 /** Everything a user can get wrong is checked here, before the model loads or a file is written. */
-async function setup(v: Record<string, string | boolean | undefined>): Promise<EditSetup> {
+async function setup(v: FlagValues): Promise<EditSetup> {
   const say = (msg: string) => process.stderr.write(`${msg}\n`);
   if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
   if (!v.image) throw new UsageError('--image FILE is required (or mnist:INDEX)');

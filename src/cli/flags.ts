@@ -5,15 +5,20 @@ export interface Flag {
   type: 'string' | 'boolean';
   short?: string;
   default?: string | boolean;
+  /** The flag may be given several times; its value is then the list (string flags only). */
+  multiple?: boolean;
   description: string;
 }
+
+/** Parsed flag values: a string, a boolean, or the list of a `multiple` flag. */
+export type FlagValues = Record<string, string | boolean | string[] | undefined>;
 
 export interface Command {
   summary: string;
   usage: string;
   options: Record<string, Flag>;
   positionals?: boolean;
-  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<void>;
+  run(values: FlagValues, positionals: string[]): Promise<void>;
 }
 
 /** A user error: printed as one line, exit code 1. */
@@ -35,4 +40,10 @@ export function oneOf<T extends string>(values: Record<string, unknown>, flag: s
   const v = (values[flag] as string | undefined) ?? dflt;
   if (!allowed.includes(v as T)) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, got '${v}'`);
   return v as T;
+}
+
+/** A flag given any number of times, as a list (empty when absent). */
+export function list(values: FlagValues, flag: string): string[] {
+  const v = values[flag];
+  return v === undefined || typeof v === 'boolean' ? [] : Array.isArray(v) ? v : [v];
 }

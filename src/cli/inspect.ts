@@ -1,6 +1,7 @@
 /**
- * `diffuse inspect`: an analyst's report on images (content credentials, watermark, detector),
- * and `diffuse detector calibrate`, which fits the detector for a run.
+ * `diffuse inspect`: an analyst's report on any image (content credentials, generation metadata;
+ * with a Diffuse run also its watermark and detector), and `diffuse detector calibrate`, which
+ * fits the detector for a run.
  */
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
@@ -12,20 +13,23 @@ import type { ReportPictures } from '../inspect/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import type { Command } from './flags.js';
-import { UsageError, num, oneOf } from './flags.js';
-import { readTrustFile } from './credentials.js';
+import { UsageError, list, num, oneOf } from './flags.js';
+import { readTrustSettings } from './credentials.js';
 import { ProgressLine } from './progress.js';
 
 export const commandInspect: Command = {
-  summary: "an analyst's report on images: content credentials, watermark and a detector of this model's samples",
+  summary: "an analyst's report on any image: content credentials, generation metadata; with --run, a Diffuse model's watermark and detector",
   // Exit code 0 when it ran, whatever the verdicts (scripts read --json); 1 for bad usage or when no image could be read.
-  usage: 'diffuse inspect IMAGE... | FOLDER --run DIR [--key key.json] [--trust root.pem] [--json] [--csv out.csv] [--html report.html] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric [--threads N]] [--resize]',
+  usage: 'diffuse inspect IMAGE... | FOLDER [--trust anchors.pem ...] [--trust-allowed allowed.pem] [--run DIR [--key key.json]] [--json] [--csv out.csv] [--html report.html] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric [--threads N]] [--resize]',
   positionals: true,
   options: {
-    run: { type: 'string', description: 'the run folder of the model to check against (its detector.json calibrates the detector)' },
-    key: { type: 'string', description: 'the watermark key (diffuse keygen); without it the watermark is not checked' },
-    trust: { type: 'string', description: 'PEM file of root certificates to trust for content credentials (e.g. c2pa-root.pem from diffuse keygen --c2pa)' },
+    run: { type: 'string', description: "a Diffuse run folder: adds its watermark and detector for images of the model's size (without it: file-level signals of any image)" },
+    key: { type: 'string', description: "the watermark key (diffuse keygen) of --run's watermark; without it the watermark is not checked" },
+    trust: { type: 'string', multiple: true, description: 'PEM bundle of trust anchors for content credentials: the C2PA trust list, its interim list, or your own root (c2pa-root.pem from diffuse keygen --c2pa)' },
+    'trust-allowed': { type: 'string', multiple: true, description: 'allowed list of end-entity signing certificates (PEM, or base64 SHA-256 hashes one per line), trusted as they are' },
+    'trust-config': { type: 'string', description: "extended key usages to accept, one OID per line (the trust list's store.cfg; default: c2pa-rs's)" },
     json: { type: 'boolean', description: 'one JSON object per image on stdout (fields: docs/INSPECT.md) instead of the text report' },
+    'metadata-only': { type: 'boolean', description: "credentials and metadata only: skip the checks that decode the pixels (the Stable Diffusion invisible mark)" },
     csv: { type: 'string', description: 'also write a CSV summary, one row per image' },
     html: { type: 'string', description: 'also write one self-contained HTML page with each image, its heat map and the three signals' },
     heatmaps: { type: 'string', description: "write each image's detector heat map as a PNG into this folder" },
@@ -34,18 +38,21 @@ export const commandInspect: Command = {
     fpr: { type: 'string', description: 'false-positive rate of the watermark decision', default: '0.01' },
     'max-rotation': { type: 'string', description: 'also look for the watermark with the image turned back by up to this many degrees (0-45; costs about 3.5x the check at 20)', default: '0' },
     geometric: { type: 'boolean', description: 'also look for the watermark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; images are then inspected several at a time)' },
-    threads: { type: 'string', description: "threads of --geometric's search (default: one per core; 1: one image at a time, in the main thread)" },
+    threads: { type: 'string', description: "threads: of --geometric's search with --run, of the files' inspection without (default: one per core; 1: one image at a time, in the main thread)" },
     prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (scores are then less reliable)" },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v, positionals) {
     if (positionals.length === 0) throw new UsageError('give one or more images or folders to inspect');
-    if (!v.run) throw new UsageError('--run DIR is required: the run folder of the model to check against');
-    const runDir = String(v.run);
-    const config = readRunConfig(runDir);
+    const runDir = v.run === undefined ? undefined : String(v.run);
+    const config = runDir === undefined ? undefined : readRunConfig(runDir);
+    if (runDir === undefined) {
+      const modelFlag = (['key', 'fast', 'geometric', 'resize'] as const).find((f) => v[f] !== undefined && v[f] !== false);
+      if (modelFlag) throw new UsageError(`--${modelFlag} is about a Diffuse model's watermark or detector: give the model's --run DIR too`);
+    }
     const key = v.key === undefined ? undefined : readKey(String(v.key));
-    const trustAnchors = v.trust === undefined ? undefined : readTrustFile(String(v.trust));
+    const trust = readTrustSettings(list(v, 'trust'), list(v, 'trust-allowed'), v['trust-config'] === undefined ? undefined : String(v['trust-config']));
     const steps = v.fast ? 25 : (num(v, 'steps', { int: true, min: 1 }) as number);
     const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
     const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
@@ -58,7 +65,7 @@ export const commandInspect: Command = {
     if (heatDir) await ensureWritable(path.join(heatDir, 'x.png'));
     const files = expandInputs(positionals);
 
-    const inspector = await Inspector.open(runDir, { device, key, trustAnchors, inversionSteps: steps, fpr, maxRotation, geometric, threads, resize: Boolean(v.resize), ...(config.text ? { prompt: String(v.prompt) } : {}) });
+    const inspector = await Inspector.open(runDir, { device, key, trust, metadataOnly: Boolean(v['metadata-only']), inversionSteps: steps, fpr, maxRotation, geometric, threads: threads ?? (files.length > 1 ? undefined : 1), resize: Boolean(v.resize), ...(config?.text ? { prompt: String(v.prompt) } : {}) });
     const wantPictures = v.html !== undefined;
     const pictures: { report: InspectReport; pictures: ReportPictures }[] = [];
     // The CSV summary is built only when asked for (a row per image, written at the end).
@@ -102,7 +109,7 @@ export const commandInspect: Command = {
       notes.push(`wrote ${String(v.csv)}`);
     }
     if (v.html !== undefined) {
-      await writeFileAtomic(String(v.html), reportHtml(pictures, { run: path.basename(path.resolve(runDir)), created: new Date().toISOString() }));
+      await writeFileAtomic(String(v.html), reportHtml(pictures, { ...(runDir ? { run: path.basename(path.resolve(runDir)) } : {}), created: new Date().toISOString() }));
       notes.push(`wrote ${String(v.html)}`);
     }
     process.stderr.write(`${notes.join('; ')}\n`);

@@ -13,7 +13,7 @@
  * Every error is one line naming the problem, with a non-zero exit code.
  */
 import { parseArgs, ParseArgsConfig } from 'node:util';
-import type { Command } from './flags.js';
+import type { Command, FlagValues } from './flags.js';
 import { commandImg2Img, commandInpaint } from './edit.js';
 import { commandEval } from './eval.js';
 import { commandNoise, commandSchedule } from './pictures.js';
@@ -52,7 +52,7 @@ function commandHelp(name: string, c: Command): string {
   for (const [flag, o] of Object.entries(c.options)) {
     const desc = o.description;
     const dflt = o.default;
-    lines.push(`  --${flag}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(28) + desc + (dflt !== undefined && dflt !== false && dflt !== '' ? ` (default ${String(dflt)})` : ''));
+    lines.push(`  --${flag}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(28) + desc + (o.multiple ? ' (may be given several times)' : '') + (dflt !== undefined && dflt !== false && dflt !== '' ? ` (default ${String(dflt)})` : ''));
   }
   return lines.join('\n');
 }
@@ -74,9 +74,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     // parseArgs does not know our 'description' field; strip it.
-    const options = Object.fromEntries(Object.entries(cmd.options).map(([k, o]) => [k, o.short ? { type: o.type, short: o.short } : { type: o.type }]));
+    const options = Object.fromEntries(Object.entries(cmd.options).map(([k, o]) => [k, { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) }]));
     const { values, positionals } = parseArgs({ args: rest, options: options as ParseArgsConfig['options'], allowPositionals: cmd.positionals ?? false, strict: true });
-    const withDefaults: Record<string, string | boolean | undefined> = { ...values };
+    const withDefaults: FlagValues = { ...values };
     for (const [k, o] of Object.entries(cmd.options)) if (withDefaults[k] === undefined && o.default !== undefined) withDefaults[k] = o.default;
     await cmd.run(withDefaults, positionals);
     return 0;

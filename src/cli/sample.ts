@@ -38,6 +38,12 @@ export const commandSample: Command = {
     const config = readRunConfig(runDir);
     const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(flags, config);
     const count = num(v, 'count', { int: true, min: 1 }) as number;
+    // One grid holds every image in memory (float32): refuse what cannot fit before any work.
+    const perImage = config.model.inChannels * config.model.imageSize * config.model.imageSize * 4;
+    const MAX_GRID_BYTES = 2 ** 31;
+    if (count * perImage > MAX_GRID_BYTES) {
+      throw new UsageError(`--count ${count}: the grid would hold ${(count * perImage / 2 ** 30).toFixed(count * perImage > 2 ** 36 ? 0 : 1)} GiB of images; at most ${Math.floor(MAX_GRID_BYTES / perImage)} images of this model fit in one run (run several with different --seed)`);
+    }
     const frameCount = num(v, 'frame-count', { int: true, min: 2 }) as number;
     const out = String(v.out);
     const frames = v.frames as string | undefined;

@@ -1,5 +1,6 @@
 /** `diffuse studio`: a local web page to watch diffusion happen, generate in the browser and inspect images. */
 import { readKey } from '../forensics/index.js';
+import { isWildcardHost } from '../studio/server.js';
 import { startStudio } from '../studio/studio.js';
 import { readTrustFile } from './credentials.js';
 import type { Command } from './flags.js';
@@ -24,7 +25,10 @@ export const commandStudio: Command = {
     const trustAnchors = v.trust === undefined ? undefined : readTrustFile(String(v.trust));
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const studio = await startStudio({ run: String(v.run), port, host: String(v.host), inspect: { key, trustAnchors, device, geometric: Boolean(v.geometric) }, onProgress: (m) => process.stderr.write(`${m}...\n`) });
-    process.stderr.write(`Diffuse studio for ${String(v.run)}: open ${studio.url} (Ctrl-C stops it; no data leaves this machine)\n`);
+    const open = isWildcardHost(String(v.host))
+      ? `listening on ${studio.url}: WARNING: on --host ${String(v.host)} every machine on the network can use it (generate, inspect, and download the model; with --key, test images against your watermark key)`
+      : `open ${studio.url} (Ctrl-C stops it; no data leaves this machine)`;
+    process.stderr.write(`Diffuse studio for ${String(v.run)}: ${open}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void studio.stop().then(resolve);
       process.once('SIGINT', stop);

@@ -11,7 +11,7 @@ import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkKey, describeMap, detectWatermark, 
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { CREDENTIAL_FILES, makeSigningChain } from '../provenance/index.js';
 import { readRunConfig } from '../run/run.js';
-import type { Command, Flag } from './flags.js';
+import type { Command, Flag, FlagValues } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
 
@@ -36,7 +36,7 @@ export const WATERMARK_FLAGS: Record<string, Flag> = {
  * steps, so eta is 0 with --key unless the user gave one (then a warning says what it costs).
  */
 export function watermarkFlags(
-  v: Record<string, string | boolean | undefined>,
+  v: FlagValues,
   eta: { given?: number; otherwise: number },
   scheduler: string,
   say: (msg: string) => void,
@@ -172,7 +172,7 @@ export const commandWatermark: Command = {
             const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
             out[read[n].k] = {
               line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)${turned}` : ''}`,
-              record: { file, detected: d.detected, p_value: d.pValue, log10_p: d.log10P, fpr, payload: d.detected ? d.payload : null, payload_vote_agreement: meanConfidence, agreement: d.agreement, positions: d.positions, steps, max_rotation: maxRotation, rotation: d.rotation, geometric, map: d.map },
+              record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr, payload: d.detected ? d.payload : null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, positions: d.positions, inversionSteps: steps, maxRotation, rotation: d.rotation, geometric, map: d.map },
             };
           });
         } catch (e) {

@@ -5,3 +5,4 @@ export * from './emoji.js';
 export { DataError } from './errors.js';
 export * from './image-io.js';
 export * from './read-image.js';
+export * from './safe-file.js';

@@ -2,9 +2,9 @@
  * Reading one image for a model: a file (PNG, JPEG, WebP, ... decoded with sharp) or a held-out
  * image of a built-in set ('mnist:INDEX', 'fashion-mnist:INDEX'), as [C, H, W] in [-1, 1].
  */
-import { promises as fs } from 'node:fs';
 import { loadDataset } from './dataset.js';
 import { DataError } from './errors.js';
+import { MAX_IMAGE_PIXELS, checkPixels, readRegularFile } from './safe-file.js';
 
 export interface ReadImageOptions {
   /** The channels the image must have (1 grey, 3 colour); another count is an error unless `convert`. */
@@ -37,18 +37,24 @@ export async function readImage(spec: string, opts: ReadImageOptions = {}): Prom
     checkShape(spec, out.shape, opts);
     return out;
   }
+  let bytes: Buffer;
   try {
-    await fs.access(spec);
-  } catch {
-    throw new DataError(`${spec}: no such file (give an image file, or mnist:INDEX)`);
+    bytes = await readRegularFile(spec);
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new DataError(/no such file$/.test(msg) ? `${msg} (give an image file, or mnist:INDEX)` : msg);
   }
   const { default: sharp } = await import('sharp');
-  const meta = await sharp(spec)
+  // Header first: a small file can declare a huge image, which is refused before it is decoded.
+  const decode = () => sharp(bytes, { limitInputPixels: MAX_IMAGE_PIXELS });
+  // metadata() reads the header only (no pixel limit applies to it).
+  const meta = await sharp(bytes)
     .metadata()
     .catch(() => {
       throw new DataError(`${spec}: cannot decode image (not a PNG, JPEG, WebP, GIF, TIFF or AVIF file, or truncated)`);
     });
-  const fileChannels = meta.space === 'b-w' || (meta.channels ?? 3) < 3 || (await isGreyContent(spec)) ? 1 : 3;
+  checkPixels(spec, meta.width, meta.height);
+  const fileChannels = meta.space === 'b-w' || (meta.channels ?? 3) < 3 || (await isGreyContent(decode())) ? 1 : 3;
   const channels = opts.channels ?? fileChannels;
   if (channels !== fileChannels && !opts.convert) {
     const what = (c: number) => (c === 1 ? 'greyscale' : 'colour');
@@ -58,7 +64,7 @@ export async function readImage(spec: string, opts: ReadImageOptions = {}): Prom
   if (opts.size !== undefined && (w !== opts.size || h !== opts.size) && !opts.resize) {
     throw new DataError(`${spec} is ${w}x${h} but the model takes ${opts.size}x${opts.size} images; resize it first (or pass --resize)`);
   }
-  let img = sharp(spec).flatten({ background: '#ffffff' });
+  let img = decode().flatten({ background: '#ffffff' });
   if (opts.size !== undefined && (w !== opts.size || h !== opts.size)) img = img.resize(opts.size, opts.size, { fit: 'cover' });
   img = channels === 1 ? img.grayscale().toColourspace('b-w') : img.toColourspace('srgb');
   let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
@@ -82,9 +88,8 @@ function checkShape(spec: string, shape: [number, number, number], opts: ReadIma
 }
 
 /** An RGB file whose three channels agree at every pixel holds a grey image (many tools save grey as RGB). */
-async function isGreyContent(file: string): Promise<boolean> {
-  const { default: sharp } = await import('sharp');
-  const { data, info } = await sharp(file).flatten({ background: '#ffffff' }).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+async function isGreyContent(image: import('sharp').Sharp): Promise<boolean> {
+  const { data, info } = await image.flatten({ background: '#ffffff' }).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   for (let i = 0; i < info.width * info.height; i++) {
     const k = i * info.channels;
     if (data[k] !== data[k + 1] || data[k] !== data[k + 2]) return false;

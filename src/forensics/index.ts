@@ -9,3 +9,4 @@ export * from './logistic.js';
 export * from './processing.js';
 export * from './synthetic.js';
 export * from './jpeg-quality.js';
+export * from './invisible-watermark.js';

@@ -28,7 +28,11 @@ export function validateKey(json: unknown, source = 'key'): WatermarkKey {
   if (!k || typeof k !== 'object' || k.format !== KEY_FORMAT) {
     throw new Error(`${source}: not a Diffuse watermark key (expected "format": "${KEY_FORMAT}"; make one with 'diffuse keygen --out key.json')`);
   }
-  if (!SCHEMES.includes(k.scheme as WatermarkScheme)) throw new Error(`${source}: a key for the '${String(k.scheme)}' scheme, which this version does not know (known: ${SCHEMES.join(', ')})`);
+  if (!SCHEMES.includes(k.scheme as WatermarkScheme)) {
+    // The field comes from a file: name it without calling anything on it (an object's toString can be anything).
+    const what = typeof k.scheme === 'string' ? `a key for the ${JSON.stringify(k.scheme.slice(0, 40))} scheme` : `a key whose "scheme" is ${k.scheme === undefined ? 'missing' : `a ${k.scheme === null ? 'null' : Array.isArray(k.scheme) ? 'list' : typeof k.scheme}, not a name`}`;
+    throw new Error(`${source}: ${what}, which this version does not know (known: ${SCHEMES.join(', ')})`);
+  }
   if (typeof k.secret !== 'string' || Buffer.from(k.secret, 'base64').length !== 32) throw new Error(`${source}: the secret is not 32 bytes of base64; the key file is corrupt`);
   return k as WatermarkKey;
 }

@@ -1,18 +1,23 @@
 /**
- * An inspector for one run: the loaded model, its detector calibration (or why there is none), a
- * watermark key and trust anchors, ready to report on image after image. `diffuse inspect` and
+ * An inspector: trust settings and, with a Diffuse run, the loaded model, its detector calibration
+ * (or why there is none) and a watermark key, ready to report on image after image. Without a run
+ * it reports the file-level signals (credentials, metadata) of any image. `diffuse inspect` and
  * the studio's Inspect tab both use it.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
+import { MAX_IMAGE_PIXELS, readRegularFile } from '../data/safe-file.js';
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { Device } from '../engine/index.js';
 import { DetectorCalibration, checkCalibration } from '../forensics/synthetic.js';
 import { SearchThreads } from '../forensics/geometry-threads.js';
+import { ThreadPool, checkThreadCount, workerModule } from '../threads/pool.js';
+import type { FileRequest } from './file-worker.js';
 import type { WatermarkKey } from '../forensics/key.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
+import type { TrustSettings } from '../provenance/index.js';
 import { InspectReport, inspectImage } from './inspect.js';
 import type { ReportPictures } from './format.js';
 
@@ -23,6 +28,10 @@ export interface InspectorOptions {
   key?: WatermarkKey;
   /** PEM text of trusted root certificates for content credentials. */
   trustAnchors?: string;
+  /** Trust lists for content credentials (anchors, allowed list, key usages). */
+  trust?: TrustSettings;
+  /** Credentials and metadata only: skip the checks that decode the pixels. */
+  metadataOnly?: boolean;
   device?: Device;
   /** DDIM inversion steps of the watermark check (default 50). */
   inversionSteps?: number;
@@ -32,7 +41,10 @@ export interface InspectorOptions {
   maxRotation?: number;
   /** Also look for the watermark after a turn by any angle or a crop enlarged back to size (default off). */
   geometric?: boolean;
-  /** Threads of the geometric search (default: one per core; 1: in this thread, one image at a time). */
+  /**
+   * Threads (default: one per core; 1: in this thread, one image at a time): of the geometric
+   * search with a run; of the whole inspection of each file without one.
+   */
   threads?: number;
   /** Resize images of another size to the model's. */
   resize?: boolean;
@@ -54,16 +66,23 @@ export class Inspector {
    * per unmarked image) then runs beside the next image's inversion instead of blocking this thread.
    */
   private readonly searchThreads?: SearchThreads;
+  /** Without a run, whole files are inspected on these threads (credentials, metadata and pixels are all CPU work). */
+  private readonly fileThreads?: ThreadPool<FileRequest, InspectReport>;
 
   private constructor(
-    readonly pipe: DiffusionPipeline,
+    /** The run's model; undefined for file-level inspection only. */
+    readonly pipe: DiffusionPipeline | undefined,
     private readonly o: InspectorOptions,
     readonly calibration?: DetectorCalibration,
     /** Why the detector is off, when it is. */
     readonly calibrationMissing?: string,
   ) {
     const threads = o.threads ?? availableParallelism();
-    if (o.key && o.geometric && threads > 1) this.searchThreads = new SearchThreads(threads);
+    if (pipe && o.key && o.geometric && threads > 1) this.searchThreads = new SearchThreads(threads);
+    if (!pipe && threads > 1) {
+      checkThreadCount(threads, 'inspect');
+      this.fileThreads = new ThreadPool(workerModule(import.meta.url, 'file-worker'), 'file inspection', threads);
+    }
   }
 
   /**
@@ -71,11 +90,17 @@ export class Inspector {
    * per search thread with the geometric search, else 1 (the model already uses every core).
    */
   get parallel(): number {
+    // File-level signals only: every thread busy, and one more file waiting for each.
+    if (!this.pipe) return 2 * (this.fileThreads?.size ?? 1);
     return this.searchThreads?.size ?? 1;
   }
 
-  /** Loads the run's model and its detector.json (a missing or mismatched calibration turns the detector off, said in each report). */
-  static async open(runDir: string, o: InspectorOptions = {}): Promise<Inspector> {
+  /**
+   * Loads the run's model and its detector.json (a missing or mismatched calibration turns the
+   * detector off, said in each report); without a run, an inspector of file-level signals.
+   */
+  static async open(runDir: string | undefined, o: InspectorOptions = {}): Promise<Inspector> {
+    if (runDir === undefined) return new Inspector(undefined, o);
     const pipe = await DiffusionPipeline.fromRun(runDir, { device: o.device ?? 'cpu' });
     const calFile = path.join(runDir, DETECTOR_FILE);
     if (!existsSync(calFile)) return new Inspector(pipe, o, undefined, `no detector calibration (${calFile}); make one with diffuse detector calibrate --run ${runDir}`);
@@ -88,21 +113,24 @@ export class Inspector {
 
   /** The report on one file (never throws for a bad image: the report's error says why), with its pictures if asked. */
   async inspect(file: string, one: InspectOneOptions = {}): Promise<{ report: InspectReport; pictures?: ReportPictures }> {
-    const [, h, w] = this.pipe.imageShape;
+    const shape = this.pipe?.imageShape;
     let heat: Buffer | undefined;
-    const report = await inspectImage(file, {
+    const fileOptions: FileRequest['options'] = { trustAnchors: this.o.trustAnchors, trust: this.o.trust, metadataOnly: this.o.metadataOnly };
+    const report = this.fileThreads ? await this.fileThreads.run({ file, options: fileOptions }) : await inspectImage(file, {
       pipe: this.pipe,
       key: this.o.key,
       calibration: this.calibration,
       calibrationMissing: this.calibrationMissing,
       trustAnchors: this.o.trustAnchors,
+      trust: this.o.trust,
+      metadataOnly: this.o.metadataOnly,
       inversionSteps: this.o.inversionSteps,
       fpr: this.o.fpr,
       maxRotation: this.o.maxRotation,
       geometric: this.o.geometric,
       searchThreads: this.searchThreads,
       resize: this.o.resize,
-      ...(this.o.prompt !== undefined && this.pipe.conditioning === 'text' ? { prompt: this.o.prompt } : {}),
+      ...(this.o.prompt !== undefined && this.pipe?.conditioning === 'text' ? { prompt: this.o.prompt } : {}),
       onStep: one.onStep,
       saveHeatMap:
         one.heatDir || one.pictures
@@ -116,12 +144,13 @@ export class Inspector {
           : undefined,
     });
     if (!one.pictures) return { report };
-    return { report, pictures: await picturesOf(file, report, heat, [h, w]) };
+    return { report, pictures: await picturesOf(file, report, heat, shape ? [shape[1], shape[2]] : undefined) };
   }
 
   async release(): Promise<void> {
     await this.searchThreads?.close();
-    await this.pipe.release();
+    await this.fileThreads?.close();
+    await this.pipe?.release();
   }
 }
 
@@ -132,14 +161,21 @@ async function heatMapPng(map: Float32Array, shape: [number, number]): Promise<B
   return sharp(px, { raw: { width: shape[1], height: shape[0], channels: 1 } }).resize(shape[1] * 4, shape[0] * 4, { kernel: 'nearest' }).png().toBuffer();
 }
 
-/** The image and its heat map as data: URLs for the HTML page; images of other sizes are scaled to the heat map's size. */
-async function picturesOf(file: string, r: InspectReport, heat: Buffer | undefined, [h, w]: [number, number]): Promise<ReportPictures> {
+/**
+ * The image and its heat map as data: URLs for the HTML page. A model-sized image is enlarged with
+ * square pixels to the heat map's size; any other image becomes a thumbnail of at most 256 px.
+ */
+async function picturesOf(file: string, r: InspectReport, heat: Buffer | undefined, model: [number, number] | undefined): Promise<ReportPictures> {
   const out: ReportPictures = {};
   if (heat) out.heatMap = `data:image/png;base64,${heat.toString('base64')}`;
-  if (r.error) return out;
+  if (r.error || (r.width ?? 0) * (r.height ?? 0) > MAX_IMAGE_PIXELS) return out;
   try {
-    const png = await sharp(await readFile(file)).resize(w * 4, h * 4, { fit: 'contain', kernel: 'nearest', background: '#ffffff' }).png().toBuffer();
-    out.image = `data:image/png;base64,${png.toString('base64')}`;
+    const img = sharp(await readRegularFile(file), { limitInputPixels: MAX_IMAGE_PIXELS });
+    const small = model && r.width === model[1] && r.height === model[0];
+    const pic = small
+      ? await img.resize(model[1] * 4, model[0] * 4, { fit: 'contain', kernel: 'nearest', background: '#ffffff' }).png().toBuffer()
+      : await img.resize(256, 256, { fit: 'inside', withoutEnlargement: true }).flatten({ background: '#ffffff' }).jpeg({ quality: 82 }).toBuffer();
+    out.image = `data:image/${small ? 'png' : 'jpeg'};base64,${pic.toString('base64')}`;
   } catch {
     // The report already says why the file cannot be decoded.
   }

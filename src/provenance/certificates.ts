@@ -41,8 +41,11 @@ export interface SigningChainPem {
 /** File names inside a credentials folder. */
 export const CREDENTIAL_FILES = { key: 'c2pa-key.pem', certificate: 'c2pa-cert.pem', root: 'c2pa-root.pem' } as const;
 
-/** A new local ES256 chain: root (10 years) -> end-entity signer (2 years), named after `name`. */
-export async function makeSigningChain(name = 'Diffuse local signer'): Promise<SigningChainPem> {
+/**
+ * A new local ES256 chain: root (10 years) -> end-entity signer (2 years from now, or the
+ * `signerValidity` given: tests use a signer that has already expired), named after `name`.
+ */
+export async function makeSigningChain(name = 'Diffuse local signer', o: { signerValidity?: { notBefore: Date; notAfter: Date } } = {}): Promise<SigningChainPem> {
   const subtle = webcrypto.subtle;
   const rootKeys = (await subtle.generateKey(ECDSA, true, ['sign', 'verify'])) as CryptoKeyPair;
   const leafKeys = (await subtle.generateKey(ECDSA, true, ['sign', 'verify'])) as CryptoKeyPair;
@@ -53,7 +56,7 @@ export async function makeSigningChain(name = 'Diffuse local signer'): Promise<S
   const root = await X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: rootName,
-    notBefore: new Date(now - day),
+    notBefore: new Date(Math.min(now - day, (o.signerValidity?.notBefore.getTime() ?? now) - day)),
     notAfter: new Date(now + 3650 * day),
     keys: rootKeys,
     signingAlgorithm: SIGNING,
@@ -67,8 +70,8 @@ export async function makeSigningChain(name = 'Diffuse local signer'): Promise<S
     serialNumber: serial(),
     subject: `CN=${escapeDn(name)}, O=Diffuse`,
     issuer: root.subject,
-    notBefore: new Date(now - day),
-    notAfter: new Date(now + 730 * day),
+    notBefore: o.signerValidity?.notBefore ?? new Date(now - day),
+    notAfter: o.signerValidity?.notAfter ?? new Date(now + 730 * day),
     publicKey: leafKeys.publicKey,
     signingKey: rootKeys.privateKey,
     signingAlgorithm: SIGNING,

@@ -2,3 +2,4 @@
 export * from './certificates.js';
 export * from './sign.js';
 export * from './read.js';
+export * from './source-type.js';

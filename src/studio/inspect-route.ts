@@ -13,6 +13,8 @@ import { sendJson } from './server.js';
 
 /** The largest file the tab accepts. */
 export const MAX_INSPECT_BYTES = 50 * 1024 * 1024;
+/** Uploads held at once (being read or waiting for their turn); more are answered 503. */
+export const MAX_PENDING_UPLOADS = 4;
 
 /** Reads a request body up to `limit` bytes; undefined when it is larger. */
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
@@ -40,6 +42,7 @@ function safeName(header: string | string[] | undefined): string {
 export function inspectHandler(runDir: string, workDir: string, o: InspectorOptions): { handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>; release(): Promise<void> } {
   let inspector: Promise<Inspector> | undefined;
   let queue: Promise<unknown> = Promise.resolve();
+  let pending = 0;
   const run = path.basename(path.resolve(runDir));
   return {
     async handle(req, res) {
@@ -54,40 +57,62 @@ export function inspectHandler(runDir: string, workDir: string, o: InspectorOpti
         sendJson(res, 403, { error: `requests from ${origin} are refused; only the studio's own page may inspect` });
         return true;
       }
-      const body = await readBody(req, MAX_INSPECT_BYTES);
-      if (!body) {
+      // Refused before a byte of the body is read: an announced size over the limit, or too many uploads in hand.
+      const announced = Number(req.headers['content-length'] ?? NaN);
+      if (announced > MAX_INSPECT_BYTES) {
+        res.setHeader('Connection', 'close');
         sendJson(res, 413, { error: `the file is larger than ${MAX_INSPECT_BYTES / 1024 / 1024} MB` });
+        req.destroy();
         return true;
       }
-      if (!body.length) {
-        sendJson(res, 400, { error: 'the request holds no file' });
+      if (pending >= MAX_PENDING_UPLOADS) {
+        res.setHeader('Retry-After', '5');
+        sendJson(res, 503, { error: `${pending} files are already being inspected; try again when they are done` });
         return true;
       }
-      const name = safeName(req.headers['x-file-name']);
-      const task = queue.then(async () => {
-        inspector ??= Inspector.open(runDir, o);
-        const dir = await mkdtemp(path.join(workDir, 'inspect-'));
-        try {
-          const file = path.join(dir, name);
-          await writeFile(file, body);
-          const { report, pictures } = await (await inspector).inspect(file, { pictures: true });
-          report.file = name;
-          return { report, html: reportHtml([{ report, pictures: pictures ?? {} }], { run, created: new Date().toISOString() }) };
-        } finally {
-          await rm(dir, { recursive: true, force: true });
-        }
-      });
-      queue = task.catch(() => undefined);
+      pending++;
       try {
-        sendJson(res, 200, await task);
-      } catch (e) {
-        sendJson(res, 500, { error: `could not inspect ${name}: ${(e as Error).message.split('\n')[0]}` });
+        return await inspectBody(req, res);
+      } finally {
+        pending--;
       }
-      return true;
     },
     async release() {
       await queue;
       if (inspector) await (await inspector).release();
     },
   };
+
+  async function inspectBody(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const body = await readBody(req, MAX_INSPECT_BYTES);
+    if (!body) {
+      sendJson(res, 413, { error: `the file is larger than ${MAX_INSPECT_BYTES / 1024 / 1024} MB` });
+      return true;
+    }
+    if (!body.length) {
+      sendJson(res, 400, { error: 'the request holds no file' });
+      return true;
+    }
+    const name = safeName(req.headers['x-file-name']);
+    const task = queue.then(async () => {
+      inspector ??= Inspector.open(runDir, o);
+      const dir = await mkdtemp(path.join(workDir, 'inspect-'));
+      try {
+        const file = path.join(dir, name);
+        await writeFile(file, body);
+        const { report, pictures } = await (await inspector).inspect(file, { pictures: true });
+        report.file = name;
+        return { report, html: reportHtml([{ report, pictures: pictures ?? {} }], { run, created: new Date().toISOString() }) };
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+    queue = task.catch(() => undefined);
+    try {
+      sendJson(res, 200, await task);
+    } catch (e) {
+      sendJson(res, 500, { error: `could not inspect ${name}: ${(e as Error).message.split('\n')[0]}` });
+    }
+    return true;
+  }
 }

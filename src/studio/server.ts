@@ -2,7 +2,9 @@
  * The studio's web server: a fixed set of files on 127.0.0.1 (never 0.0.0.0 unless asked), with
  * the headers that make the page cross-origin isolated (so onnxruntime-web may use wasm threads).
  * Every path is looked up in a table of routes; anything else, a path with `..` included, is 404,
- * and no directory is ever listed.
+ * and no directory is ever listed. A request whose Host header is not the address the server
+ * listens on is refused: a web page elsewhere could otherwise point its own name at 127.0.0.1 (DNS
+ * rebinding) and read the studio as if it were its own origin.
  */
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
@@ -51,12 +53,31 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
+/** Whether a listen address accepts connections on every interface (then any Host may be right). */
+export function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
+}
+
+/** The Host headers a server on host:port answers: its own address, and localhost for a loopback address. */
+export function allowedHosts(host: string, port: number): Set<string> {
+  const bare = host.replace(/^\[|\]$/g, '');
+  const name = bare.includes(':') ? `[${bare}]` : bare;
+  const out = new Set([`${name}:${port}`.toLowerCase()]);
+  if (bare === '127.0.0.1' || bare === '::1' || bare === 'localhost') for (const h of ['localhost', '127.0.0.1', '[::1]']) out.add(`${h}:${port}`);
+  return out;
+}
+
 /** Serves `routes` (exact paths such as '/', '/app.js') on host:port; resolves once listening. */
 export async function serveRoutes(routes: ReadonlyMap<string, Route>, o: { host?: string; port?: number; handle?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean> } = {}): Promise<StaticServer> {
   const host = o.host ?? '127.0.0.1';
+  let hosts: Set<string> | undefined;
   const server = createServer((req, res) => {
     void (async () => {
       try {
+        if (hosts && !hosts.has(String(req.headers.host ?? '').toLowerCase())) {
+          res.writeHead(421, { ...HEADERS, 'Content-Type': 'text/plain; charset=utf-8' }).end(`this server answers only requests for ${[...hosts][0]}\n`);
+          return;
+        }
         if (o.handle && (await o.handle(req, res))) return;
         const url = new URL(req.url ?? '/', 'http://localhost');
         const route = req.method === 'GET' || req.method === 'HEAD' ? routes.get(url.pathname) : undefined;
@@ -84,6 +105,7 @@ export async function serveRoutes(routes: ReadonlyMap<string, Route>, o: { host?
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : (o.port ?? 8080);
+  if (!isWildcardHost(host)) hosts = allowedHosts(host, port);
   return {
     server,
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,

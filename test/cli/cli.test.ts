@@ -204,25 +204,25 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.match(r.err, /--payload needs --key/);
     r = await cli('watermark', 'detect', path.join(dir, '0000.png'), path.join(root, 'corrupt', 'b.png'), path.join(dir, '0001.png'), '--run', run, '--key', key, '--steps', '4', '--json');
     assert.equal(r.code, 0, r.err);
-    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; p_value?: number; detected?: boolean; error?: string });
+    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; pValue?: number; detected?: boolean; error?: string });
     assert.equal(lines.length, 3, 'one record per image, the broken one included');
-    assert.ok(lines[0].p_value! >= 0 && lines[0].p_value! <= 1 && typeof lines[0].detected === 'boolean');
+    assert.ok(lines[0].pValue! >= 0 && lines[0].pValue! <= 1 && typeof lines[0].detected === 'boolean');
     assert.match(lines[1].error!, /b\.png: cannot decode image/);
     r = await cli('watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', key, '--steps', '4', '--max-rotation', '3', '--json');
     assert.equal(r.code, 0, r.err);
-    const searched = JSON.parse(r.out) as { max_rotation: number; rotation: number; p_value: number };
-    assert.equal(searched.max_rotation, 3);
+    const searched = JSON.parse(r.out) as { maxRotation: number; rotation: number; pValue: number };
+    assert.equal(searched.maxRotation, 3);
     assert.ok(Number.isInteger(searched.rotation) && Math.abs(searched.rotation) <= 3, `rotation ${searched.rotation}`);
-    assert.ok(searched.p_value >= 0 && searched.p_value <= 1);
+    assert.ok(searched.pValue >= 0 && searched.pValue <= 1);
     // Two images: their searches run on worker threads, which load the TypeScript source themselves.
     r = await cli('watermark', 'detect', path.join(dir, '0000.png'), path.join(dir, '0001.png'), '--run', run, '--key', key, '--steps', '4', '--geometric', '--json');
     assert.equal(r.code, 0, r.err);
-    const moved = r.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; geometric: boolean; map: { degrees: number; scale: number; dx: number; dy: number }; p_value: number });
+    const moved = r.out.trim().split('\n').map((l) => JSON.parse(l) as { file: string; geometric: boolean; map: { degrees: number; scale: number; dx: number; dy: number }; pValue: number });
     assert.deepEqual(moved.map((m) => path.basename(m.file)), ['0000.png', '0001.png']);
     for (const m of moved) {
       assert.equal(m.geometric, true);
       assert.ok(Number.isFinite(m.map.degrees) && m.map.scale >= 1 && Number.isFinite(m.map.dx), JSON.stringify(m.map));
-      assert.ok(m.p_value >= 0 && m.p_value <= 1);
+      assert.ok(m.pValue >= 0 && m.pValue <= 1);
     }
     const bad: [string[], RegExp][] = [
       [['watermark', 'detect', path.join(dir, '0000.png'), '--run', run, '--key', key, '--max-rotation', '90'], /--max-rotation must be an integer >= 0 <= 45, got '90'/],

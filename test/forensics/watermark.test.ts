@@ -143,7 +143,7 @@ describe('Gaussian Shading in the initial noise', () => {
     assert.throws(() => readKey(path.join(root, 'none.json')), /none\.json: no such key file \(make one with 'diffuse keygen --out/);
     assert.throws(() => readKey(write('bad.json', '{oops')), /bad\.json: not a Diffuse watermark key \(not valid JSON\)/);
     assert.throws(() => readKey(write('other.json', '{"format": "something-else"}')), /other\.json: not a Diffuse watermark key/);
-    assert.throws(() => readKey(write('ring.json', JSON.stringify({ ...key, scheme: 'tree-ring' }))), /ring\.json: a key for the 'tree-ring' scheme/);
+    assert.throws(() => readKey(write('ring.json', JSON.stringify({ ...key, scheme: 'tree-ring' }))), /ring\.json: a key for the "tree-ring" scheme/);
     assert.throws(() => readKey(write('short.json', JSON.stringify({ ...key, secret: 'AAAA' }))), /short\.json: the secret is not 32 bytes of base64/);
     assert.throws(() => shadeNoise(key, 2 ** 32, 0, new Float32Array(64)), /payload must be an integer in 0\.\.4294967295/);
   });

@@ -1,0 +1,88 @@
+/**
+ * The reader of the Stable Diffusion code bases' invisible mark against the reference decoder
+ * (ShieldMnt/invisible-watermark) on real photographs marked as each code base marks them
+ * (test/fixtures/invisible-watermark/SOURCES.md).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import sharp from 'sharp';
+import { CONVENTIONS, OPEN_MARKS, binomialTail, blockBits, inspectImage, meanScores, readOpenWatermark } from '../../src/index.js';
+
+const dir = path.join(import.meta.dirname, '..', 'fixtures', 'invisible-watermark');
+const expected = JSON.parse(readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { sdxlBits: number[]; files: Record<string, Record<string, Record<string, number[]>>> };
+
+async function rgb(file: string): Promise<{ data: Buffer; width: number; height: number }> {
+  const { data, info } = await sharp(path.join(dir, file)).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height };
+}
+
+describe('the Stable Diffusion invisible watermark (dwtDct)', () => {
+  it("reads every saved file, in every convention and message length, exactly as the reference decoder", async () => {
+    for (const [file, byConvention] of Object.entries(expected.files)) {
+      const img = await rgb(file);
+      for (const c of CONVENTIONS) {
+        const blocks = blockBits(img.data, img.width, img.height, c);
+        for (const n of ['136', '32', '48']) assert.deepEqual([...meanScores(blocks, Number(n))], byConvention[c][n], `${file} ${c} ${n}`);
+      }
+    }
+  });
+
+  it('knows the three messages as the code bases write them', () => {
+    assert.deepEqual(OPEN_MARKS.find((m) => m.id === 'sdxl')?.bits, expected.sdxlBits);
+    assert.equal(OPEN_MARKS.find((m) => m.id === 'sd1')?.bits.length, 136);
+    assert.equal(OPEN_MARKS.find((m) => m.id === 'sd2')?.bits.length, 32);
+  });
+
+  const marked: [string, string, string][] = [];
+  for (const carrier of ['iw-original', 'c2pa-P1000827']) {
+    marked.push([`${carrier}-sd1.png`, 'sd1', 'bgr'], [`${carrier}-sd2.png`, 'sd2', 'bgr'], [`${carrier}-sdxl-diffusers.png`, 'sdxl', 'f32-rgb'], [`${carrier}-sdxl-sgm.png`, 'sdxl', 'f32-bgr']);
+  }
+  for (const [file, mark, convention] of marked) {
+    it(`finds the ${mark} mark in ${file} (${convention})`, async () => {
+      const img = await rgb(file);
+      const r = readOpenWatermark(img.data, img.width, img.height);
+      assert.ok(r?.found, JSON.stringify(r?.best));
+      assert.equal(r.best.mark, mark);
+      assert.ok(r.best.convention.endsWith(convention), r.best.convention);
+      assert.equal(r.tested, 12);
+    });
+  }
+
+  it('finds nothing in the unmarked photographs', async () => {
+    for (const file of ['iw-original-clean.png', 'c2pa-P1000827-clean.png']) {
+      const img = await rgb(file);
+      const r = readOpenWatermark(img.data, img.width, img.height);
+      assert.equal(r?.found, false, JSON.stringify(r?.best));
+    }
+  });
+
+  it("reports the SDXL mark as diffusers writes it, which an 8-bit BGR reader (Stability's own detector) reads at chance", async () => {
+    const img = await rgb('iw-original-sdxl-diffusers.png');
+    const sdxl = OPEN_MARKS.find((m) => m.id === 'sdxl')!;
+    const bitsIn = (c: (typeof CONVENTIONS)[number]) => [...meanScores(blockBits(img.data, img.width, img.height, c), 48)].filter((s, i) => (s * 255 > 127 ? 1 : 0) === sdxl.bits[i]).length;
+    assert.ok(bitsIn('f32-rgb') >= 46, `f32-rgb ${bitsIn('f32-rgb')}`);
+    assert.ok(bitsIn('u8-bgr') <= 32, `u8-bgr ${bitsIn('u8-bgr')}`);
+    const r = await inspectImage(path.join(dir, 'iw-original-sdxl-diffusers.png'));
+    assert.equal(r.openWatermark?.status, 'checked');
+    assert.equal(r.verdict?.restsOn, 'open-watermark');
+    assert.match(r.verdict?.summary ?? '', /^SDXL \(48-bit 0xB3EC907BB19E\) invisible watermark: 47\/48 bits \(float image, RGB order: diffusers\)/);
+  });
+
+  it('computes the binomial tail exactly (against sums of binomial coefficients in BigInt)', () => {
+    const exact = (k: number, n: number) => {
+      let c = 1n;
+      let sum = 0n;
+      for (let j = 0; j <= n; j++) {
+        if (j >= k) sum += c;
+        c = (c * BigInt(n - j)) / BigInt(j + 1);
+      }
+      return Number((sum * 10n ** 30n) / 2n ** BigInt(n)) / 1e30;
+    };
+    for (const [k, n] of [[29, 32], [47, 48], [120, 136], [24, 48], [0, 48], [48, 48], [87, 136]]) {
+      const want = exact(k, n);
+      assert.ok(Math.abs(binomialTail(k, n) - want) <= 1e-12 * Math.max(want, 1e-300) + 1e-30, `${k}/${n}: ${binomialTail(k, n)} vs ${want}`);
+    }
+  });
+});
