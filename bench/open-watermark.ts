@@ -8,7 +8,7 @@
  * Unmarked images: real photographs (test/fixtures' photographs, and every JPEG/PNG/WebP under
  * --photos: e.g. after `apt-get install gnome-backgrounds mate-backgrounds ukui-wallpapers`), each
  * in --variants crops and rescales saved as PNG or JPEG (quality 70-95); screenshots of text and
- * report pages taken with Chromium (when it is installed); and the bundled data sets: emoji
+ * report pages taken with Chromium (when it is installed); and the bundled data sets: 64-px emoji
  * enlarged 4-8x and MNIST digits tiled into grids. Nothing here is marked, so every "found" is a
  * false positive.
  */
@@ -94,7 +94,7 @@ if (chromium && screenshots > 0) {
   rmSync(dir, { recursive: true, force: true });
 } else log('no Chromium: screenshots skipped');
 
-const emoji = await loadDataset('emoji', 'train', { limit: 150 });
+const emoji = await loadDataset('emoji', 'train', { limit: 150, size: 64 });
 const per = emoji.channels * emoji.height * emoji.width;
 for (let k = 0; k < Math.min(150, emoji.count); k++) {
   const px = Buffer.from(Array.from(emoji.images.subarray(k * per, (k + 1) * per), (x) => Math.round((x + 1) * 127.5)));

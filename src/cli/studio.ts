@@ -25,10 +25,7 @@ export const commandStudio: Command = {
     const trustAnchors = v.trust === undefined ? undefined : readTrustFile(String(v.trust));
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const studio = await startStudio({ run: String(v.run), port, host: String(v.host), inspect: { key, trustAnchors, device, geometric: Boolean(v.geometric) }, onProgress: (m) => process.stderr.write(`${m}...\n`) });
-    const open = isWildcardHost(String(v.host))
-      ? `listening on ${studio.url}: WARNING: on --host ${String(v.host)} every machine on the network can use it (generate, inspect, and download the model; with --key, test images against your watermark key)`
-      : `open ${studio.url} (Ctrl-C stops it; no data leaves this machine)`;
-    process.stderr.write(`Diffuse studio for ${String(v.run)}: ${open}\n`);
+    process.stderr.write(`${startLine(String(v.run), studio.url, String(v.host))}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void studio.stop().then(resolve);
       process.once('SIGINT', stop);
@@ -36,3 +33,11 @@ export const commandStudio: Command = {
     });
   },
 };
+
+/** The line the studio starts with: where to open it, and a warning when every machine on the network can. */
+export function startLine(run: string, url: string, host: string): string {
+  const open = isWildcardHost(host)
+    ? `listening on ${url}: WARNING: on --host ${host} every machine on the network can use it (generate, inspect, and download the model; with --key, test images against your watermark key)`
+    : `open ${url} (Ctrl-C stops it; no data leaves this machine)`;
+  return `Diffuse studio for ${run}: ${open}`;
+}

@@ -6,3 +6,4 @@ export { DataError } from './errors.js';
 export * from './image-io.js';
 export * from './read-image.js';
 export * from './safe-file.js';
+export * from './image-header.js';

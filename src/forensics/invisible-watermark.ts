@@ -16,8 +16,9 @@
  *   in BGR order by Stability's generative-models.
  * OpenCV's colour conversion of a float image centres U on 0.5, of an 8-bit image on 128; the
  * wavelet coefficients then differ by a constant that changes every |c| mod 36. So each saved
- * file is read in the four conventions (8-bit or float, BGR or RGB order) and the best reading
- * reported, with a p-value that pays for all twelve (message, convention) pairs tried.
+ * file is read in the three conventions of those code bases (8-bit BGR, float BGR, float RGB)
+ * and the best reading reported, with a p-value that pays for all nine (message, convention)
+ * pairs tried.
  */
 
 /** The step of the quantiser on channel U (imwatermark's default scales [0, 36, 36]: only U is used). */
@@ -34,11 +35,11 @@ export const OPEN_MARKS = [
 ] as const;
 
 /** How the encoder was called: on the 8-bit or the float image, in BGR order (OpenCV's) or RGB. */
-export type Convention = 'u8-bgr' | 'u8-rgb' | 'f32-bgr' | 'f32-rgb';
-export const CONVENTIONS: readonly Convention[] = ['u8-bgr', 'u8-rgb', 'f32-bgr', 'f32-rgb'];
+export type Convention = 'u8-bgr' | 'f32-bgr' | 'f32-rgb';
+/** The conventions of the code bases that mark their output (an 8-bit RGB caller is known of none). */
+export const CONVENTIONS: readonly Convention[] = ['u8-bgr', 'f32-bgr', 'f32-rgb'];
 const CONVENTION_WORDS: Record<Convention, string> = {
   'u8-bgr': '8-bit image, BGR order: the SD 1.x/2.x scripts',
-  'u8-rgb': '8-bit image, RGB order',
   'f32-bgr': "float image, BGR order: Stability's generative-models",
   'f32-rgb': 'float image, RGB order: diffusers',
 };
@@ -59,91 +60,108 @@ export function blockBits(rgb: Uint8Array, width: number, height: number, conven
 }
 
 /**
- * The block bits of all four conventions from one pass over the pixels: each 2x2 group of pixels
- * gives one LL coefficient per convention, computed as pywt.dwt2(..., 'haar') does (along rows,
- * then columns, each tap 1/sqrt(2); in float64 for the 8-bit image, float32 for the float one).
+ * The block bits of the three conventions: one pass over the pixels makes the three U planes, then
+ * each plane's LL band is computed as pywt.dwt2(..., 'haar') does (along rows, then columns, each
+ * tap 1/sqrt(2); in float64 for the 8-bit image, float32 for the float one). `channels`: 3 (RGB)
+ * or 4 (RGBA, the alpha not read).
  */
-export function allBlockBits(rgb: Uint8Array, width: number, height: number): Record<Convention, Uint8Array> {
+export function allBlockBits(rgb: Uint8Array, width: number, height: number, channels: 3 | 4 = 3): Record<Convention, Uint8Array> {
   const rows = Math.floor(height / 4) * 4;
   const cols = Math.floor(width / 4) * 4;
-  const llRows = rows / 2;
-  const llCols = cols / 2;
-  const u8bgr = new Float64Array(llRows * llCols);
-  const u8rgb = new Float64Array(llRows * llCols);
-  const f32bgr = new Float32Array(llRows * llCols);
-  const f32rgb = new Float32Array(llRows * llCols);
-  const h = Math.SQRT1_2;
-  const h32 = Math.fround(h);
-  const f = Math.fround;
-  const { uByteOf, uFloatOf } = tables();
-  const row = width * 3;
-  for (let i = 0; i < llRows; i++) {
-    for (let j = 0; j < llCols; j++) {
-      // The four pixels of the group: a, b on the top row, c, d below.
-      const pa = 2 * i * row + 6 * j;
-      const pb = pa + 3;
-      const pc = pa + row;
-      const pd = pc + 3;
-      const k = i * llCols + j;
+  // U planes of the region the decoder reads, per convention (8-bit values exactly; float32 ones exactly).
+  const n = rows * cols;
+  const { u8bgr, f32bgr, f32rgb } = scratch.planes(n);
+  // Written out (not calls of small functions): this loop is most of the mark's cost.
+  for (let y = 0, k = 0; y < rows; y++) {
+    for (let x = 0, p = y * width * channels; x < cols; x++, k++, p += channels) {
+      const r = rgb[p];
+      const g = rgb[p + 1];
+      const b = rgb[p + 2];
       // BGR order: the channel OpenCV reads as blue is B; RGB order: it is R (and red is B).
-      const ua = uByteOf(rgb[pa + 2], rgb[pa + 1], rgb[pa]);
-      const ub = uByteOf(rgb[pb + 2], rgb[pb + 1], rgb[pb]);
-      const uc = uByteOf(rgb[pc + 2], rgb[pc + 1], rgb[pc]);
-      const ud = uByteOf(rgb[pd + 2], rgb[pd + 1], rgb[pd]);
-      u8bgr[k] = (ua * h + uc * h) * h + (ub * h + ud * h) * h;
-      const va = uByteOf(rgb[pa], rgb[pa + 1], rgb[pa + 2]);
-      const vb = uByteOf(rgb[pb], rgb[pb + 1], rgb[pb + 2]);
-      const vc = uByteOf(rgb[pc], rgb[pc + 1], rgb[pc + 2]);
-      const vd = uByteOf(rgb[pd], rgb[pd + 1], rgb[pd + 2]);
-      u8rgb[k] = (va * h + vc * h) * h + (vb * h + vd * h) * h;
-      const fa = uFloatOf(rgb[pa + 2], rgb[pa + 1], rgb[pa]);
-      const fb = uFloatOf(rgb[pb + 2], rgb[pb + 1], rgb[pb]);
-      const fc = uFloatOf(rgb[pc + 2], rgb[pc + 1], rgb[pc]);
-      const fd = uFloatOf(rgb[pd + 2], rgb[pd + 1], rgb[pd]);
-      f32bgr[k] = f(f(f(f(fa * h32) + f(fc * h32)) * h32) + f(f(f(fb * h32) + f(fd * h32)) * h32));
-      const ga = uFloatOf(rgb[pa], rgb[pa + 1], rgb[pa + 2]);
-      const gb = uFloatOf(rgb[pb], rgb[pb + 1], rgb[pb + 2]);
-      const gc = uFloatOf(rgb[pc], rgb[pc + 1], rgb[pc + 2]);
-      const gd = uFloatOf(rgb[pd], rgb[pd + 1], rgb[pd + 2]);
-      f32rgb[k] = f(f(f(f(ga * h32) + f(gc * h32)) * h32) + f(f(f(gb * h32) + f(gd * h32)) * h32));
+      // 8-bit U never saturates: |B - Y| <= 255 keeps it within [2.5, 253.5].
+      const y1 = (YB[b] + YG[g] + YR[r]) >> 14;
+      u8bgr[k] = ((b - y1) * 8061 + U_OFFSET) >> 14;
+      // Float: a Float32Array store rounds to float32, as OpenCV's last step does.
+      const z1 = F(F(FB[b] + FG[g]) + FR[r]);
+      f32bgr[k] = F(F(b - z1) * B2U) + 0.5;
+      const z2 = F(F(FB[r] + FG[g]) + FR[b]);
+      f32rgb[k] = F(F(r - z2) * B2U) + 0.5;
     }
   }
-  return { 'u8-bgr': blocksOf(u8bgr, llRows, llCols), 'u8-rgb': blocksOf(u8rgb, llRows, llCols), 'f32-bgr': blocksOf(f32bgr, llRows, llCols), 'f32-rgb': blocksOf(f32rgb, llRows, llCols) };
+  return {
+    'u8-bgr': blocksOf(haar64(u8bgr, rows, cols), rows / 2, cols / 2),
+    'f32-bgr': blocksOf(haar32(f32bgr, rows, cols), rows / 2, cols / 2),
+    'f32-rgb': blocksOf(haar32(f32rgb, rows, cols), rows / 2, cols / 2),
+  };
 }
 
-let cachedTables: { uByteOf: (b: number, g: number, r: number) => number; uFloatOf: (b: number, g: number, r: number) => number } | undefined;
-
 /**
- * U of one pixel given the channel read as blue (b), green and the one read as red (r), 8-bit and
- * float, with the per-channel products tabulated (the same float32 values the formulas give).
+ * Working arrays kept between calls (tens of megabytes for a large image): allocating and zeroing
+ * them anew for every image cost more than the arithmetic. Each thread has its own; the results
+ * (block bits) are fresh arrays.
  */
-function tables(): NonNullable<typeof cachedTables> {
-  if (cachedTables) return cachedTables;
-  const yb = new Int32Array(256);
-  const yg = new Int32Array(256);
-  const yr = new Int32Array(256);
-  const fb = new Float64Array(256);
-  const fg = new Float64Array(256);
-  const fr = new Float64Array(256);
-  for (let v = 0; v < 256; v++) {
-    yb[v] = v * 1868;
-    yg[v] = v * 9617 + 8192;
-    yr[v] = v * 4899;
-    fb[v] = F(v * B2Y);
-    fg[v] = F(v * G2Y);
-    fr[v] = F(v * R2Y);
+const scratch = (() => {
+  let size = 0;
+  let planes = { u8bgr: new Uint8Array(0), f32bgr: new Float32Array(0), f32rgb: new Float32Array(0) };
+  let l64 = new Float64Array(0);
+  let l32 = new Float32Array(0);
+  return {
+    planes(n: number) {
+      if (n > size) {
+        size = n;
+        planes = { u8bgr: new Uint8Array(n), f32bgr: new Float32Array(n), f32rgb: new Float32Array(n) };
+      }
+      return { u8bgr: planes.u8bgr.subarray(0, n), f32bgr: planes.f32bgr.subarray(0, n), f32rgb: planes.f32rgb.subarray(0, n) };
+    },
+    ll64(n: number) {
+      if (n > l64.length) l64 = new Float64Array(n);
+      return l64.subarray(0, n);
+    },
+    ll32(n: number) {
+      if (n > l32.length) l32 = new Float32Array(n);
+      return l32.subarray(0, n);
+    },
+  };
+})();
+
+/** The LL band of pywt.dwt2(u, 'haar') for a float64 input: along rows, then columns, each tap 1/sqrt(2). */
+function haar64(u: Uint8Array, rows: number, cols: number): Float64Array {
+  const h = Math.SQRT1_2;
+  const lr = rows >> 1;
+  const lc = cols >> 1;
+  const ll = scratch.ll64(lr * lc);
+  for (let i = 0; i < lr; i++) {
+    const top = 2 * i * cols;
+    const bottom = top + cols;
+    for (let j = 0; j < lc; j++) {
+      const a = u[top + 2 * j];
+      const b = u[top + 2 * j + 1];
+      const c = u[bottom + 2 * j];
+      const d = u[bottom + 2 * j + 1];
+      ll[i * lc + j] = (a * h + c * h) * h + (b * h + d * h) * h;
+    }
   }
-  const uByteOf = (b: number, g: number, r: number): number => {
-    const y = (yb[b] + yg[g] + yr[r]) >> 14;
-    const u = ((b - y) * 8061 + (128 << 14) + 8192) >> 14;
-    return u < 0 ? 0 : u > 255 ? 255 : u;
-  };
-  const uFloatOf = (b: number, g: number, r: number): number => {
-    const y = F(F(fb[b] + fg[g]) + fr[r]);
-    return F(F(F(b - y) * B2U) + 0.5);
-  };
-  cachedTables = { uByteOf, uFloatOf };
-  return cachedTables;
+  return ll;
+}
+
+/** The same for a float32 input, which pywt keeps in float32 (every step rounded to float32). */
+function haar32(u: Float32Array, rows: number, cols: number): Float32Array {
+  const h = H32;
+  const lr = rows >> 1;
+  const lc = cols >> 1;
+  const ll = scratch.ll32(lr * lc);
+  for (let i = 0; i < lr; i++) {
+    const top = 2 * i * cols;
+    const bottom = top + cols;
+    for (let j = 0; j < lc; j++) {
+      const a = u[top + 2 * j];
+      const b = u[top + 2 * j + 1];
+      const c = u[bottom + 2 * j];
+      const d = u[bottom + 2 * j + 1];
+      ll[i * lc + j] = F(F(F(F(a * h) + F(c * h)) * h) + F(F(F(b * h) + F(d * h)) * h));
+    }
+  }
+  return ll;
 }
 
 /** Each 4x4 block's bit: (|c| mod 36) > 18 for the largest |c| after the first (row-major; first on a tie, as np.argmax). */
@@ -165,16 +183,27 @@ function blocksOf(ll: Float64Array | Float32Array, llRows: number, llCols: numbe
 }
 
 /*
- * OpenCV's BGR2YUV for U, as cv::cvtColor computes it. 8-bit: fixed point with 14 fractional bits,
+ * OpenCV's BGR2YUV for U, as cv::cvtColor computes it, given the channel read as blue (b), green
+ * and the one read as red (r). 8-bit: fixed point with 14 fractional bits,
  * Y = (B*1868 + G*9617 + R*4899 + 2^13) >> 14, U = ((B - Y)*8061 + (128 << 14) + 2^13) >> 14,
  * saturated. Float: Y = 0.114B + 0.587G + 0.299R, U = (B - Y)*0.492 + 0.5 (the float "half"), in
- * float32.
+ * float32. The per-channel products are tabulated (the same values).
  */
 const F = Math.fround;
+const H32 = F(Math.SQRT1_2);
 const B2Y = F(0.114);
 const G2Y = F(0.587);
 const R2Y = F(0.299);
 const B2U = F(0.492);
+const FB = new Float32Array(256).map((_, v) => F(v * B2Y));
+const FG = new Float32Array(256).map((_, v) => F(v * G2Y));
+const FR = new Float32Array(256).map((_, v) => F(v * R2Y));
+/** The 8-bit products, with the rounding term of Y folded into G's. */
+const YB = new Int32Array(256).map((_, v) => v * 1868);
+const YG = new Int32Array(256).map((_, v) => v * 9617 + 8192);
+const YR = new Int32Array(256).map((_, v) => v * 4899);
+/** (128 << 14) + 2^13: U's offset and rounding term. */
+const U_OFFSET = (128 << 14) + 8192;
 
 /** The reference decoder's per-bit mean scores for a message of `length` bits. */
 export function meanScores(blocks: Uint8Array, length: number): Float64Array {
@@ -216,15 +245,16 @@ export interface OpenWatermarkResult {
 }
 
 /**
- * Reads the dwtDct mark of the Stable Diffusion code bases from 8-bit RGB pixels (H x W x 3).
+ * Reads the dwtDct mark of the Stable Diffusion code bases from 8-bit RGB pixels (H x W x 3, or
+ * x 4 with `channels: 4`: the fourth, alpha, is not read, as OpenCV's IMREAD_COLOR drops it).
  * Undefined when the image is smaller than the reference accepts (256 x 256 pixels).
  */
-export function readOpenWatermark(rgb: Uint8Array, width: number, height: number, o: { alpha?: number } = {}): OpenWatermarkResult | undefined {
+export function readOpenWatermark(rgb: Uint8Array, width: number, height: number, o: { alpha?: number; channels?: 3 | 4 } = {}): OpenWatermarkResult | undefined {
   if (width * height < MIN_PIXELS || width < 8 || height < 8) return undefined;
   const alpha = o.alpha ?? 1e-3;
   let best: OpenMarkReading | undefined;
   let tested = 0;
-  const all = allBlockBits(rgb, width, height);
+  const all = allBlockBits(rgb, width, height, o.channels ?? 3);
   for (const convention of CONVENTIONS) {
     const blocks = all[convention];
     for (const m of OPEN_MARKS) {

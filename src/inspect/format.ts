@@ -2,7 +2,8 @@
  * The report's three faces: text for a terminal, a CSV row per image for a folder, and one
  * self-contained HTML page (images inlined) that an analyst can open or attach to a case.
  */
-import { formatP, InspectReport } from './inspect.js';
+import type { InspectReport } from './report.js';
+import { formatP } from './verdict.js';
 
 /**
  * A field from a file, safe to print on a terminal: control characters (newlines, escape

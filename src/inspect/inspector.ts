@@ -14,7 +14,7 @@ import type { Device } from '../engine/index.js';
 import { DetectorCalibration, checkCalibration } from '../forensics/synthetic.js';
 import { SearchThreads } from '../forensics/geometry-threads.js';
 import { ThreadPool, checkThreadCount, workerModule } from '../threads/pool.js';
-import type { FileRequest } from './file-worker.js';
+import type { PixelRequest, PixelSignals } from './pixel-signals.js';
 import type { WatermarkKey } from '../forensics/key.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import type { TrustSettings } from '../provenance/index.js';
@@ -42,8 +42,8 @@ export interface InspectorOptions {
   /** Also look for the watermark after a turn by any angle or a crop enlarged back to size (default off). */
   geometric?: boolean;
   /**
-   * Threads (default: one per core; 1: in this thread, one image at a time): of the geometric
-   * search with a run; of the whole inspection of each file without one.
+   * Threads (default: one per core; 1: everything in this thread, one image at a time): of the
+   * geometric search with a run; of the pixel checks without one.
    */
   threads?: number;
   /** Resize images of another size to the model's. */
@@ -66,8 +66,11 @@ export class Inspector {
    * per unmarked image) then runs beside the next image's inversion instead of blocking this thread.
    */
   private readonly searchThreads?: SearchThreads;
-  /** Without a run, whole files are inspected on these threads (credentials, metadata and pixels are all CPU work). */
-  private readonly fileThreads?: ThreadPool<FileRequest, InspectReport>;
+  /**
+   * Without a run, the pixel checks (decoding, the Stable Diffusion mark, hidden metadata) run on
+   * these threads while this thread reads, parses and validates the next files.
+   */
+  private readonly pixelThreads?: ThreadPool<PixelRequest, PixelSignals>;
 
   private constructor(
     /** The run's model; undefined for file-level inspection only. */
@@ -79,9 +82,9 @@ export class Inspector {
   ) {
     const threads = o.threads ?? availableParallelism();
     if (pipe && o.key && o.geometric && threads > 1) this.searchThreads = new SearchThreads(threads);
-    if (!pipe && threads > 1) {
+    if (!pipe && !o.metadataOnly && threads > 1) {
       checkThreadCount(threads, 'inspect');
-      this.fileThreads = new ThreadPool(workerModule(import.meta.url, 'file-worker'), 'file inspection', threads);
+      this.pixelThreads = new ThreadPool(workerModule(import.meta.url, 'pixel-worker'), 'pixel check', threads);
     }
   }
 
@@ -90,8 +93,9 @@ export class Inspector {
    * per search thread with the geometric search, else 1 (the model already uses every core).
    */
   get parallel(): number {
-    // File-level signals only: every thread busy, and one more file waiting for each.
-    if (!this.pipe) return 2 * (this.fileThreads?.size ?? 1);
+    // File-level signals only: files in work at once, so that reading, decoding (sharp's own
+    // threads), parsing and the mark's threads overlap. One at a time when asked for one thread.
+    if (!this.pipe) return this.o.threads === 1 ? 1 : 8;
     return this.searchThreads?.size ?? 1;
   }
 
@@ -115,8 +119,7 @@ export class Inspector {
   async inspect(file: string, one: InspectOneOptions = {}): Promise<{ report: InspectReport; pictures?: ReportPictures }> {
     const shape = this.pipe?.imageShape;
     let heat: Buffer | undefined;
-    const fileOptions: FileRequest['options'] = { trustAnchors: this.o.trustAnchors, trust: this.o.trust, metadataOnly: this.o.metadataOnly };
-    const report = this.fileThreads ? await this.fileThreads.run({ file, options: fileOptions }) : await inspectImage(file, {
+    const report = await inspectImage(file, {
       pipe: this.pipe,
       key: this.o.key,
       calibration: this.calibration,
@@ -124,6 +127,7 @@ export class Inspector {
       trustAnchors: this.o.trustAnchors,
       trust: this.o.trust,
       metadataOnly: this.o.metadataOnly,
+      pixelThreads: this.pixelThreads,
       inversionSteps: this.o.inversionSteps,
       fpr: this.o.fpr,
       maxRotation: this.o.maxRotation,
@@ -149,7 +153,7 @@ export class Inspector {
 
   async release(): Promise<void> {
     await this.searchThreads?.close();
-    await this.fileThreads?.close();
+    await this.pixelThreads?.close();
     await this.pipe?.release();
   }
 }

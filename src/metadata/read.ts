@@ -114,13 +114,23 @@ export function decodeUserComment(v: unknown): string | undefined {
   return s || undefined;
 }
 
+/** What the pixels hide: a stealth copy of a generation record, and NovelAI's signature. */
+export interface HiddenMetadata {
+  hidden?: NonNullable<MetadataReport['hidden']>;
+  /** Generator records parsed from the hidden copy. */
+  generators: GenerationInfo[];
+  novelaiSignature?: NovelAiSignature;
+  problems: string[];
+}
+
 /**
- * Adds what the pixels hide to a metadata report: a stealth copy of the generation record (parsed
- * like the text chunks; its generator is listed when the text chunks named none) and NovelAI's
- * signature, checked over the RGB bytes (the alpha copy's record first, else the text chunk's).
+ * Reads what 8-bit pixels (H x W x channels) hide: a stealth copy of the generation record
+ * (parsed like the text chunks) and NovelAI's signature, checked over the RGB bytes (the hidden
+ * copy's record first, else `textComment`, the text chunk's NovelAI record).
  */
-export function addHiddenMetadata(m: MetadataReport, rgba: Uint8Array, rgb: Uint8Array, width: number, height: number, hasAlpha: boolean): void {
-  const hidden = readStealthText(rgba, width, height, hasAlpha);
+export function readHiddenMetadata(px: Uint8Array, width: number, height: number, channels: 3 | 4, textComment?: string): HiddenMetadata {
+  const out: HiddenMetadata = { generators: [], problems: [] };
+  const hidden = readStealthText(px, width, height, channels);
   const where = hidden ? `${hidden.channel === 'alpha' ? 'alpha channel' : 'RGB'} low bits (stealth_${hidden.channel === 'alpha' ? 'png' : 'rgb'}${hidden.compressed ? 'comp' : 'info'})` : '';
   let hiddenComment: string | undefined;
   if (hidden) {
@@ -137,13 +147,33 @@ export function addHiddenMetadata(m: MetadataReport, rgba: Uint8Array, rgb: Uint
         else if (v && typeof v === 'object') fields.set(k, { text: JSON.stringify(v), foundIn: `${where} "${k}"` });
       }
     } else if (hidden.text) fields.set('parameters', { text: hidden.text, foundIn: where });
-    m.hidden = { channel: hidden.channel, compressed: hidden.compressed, fields: [...fields.keys()], ...(hidden.problem ? { problem: hidden.problem } : {}) };
-    if (hidden.problem) m.problems.push(`${where}: ${hidden.problem}`);
-    const found = parseGenerators(fields);
-    if (!m.generators.length) m.generators.push(...found);
+    out.hidden = { channel: hidden.channel, compressed: hidden.compressed, fields: [...fields.keys()], ...(hidden.problem ? { problem: hidden.problem } : {}) };
+    if (hidden.problem) out.problems.push(`${where}: ${hidden.problem}`);
+    out.generators = parseGenerators(fields);
     if (fields.get('Software')?.text.startsWith('NovelAI')) hiddenComment = fields.get('Comment')?.text;
   }
-  const textComment = m.generators.some((g) => g.tool === 'NovelAI') ? m.novelaiComment : undefined;
   const comment = hiddenComment ?? textComment;
-  if (comment && /signed_hash/.test(comment)) m.novelaiSignature = verifyNovelAiSignature(comment, rgb, hiddenComment ? `${where} "Comment"` : 'PNG text "Comment"');
+  if (comment && /signed_hash/.test(comment)) {
+    // The signed bytes are the RGB ones, row by row: drop the alpha channel when there is one.
+    let rgb = px;
+    if (channels === 4) {
+      rgb = new Uint8Array(width * height * 3);
+      for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) rgb.set(px.subarray(j, j + 3), i);
+    }
+    out.novelaiSignature = verifyNovelAiSignature(comment, rgb, hiddenComment ? `${where} "Comment"` : 'PNG text "Comment"');
+  }
+  return out;
+}
+
+/** Adds what the pixels hide to a metadata report (the hidden copy's generators when the text chunks named none). */
+export function mergeHiddenMetadata(m: MetadataReport, h: HiddenMetadata): void {
+  if (h.hidden) m.hidden = h.hidden;
+  if (!m.generators.length) m.generators.push(...h.generators);
+  if (h.novelaiSignature) m.novelaiSignature = h.novelaiSignature;
+  m.problems.push(...h.problems);
+}
+
+/** The text chunk's NovelAI record, when the file's metadata names NovelAI: what a signature is checked against without a hidden copy. */
+export function novelaiTextComment(m: MetadataReport): string | undefined {
+  return m.generators.some((g) => g.tool === 'NovelAI') ? m.novelaiComment : undefined;
 }

@@ -29,7 +29,7 @@ const MAGICS: Record<string, { channel: 'alpha' | 'rgb'; compressed: boolean }> 
 };
 
 /** A reader of LSBs in the column-major order the writers use. */
-function bitReader(rgba: Uint8Array, width: number, height: number, channel: 'alpha' | 'rgb'): { byte(): number | undefined; bytes(n: number): Uint8Array | undefined } {
+function bitReader(px: Uint8Array, width: number, height: number, stride: number, channel: 'alpha' | 'rgb'): { byte(): number | undefined; bytes(n: number): Uint8Array | undefined } {
   const perPixel = channel === 'alpha' ? 1 : 3;
   const total = width * height * perPixel;
   let pos = 0;
@@ -39,7 +39,7 @@ function bitReader(rgba: Uint8Array, width: number, height: number, channel: 'al
     const y = pixel % height;
     const c = channel === 'alpha' ? 3 : pos % perPixel;
     pos++;
-    return rgba[(y * width + x) * 4 + c] & 1;
+    return px[(y * width + x) * stride + c] & 1;
   };
   const byte = (): number | undefined => {
     if (pos + 8 > total) return undefined;
@@ -59,12 +59,13 @@ function bitReader(rgba: Uint8Array, width: number, height: number, channel: 'al
 }
 
 /**
- * Reads stealth metadata from RGBA pixels (H x W x 4, 8-bit); undefined when there is none.
- * `problem` is set when a magic was found but the payload could not be read.
+ * Reads stealth metadata from 8-bit pixels (H x W x channels: RGBA, or RGB without an alpha
+ * channel); undefined when there is none. `problem` is set when a magic was found but the
+ * payload could not be read.
  */
-export function readStealthText(rgba: Uint8Array, width: number, height: number, hasAlpha: boolean): (StealthText & { problem?: string }) | undefined {
-  for (const channel of hasAlpha ? (['alpha', 'rgb'] as const) : (['rgb'] as const)) {
-    const r = bitReader(rgba, width, height, channel);
+export function readStealthText(px: Uint8Array, width: number, height: number, channels: 3 | 4): (StealthText & { problem?: string }) | undefined {
+  for (const channel of channels === 4 ? (['alpha', 'rgb'] as const) : (['rgb'] as const)) {
+    const r = bitReader(px, width, height, channels, channel);
     const magic = r.bytes(15);
     if (!magic) continue;
     const kind = MAGICS[Buffer.from(magic).toString('latin1')];

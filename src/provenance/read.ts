@@ -137,11 +137,12 @@ let readerQueue: Promise<unknown> = Promise.resolve();
 
 /**
  * Validates the credentials in an image file's bytes. `trustAnchors` (PEM) is kept for callers of
- * the first version; `trust` takes the full settings.
+ * the first version; `trust` takes the full settings. `remoteUrl` and `remoteChecked`: the remote
+ * manifest address the caller found in the XMP, and that it looked (so the bytes need no scan).
  */
-export function readCredentials(bytes: Uint8Array, o: { trustAnchors?: string; trust?: TrustSettings; remoteUrl?: string } = {}): Promise<CredentialReport> {
+export function readCredentials(bytes: Uint8Array, o: { trustAnchors?: string; trust?: TrustSettings; remoteUrl?: string; remoteChecked?: boolean } = {}): Promise<CredentialReport> {
   const trust: TrustSettings = { ...o.trust, ...(o.trustAnchors ? { anchors: [o.trust?.anchors, o.trustAnchors].filter(Boolean).join('\n') } : {}) };
-  const turn = readerQueue.then(() => readOne(bytes, trust, o.remoteUrl));
+  const turn = readerQueue.then(() => readOne(bytes, trust, o.remoteUrl, o.remoteChecked ?? false));
   readerQueue = turn.catch(() => undefined);
   return turn;
 }
@@ -163,24 +164,59 @@ export function containerFormat(b: Uint8Array): string | undefined {
 }
 
 /**
- * Whether the bytes hold a C2PA manifest store at all: a JUMBF description box ('jumd') whose
- * type UUID begins 'c2pa'. Found even when the store is cut short, which c2pa-rs reports as "not
- * found": a damaged manifest must not read as an absent one.
+ * Whether the bytes hold a C2PA manifest store at all, found where each container keeps it (a PNG
+ * `caBX` chunk, a JPEG APP11 segment before the image data, a WebP `C2PA` chunk; elsewhere a
+ * JUMBF description box whose type begins 'c2pa' anywhere in the file). Found even when the store
+ * is cut short, which c2pa-rs reports as "not found": a damaged manifest must not read as an
+ * absent one.
  */
 export function hasManifestStore(bytes: Uint8Array): boolean {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf('jumdc2pa', 0, 'latin1') >= 0;
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const format = containerFormat(b);
+  if (format === 'image/png') {
+    for (let pos = 8, n = 0; pos + 8 <= b.length && n < 1_000_000; n++) {
+      const type = b.toString('latin1', pos + 4, pos + 8);
+      if (type === 'caBX') return true;
+      if (type === 'IEND') return false;
+      pos += 12 + b.readUInt32BE(pos);
+    }
+    return false;
+  }
+  if (format === 'image/jpeg') {
+    for (let pos = 2; pos + 4 <= b.length; ) {
+      if (b[pos] !== 0xff) break; // not a marker: fall back to the scan below
+      const marker = b[pos + 1];
+      if (marker === 0xff) {
+        pos++;
+        continue;
+      }
+      if (marker === 0xda || marker === 0xd9) return false; // image data (or the end): C2PA lives in APP11 before it
+      const len = b.readUInt16BE(pos + 2);
+      if (marker === 0xeb && b.subarray(pos + 4, pos + 2 + len).indexOf('c2pa', 0, 'latin1') >= 0) return true;
+      pos += 2 + len;
+    }
+  }
+  if (format === 'image/webp') {
+    for (let pos = 12; pos + 8 <= b.length; ) {
+      if (b.toString('latin1', pos, pos + 4) === 'C2PA') return true;
+      pos += 8 + b.readUInt32LE(pos + 4) + (b.readUInt32LE(pos + 4) & 1);
+    }
+    return false;
+  }
+  return b.indexOf('jumdc2pa', 0, 'latin1') >= 0;
 }
 
 const NO_MANIFEST = 'no content credentials: provenance unknown (absence is not evidence either way: anyone can strip them)';
 
-async function readOne(bytes: Uint8Array, trust: TrustSettings, remoteUrl: string | undefined): Promise<CredentialReport> {
+async function readOne(bytes: Uint8Array, trust: TrustSettings, remoteUrl: string | undefined, remoteChecked: boolean): Promise<CredentialReport> {
   const format = containerFormat(bytes);
   const present = hasManifestStore(bytes);
   if (!format) return present ? damaged('a manifest store in a file whose format could not be recognised') : { state: 'absent', codes: [], summary: NO_MANIFEST };
   // No store in the file: nothing for the reference implementation to validate (and most files
   // have none, so the wasm reader is spared them). A remote reference is said as such.
   if (!present && remoteUrl) return remote(remoteUrl);
-  if (!present && Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf('dcterms:provenance', 0, 'latin1') < 0) return { state: 'absent', codes: [], summary: NO_MANIFEST };
+  // A remote reference lives in the XMP; callers that read it already (inspect) say so, others get a scan.
+  if (!present && (remoteChecked || Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf('dcterms:provenance', 0, 'latin1') < 0)) return { state: 'absent', codes: [], summary: NO_MANIFEST };
   const mod = await c2pa();
   const trustGiven = Boolean(trust.anchors || trust.allowed);
   const settings = {

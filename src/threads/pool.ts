@@ -70,13 +70,13 @@ export class ThreadPool<Q, R> {
     checkThreadCount(size, what);
   }
 
-  /** The handler's answer to `request`, from a thread of the pool. */
-  async run(request: Q): Promise<R> {
+  /** The handler's answer to `request`, from a thread of the pool; `transfer`: buffers moved to the thread, not copied. */
+  async run(request: Q, transfer: readonly ArrayBuffer[] = []): Promise<R> {
     const thread = await this.take();
     // A busy thread keeps the process alive until its reply comes; an idle one does not.
     thread.ref();
     try {
-      return await this.ask(thread, request);
+      return await this.ask(thread, request, transfer);
     } finally {
       // A thread that stopped is replaced by a new one when next needed; an error the handler
       // threw leaves its thread usable.
@@ -95,7 +95,7 @@ export class ThreadPool<Q, R> {
   }
 
   /** Sends one request and waits for its reply; a thread that fails or stops rejects. */
-  private ask(thread: Worker, request: Q): Promise<R> {
+  private ask(thread: Worker, request: Q, transfer: readonly ArrayBuffer[]): Promise<R> {
     return new Promise((resolve, reject) => {
       const done = () => {
         thread.off('message', onMessage);
@@ -118,7 +118,7 @@ export class ThreadPool<Q, R> {
       thread.on('message', onMessage);
       thread.on('error', onError);
       thread.on('exit', onExit);
-      thread.postMessage(request);
+      thread.postMessage(request, [...transfer]);
     });
   }
 

@@ -46,7 +46,7 @@ describe('the Stable Diffusion invisible watermark (dwtDct)', () => {
       assert.ok(r?.found, JSON.stringify(r?.best));
       assert.equal(r.best.mark, mark);
       assert.ok(r.best.convention.endsWith(convention), r.best.convention);
-      assert.equal(r.tested, 12);
+      assert.equal(r.tested, 9);
     });
   }
 

@@ -16,6 +16,8 @@ import { errorLine } from '../../src/cli/main.js';
 import { DataError, InspectReport, csvRow, inspectImage, readImage, readMetadata, reportText, validateKey } from '../../src/index.js';
 import { serveRoutes } from '../../src/studio/server.js';
 import { inspectHandler } from '../../src/studio/inspect-route.js';
+import { startLine } from '../../src/cli/studio.js';
+import { allowedHosts } from '../../src/studio/server.js';
 import { cli } from '../cli/helpers.js';
 import { tinyConfig } from '../train/helpers.js';
 import { pngChunk } from '../provenance/tamper.js';
@@ -143,6 +145,17 @@ describe('hostile requests to the studio', () => {
       for (const r of held) r.destroy();
       await s.close();
     }
+  });
+});
+
+describe('the studio on another address', () => {
+  it('warns in its start-up line that every machine on the network can use it on 0.0.0.0, and answers its own Host only otherwise', () => {
+    assert.match(startLine('runs/x', 'http://0.0.0.0:8080/', '0.0.0.0'), /WARNING: on --host 0\.0\.0\.0 every machine on the network can use it/);
+    assert.match(startLine('runs/x', 'http://[::]:8080/', '::'), /WARNING/);
+    assert.doesNotMatch(startLine('runs/x', 'http://127.0.0.1:8080/', '127.0.0.1'), /WARNING/);
+    assert.deepEqual([...allowedHosts('192.168.1.5', 8080)], ['192.168.1.5:8080']);
+    assert.ok(allowedHosts('127.0.0.1', 8080).has('localhost:8080'));
+    assert.ok(allowedHosts('::1', 9).has('[::1]:9'));
   });
 });
 

@@ -34,7 +34,7 @@ describe('NovelAI: the hidden record and its signature', () => {
 
   it('reads the alpha-channel copy and verifies its signature with the key that signed it, and only that key', async () => {
     const p = await pixels(nai('novelai-signed.png'));
-    const hidden = readStealthText(p.rgba, p.width, p.height, true);
+    const hidden = readStealthText(p.rgba, p.width, p.height, 4);
     assert.equal(hidden?.channel, 'alpha');
     assert.equal(hidden?.compressed, true);
     const record = JSON.parse(hidden!.text) as Record<string, string>;
