@@ -18,7 +18,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { DIFFUSE_ASSERTION, GenerationRecord } from './sign.js';
+import { DIFFUSE_ASSERTION, GenerationRecord } from './record.js';
 import { describeSourceType, isGenerativeSource } from './source-type.js';
 
 type C2paWasm = typeof import('@contentauth/c2pa-wasm');
