@@ -18,18 +18,18 @@ import { readTrustSettings } from './credentials.js';
 import { ProgressLine } from './progress.js';
 
 export const commandInspect: Command = {
-  summary: "an analyst's report on any image: content credentials, generation metadata; with --run, a Diffuse model's watermark and detector",
+  summary: "an analyst's report on any image: content credentials, generation metadata, the SD invisible mark; with --run, a Diffuse model's watermark and detector",
   // Exit code 0 when it ran, whatever the verdicts (scripts read --json); 1 for bad usage or when no image could be read.
-  usage: 'diffuse inspect IMAGE... | FOLDER [--trust anchors.pem ...] [--trust-allowed allowed.pem] [--run DIR [--key key.json]] [--json] [--csv out.csv] [--html report.html] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric [--threads N]] [--resize]',
+  usage: 'diffuse inspect IMAGE... | FOLDER [--trust anchors.pem|list.json ...] [--trust-allowed allowed.pem] [--trust-config store.cfg] [--json] [--csv out.csv] [--html report.html] [--metadata-only] [--threads N] [--run DIR [--key key.json] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric]] [--resize]',
   positionals: true,
   options: {
     run: { type: 'string', description: "a Diffuse run folder: adds its watermark and detector for images of the model's size (without it: file-level signals of any image)" },
     key: { type: 'string', description: "the watermark key (diffuse keygen) of --run's watermark; without it the watermark is not checked" },
-    trust: { type: 'string', multiple: true, description: 'PEM bundle of trust anchors for content credentials: the C2PA trust list, its interim list, or your own root (c2pa-root.pem from diffuse keygen --c2pa)' },
+    trust: { type: 'string', multiple: true, description: 'trust anchors for content credentials: a PEM bundle (the C2PA trust list, its interim list, your own c2pa-root.pem from diffuse keygen --c2pa) or the C2PA trust list in JSON' },
     'trust-allowed': { type: 'string', multiple: true, description: 'allowed list of end-entity signing certificates (PEM, or base64 SHA-256 hashes one per line), trusted as they are' },
     'trust-config': { type: 'string', description: "extended key usages to accept, one OID per line (the trust list's store.cfg; default: c2pa-rs's)" },
     json: { type: 'boolean', description: 'one JSON object per image on stdout (fields: docs/INSPECT.md) instead of the text report' },
-    'metadata-only': { type: 'boolean', description: "credentials and metadata only: skip the checks that decode the pixels (the Stable Diffusion invisible mark)" },
+    'metadata-only': { type: 'boolean', description: "credentials and metadata only: skip the checks that decode the pixels (the Stable Diffusion invisible mark, metadata hidden in the pixels, NovelAI's signature)" },
     csv: { type: 'string', description: 'also write a CSV summary, one row per image' },
     html: { type: 'string', description: 'also write one self-contained HTML page with each image, its heat map and the three signals' },
     heatmaps: { type: 'string', description: "write each image's detector heat map as a PNG into this folder" },
