@@ -4,6 +4,8 @@
  * its cost, for readers of many files. Other formats, and anything odd, return undefined: the
  * caller asks sharp.
  */
+import { isPng, pngChunks } from './png-chunks.js';
+
 export interface ImageHeader {
   width: number;
   height: number;
@@ -13,15 +15,13 @@ export interface ImageHeader {
 export function quickHeader(b: Uint8Array): ImageHeader | undefined {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const ascii = (at: number, n: number) => String.fromCharCode(...b.subarray(at, at + n));
-  if (b.length >= 33 && b[0] === 0x89 && ascii(1, 3) === 'PNG' && ascii(12, 4) === 'IHDR') {
+  if (b.length >= 33 && isPng(b) && ascii(12, 4) === 'IHDR') {
     const colourType = b[25];
     // Alpha: grey+alpha or RGBA, or a tRNS chunk before the image data.
     let hasAlpha = colourType === 4 || colourType === 6;
-    for (let pos = 33, n = 0; !hasAlpha && pos + 8 <= b.length && n < 10_000; n++) {
-      const type = ascii(pos + 4, 4);
-      if (type === 'IDAT' || type === 'IEND') break;
-      if (type === 'tRNS') hasAlpha = true;
-      pos += 12 + v.getUint32(pos);
+    for (const c of pngChunks(b, 10_000)) {
+      if (hasAlpha || c.type === 'IDAT') break;
+      if (c.type === 'tRNS') hasAlpha = true;
     }
     return { width: v.getUint32(16), height: v.getUint32(20), hasAlpha };
   }

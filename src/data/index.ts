@@ -7,3 +7,4 @@ export * from './image-io.js';
 export * from './read-image.js';
 export * from './safe-file.js';
 export * from './image-header.js';
+export * from './png-chunks.js';

@@ -7,6 +7,7 @@
  * count limit. ExifReader still reads EXIF, XMP and IPTC (src/metadata/read.ts).
  */
 import { inflateSync } from 'node:zlib';
+import { pngChunks } from '../data/png-chunks.js';
 
 /** One text chunk: keyword and text (Latin-1 for tEXt and zTXt, UTF-8 for iTXt). */
 export interface PngText {
@@ -19,40 +20,17 @@ export interface PngText {
 
 /** The most text one compressed chunk may expand to. */
 export const MAX_TEXT_BYTES = 8 * 1024 * 1024;
-/** The most chunks walked (a real PNG has a few dozen; thousands of IDATs are possible, so generous). */
-const MAX_CHUNKS = 200_000;
-
-const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-export function isPng(b: Uint8Array): boolean {
-  return b.length >= 8 && SIGNATURE.every((v, i) => b[i] === v);
-}
-
-/** The width and height from the IHDR chunk, without decoding anything. */
-export function pngSize(b: Uint8Array): { width: number; height: number } | undefined {
-  if (!isPng(b) || b.length < 24) return undefined;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return { width: v.getUint32(16), height: v.getUint32(20) };
-}
 
 /** Every text chunk of a PNG, in file order; an empty list for other files. Never throws. */
 export function readPngText(b: Uint8Array, maxTextBytes = MAX_TEXT_BYTES): PngText[] {
-  if (!isPng(b)) return [];
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const out: PngText[] = [];
-  let pos = 8;
-  for (let n = 0; n < MAX_CHUNKS && pos + 8 <= b.length; n++) {
-    const length = v.getUint32(pos);
-    const type = String.fromCharCode(b[pos + 4], b[pos + 5], b[pos + 6], b[pos + 7]);
-    const start = pos + 8;
-    const end = start + length;
-    if (end > b.length) break; // truncated file: keep what was read
-    if (type === 'tEXt' || type === 'zTXt' || type === 'iTXt') {
-      const t = parseTextChunk(type, b.subarray(start, end), maxTextBytes);
+  for (const c of pngChunks(b)) {
+    // A text chunk cut off by the end of the file is not read (keep what was read before it).
+    if (c.truncated) break;
+    if (c.type === 'tEXt' || c.type === 'zTXt' || c.type === 'iTXt') {
+      const t = parseTextChunk(c.type, c.data, maxTextBytes);
       if (t) out.push(t);
     }
-    if (type === 'IEND') break;
-    pos = end + 4; // skip the CRC
   }
   return out;
 }

@@ -18,6 +18,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { pngChunks } from '../data/png-chunks.js';
 import { DIFFUSE_ASSERTION, GenerationRecord } from './record.js';
 import { describeSourceType, isGenerativeSource } from './source-type.js';
 
@@ -174,12 +175,8 @@ export function hasManifestStore(bytes: Uint8Array): boolean {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const format = containerFormat(b);
   if (format === 'image/png') {
-    for (let pos = 8, n = 0; pos + 8 <= b.length && n < 1_000_000; n++) {
-      const type = b.toString('latin1', pos + 4, pos + 8);
-      if (type === 'caBX') return true;
-      if (type === 'IEND') return false;
-      pos += 12 + b.readUInt32BE(pos);
-    }
+    // A caBX chunk cut off by the end of the file still counts: a damaged store.
+    for (const c of pngChunks(b, 1_000_000)) if (c.type === 'caBX') return true;
     return false;
   }
   if (format === 'image/jpeg') {
