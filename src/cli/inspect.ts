@@ -83,11 +83,13 @@ export const commandInspect: Command = {
         .inspect(file, { pictures: wantPictures, heatDir, onStep: (s) => bar.update(`inspecting ${what}: ${file}: ${s}`) })
         .catch((e: Error) => ({ report: { file, error: e.message.split('\n')[0] } }));
     };
-    const inWork: Promise<{ report: InspectReport; pictures?: ReportPictures }>[] = [];
+    // Each report is let go once written (a folder may hold millions of images).
+    const inWork: (Promise<{ report: InspectReport; pictures?: ReportPictures }> | undefined)[] = [];
     try {
       for (let i = 0; i < files.length; i++) {
         for (let j = inWork.length; j < Math.min(files.length, i + inspector.parallel); j++) inWork.push(inspectOne(j));
-        const one = await inWork[i];
+        const one = (await inWork[i])!;
+        inWork[i] = undefined;
         const { report } = one;
         if (report.error) failed++;
         if (v.json) console.log(JSON.stringify(report));
