@@ -164,7 +164,7 @@ export const commandInpaint: Command = {
     if (!v.mask) throw new UsageError('--mask FILE is required: a PNG of the image size, white where to generate');
     const jumpLength = num(v, 'jump-length', { int: true, min: 1 }) as number;
     const s = await setup(v);
-    // A watermark in x_T needs plain replacement: RePaint's jumps add fresh noise that washes it out (docs/RESULTS.md "Watermark").
+    // A watermark in x_T needs plain replacement: RePaint's jumps add fresh noise that washes it out (docs/WATERMARK.md "Edits").
     const jumpRepeats = (num(v, 'jump-repeats', { int: true, min: 1 }) ?? (s.watermark ? 1 : 5)) as number;
     if (s.watermark && v['jump-repeats'] === undefined) s.say('with --key: no resampling (--jump-repeats 1) and eta 0, so that the watermark reaches the image; the seam may show more');
     if (s.watermark && jumpRepeats > 1) s.say(`warning: --jump-repeats ${jumpRepeats} adds fresh noise at every jump, which washes out the watermark (found in 0 of 100 images with 5); use 1`);

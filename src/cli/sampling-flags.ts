@@ -64,7 +64,7 @@ export const DIVERGED_WARNING = 0.001;
 /** The one line that says a sampler diverged (see divergedFraction). */
 export const divergedWarning = (fraction: number, clipped: string, what = '') =>
   `WARNING: ${what}${(100 * fraction).toFixed(1)}% of the sample values lay beyond +-2 (images hold [-1, 1]; ${clipped}): the sampler diverged. ` +
-  'Try another --scheduler or --spacing (docs/RESULTS.md, "Samplers on the same model").';
+  'Try another --scheduler or --spacing (docs/SAMPLING.md).';
 
 /** The condition flags of class- and text-conditional runs. */
 export const CONDITION_FLAGS: Record<string, Flag> = {

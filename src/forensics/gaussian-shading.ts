@@ -14,7 +14,7 @@
  * group only the RELIABLE_SHARE of positions with the largest |estimate| are counted (the choice
  * depends on the image alone, never on the key, so the test below stays exact). Measured ad hoc
  * on the emoji run, 100 + 100 images, 5 inversion steps: JPEG 25 AUC 0.909 -> 0.985, payload bit
- * accuracy with no attack 0.986 -> 0.999 (docs/RESULTS.md). For each nonce, r_i = sign bit XOR
+ * accuracy with no attack 0.986 -> 0.999 (docs/WATERMARK.md). For each nonce, r_i = sign bit XOR
  * k_i; each payload bit is decoded by majority vote over its counted positions, and the
  * statistic is the number of counted positions that agree with their group's vote,
  * A = sum_j max(c_j, n_j - c_j). Under the null hypothesis "not made with this key" the sign

@@ -110,7 +110,7 @@ export interface Img2ImgOptions extends SamplingOptions {
   /**
    * Draw the noise the image is noised with from a watermark (`gaussianShading(key, payload)`);
    * eta then defaults to 0. Detection inverts the result all the way to x_T, and the ODE carries
-   * the noise's signs there: found in every image down to strength 0.5 (docs/RESULTS.md "Watermark").
+   * the noise's signs there: found in every image down to strength 0.5 (docs/WATERMARK.md "Edits").
    */
   watermark?: InitialNoiseSource;
 }
@@ -120,7 +120,7 @@ export interface InpaintOptions extends SamplingOptions, RepaintOptions {
   /**
    * Draw x_T from a watermark (`gaussianShading(key, payload)`). eta then defaults to 0 and
    * jumpRepeats to 1 (plain replacement, no resampling): RePaint's fresh noise at every step and
-   * every jump washes the mark out (docs/RESULTS.md "Watermark": found in 0 of 100 with the
+   * every jump washes the mark out (docs/WATERMARK.md "Edits": found in 0 of 100 with the
    * defaults, 95 of 100 with these, half the image masked), at some cost at the seam.
    */
   watermark?: InitialNoiseSource;

@@ -15,7 +15,7 @@ import type { RunConfig } from './config.js';
  * cosine schedule amplify by sqrt((1 - alpha_bar) / alpha_bar) (about 30 at t = 980) into an x_0
  * estimate far outside [-1, 1]; clipped, it no longer agrees with eps, and the DDIM update drifts
  * into saturated blobs. Measured on runs/mnist-text at guidance 3 (DDIM 50): clipped, 6% of
- * samples read as the prompted digit; unclipped, see docs/RESULTS.md "Text-to-image on MNIST".
+ * samples read as the prompted digit; unclipped, see docs/TEXT-TO-IMAGE.md.
  */
 export function schedulerConfigOf(
   c: RunConfig,
@@ -36,8 +36,8 @@ export function schedulerConfigOf(
  * deterministic path carries to the end: on each of nine unconditional MNIST runs eta 1 (the
  * DDPM posterior's noise) read 9 to 19 points more samples confidently than eta 0, and eta 1.5
  * (more noise than DDPM's, see DDIMScheduler) lowered the Fréchet distance of three 30-minute runs
- * again, from 33-37 to about 28, with 4-5 points more samples read confidently (docs/RESULTS.md "Samplers on
- * the same model"). Eta 2 read more confidently still but narrowed the spread (recall fell), so
+ * again, from 33-37 to about 28, with 4-5 points more samples read confidently (docs/SAMPLING.md "Samplers on one
+ * unconditional model"). Eta 2 read more confidently still but narrowed the spread (recall fell), so
  * the default is the Fréchet distance's best. Guided conditional sampling keeps diffusers'
  * deterministic default, where no such comparison was made. (The schedulers' own default stays
  * eta 0, as in diffusers.)
@@ -55,7 +55,7 @@ export function defaultEta(c: RunConfig): number {
  * sigma 32 multiplies the model's error in eps about 600-fold and never recovers (on
  * runs/mnist-final every sample diverged, with euler, euler_a and heun alike). `leading` starts
  * at t = 980 (sigma 34): euler_a read 78.2% of 500 samples confidently there, as DDIM with eta 1
- * does. DPM-Solver++ steps on x_0 and coped with `linspace` (docs/RESULTS.md "Samplers on the same model").
+ * does. DPM-Solver++ steps on x_0 and coped with `linspace` (docs/SAMPLING.md "Samplers on one unconditional model").
  */
 export function defaultSpacing(c: RunConfig, scheduler: string): TimestepSpacing | undefined {
   if (!['euler', 'euler_a', 'heun'].includes(scheduler)) return undefined;

@@ -22,7 +22,7 @@ function dpmCosine(base: Partial<SchedulerConfig>): { lambdaMinClipped?: number 
  * thresholding with sample_max_value 1): Diffuse's models work in pixel space, where the
  * DPM-Solver++ paper (Lu et al. 2022, sec. 5) pairs its data-prediction solver with thresholding.
  * Without it, guided sampling of a cosine-schedule text run left salt-and-pepper backgrounds and
- * blown-out digits on about a third of the images (docs/RESULTS.md "DPM-Solver++ with guidance").
+ * blown-out digits on about a third of the images (docs/SAMPLING.md "DPM-Solver++ with guidance").
  */
 export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig>, opts: { karras?: boolean; thresholding?: boolean } = {}): Scheduler {
   const k = { ...base, useKarrasSigmas: Boolean(opts.karras) };

@@ -210,7 +210,7 @@ describe('the watermark through the model', () => {
     assert.ok(editedPlain <= 1, `img2img without the key: found in ${editedPlain} of 8`);
     // Inpainting everything with a watermark is the watermarked generation: x_T from the watermark,
     // eta 0 and no resampling by default (the 64 values of this model are too few to find the mark
-    // with part of the image kept; on MNIST, half kept: docs/RESULTS.md "Watermark").
+    // with part of the image kept; on MNIST, half kept: docs/WATERMARK.md "Edits").
     const all = await pipe.inpaint({ image: batch, mask: new Float32Array(64).fill(1), steps: 50, seed: 1, clipSample: false, watermark: gaussianShading(key, 7) });
     const generated = await pipe.generate({ count: 8, steps: 50, seed: 1, clipSample: false, watermark: gaussianShading(key, 7) });
     await pipe.release();
