@@ -6,9 +6,10 @@ import { DPMSolverMultistepScheduler } from './dpm-solver.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral.js';
 import { EulerDiscreteScheduler } from './euler.js';
 import { HeunDiscreteScheduler } from './heun.js';
+import { PNDMScheduler } from './pndm.js';
 import type { Scheduler } from './scheduler.js';
 
-export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'euler', 'euler_a', 'heun', 'dpm++2m', 'dpm++1'] as const;
+export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'euler', 'euler_a', 'heun', 'dpm++2m', 'dpm++1'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 /** diffusers' advice for cosine schedules: leave out timesteps with log-SNR below -5.1. */
@@ -26,12 +27,17 @@ function dpmCosine(base: Partial<SchedulerConfig>): { lambdaMinClipped?: number 
  */
 export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig>, opts: { karras?: boolean; thresholding?: boolean } = {}): Scheduler {
   const k = { ...base, useKarrasSigmas: Boolean(opts.karras) };
-  if (opts.karras && (name === 'ddpm' || name === 'ddim')) throw new Error(`--karras applies to euler, euler_a, heun and dpm++ schedulers, not ${name}`);
+  if (opts.karras && (name === 'ddpm' || name === 'ddim' || name === 'pndm')) throw new Error(`--karras applies to euler, euler_a, heun and dpm++ schedulers, not ${name}`);
   switch (name) {
     case 'ddpm':
       return new DDPMScheduler(base);
     case 'ddim':
       return new DDIMScheduler(base);
+    case 'pndm': {
+      // PLMS, as Stable Diffusion runs it (no Runge-Kutta start; PNDM forms no x_0 to clip).
+      const { clipSample: _clip, ...rest } = base;
+      return new PNDMScheduler({ ...rest, skipPrkSteps: true });
+    }
     case 'euler':
       return new EulerDiscreteScheduler(k);
     case 'euler_a':

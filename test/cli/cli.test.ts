@@ -47,7 +47,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['bad timestep sampling', ['train', '--steps', '1', '--t-sampling', 'sobol'], /--t-sampling must be one of uniform, stratified, got 'sobol'/],
     ['bad channel mults', ['train', '--steps', '1', '--channel-mults', '1,two'], /--channel-mults must be comma-separated positive integers, got '1,two'/],
     ['batch larger than data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--preset', 'tiny', '--run', path.join(root, 'r-batch')], /batch size 64 is larger than the 4 training images; lower --batch/],
-    ['unknown scheduler', ['sample', '--run', path.join(root, 'run'), '--scheduler', 'plms'], /--scheduler must be one of ddpm, ddim, euler, euler_a, heun, dpm\+\+2m, dpm\+\+1, got 'plms'/],
+    ['unknown scheduler', ['sample', '--run', path.join(root, 'run'), '--scheduler', 'plms'], /--scheduler must be one of ddpm, ddim, pndm, euler, euler_a, heun, dpm\+\+2m, dpm\+\+1, got 'plms'/],
     ['sample without run', ['sample'], /--run DIR is required/],
     ['bad clip-sample', ['sample', '--run', path.join(root, 'run'), '--clip-sample', 'maybe'], /--clip-sample must be one of auto, on, off, got 'maybe'/],
     ['bad spacing', ['sample', '--run', path.join(root, 'run'), '--spacing', 'even'], /--spacing must be one of auto, leading, trailing, linspace, got 'even'/],

@@ -16,6 +16,7 @@ import {
   TorchGenerator,
   runReverseProcess,
   HeunDiscreteScheduler,
+  PNDMScheduler,
   Scheduler,
 } from '../../src/index.js';
 
@@ -104,6 +105,29 @@ describe('ODE solvers converge at the order they claim (Gaussian data, exact den
     const dpm20 = solveError(second, 20, z);
     const ddim20 = solveError(solvers['DDIM (eta 0)'], 20, z);
     assert.ok(dpm20 < ddim20 / 3, `20 steps: DPM++ 2M ${dpm20} vs DDIM ${ddim20}`);
+  });
+});
+
+describe('PNDM', () => {
+  const z = Float64Array.from(new FastGenerator(11).randn(D));
+  const ddim = { make: () => new DDIMScheduler({ ...config, timestepSpacing: 'leading' }), ve: false };
+  const plms = { make: () => new PNDMScheduler({ timestepSpacing: 'leading', skipPrkSteps: true }), ve: false };
+  it("PLMS (Stable Diffusion's PNDM) is far more accurate than DDIM at 20 steps on leading timesteps", () => {
+    // Measured: 3.8e-3 against 8.4e-2 (the linear multistep rule extrapolates eps along the path).
+    const p = solveError(plms, 20, z);
+    const d = solveError(ddim, 20, z);
+    assert.ok(p < d / 10, `PLMS ${p} vs DDIM ${d}`);
+  });
+
+  it('with or without the Runge-Kutta start, converges and beats DDIM on linspace timesteps too', () => {
+    const linspace = (skipPrkSteps: boolean) => ({ make: () => new PNDMScheduler({ timestepSpacing: 'linspace', skipPrkSteps }), ve: false });
+    const ddimLin = { make: () => new DDIMScheduler({ ...config, timestepSpacing: 'linspace' }), ve: false };
+    for (const skip of [false, true]) {
+      const errs = [20, 37, 111].map((n) => solveError(linspace(skip), n, z));
+      assert.ok(errs[0] > errs[1] && errs[1] > errs[2], `skipPrkSteps ${skip}: errors ${errs}`);
+      // On this grid the last step to t = 0 limits every method (see above): about 1.8x better than DDIM here.
+      [20, 37, 111].forEach((n, k) => assert.ok(errs[k] < solveError(ddimLin, n, z) / 1.5, `skipPrkSteps ${skip}, ${n} steps`));
+    }
   });
 });
 
