@@ -14,6 +14,7 @@ export type { UNetPresetName } from './nn/presets.js';
 export * from './data/index.js';
 export * from './run/index.js';
 export * from './pipelines/index.js';
+export * from './latent/index.js';
 export * from './forensics/index.js';
 export * from './provenance/index.js';
 export * from './metadata/index.js';

@@ -10,16 +10,20 @@ import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
+import { sampleLatent } from './sample-latent.js';
 import { WATERMARK_FLAGS, watermarkFlags } from './watermark.js';
 
 export const commandSample: Command = {
   summary: 'generate images from a trained run (grid, and the reverse process as a strip or GIF)',
-  usage: 'diffuse sample --run DIR [--prompt "a cat face" [--negative-prompt P] | --class K] [--guidance W] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif] [--images DIR] [--key key.json --payload ID] [--c2pa DIR]',
+  usage: 'diffuse sample --run DIR | --model DIR [--width W --height H] [--prompt "a cat face" [--negative-prompt P] | --class K] [--guidance W] [--scheduler ddim|pndm|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif] [--images DIR] [--key key.json --payload ID] [--c2pa DIR]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
+    model: { type: 'string', description: 'a Stable Diffusion folder of ONNX components (Optimum\'s export layout) instead of a run' },
+    width: { type: 'string', description: 'with --model: image width in pixels (default: the model\'s)' },
+    height: { type: 'string', description: 'with --model: image height in pixels (default: the model\'s)' },
     ...SAMPLING_FLAGS,
     generator: { type: 'string', description: "'torch' (same noise as torch.manual_seed) or 'fast'", default: 'torch' },
-    count: { type: 'string', description: 'number of images', default: '64' },
+    count: { type: 'string', description: 'number of images (default 64; with --model, 1 per prompt)' },
     cols: { type: 'string', description: 'grid columns (default: square)' },
     scale: { type: 'string', description: 'pixel scale of the output (default 2 below 48 px)' },
     out: { type: 'string', description: 'grid PNG to write', default: 'samples.png' },
@@ -32,12 +36,17 @@ export const commandSample: Command = {
   },
   async run(v) {
     const say = (msg: string) => process.stderr.write(`${msg}\n`);
-    if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
+    if (v.model !== undefined) {
+      if (v.run !== undefined) throw new UsageError('give --run DIR (a Diffuse run) or --model DIR (a Stable Diffusion folder), not both');
+      return sampleLatent(v);
+    }
+    if (!v.run) throw new UsageError('--run DIR (a folder written by diffuse train) or --model DIR (a Stable Diffusion folder of ONNX components) is required');
+    for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model only (a run's images have its size)`);
     const runDir = String(v.run);
     const flags = parseSampling(v);
     const config = readRunConfig(runDir);
     const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(flags, config);
-    const count = num(v, 'count', { int: true, min: 1 }) as number;
+    const count = num(v, 'count', { int: true, min: 1 }) ?? 64;
     // One grid holds every image in memory (float32): refuse what cannot fit before any work.
     const perImage = config.model.inChannels * config.model.imageSize * config.model.imageSize * 4;
     const MAX_GRID_BYTES = 2 ** 31;

@@ -9,7 +9,7 @@ import type { Flag } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 
 export const SAMPLING_FLAGS: Record<string, Flag> = {
-  scheduler: { type: 'string', description: SCHEDULER_NAMES.join(', '), default: 'ddim' },
+  scheduler: { type: 'string', description: `${SCHEDULER_NAMES.join(', ')} (default ddim; with --model, the folder's scheduler)` },
   karras: { type: 'boolean', description: 'Karras sigma spacing (euler, euler_a, heun, dpm++)' },
   steps: { type: 'string', description: 'denoising steps (ddpm: up to the training timesteps)', default: '50' },
   eta: { type: 'string', description: "DDIM eta (0 deterministic, 1 DDPM's noise, above 1 more noise than DDPM's), or auto: 1.5 for unconditional runs, 0 for text/class-conditional ones", default: 'auto' },

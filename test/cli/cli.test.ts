@@ -48,7 +48,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['bad channel mults', ['train', '--steps', '1', '--channel-mults', '1,two'], /--channel-mults must be comma-separated positive integers, got '1,two'/],
     ['batch larger than data', ['train', '--steps', '1', '--data', path.join(root, 'ok'), '--preset', 'tiny', '--run', path.join(root, 'r-batch')], /batch size 64 is larger than the 4 training images; lower --batch/],
     ['unknown scheduler', ['sample', '--run', path.join(root, 'run'), '--scheduler', 'plms'], /--scheduler must be one of ddpm, ddim, pndm, euler, euler_a, heun, dpm\+\+2m, dpm\+\+1, got 'plms'/],
-    ['sample without run', ['sample'], /--run DIR is required/],
+    ['sample without run', ['sample'], /--run DIR \(a folder written by diffuse train\) or --model DIR \(a Stable Diffusion folder of ONNX components\) is required/],
     ['bad clip-sample', ['sample', '--run', path.join(root, 'run'), '--clip-sample', 'maybe'], /--clip-sample must be one of auto, on, off, got 'maybe'/],
     ['bad spacing', ['sample', '--run', path.join(root, 'run'), '--spacing', 'even'], /--spacing must be one of auto, leading, trailing, linspace, got 'even'/],
     ['bad eta', ['sample', '--run', path.join(root, 'run'), '--eta', 'lots'], /--eta must be a number >= 0 or auto, got 'lots'/],

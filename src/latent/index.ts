@@ -1,0 +1,3 @@
+/** Latent diffusion models from folders of ONNX components (Stable Diffusion-class, Optimum's layout). */
+export * from './onnx-component.js';
+export * from './stable-diffusion.js';

@@ -1,0 +1,116 @@
+/**
+ * One network of a model folder (`unet/model.onnx`, ...) in an ONNX Runtime session, fed by input
+ * name: each input is given in the dtype and rank the file declares, because exports differ
+ * (Optimum today: int64 input_ids and a float32 scalar timestep; diffusers' old ONNX script and
+ * early Optimum: int32 input_ids and an int64 timestep of shape [1]).
+ */
+import { stat } from 'node:fs/promises';
+import type * as Ort from 'onnxruntime-common';
+import { defaultOrt } from '../engine/index.js';
+import type { Device, OrtModule } from '../engine/index.js';
+
+/** An input value before conversion: floats, or integers given as numbers. */
+export interface ComponentInput {
+  data: Float32Array | number[];
+  /** Dimensions of the value; a scalar is []. */
+  dims: number[];
+}
+
+interface InputInfo {
+  type: Ort.Tensor.Type;
+  rank: number;
+}
+
+export class OnnxComponent {
+  private constructor(
+    private readonly ort: OrtModule,
+    private readonly session: Ort.InferenceSession,
+    /** The .onnx file, for errors. */
+    readonly file: string,
+    private readonly inputs: Map<string, InputInfo>,
+  ) {}
+
+  /** Opens `file`, checking that it is a regular file with the named inputs and outputs. */
+  static async open(file: string, need: { inputs: string[]; outputs: string[] }, o: { device?: Device; ort?: OrtModule } = {}): Promise<OnnxComponent> {
+    let st;
+    try {
+      st = await stat(file);
+    } catch {
+      throw new Error(`${file}: no such file`);
+    }
+    if (!st.isFile()) throw new Error(`${file}: not a regular file`);
+    const ort = o.ort ?? (await defaultOrt());
+    let session: Ort.InferenceSession;
+    try {
+      // By path, so that ONNX Runtime also finds a large model's external weights beside it.
+      session = await ort.InferenceSession.create(file, { executionProviders: o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'], logSeverityLevel: 3 });
+    } catch (e) {
+      throw new Error(`${file}: ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`);
+    }
+    const missing = [...need.inputs.filter((n) => !session.inputNames.includes(n)).map((n) => `input '${n}'`), ...need.outputs.filter((n) => !session.outputNames.includes(n)).map((n) => `output '${n}'`)];
+    if (missing.length) {
+      await session.release();
+      throw new Error(`${file}: has no ${missing.join(', ')} (inputs: ${session.inputNames.join(', ')}; outputs: ${session.outputNames.join(', ')})`);
+    }
+    const inputs = new Map<string, InputInfo>();
+    for (const m of session.inputMetadata) {
+      if (!m.isTensor) continue;
+      inputs.set(m.name, { type: m.type, rank: m.shape.length });
+    }
+    return new OnnxComponent(ort, session, file, inputs);
+  }
+
+  /** The declared type of an input ('float32', 'int64', ...). */
+  inputType(name: string): Ort.Tensor.Type | undefined {
+    return this.inputs.get(name)?.type;
+  }
+
+  /**
+   * Runs the network. A value whose rank differs from the declared one by leading dimensions of 1
+   * (a scalar timestep for a [1] input, or the reverse) is reshaped to the declared rank.
+   */
+  async run(feeds: Record<string, ComponentInput>, outputs: string[]): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
+    const tensors: Record<string, Ort.Tensor> = {};
+    for (const [name, v] of Object.entries(feeds)) {
+      const info = this.inputs.get(name);
+      if (!info) throw new Error(`${this.file}: has no input '${name}'`);
+      let dims = v.dims;
+      if (info.rank !== dims.length) {
+        const size = dims.reduce((a, b) => a * b, 1);
+        if (size !== 1 || info.rank > 1) throw new Error(`${this.file}: input '${name}' has rank ${info.rank}, given ${JSON.stringify(dims)}`);
+        dims = info.rank === 0 ? [] : [1];
+      }
+      tensors[name] = this.tensor(info.type, v.data, dims, name);
+    }
+    let out: Ort.InferenceSession.ReturnType;
+    try {
+      out = await this.session.run(tensors, outputs);
+    } catch (e) {
+      throw new Error(`${this.file}: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+    for (const name of outputs) {
+      const t = out[name];
+      if (t.type !== 'float32') throw new Error(`${this.file}: output '${name}' is ${t.type}; float32 outputs only (a float16 export is not supported yet)`);
+      result[name] = { data: t.data as Float32Array, dims: t.dims };
+    }
+    return result;
+  }
+
+  private tensor(type: Ort.Tensor.Type, data: Float32Array | number[], dims: number[], name: string): Ort.Tensor {
+    switch (type) {
+      case 'float32':
+        return new this.ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), dims);
+      case 'int64':
+        return new this.ort.Tensor('int64', BigInt64Array.from(Array.from(data, (x) => BigInt(Math.round(x)))), dims);
+      case 'int32':
+        return new this.ort.Tensor('int32', Int32Array.from(data, (x) => Math.round(x)), dims);
+      default:
+        throw new Error(`${this.file}: input '${name}' is ${type}; float32, int64 and int32 inputs only (a float16 export is not supported yet)`);
+    }
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * A Stable Diffusion folder in Optimum's ONNX layout, run end to end: the tiny random-weight model
+ * of test/fixtures/tiny-sd (made by the script there) against its reference run (diffusers'
+ * pipeline written out in PyTorch: transformers' CLIP tokenizer, onnxruntime, torch's seeded
+ * noise, DDIM as diffusers computes it).
+ */
+import assert from 'node:assert/strict';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import sharp from 'sharp';
+import { StableDiffusionPipeline } from '../../src/index.js';
+import { cli } from '../cli/helpers.js';
+
+const fixtures = path.join(import.meta.dirname, '..', 'fixtures');
+const expected = JSON.parse(readFileSync(path.join(fixtures, 'tiny-sd', 'expected.json'), 'utf8')) as {
+  cases: { prompt: string; negativePrompt: string; guidance: number; steps: number; seed: number; height: number; width: number; timesteps: number[]; latents: string; image: string }[];
+  img2img: { source: string; shape: [number, number, number]; cases: { prompt: string; negativePrompt: string; guidance: number; steps: number; strength: number; seed: number; timesteps: number[]; latents: string; image: string }[] };
+};
+const floats = (b64: string) => new Float32Array(Uint8Array.from(Buffer.from(b64, 'base64')).buffer);
+const tmp = mkdtempSync(path.join(tmpdir(), 'diffuse-tiny-sd-'));
+
+/** The fixture model with CLIP's tokenizer folder added, optionally with files replaced. */
+function tinyModel(name: string, replace: Record<string, string | Buffer> = {}): string {
+  const dir = path.join(tmp, name);
+  cpSync(path.join(fixtures, 'tiny-sd', 'model'), dir, { recursive: true });
+  cpSync(path.join(fixtures, 'clip-tokenizer', 'tokenizer'), path.join(dir, 'tokenizer'), { recursive: true });
+  for (const [f, content] of Object.entries(replace)) {
+    mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+    writeFileSync(path.join(dir, f), content);
+  }
+  return dir;
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
+  let pipe: StableDiffusionPipeline;
+  before(async () => {
+    pipe = await StableDiffusionPipeline.fromPretrained(tinyModel('model'));
+  });
+  after(async () => {
+    await pipe?.release();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('reads the folder: scaling factor, autoencoder factor, default size, the folder\'s scheduler', () => {
+    assert.equal(pipe.scalingFactor, 0.18215);
+    assert.equal(pipe.vaeScale, 8);
+    assert.equal(pipe.defaultSize, 64);
+    const s = pipe.makeScheduler();
+    s.setTimesteps(4);
+    assert.deepEqual(s.timesteps, [751, 501, 251, 1]);
+  });
+
+  for (const c of expected.cases) {
+    it(`generates the reference's latents and image: "${c.prompt}", negative "${c.negativePrompt}", guidance ${c.guidance}`, async () => {
+      const steps: number[] = [];
+      const out = await pipe.generate({ prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, seed: c.seed, width: c.width, height: c.height, onStep: (_i, _n, t) => void steps.push(t) });
+      assert.deepEqual(steps, c.timesteps);
+      assert.deepEqual(out.shape, [3, c.height, c.width]);
+      // The same arithmetic in float32; ONNX Runtime's kernels are the same library on both sides.
+      const dl = maxDiff(out.latents, floats(c.latents));
+      const di = maxDiff(out.data, floats(c.image));
+      assert.ok(dl < 1e-4 && di < 1e-4, `latents differ by ${dl}, image by ${di}`);
+      if (process.env.DIFFUSE_VERBOSE) console.log(`latents differ by ${dl}, image by ${di}`);
+    });
+  }
+
+  for (const c of expected.img2img.cases) {
+    it(`img2img gives the reference's latents and image: "${c.prompt}", strength ${c.strength}, ${c.steps} steps, guidance ${c.guidance}`, async () => {
+      const steps: number[] = [];
+      const image = { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape };
+      const out = await pipe.img2img({ image, prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, strength: c.strength, seed: c.seed, onStep: (_i, _n, t) => void steps.push(t) });
+      assert.deepEqual(steps, c.timesteps);
+      assert.deepEqual(out.shape, expected.img2img.shape);
+      const dl = maxDiff(out.latents, floats(c.latents));
+      const di = maxDiff(out.data, floats(c.image));
+      assert.ok(dl < 1e-4 && di < 1e-4, `latents differ by ${dl}, image by ${di}`);
+      if (process.env.DIFFUSE_VERBOSE) console.log(`img2img: latents differ by ${dl}, image by ${di}`);
+    });
+  }
+
+  it('img2img: one image for several prompts, and bad input refused in one line', async () => {
+    const image = { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape };
+    const two = await pipe.img2img({ image, prompt: ['a red apple', 'a green pear'], steps: 4, strength: 0.5 });
+    assert.equal(two.count, 2);
+    await assert.rejects(pipe.img2img({ image, prompt: 'x', strength: 1.5 }), /strength must be in \[0, 1\], got 1\.5/);
+    await assert.rejects(pipe.img2img({ image, prompt: 'x', steps: 2, strength: 0.2 }), /leaves no step to run/);
+    await assert.rejects(pipe.img2img({ image: { data: new Float32Array(3 * 30 * 32), count: 1, shape: [3, 30, 32] }, prompt: 'x' }), /height must be a positive multiple of 8 pixels, got 30/);
+    await assert.rejects(pipe.img2img({ image: { ...image, count: 2 }, prompt: 'x' }), /values for 2 image\(s\)/);
+    const noEncoder = tinyModel('no-encoder');
+    rmSync(path.join(noEncoder, 'vae_encoder'), { recursive: true });
+    const p = await StableDiffusionPipeline.fromPretrained(noEncoder);
+    try {
+      await assert.rejects(p.img2img({ image, prompt: 'x' }), /vae_encoder\/model\.onnx: no such file \(img2img needs the folder's vae_encoder\)/);
+    } finally {
+      await p.release();
+    }
+  });
+
+  it('is deterministic for a seed, and the seed, the prompt and the guidance each change the image', async () => {
+    const base = { prompt: 'a red apple', steps: 3, width: 32, height: 48 };
+    const a = await pipe.generate(base);
+    const b = await pipe.generate(base);
+    assert.deepEqual(a.data, b.data);
+    assert.deepEqual(a.shape, [3, 48, 32]);
+    for (const change of [{ seed: 1 }, { prompt: 'a green pear' }, { guidance: 2 }]) {
+      const c = await pipe.generate({ ...base, ...change });
+      assert.ok(maxDiff(a.data, c.data) > 1e-3, JSON.stringify(change));
+    }
+    // Several prompts at once: x_T is one draw for the batch (as diffusers draws it), so the first
+    // image is the one its prompt gives alone; the second differs.
+    const two = await pipe.generate({ ...base, prompt: ['a red apple', 'a green pear'] });
+    assert.equal(two.count, 2);
+    const per = a.data.length;
+    assert.ok(maxDiff(two.data.subarray(0, per), a.data) < 1e-6);
+    assert.ok(maxDiff(two.data.subarray(per), a.data) > 1e-3);
+  });
+
+  it('refuses bad options in one line', async () => {
+    await assert.rejects(pipe.generate({ prompt: 'x', width: 30 }), /width must be a positive multiple of 8 pixels, got 30/);
+    await assert.rejects(pipe.generate({ prompt: 'x', steps: 0 }), /steps must be a whole number >= 1/);
+    await assert.rejects(pipe.generate({ prompt: [] }), /at least one prompt/);
+    await assert.rejects(pipe.generate({ prompt: ['a', 'b'], negativePrompt: ['c'] }), /1 negative prompts for 2 prompts/);
+  });
+
+  it('runs the older exports too: int32 input_ids and an int64 timestep of shape [1]', async () => {
+    const legacy = path.join(fixtures, 'tiny-sd', 'legacy');
+    const dir = tinyModel('legacy', { 'text_encoder/model.onnx': readFileSync(path.join(legacy, 'text_encoder', 'model.onnx')), 'unet/model.onnx': readFileSync(path.join(legacy, 'unet', 'model.onnx')) });
+    const old = await StableDiffusionPipeline.fromPretrained(dir);
+    try {
+      const c = expected.cases[0];
+      const out = await old.generate({ prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, seed: c.seed });
+      assert.ok(maxDiff(out.data, floats(c.image)) < 1e-4);
+    } finally {
+      await old.release();
+    }
+  });
+
+  it('diffuse sample --model: a grid (one row per prompt), each image, the folder\'s or a named scheduler', async () => {
+    const dir = tinyModel('cli');
+    const out = path.join(tmp, 'cli-out', 'grid.png');
+    const each = path.join(tmp, 'cli-out', 'each');
+    let r = await cli('sample', '--model', dir, '--prompt', 'a red apple|a green pear', '--count', '2', '--steps', '3', '--width', '32', '--height', '24', '--out', out, '--images', each);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /wrote .*grid\.png \(4 image\(s\) of 32x24, DDIMScheduler, 3 steps, guidance 7\.5, seed 0/);
+    const grid = await sharp(out).metadata();
+    assert.deepEqual([grid.width, grid.height], [2 * 32 + 3 * 2, 2 * 24 + 3 * 2]);
+    // The first file is the library's image for the same prompt and seed (count 2: its own noise draw).
+    const lib = await pipe.generate({ prompt: ['a red apple', 'a red apple', 'a green pear', 'a green pear'], steps: 3, width: 32, height: 24 });
+    const { data } = await sharp(path.join(each, '0000.png')).raw().toBuffer({ resolveWithObject: true });
+    const want = Array.from({ length: 32 * 24 * 3 }, (_, k) => {
+      const [y, x, c] = [Math.floor(k / 96), Math.floor(k / 3) % 32, k % 3];
+      return Math.round(Math.min(1, Math.max(-1, lib.data[c * 32 * 24 + y * 32 + x])) * 127.5 + 127.5);
+    });
+    assert.ok(want.every((v, k) => Math.abs(v - data[k]) <= 1));
+    r = await cli('sample', '--model', dir, '--prompt', 'a red apple', '--scheduler', 'euler', '--steps', '2', '--width', '16', '--height', '16', '--out', out);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /euler, 2 steps/);
+  });
+
+  it('diffuse sample --model refuses what it cannot do in one line', async () => {
+    const dir = tinyModel('cli-errors');
+    const cases: [string[], RegExp][] = [
+      [['--run', dir], /give --run DIR \(a Diffuse run\) or --model DIR \(a Stable Diffusion folder\), not both/],
+      [['--key', 'k.json'], /--key applies to --run only/],
+      [['--eta', '1'], /--eta applies to --run only/],
+      [['--karras'], /--karras and --spacing apply with --scheduler NAME/],
+      [['--width', '30'], /width must be a positive multiple of 8 pixels, got 30/],
+      [['--out', 'x.jpg'], /--out must be a \.png file/],
+    ];
+    for (const [extra, re] of cases) {
+      const r = await cli('sample', '--model', dir, '--prompt', 'x', '--steps', '1', '--out', path.join(tmp, 'e.png'), ...extra);
+      assert.equal(r.code, 1, extra.join(' '));
+      assert.match(r.err, re);
+      assert.equal(r.err.trim().split('\n').length, 1, r.err);
+    }
+    const r = await cli('sample', '--model', dir, '--out', path.join(tmp, 'e.png'));
+    assert.match(r.err, /--model needs --prompt/);
+  });
+
+  it('refuses folders it cannot run, naming the file', async () => {
+    const index = (cls: string) => JSON.stringify({ _class_name: cls });
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(path.join(tmp, 'nothing')), /no such model folder/);
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('xl', { 'model_index.json': index('StableDiffusionXLPipeline') })), /StableDiffusionXLPipeline \(two text encoders, extra U-Net inputs\) is not supported yet/);
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('flux', { 'model_index.json': index('FluxPipeline') })), /a FluxPipeline; Stable Diffusion pipelines only/);
+    const torchDir = tinyModel('torch', { 'unet/diffusion_pytorch_model.safetensors': 'x' });
+    rmSync(path.join(torchDir, 'unet', 'model.onnx'));
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(torchDir), /unet\/model\.onnx: no such file \(this is a PyTorch folder: export it to ONNX first/);
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('lms', { 'scheduler/scheduler_config.json': index('LMSDiscreteScheduler') })), /scheduler_config\.json: LMSDiscreteScheduler is not supported/);
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('badunet', { 'unet/model.onnx': 'not onnx' })), /unet\/model\.onnx: ONNX Runtime cannot load it/);
+    const swapped = readFileSync(path.join(fixtures, 'tiny-sd', 'model', 'vae_decoder', 'model.onnx'));
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('swapped', { 'unet/model.onnx': swapped })), /unet\/model\.onnx: has no input 'sample', input 'timestep', input 'encoder_hidden_states', output 'out_sample'/);
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('inpaintunet', { 'unet/config.json': JSON.stringify({ in_channels: 9 }) })), /in_channels 9; text-to-image needs a 4-channel U-Net/);
+  });
+});
