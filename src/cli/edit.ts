@@ -12,6 +12,7 @@ import type { RunConfig } from '../run/config.js';
 import type { Command, Flag, FlagValues } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
+import { img2imgLatent, inpaintLatent } from './sample-latent.js';
 import type { GenerationRecord, IngredientRecord, SigningCredentials } from '../provenance/index.js';
 import { CREDENTIAL_FLAGS, conditionRecord, openCredentials, runName, signFiles } from './credentials.js';
 import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
@@ -24,7 +25,10 @@ const EDIT_FLAGS: Record<string, Flag> = {
   ...SAMPLING_FLAGS,
   ...CONDITION_FLAGS,
   generator: { type: 'string', description: "'torch' (same noise as torch.manual_seed) or 'fast'", default: 'torch' },
-  count: { type: 'string', description: 'results to generate from the one input', default: '4' },
+  count: { type: 'string', description: 'results to generate from the one input (default 4; with --model, 1 per prompt)' },
+  model: { type: 'string', description: 'a Stable Diffusion folder of ONNX components (Optimum\'s export layout) instead of a run' },
+  width: { type: 'string', description: 'with --model: resize the input to this width (default: its own, rounded down to a multiple of 8)' },
+  height: { type: 'string', description: 'with --model: resize the input to this height (default: its own, rounded down to a multiple of 8)' },
   out: { type: 'string', description: 'grid PNG of the results', default: 'edited.png' },
   compare: { type: 'string', description: 'also write a side-by-side PNG: input | mask | results' },
   scale: { type: 'string', description: 'pixel scale of the pictures (default 2 below 48 px)' },
@@ -52,6 +56,7 @@ interface EditSetup {
 /** Everything a user can get wrong is checked here, before the model loads or a file is written. */
 async function setup(v: FlagValues): Promise<EditSetup> {
   const say = (msg: string) => process.stderr.write(`${msg}\n`);
+  for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model only (a run's images have its size)`);
   if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
   if (!v.image) throw new UsageError('--image FILE is required (or mnist:INDEX)');
   const runDir = String(v.run);
@@ -137,13 +142,18 @@ async function runEdit(
 
 export const commandImg2Img: Command = {
   summary: 'change an image with a trained run (SDEdit: noise it part-way, denoise it back)',
-  usage: 'diffuse img2img --run DIR --image in.png [--strength 0.6] [--prompt "..." | --class K] [--scheduler ddim] [--steps 50] [--count 4] --out out.png [--compare side.png] [--key key.json --payload ID] [--c2pa DIR]',
+  usage: 'diffuse img2img --run DIR | --model DIR [--width W --height H] --image in.png [--strength 0.6] [--prompt "..." | --class K] [--scheduler ddim] [--steps 50] [--count 4] --out out.png [--compare side.png] [--key key.json --payload ID] [--c2pa DIR]',
   options: {
     ...EDIT_FLAGS,
     strength: { type: 'string', description: 'how much to change, 0..1: the image is noised to int(steps x strength) steps before the end and denoised from there', default: '0.6' },
   },
   async run(v) {
     const strength = num(v, 'strength', { min: 0, max: 1 }) as number;
+    if (v.model !== undefined) {
+      if (v.run !== undefined) throw new UsageError('give --run DIR (a Diffuse run) or --model DIR (a Stable Diffusion folder), not both');
+      return img2imgLatent(v, strength);
+    }
+    for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model only (a run's images have its size)`);
     const s = await setup(v);
     const steps = s.options.steps as number;
     if (Math.floor(steps * strength) < 1 && strength > 0) throw new UsageError(`--strength ${strength} with --steps ${steps} leaves no step to run (strength x steps must be >= 1)`);
@@ -153,15 +163,22 @@ export const commandImg2Img: Command = {
 
 export const commandInpaint: Command = {
   summary: 'fill the masked part of an image with a trained run (RePaint)',
-  usage: 'diffuse inpaint --run DIR --image in.png --mask mask.png [--jump-length 5] [--jump-repeats 5] [--steps 50] [--count 4] --out out.png [--compare side.png] [--key key.json --payload ID] [--c2pa DIR]',
+  usage: 'diffuse inpaint --run DIR | --model DIR [--width W --height H] --image in.png --mask mask.png [--jump-length 5] [--jump-repeats 5] [--steps 50] [--count 4] --out out.png [--compare side.png] [--key key.json --payload ID] [--c2pa DIR]',
   options: {
     ...EDIT_FLAGS,
     mask: { type: 'string', description: 'a PNG of the same size: white = generate, black = keep (grey levels are rounded)' },
     'jump-length': { type: 'string', description: "RePaint's resampling: steps between jumps, and how far each goes back up", default: '5' },
     'jump-repeats': { type: 'string', description: 'times each jump is made (1 = no resampling); default 5, 1 with --key' },
+    strength: { type: 'string', description: 'with --model: how much of the schedule to run, 0..1 (default 1: from pure noise)' },
   },
   async run(v) {
     if (!v.mask) throw new UsageError('--mask FILE is required: a PNG of the image size, white where to generate');
+    if (v.model !== undefined) {
+      if (v.run !== undefined) throw new UsageError('give --run DIR (a Diffuse run) or --model DIR (a Stable Diffusion folder), not both');
+      for (const f of ['jump-length', 'jump-repeats']) if (v[f] !== undefined && !(f === 'jump-length' && v[f] === '5')) throw new UsageError(`--${f} applies to --run only (a Stable Diffusion folder inpaints without RePaint's resampling)`);
+      return inpaintLatent(v, num(v, 'strength', { min: 0, max: 1 }) ?? 1);
+    }
+    if (v.strength !== undefined) throw new UsageError("--strength applies to --model only (a run's inpainting runs the whole schedule)");
     const jumpLength = num(v, 'jump-length', { int: true, min: 1 }) as number;
     const s = await setup(v);
     // A watermark in x_T needs plain replacement: RePaint's jumps add fresh noise that washes it out (docs/WATERMARK.md "Edits").

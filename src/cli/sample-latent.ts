@@ -1,20 +1,23 @@
 /**
- * `diffuse sample --model DIR`: text to image with a Stable Diffusion folder of ONNX components
- * (src/latent). The run-only flags (--class, --key, --c2pa, --frames, --eta, --clip-sample,
- * --generator) are refused by name rather than ignored.
+ * `diffuse sample --model DIR` and `diffuse img2img --model DIR`: a Stable Diffusion folder of ONNX
+ * components (src/latent). The run-only flags (--class, --key, --c2pa, --frames, --eta,
+ * --clip-sample, --generator, ...) are refused by name rather than ignored.
  */
 import * as path from 'node:path';
-import { ensureWritable } from '../data/index.js';
-import { StableDiffusionPipeline } from '../latent/index.js';
+import { ensureWritable, readImage } from '../data/index.js';
+import { LatentImageBatch, StableDiffusionPipeline } from '../latent/index.js';
 import { saveGrid } from '../pipelines/index.js';
 import { readSchedulerConfig } from '../samplers/from-config.js';
-import { SCHEDULER_NAMES, makeScheduler } from '../samplers/registry.js';
+import { SCHEDULER_NAMES, SchedulerName, makeScheduler } from '../samplers/registry.js';
+import type { Scheduler } from '../samplers/scheduler.js';
+import type { TimestepSpacing } from '../samplers/common.js';
 import type { FlagValues } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
 
-/** Flags of `sample` that only a Diffuse run honours (with the value they have when not given). */
+/** Flags that only a Diffuse run honours (with the value they have when not given). */
 const RUN_ONLY: [string, unknown][] = [
+  ['jump-repeats', undefined],
   ['class', undefined],
   ['key', undefined],
   ['payload', '0'],
@@ -23,6 +26,8 @@ const RUN_ONLY: [string, unknown][] = [
   ['c2pa-cert', undefined],
   ['frames', undefined],
   ['frame-count', '10'],
+  ['compare', undefined],
+  ['resize', undefined],
   ['cols', undefined],
   ['scale', undefined],
   ['eta', 'auto'],
@@ -31,70 +36,141 @@ const RUN_ONLY: [string, unknown][] = [
   ['guidance-rescale', '0'],
 ];
 
-export async function sampleLatent(v: FlagValues): Promise<void> {
-  const dir = String(v.model);
+interface LatentArgs {
+  dir: string;
+  /** Every image's prompt: each of --prompt's, --count times. */
+  prompts: string[];
+  count: number;
+  negative?: string;
+  steps: number;
+  seed: number;
+  guidance: number;
+  device: 'cpu' | 'cuda';
+  out: string;
+  each?: string;
+  named?: SchedulerName;
+  spacing?: TimestepSpacing;
+}
+
+/** The flags of a --model command, checked before the model loads or a file is written. */
+async function latentArgs(v: FlagValues): Promise<LatentArgs> {
   for (const [flag, unset] of RUN_ONLY) if (v[flag] !== undefined && v[flag] !== unset) throw new UsageError(`--${flag} applies to --run only (not yet to --model)`);
   if (v.prompt === undefined) throw new UsageError('--model needs --prompt "..." (several separated by \'|\')');
-  const prompts = String(v.prompt).split('|').map((p) => p.trim());
   const count = num(v, 'count', { int: true, min: 1, max: 64 }) ?? 1;
-  const all = prompts.flatMap((p) => Array.from({ length: count }, () => p));
-  const steps = num(v, 'steps', { int: true, min: 1, max: 1000 }) as number;
-  const seed = num(v, 'seed', { int: true, min: 0 }) as number;
-  const guidance = num(v, 'guidance', { min: 0 }) ?? 7.5;
-  const width = num(v, 'width', { int: true, min: 8 });
-  const height = num(v, 'height', { int: true, min: 8 });
-  const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
+  const prompts = String(v.prompt)
+    .split('|')
+    .map((p) => p.trim())
+    .flatMap((p) => Array.from({ length: count }, () => p));
   const out = String(v.out);
   if (!/\.png$/i.test(out)) throw new UsageError(`--out must be a .png file, got '${out}'`);
   const each = v.images === undefined ? undefined : String(v.images);
-  for (const file of [out, each && path.join(each, '0000.png')]) if (file) await ensureWritable(file);
-
   const named = v.scheduler === undefined ? undefined : oneOf(v, 'scheduler', SCHEDULER_NAMES, 'ddim');
   const spacing = v.spacing === undefined || v.spacing === 'auto' ? undefined : oneOf(v, 'spacing', ['leading', 'trailing', 'linspace'] as const, 'leading');
   if (!named && (v.karras || spacing)) throw new UsageError("--karras and --spacing apply with --scheduler NAME (the folder's scheduler is used as it is configured)");
+  for (const file of [out, each && path.join(each, '0000.png')]) if (file) await ensureWritable(file);
+  return {
+    dir: String(v.model),
+    prompts,
+    count,
+    ...(v['negative-prompt'] !== undefined ? { negative: String(v['negative-prompt']) } : {}),
+    steps: num(v, 'steps', { int: true, min: 1, max: 1000 }) as number,
+    seed: num(v, 'seed', { int: true, min: 0 }) as number,
+    guidance: num(v, 'guidance', { min: 0 }) ?? 7.5,
+    device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu'),
+    out,
+    ...(each ? { each } : {}),
+    ...(named ? { named } : {}),
+    ...(spacing ? { spacing } : {}),
+  };
+}
 
-  const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device });
+/** The folder's scheduler, or the one --scheduler names on the folder's noise schedule. */
+function chooseScheduler(a: LatentArgs, pipe: StableDiffusionPipeline, karras: boolean): { scheduler: Scheduler; name: string } {
+  const folder = readSchedulerConfig(pipe.schedulerConfig);
+  if (!a.named) return { scheduler: pipe.makeScheduler(), name: folder.className };
+  const { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, setAlphaToOne } = folder.config;
+  const alphaToOne = (a.named === 'ddim' || a.named === 'pndm') && setAlphaToOne !== undefined ? { setAlphaToOne } : {};
+  // Latents are not images: no clipping, no thresholding to [-1, 1].
+  const base = { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, clipSample: false, ...alphaToOne, ...(a.spacing ? { timestepSpacing: a.spacing } : {}) };
+  return { scheduler: makeScheduler(a.named, base, { karras, thresholding: false }), name: a.named };
+}
+
+/** Loads the model, runs `work` with a progress line, writes the grid (one row per prompt) and each image. */
+async function runLatent(a: LatentArgs, v: FlagValues, what: string, work: (pipe: StableDiffusionPipeline, scheduler: Scheduler, onStep: (i: number, total: number, t: number) => void) => Promise<LatentImageBatch>): Promise<void> {
+  const pipe = await StableDiffusionPipeline.fromPretrained(a.dir, { device: a.device });
   const bar = new ProgressLine();
   const started = Date.now();
-  let kindName: string;
-  let images;
+  let images: LatentImageBatch;
+  let name: string;
   try {
     for (const note of pipe.notes) bar.say(`note: ${note}`);
-    // The folder's scheduler, or another one named by --scheduler on the folder's noise schedule.
-    let scheduler = pipe.makeScheduler();
-    const folder = readSchedulerConfig(pipe.schedulerConfig);
-    kindName = folder.className;
-    if (named) {
-      const { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, setAlphaToOne } = folder.config;
-      const alphaToOne = (named === 'ddim' || named === 'pndm') && setAlphaToOne !== undefined ? { setAlphaToOne } : {};
-      // Latents are not images: no clipping, no thresholding to [-1, 1].
-      scheduler = makeScheduler(named, { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, clipSample: false, ...alphaToOne, ...(spacing ? { timestepSpacing: spacing } : {}) }, { karras: Boolean(v.karras), thresholding: false });
-      kindName = named;
-    }
-    images = await pipe.generate({
-      prompt: all,
-      ...(v['negative-prompt'] !== undefined ? { negativePrompt: String(v['negative-prompt']) } : {}),
-      guidance,
-      steps,
-      seed,
-      width,
-      height,
-      scheduler,
-      onStep: (i, total, t) => bar.update(`${kindName} step ${i + 1}/${total} (t = ${+t.toFixed(2)}), ${all.length} image(s) | ${((Date.now() - started) / 1000).toFixed(1)} s`),
-    });
+    const chosen = chooseScheduler(a, pipe, Boolean(v.karras));
+    name = chosen.name;
+    images = await work(pipe, chosen.scheduler, (i, total, t) => bar.update(`${what}, ${name} step ${i + 1}/${total} (t = ${+t.toFixed(2)}), ${a.prompts.length} image(s) | ${((Date.now() - started) / 1000).toFixed(1)} s`));
   } finally {
     bar.done();
     await pipe.release();
   }
-  for (const p of prompts) for (const w of pipe.tokenizer.warnings(p)) bar.say(`note: "${p.slice(0, 40)}": ${w}`);
-  await saveGrid(images, out, { cols: count, scale: 1 });
-  bar.say(`wrote ${out} (${all.length} image(s) of ${images.shape[2]}x${images.shape[1]}, ${kindName}, ${steps} steps, guidance ${guidance}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
-  if (each) {
+  for (const p of new Set(a.prompts)) for (const w of pipe.tokenizer.warnings(p)) bar.say(`note: "${p.slice(0, 40)}": ${w}`);
+  await saveGrid(images, a.out, { cols: a.count, scale: 1 });
+  bar.say(`wrote ${a.out} (${images.count} image(s) of ${images.shape[2]}x${images.shape[1]}, ${what}, ${name}, ${a.steps} steps, guidance ${a.guidance}, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  if (a.each) {
     const per = images.data.length / images.count;
     const digits = Math.max(4, String(images.count - 1).length);
     for (let k = 0; k < images.count; k++) {
-      await saveGrid({ data: images.data.subarray(k * per, (k + 1) * per), count: 1, shape: images.shape }, path.join(each, `${String(k).padStart(digits, '0')}.png`), { scale: 1, pad: 0 });
+      await saveGrid({ data: images.data.subarray(k * per, (k + 1) * per), count: 1, shape: images.shape }, path.join(a.each, `${String(k).padStart(digits, '0')}.png`), { scale: 1, pad: 0 });
     }
-    bar.say(`wrote ${images.count} images to ${each}/`);
+    bar.say(`wrote ${images.count} images to ${a.each}/`);
   }
+}
+
+/** `diffuse sample --model DIR`: text to image. */
+export async function sampleLatent(v: FlagValues): Promise<void> {
+  const a = await latentArgs(v);
+  const width = num(v, 'width', { int: true, min: 8 });
+  const height = num(v, 'height', { int: true, min: 8 });
+  await runLatent(a, v, 'text to image', (pipe, scheduler, onStep) =>
+    pipe.generate({ prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance, steps: a.steps, seed: a.seed, width, height, scheduler, onStep }),
+  );
+}
+
+/** The --image of an edit: its size rounded down to a multiple of the autoencoder's factor, or --width x --height. */
+async function editImage(v: FlagValues, a: LatentArgs, strength: number): Promise<{ data: Float32Array; shape: [number, number, number] }> {
+  if (!v.image) throw new UsageError('--image FILE is required');
+  const width = num(v, 'width', { int: true, min: 8 });
+  const height = num(v, 'height', { int: true, min: 8 });
+  if ((width === undefined) !== (height === undefined)) throw new UsageError('give both --width and --height, or neither (the input keeps its size)');
+  if (Math.floor(a.steps * strength) < 1) throw new UsageError(`--strength ${strength} with --steps ${a.steps} leaves no step to run (strength x steps must be >= 1)`);
+  return readImage(String(v.image), { channels: 3, convert: true, multipleOf: 8, ...(width && height ? { resizeTo: [width, height] as [number, number] } : {}) });
+}
+
+/** `diffuse img2img --model DIR --image FILE`. */
+export async function img2imgLatent(v: FlagValues, strength: number): Promise<void> {
+  const a = await latentArgs(v);
+  const read = await editImage(v, a, strength);
+  await runLatent(a, v, `img2img, strength ${strength}`, (pipe, scheduler, onStep) =>
+    pipe.img2img({ image: { data: read.data, count: 1, shape: read.shape }, prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance, steps: a.steps, seed: a.seed, strength, scheduler, onStep }),
+  );
+}
+
+/** `diffuse inpaint --model DIR --image FILE --mask FILE`: the mask stretched to the image's size, white = generate. */
+export async function inpaintLatent(v: FlagValues, strength: number): Promise<void> {
+  const a = await latentArgs(v);
+  const read = await editImage(v, a, strength);
+  const [, h, w] = read.shape;
+  const mask = await readImage(String(v.mask), { channels: 1, convert: true, resizeTo: [w, h] });
+  await runLatent(a, v, `inpaint${strength < 1 ? `, strength ${strength}` : ''}`, (pipe, scheduler, onStep) =>
+    pipe.inpaint({
+      image: { data: read.data, count: 1, shape: read.shape },
+      mask: { data: mask.data.map((x) => (x + 1) / 2), shape: [1, h, w] },
+      prompt: a.prompts,
+      ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}),
+      guidance: a.guidance,
+      steps: a.steps,
+      seed: a.seed,
+      strength,
+      scheduler,
+      onStep,
+    }),
+  );
 }

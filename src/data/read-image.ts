@@ -15,6 +15,10 @@ export interface ReadImageOptions {
   resize?: boolean;
   /** Convert grey to colour or colour to grey instead of refusing another channel count. */
   convert?: boolean;
+  /** Resize (stretch) to this [width, height] (a latent model's image size). */
+  resizeTo?: [number, number];
+  /** Without `resizeTo`: resize down to the nearest sides that are multiples of this, as diffusers' image processor does. */
+  multipleOf?: number;
 }
 
 export interface ReadImage {
@@ -66,6 +70,10 @@ export async function readImage(spec: string, opts: ReadImageOptions = {}): Prom
   }
   let img = decode().flatten({ background: '#ffffff' });
   if (opts.size !== undefined && (w !== opts.size || h !== opts.size)) img = img.resize(opts.size, opts.size, { fit: 'cover' });
+  const step = opts.multipleOf ?? 1;
+  const [tw, th] = opts.resizeTo ?? [w - (w % step), h - (h % step)];
+  if (tw < 1 || th < 1) throw new DataError(`${spec} is ${w}x${h}: smaller than the model's ${step}-pixel step`);
+  if (opts.size === undefined && (tw !== w || th !== h)) img = img.resize(tw, th, { fit: 'fill' });
   img = channels === 1 ? img.grayscale().toColourspace('b-w') : img.toColourspace('srgb');
   let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {

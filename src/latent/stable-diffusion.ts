@@ -15,7 +15,8 @@
  * torch.randn with the same seed draws it, the folder's scheduler over the U-Net's noise
  * estimates eps_u + w (eps_c - eps_u), and the VAE decoder on latents / scaling_factor.
  * img2img encodes the image with the folder's vae_encoder (latent_parameters: mean and
- * log-variance) and runs the tail of the schedule from it, as diffusers' img2img pipeline does.
+ * log-variance) and runs the tail of the schedule from it, as diffusers' img2img pipeline does;
+ * inpaint keeps the unmasked part of the latent grid on the encoded image's noised path.
  * test/fixtures/tiny-sd holds a tiny model in exactly this layout and reference runs.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -23,7 +24,9 @@ import * as path from 'node:path';
 import { TorchGenerator } from '../diffusion/index.js';
 import type { Device, OrtModule } from '../engine/index.js';
 import { f32 } from '../samplers/common.js';
+import { DDIMScheduler } from '../samplers/ddim.js';
 import { parsePythonJson, readSchedulerConfig, schedulerFromConfig } from '../samplers/from-config.js';
+import { invertDDIM } from '../pipelines/invert.js';
 import type { Scheduler } from '../samplers/scheduler.js';
 import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
 import { OnnxComponent } from './onnx-component.js';
@@ -54,7 +57,24 @@ export interface LatentGenerateOptions {
   height?: number;
   /** Another scheduler than the folder's (e.g. schedulerFromConfig(...) with overrides). */
   scheduler?: Scheduler;
+  /** Start from these latents x_T (unit variance, [count, 4, h, w]; scaled by the scheduler's initial sigma) instead of drawing them: an inverted image's. */
+  latents?: Float32Array;
   /** After each step: its index, the number of steps, the timestep. */
+  onStep?: (i: number, total: number, t: number) => void | Promise<void>;
+}
+
+export interface LatentInvertOptions {
+  /** The images to invert: NCHW in [-1, 1], sides multiples of the autoencoder's factor. */
+  image: LatentImg2ImgOptions['image'];
+  /** The prompt to invert with (default empty), one for all images or one per image. */
+  prompt?: string | readonly string[];
+  negativePrompt?: string | readonly string[];
+  /** Guidance weight during inversion (default 1: none, the usual choice; inversion with guidance drifts). */
+  guidance?: number;
+  /** DDIM steps (default 50). */
+  steps?: number;
+  /** Fixed-point refinements per step (default 0; see invertDDIM). */
+  refine?: number;
   onStep?: (i: number, total: number, t: number) => void | Promise<void>;
 }
 
@@ -67,6 +87,15 @@ export interface LatentImg2ImgOptions extends Omit<LatentGenerateOptions, 'width
    * from there.
    */
   strength?: number;
+}
+
+export interface LatentInpaintOptions extends LatentImg2ImgOptions {
+  /**
+   * Where to generate: [1, H, W] at the image's size, 1 (white) = generate, 0 = keep; values are
+   * rounded at 0.5, and the latent grid takes the value at the top-left pixel of each cell (as
+   * diffusers' nearest-neighbour interpolation does). One mask for all images.
+   */
+  mask: { data: Float32Array; shape: readonly [number, number, number] };
 }
 
 export interface LatentPipelineOptions {
@@ -180,7 +209,9 @@ export class StableDiffusionPipeline {
     const scheduler = o.scheduler ?? this.makeScheduler();
     scheduler.setTimesteps(steps);
     const generator = new TorchGenerator(o.seed ?? 0);
-    let latents = generator.randn(n * this.latentChannels * h * w);
+    const size = n * this.latentChannels * h * w;
+    if (o.latents && o.latents.length !== size) throw new Error(`generate: latents has ${o.latents.length} values, expected ${size} ([${n}, ${this.latentChannels}, ${h}, ${w}])`);
+    let latents = o.latents ? o.latents.slice() : generator.randn(size);
     if (scheduler.initNoiseSigma !== 1) latents = latents.map((v) => f32(v * scheduler.initNoiseSigma));
     latents = await this.denoise({ latents, prompts, negatives, guidance, scheduler, generator, beginIndex: 0, h, w, onStep: o.onStep });
     return { data: await this.decode(latents, n, h, w), count: n, shape: [3, height, width], latents };
@@ -193,43 +224,115 @@ export class StableDiffusionPipeline {
    * then the noise, as diffusers' generator does.
    */
   async img2img(o: LatentImg2ImgOptions): Promise<LatentImageBatch> {
+    const e = await this.startEdit(o, 0.8);
+    const { n, h, w, scheduler, beginIndex } = e;
+    const start = scheduler.addNoise(e.imageLatents, e.noise, new Array<number>(n).fill(scheduler.timesteps[beginIndex]));
+    const latents = await this.denoise({ ...e, latents: start, onStep: o.onStep });
+    return { data: await this.decode(latents, n, h, w), count: n, shape: [3, e.height, e.width], latents };
+  }
+
+  /**
+   * What img2img and inpaint share: the checked options, the scheduler started at the step that
+   * `strength` selects (diffusers' get_timesteps: the last int(steps x strength) steps), the
+   * image's latents (one image for several prompts encoded once and repeated, as diffusers does)
+   * and the noise, drawn in that order from the seed's stream.
+   */
+  private async startEdit(o: LatentImg2ImgOptions, defaultStrength: number) {
     const { prompts, negatives, guidance, steps } = this.checkCommon(o);
-    const strength = o.strength ?? 0.8;
+    const strength = o.strength ?? defaultStrength;
     if (!(strength >= 0 && strength <= 1)) throw new Error(`strength must be in [0, 1], got ${o.strength}`);
-    const img = o.image;
-    const [c, height, width] = img.shape;
-    if (c !== 3) throw new Error(`img2img: images with 3 channels only, got ${c}`);
-    this.checkSize(width, height);
+    const { height, width } = this.checkImage(o.image, prompts.length);
     const n = prompts.length;
-    const per = 3 * height * width;
-    if (img.data.length !== img.count * per) throw new Error(`img2img: ${img.data.length} values for ${img.count} image(s) of ${JSON.stringify(img.shape)}`);
-    if (img.count !== 1 && img.count !== n) throw new Error(`img2img: ${img.count} images for ${n} prompts (give one image, or one per prompt)`);
-    const h = height / this.vaeScale;
-    const w = width / this.vaeScale;
     const scheduler = o.scheduler ?? this.makeScheduler();
     scheduler.setTimesteps(steps);
-    // diffusers' get_timesteps: run the last int(steps * strength) steps.
     const kept = Math.min(Math.floor(steps * strength), steps);
     if (kept < 1) throw new Error(`strength ${strength} with ${steps} steps leaves no step to run (strength x steps must be at least 1)`);
     const beginIndex = (steps - kept) * scheduler.order;
     scheduler.setBeginIndex(beginIndex);
     const generator = new TorchGenerator(o.seed ?? 0);
-    // One image for several prompts is encoded once and its latents repeated, as diffusers does.
-    const once = await this.encode(img.data, img.count, height, width, generator);
-    const encoded = img.count === n ? once : repeat(once, n);
-    const noise = generator.randn(encoded.length);
-    const t = scheduler.timesteps[beginIndex];
-    const start = scheduler.addNoise(encoded, noise, new Array<number>(n).fill(t));
-    const latents = await this.denoise({ latents: start, prompts, negatives, guidance, scheduler, generator, beginIndex, h, w, onStep: o.onStep });
+    const once = await this.encode(o.image.data, o.image.count, height, width, generator);
+    const imageLatents = o.image.count === n ? once : repeat(once, n);
+    const noise = generator.randn(imageLatents.length);
+    return { prompts, negatives, guidance, strength, height, width, n, h: height / this.vaeScale, w: width / this.vaeScale, scheduler, beginIndex, generator, imageLatents, noise };
+  }
+
+  /**
+   * DDIM inversion through the encoder: the image's latents (the encoder posterior's mean, so that
+   * inversion is deterministic) run from x_0 towards x_T by the inverted DDIM update
+   * (invertDDIM), with the U-Net conditioned on `prompt` (default empty). Generating from the
+   * result with DDIM (eta 0), the same steps, prompt and guidance returns close to the image's
+   * latents. Returns x_T as `{ latents, count, shape: [4, h, w] }`.
+   */
+  async invert(o: LatentInvertOptions): Promise<{ latents: Float32Array; count: number; shape: [number, number, number] }> {
+    const count = o.image.count;
+    const prompt = o.prompt ?? '';
+    const prompts = typeof prompt === 'string' ? new Array<string>(count).fill(prompt) : [...prompt];
+    if (prompts.length !== count) throw new Error(`invert: ${prompts.length} prompts for ${count} images`);
+    const { negatives, guidance, steps } = this.checkCommon({ prompt: prompts, negativePrompt: o.negativePrompt, guidance: o.guidance ?? 1, steps: o.steps });
+    const { height, width } = this.checkImage(o.image, count);
+    const h = height / this.vaeScale;
+    const w = width / this.vaeScale;
+    const latents0 = await this.encode(o.image.data, count, height, width, undefined);
+    const folder = readSchedulerConfig(this.schedulerConfig).config;
+    const { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, setAlphaToOne } = folder;
+    const scheduler = new DDIMScheduler({ numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, clipSample: false, ...(typeof setAlphaToOne === 'boolean' ? { setAlphaToOne } : {}) });
+    const cfg = guidance > 1;
+    const { states, dims } = await this.encodePrompts(cfg ? [...negatives, ...prompts] : prompts);
+    const latents = await invertDDIM({
+      scheduler,
+      image: latents0,
+      count,
+      steps,
+      refine: o.refine,
+      denoise: (x, t) => this.predict(x, t, states, dims, count, guidance, h, w),
+      onStep: (i, t, _x, _x0, total) => o.onStep?.(i, total, t),
+    });
+    return { latents, count, shape: [this.latentChannels, h, w] };
+  }
+
+  /**
+   * Inpainting with an ordinary (4-channel) U-Net, as diffusers' StableDiffusionInpaintPipeline
+   * does for one: the reverse process from noise (or from the encoded image noised to the step
+   * `strength` selects; default 1, pure noise), and after every step the kept part of the latent
+   * grid is replaced by the encoded image noised to the next step's level (the image itself after
+   * the last). The seed's stream is drawn as diffusers draws it: the image's posterior, the noise,
+   * then the masked image's posterior (which only a 9-channel inpainting U-Net reads).
+   */
+  async inpaint(o: LatentInpaintOptions): Promise<LatentImageBatch> {
+    const [, height, width] = o.image.shape;
+    const [mc, mh, mw] = o.mask.shape;
+    if (mc !== 1 || mh !== height || mw !== width || o.mask.data.length !== height * width) throw new Error(`inpaint: the mask must be [1, ${height}, ${width}] (the image's size), got ${JSON.stringify(o.mask.shape)}`);
+    const e = await this.startEdit(o, 1);
+    const { n, h, w, strength, scheduler, beginIndex, generator, imageLatents, noise } = e;
+    const timesteps = scheduler.timesteps;
+    const start = strength === 1 ? noise.map((v) => f32(v * scheduler.initNoiseSigma)) : scheduler.addNoise(imageLatents, noise, new Array<number>(n).fill(timesteps[beginIndex]));
+    // diffusers also encodes the masked image, drawing its posterior from the same stream.
+    generator.randn(o.image.count * this.latentChannels * h * w);
+    const cell = new Float32Array(h * w);
+    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) cell[i * w + j] = o.mask.data[i * this.vaeScale * width + j * this.vaeScale] >= 0.5 ? 1 : 0;
+    const per = this.latentChannels * h * w;
+    const latents = await this.denoise({
+      ...e,
+      latents: start,
+      onStep: o.onStep,
+      afterStep: (x, k) => {
+        const next = beginIndex + k + 1 < timesteps.length ? timesteps[beginIndex + k + 1] : undefined;
+        const proper = next === undefined ? imageLatents : scheduler.addNoise(imageLatents, noise, new Array<number>(n).fill(next));
+        return x.map((v, i) => {
+          const m = cell[i % per % (h * w)];
+          return f32(f32(f32(1 - m) * proper[i]) + f32(m * v));
+        });
+      },
+    });
     return { data: await this.decode(latents, n, h, w), count: n, shape: [3, height, width], latents };
   }
 
   /**
    * The VAE encoder's latents of images [n, 3, H, W] in [-1, 1]: a draw from its posterior,
    * mean + exp(logvar / 2) z with logvar clamped to [-30, 20] (diffusers' DiagonalGaussianDistribution),
-   * times scaling_factor.
+   * times scaling_factor; without a generator, the mean times scaling_factor.
    */
-  async encode(pixels: Float32Array, n: number, height: number, width: number, generator: TorchGenerator): Promise<Float32Array> {
+  async encode(pixels: Float32Array, n: number, height: number, width: number, generator: TorchGenerator | undefined): Promise<Float32Array> {
     this.vaeEncoder ??= OnnxComponent.open(path.join(this.dir, 'vae_encoder', 'model.onnx'), { inputs: ['sample'], outputs: ['latent_parameters'] }, this.openOptions).catch((e: Error) => {
       this.vaeEncoder = undefined;
       throw new Error(`${e.message} (img2img needs the folder's vae_encoder)`);
@@ -242,7 +345,8 @@ export class StableDiffusionPipeline {
     const hw = h * w;
     if (out.latent_parameters.data.length !== n * 2 * C * hw) throw new Error(`${encoder.file}: latent_parameters has ${out.latent_parameters.data.length} values, expected ${n * 2 * C * hw} ([${n}, ${2 * C}, ${h}, ${w}])`);
     const params = out.latent_parameters.data;
-    const z = generator.randn(n * C * hw);
+    // Without a generator, the posterior's mean.
+    const z = generator ? generator.randn(n * C * hw) : new Float32Array(n * C * hw);
     const latents = new Float32Array(n * C * hw);
     const s = f32(this.scalingFactor);
     for (let k = 0; k < n; k++) {
@@ -268,10 +372,11 @@ export class StableDiffusionPipeline {
     h: number;
     w: number;
     onStep?: LatentGenerateOptions['onStep'];
+    /** After step k (0-based), to change the latents before the next: inpainting writes the kept part back. */
+    afterStep?: (latents: Float32Array, k: number) => Float32Array;
   }): Promise<Float32Array> {
     const { prompts, negatives, guidance, scheduler, generator, h, w } = o;
     const n = prompts.length;
-    const per = this.latentChannels * h * w;
     const cfg = guidance > 1;
     // diffusers' order: the negative prompts' states first, then the prompts'.
     const { states, dims } = await this.encodePrompts(cfg ? [...negatives, ...prompts] : prompts);
@@ -279,37 +384,46 @@ export class StableDiffusionPipeline {
     let latents = o.latents;
     for (let i = 0; i < timesteps.length; i++) {
       const t = timesteps[i];
-      const scaled = scheduler.scaleModelInput(latents, t);
-      let input = scaled;
-      if (cfg) {
-        input = new Float32Array(2 * n * per);
-        input.set(scaled, 0);
-        input.set(scaled, n * per);
-      }
-      const out = await this.unet.run(
-        {
-          sample: { data: input, dims: [cfg ? 2 * n : n, this.latentChannels, h, w] },
-          timestep: { data: [t], dims: [] },
-          encoder_hidden_states: { data: states, dims: [...dims] },
-        },
-        ['out_sample'],
-      );
-      const raw = out.out_sample.data;
-      if (raw.length !== input.length) throw new Error(`${this.unet.file}: out_sample has ${raw.length} values, expected ${input.length}`);
-      let eps = raw;
-      if (cfg) {
-        // eps_u + w (eps_c - eps_u), in float32 as PyTorch computes it.
-        const g = f32(guidance);
-        eps = new Float32Array(n * per);
-        for (let k = 0; k < n * per; k++) {
-          const u = raw[k];
-          eps[k] = f32(u + f32(g * f32(raw[n * per + k] - u)));
-        }
-      }
+      const eps = await this.predict(scheduler.scaleModelInput(latents, t), t, states, dims, n, guidance, h, w);
       latents = scheduler.step(eps, t, latents, { generator, batch: n }).prevSample;
+      if (o.afterStep) latents = o.afterStep(latents, i);
       await o.onStep?.(i, timesteps.length, t);
     }
     return latents;
+  }
+
+  /**
+   * The U-Net's output for latents x (already scaled for the model) at timestep t, with
+   * classifier-free guidance when w > 1: the batch doubled (the negative prompts' states first),
+   * eps_u + w (eps_c - eps_u) in float32 as PyTorch computes it.
+   */
+  private async predict(x: Float32Array, t: number, states: Float32Array, dims: readonly number[], n: number, guidance: number, h: number, w: number): Promise<Float32Array> {
+    const per = this.latentChannels * h * w;
+    const cfg = guidance > 1;
+    let input = x;
+    if (cfg) {
+      input = new Float32Array(2 * n * per);
+      input.set(x, 0);
+      input.set(x, n * per);
+    }
+    const out = await this.unet.run(
+      {
+        sample: { data: input, dims: [cfg ? 2 * n : n, this.latentChannels, h, w] },
+        timestep: { data: [t], dims: [] },
+        encoder_hidden_states: { data: states, dims: [...dims] },
+      },
+      ['out_sample'],
+    );
+    const raw = out.out_sample.data;
+    if (raw.length !== input.length) throw new Error(`${this.unet.file}: out_sample has ${raw.length} values, expected ${input.length}`);
+    if (!cfg) return raw;
+    const g = f32(guidance);
+    const eps = new Float32Array(n * per);
+    for (let k = 0; k < n * per; k++) {
+      const u = raw[k];
+      eps[k] = f32(u + f32(g * f32(raw[n * per + k] - u)));
+    }
+    return eps;
   }
 
   /** The prompts, negative prompts, guidance and steps of a call, checked. */
@@ -324,6 +438,16 @@ export class StableDiffusionPipeline {
     const steps = o.steps ?? 50;
     if (!Number.isInteger(steps) || steps < 1) throw new Error(`steps must be a whole number >= 1, got ${o.steps}`);
     return { prompts, negatives, guidance, steps };
+  }
+
+  /** Input images: 3 channels, sides multiples of the autoencoder's factor, one image or one per prompt. */
+  private checkImage(img: LatentImg2ImgOptions['image'], prompts: number): { height: number; width: number } {
+    const [c, height, width] = img.shape;
+    if (c !== 3) throw new Error(`images with 3 channels only, got ${c}`);
+    this.checkSize(width, height);
+    if (img.data.length !== img.count * 3 * height * width) throw new Error(`${img.data.length} values for ${img.count} image(s) of ${JSON.stringify(img.shape)}`);
+    if (img.count !== 1 && img.count !== prompts) throw new Error(`${img.count} images for ${prompts} prompts (give one image, or one per prompt)`);
+    return { height, width };
   }
 
   private checkSize(width: number, height: number): void {

@@ -10,14 +10,26 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { StableDiffusionPipeline } from '../../src/index.js';
+import { StableDiffusionPipeline, TorchGenerator } from '../../src/index.js';
 import { cli } from '../cli/helpers.js';
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures');
 const expected = JSON.parse(readFileSync(path.join(fixtures, 'tiny-sd', 'expected.json'), 'utf8')) as {
   cases: { prompt: string; negativePrompt: string; guidance: number; steps: number; seed: number; height: number; width: number; timesteps: number[]; latents: string; image: string }[];
-  img2img: { source: string; shape: [number, number, number]; cases: { prompt: string; negativePrompt: string; guidance: number; steps: number; strength: number; seed: number; timesteps: number[]; latents: string; image: string }[] };
+  img2img: { source: string; shape: [number, number, number]; cases: EditCase[] };
+  inpaint: { mask: string; cases: EditCase[] };
 };
+interface EditCase {
+  prompt: string;
+  negativePrompt: string;
+  guidance: number;
+  steps: number;
+  strength: number;
+  seed: number;
+  timesteps: number[];
+  latents: string;
+  image: string;
+}
 const floats = (b64: string) => new Float32Array(Uint8Array.from(Buffer.from(b64, 'base64')).buffer);
 const tmp = mkdtempSync(path.join(tmpdir(), 'diffuse-tiny-sd-'));
 
@@ -87,6 +99,45 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     });
   }
 
+  for (const c of expected.inpaint.cases) {
+    it(`inpaints as diffusers does with a 4-channel U-Net: "${c.prompt}", strength ${c.strength}, ${c.steps} steps, guidance ${c.guidance}`, async () => {
+      const steps: number[] = [];
+      const image = { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape };
+      const mask = { data: floats(expected.inpaint.mask), shape: [1, 48, 64] as const };
+      const out = await pipe.inpaint({ image, mask, prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, strength: c.strength, seed: c.seed, onStep: (_i, _n, t) => void steps.push(t) });
+      assert.deepEqual(steps, c.timesteps);
+      const dl = maxDiff(out.latents, floats(c.latents));
+      const di = maxDiff(out.data, floats(c.image));
+      assert.ok(dl < 1e-4 && di < 1e-4, `latents differ by ${dl}, image by ${di}`);
+      if (process.env.DIFFUSE_VERBOSE) console.log(`inpaint: latents differ by ${dl}, image by ${di}`);
+      // The kept cells (columns 0-3: the mask's value at x = 0, 8, 16, 24 is 0) end as the encoded
+      // image's own latents (the seed's first draw is its posterior's); the others do not.
+      const encoded = await pipe.encode(image.data, 1, 48, 64, new TorchGenerator(c.seed));
+      for (let i = 0; i < encoded.length; i++) if (i % 8 < 4) assert.equal(out.latents[i], encoded[i], `latent ${i}`);
+      assert.ok(out.latents.some((v, i) => i % 8 >= 4 && Math.abs(v - encoded[i]) > 1e-3));
+    });
+  }
+
+  it('DDIM inversion through the encoder: generating from the inverted latents returns to the image\'s latents', async () => {
+    const image = { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape };
+    const target = await pipe.encode(image.data, 1, 48, 64, undefined);
+    const rms = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((acc, v, i) => acc + (v - b[i]) ** 2, 0) / a.length);
+    const roundTrip = async (steps: number, refine: number) => {
+      const inv = await pipe.invert({ image, prompt: 'a red apple', steps, refine });
+      assert.deepEqual(inv.shape, [4, 6, 8]);
+      const back = await pipe.generate({ prompt: 'a red apple', guidance: 1, steps, width: 64, height: 48, latents: inv.latents });
+      return rms(back.latents, target);
+    };
+    // Measured: plain inversion 0.33 at 10 steps, 0.16 at 25 (the latents' RMS is 0.16: this random
+    // U-Net is no denoiser); fixed-point refinement solves each step's implicit equation: 0.005
+    // with 4 refinements at 10 steps.
+    const [plain10, plain25, refined] = [await roundTrip(10, 0), await roundTrip(25, 0), await roundTrip(10, 4)];
+    assert.ok(plain25 < plain10 * 0.7, `plain inversion: ${plain10} at 10 steps, ${plain25} at 25`);
+    assert.ok(refined < 0.02, `refined: ${refined}`);
+    await assert.rejects(pipe.invert({ image, prompt: ['a', 'b'] }), /2 prompts for 1 images/);
+    await assert.rejects(pipe.generate({ prompt: 'x', width: 64, height: 48, latents: new Float32Array(5) }), /latents has 5 values, expected 192/);
+  });
+
   it('img2img: one image for several prompts, and bad input refused in one line', async () => {
     const image = { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape };
     const two = await pipe.img2img({ image, prompt: ['a red apple', 'a green pear'], steps: 4, strength: 0.5 });
@@ -150,7 +201,7 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     const each = path.join(tmp, 'cli-out', 'each');
     let r = await cli('sample', '--model', dir, '--prompt', 'a red apple|a green pear', '--count', '2', '--steps', '3', '--width', '32', '--height', '24', '--out', out, '--images', each);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /wrote .*grid\.png \(4 image\(s\) of 32x24, DDIMScheduler, 3 steps, guidance 7\.5, seed 0/);
+    assert.match(r.err, /wrote .*grid\.png \(4 image\(s\) of 32x24, text to image, DDIMScheduler, 3 steps, guidance 7\.5, seed 0/);
     const grid = await sharp(out).metadata();
     assert.deepEqual([grid.width, grid.height], [2 * 32 + 3 * 2, 2 * 24 + 3 * 2]);
     // The first file is the library's image for the same prompt and seed (count 2: its own noise draw).
@@ -164,6 +215,52 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     r = await cli('sample', '--model', dir, '--prompt', 'a red apple', '--scheduler', 'euler', '--steps', '2', '--width', '16', '--height', '16', '--out', out);
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /euler, 2 steps/);
+  });
+
+  it('diffuse img2img --model: the input at its size rounded down to a multiple of 8, the library\'s result', async () => {
+    const dir = tinyModel('cli-img2img');
+    const input = path.join(tmp, 'cli-img2img', 'in.png');
+    // 37x29: read as 32x24 (resized down to multiples of 8, as diffusers' image processor does).
+    await sharp({ create: { width: 37, height: 29, channels: 3, background: { r: 200, g: 90, b: 30 } } }).png().toFile(input);
+    const out = path.join(tmp, 'cli-img2img', 'out.png');
+    let r = await cli('img2img', '--model', dir, '--image', input, '--prompt', 'a red apple', '--strength', '0.5', '--steps', '4', '--out', out);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /wrote .*out\.png \(1 image\(s\) of 32x24, img2img, strength 0\.5, DDIMScheduler, 4 steps/);
+    // The grid of one image: the image inside a 2-pixel border.
+    const got = await sharp(out).extract({ left: 2, top: 2, width: 32, height: 24 }).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([got.info.width, got.info.height], [32, 24]);
+    const flat = Float32Array.from({ length: 3 * 24 * 32 }, (_, k) => [200, 90, 30][Math.floor(k / (24 * 32))] / 127.5 - 1);
+    const lib = await pipe.img2img({ image: { data: flat, count: 1, shape: [3, 24, 32] }, prompt: 'a red apple', strength: 0.5, steps: 4 });
+    const want = Array.from({ length: 32 * 24 * 3 }, (_, k) => Math.round(Math.min(1, Math.max(-1, lib.data[(k % 3) * 32 * 24 + Math.floor(k / 3)])) * 127.5 + 127.5));
+    assert.ok(want.every((v, k) => Math.abs(v - got.data[k]) <= 1));
+    r = await cli('img2img', '--model', dir, '--image', input, '--prompt', 'x', '--width', '16', '--out', out);
+    assert.match(r.err, /give both --width and --height, or neither/);
+    r = await cli('img2img', '--model', dir, '--image', input, '--prompt', 'x', '--strength', '0.1', '--steps', '5', '--out', out);
+    assert.match(r.err, /--strength 0\.1 with --steps 5 leaves no step to run/);
+  });
+
+  it('diffuse inpaint --model: the mask stretched to the image, white generated, the library\'s result', async () => {
+    const dir = tinyModel('cli-inpaint');
+    const input = path.join(tmp, 'cli-inpaint', 'in.png');
+    const maskFile = path.join(tmp, 'cli-inpaint', 'mask.png');
+    await sharp({ create: { width: 32, height: 24, channels: 3, background: { r: 40, g: 160, b: 220 } } }).png().toFile(input);
+    // A 16x12 mask, white on its right half: stretched to 32x24.
+    const m = Buffer.alloc(16 * 12, 0).map((_, k) => (k % 16 >= 8 ? 255 : 0));
+    await sharp(m, { raw: { width: 16, height: 12, channels: 1 } }).png().toFile(maskFile);
+    const out = path.join(tmp, 'cli-inpaint', 'out.png');
+    let r = await cli('inpaint', '--model', dir, '--image', input, '--mask', maskFile, '--prompt', 'a red apple', '--steps', '4', '--out', out);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /wrote .*out\.png \(1 image\(s\) of 32x24, inpaint, DDIMScheduler, 4 steps/);
+    const got = await sharp(out).extract({ left: 2, top: 2, width: 32, height: 24 }).raw().toBuffer({ resolveWithObject: true });
+    const flat = Float32Array.from({ length: 3 * 24 * 32 }, (_, k) => [40, 160, 220][Math.floor(k / (24 * 32))] / 127.5 - 1);
+    const mask = Float32Array.from({ length: 24 * 32 }, (_, k) => (k % 32 >= 16 ? 1 : 0));
+    const lib = await pipe.inpaint({ image: { data: flat, count: 1, shape: [3, 24, 32] }, mask: { data: mask, shape: [1, 24, 32] }, prompt: 'a red apple', steps: 4 });
+    const want = Array.from({ length: 32 * 24 * 3 }, (_, k) => Math.round(Math.min(1, Math.max(-1, lib.data[(k % 3) * 32 * 24 + Math.floor(k / 3)])) * 127.5 + 127.5));
+    assert.ok(want.every((v, k) => Math.abs(v - got.data[k]) <= 1));
+    r = await cli('inpaint', '--model', dir, '--image', input, '--mask', maskFile, '--prompt', 'x', '--jump-repeats', '2', '--out', out);
+    assert.match(r.err, /--jump-repeats applies to --run only/);
+    r = await cli('inpaint', '--run', dir, '--image', input, '--mask', maskFile, '--strength', '0.5', '--out', out);
+    assert.match(r.err, /--strength applies to --model only/);
   });
 
   it('diffuse sample --model refuses what it cannot do in one line', async () => {
