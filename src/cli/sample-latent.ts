@@ -1,11 +1,12 @@
 /**
  * `diffuse sample --model DIR` and `diffuse img2img --model DIR`: a Stable Diffusion folder of ONNX
- * components (src/latent). The run-only flags (--class, --key, --c2pa, --frames, --eta,
- * --clip-sample, --generator, ...) are refused by name rather than ignored.
+ * components (src/latent). What is written is signed with content credentials as for a run
+ * (--c2pa). The run-only flags (--class, --key, --frames, --eta, --clip-sample, --generator, ...)
+ * are refused by name rather than ignored.
  */
 import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
-import { LatentImageBatch, StableDiffusionPipeline } from '../latent/index.js';
+import { LatentImageBatch, LatentStepInfo, StableDiffusionPipeline } from '../latent/index.js';
 import { saveGrid } from '../pipelines/index.js';
 import { readSchedulerConfig } from '../samplers/from-config.js';
 import { SCHEDULER_NAMES, SchedulerName, makeScheduler } from '../samplers/registry.js';
@@ -14,6 +15,8 @@ import type { TimestepSpacing } from '../samplers/common.js';
 import type { FlagValues } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
+import { conditionRecord, openCredentials, runName, signFiles } from './credentials.js';
+import type { GenerationRecord, SigningCredentials } from '../provenance/index.js';
 
 /** Flags that only a Diffuse run honours (with the value they have when not given). */
 const RUN_ONLY: [string, unknown][] = [
@@ -21,9 +24,6 @@ const RUN_ONLY: [string, unknown][] = [
   ['class', undefined],
   ['key', undefined],
   ['payload', '0'],
-  ['c2pa', undefined],
-  ['c2pa-key', undefined],
-  ['c2pa-cert', undefined],
   ['frames', undefined],
   ['frame-count', '10'],
   ['compare', undefined],
@@ -38,6 +38,7 @@ const RUN_ONLY: [string, unknown][] = [
 
 interface LatentArgs {
   dir: string;
+  credentials?: SigningCredentials;
   /** Every image's prompt: each of --prompt's, --count times. */
   prompts: string[];
   count: number;
@@ -68,8 +69,10 @@ async function latentArgs(v: FlagValues): Promise<LatentArgs> {
   const spacing = v.spacing === undefined || v.spacing === 'auto' ? undefined : oneOf(v, 'spacing', ['leading', 'trailing', 'linspace'] as const, 'leading');
   if (!named && (v.karras || spacing)) throw new UsageError("--karras and --spacing apply with --scheduler NAME (the folder's scheduler is used as it is configured)");
   for (const file of [out, each && path.join(each, '0000.png')]) if (file) await ensureWritable(file);
+  const credentials = await openCredentials(v, (msg) => process.stderr.write(`${msg}\n`));
   return {
     dir: String(v.model),
+    ...(credentials ? { credentials } : {}),
     prompts,
     count,
     ...(v['negative-prompt'] !== undefined ? { negative: String(v['negative-prompt']) } : {}),
@@ -96,17 +99,25 @@ function chooseScheduler(a: LatentArgs, pipe: StableDiffusionPipeline, karras: b
 }
 
 /** Loads the model, runs `work` with a progress line, writes the grid (one row per prompt) and each image. */
-async function runLatent(a: LatentArgs, v: FlagValues, what: string, work: (pipe: StableDiffusionPipeline, scheduler: Scheduler, onStep: (i: number, total: number, t: number) => void) => Promise<LatentImageBatch>): Promise<void> {
+async function runLatent(
+  a: LatentArgs,
+  v: FlagValues,
+  what: string,
+  work: (pipe: StableDiffusionPipeline, scheduler: Scheduler, onStep: (info: LatentStepInfo) => void) => Promise<LatentImageBatch>,
+  edit?: { operation: 'img2img' | 'inpaint'; strength: number; input: string },
+): Promise<void> {
   const pipe = await StableDiffusionPipeline.fromPretrained(a.dir, { device: a.device });
   const bar = new ProgressLine();
   const started = Date.now();
   let images: LatentImageBatch;
   let name: string;
+  let modelHash = '';
   try {
     for (const note of pipe.notes) bar.say(`note: ${note}`);
     const chosen = chooseScheduler(a, pipe, Boolean(v.karras));
     name = chosen.name;
-    images = await work(pipe, chosen.scheduler, (i, total, t) => bar.update(`${what}, ${name} step ${i + 1}/${total} (t = ${+t.toFixed(2)}), ${a.prompts.length} image(s) | ${((Date.now() - started) / 1000).toFixed(1)} s`));
+    if (a.credentials) modelHash = await pipe.modelHash();
+    images = await work(pipe, chosen.scheduler, ({ index, total, timestep }) => bar.update(`${what}, ${name} step ${index + 1}/${total} (t = ${+timestep.toFixed(2)}), ${a.prompts.length} image(s) | ${((Date.now() - started) / 1000).toFixed(1)} s`));
   } finally {
     bar.done();
     await pipe.release();
@@ -114,13 +125,33 @@ async function runLatent(a: LatentArgs, v: FlagValues, what: string, work: (pipe
   for (const p of new Set(a.prompts)) for (const w of pipe.tokenizer.warnings(p)) bar.say(`note: "${p.slice(0, 40)}": ${w}`);
   await saveGrid(images, a.out, { cols: a.count, scale: 1 });
   bar.say(`wrote ${a.out} (${images.count} image(s) of ${images.shape[2]}x${images.shape[1]}, ${what}, ${name}, ${a.steps} steps, guidance ${a.guidance}, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  const eachFiles: string[] = [];
   if (a.each) {
     const per = images.data.length / images.count;
     const digits = Math.max(4, String(images.count - 1).length);
     for (let k = 0; k < images.count; k++) {
-      await saveGrid({ data: images.data.subarray(k * per, (k + 1) * per), count: 1, shape: images.shape }, path.join(a.each, `${String(k).padStart(digits, '0')}.png`), { scale: 1, pad: 0 });
+      eachFiles.push(path.join(a.each, `${String(k).padStart(digits, '0')}.png`));
+      await saveGrid({ data: images.data.subarray(k * per, (k + 1) * per), count: 1, shape: images.shape }, eachFiles[k], { scale: 1, pad: 0 });
     }
     bar.say(`wrote ${images.count} images to ${a.each}/`);
+  }
+  if (a.credentials) {
+    // The record names the model folder (not its path) and the U-Net's hash; never a key.
+    const record = (k: number | 'grid'): GenerationRecord => ({
+      operation: edit?.operation ?? 'generate',
+      run: runName(a.dir),
+      modelHash,
+      scheduler: name,
+      steps: a.steps,
+      seed: a.seed,
+      ...conditionRecord({ prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance }, k),
+      ...(edit ? { strength: edit.strength } : {}),
+      index: k,
+    });
+    const ingredient = edit ? { title: path.basename(edit.input), format: /\.jpe?g$/i.test(edit.input) ? 'image/jpeg' : 'image/png' } : undefined;
+    const added = await signFiles([a.out], a.credentials, () => record('grid'), ingredient);
+    await signFiles(eachFiles, a.credentials, (_, k) => record(k), ingredient);
+    bar.say(`signed ${1 + eachFiles.length} PNG file(s) with content credentials (${added} bytes added to ${a.out})`);
   }
 }
 
@@ -148,8 +179,13 @@ async function editImage(v: FlagValues, a: LatentArgs, strength: number): Promis
 export async function img2imgLatent(v: FlagValues, strength: number): Promise<void> {
   const a = await latentArgs(v);
   const read = await editImage(v, a, strength);
-  await runLatent(a, v, `img2img, strength ${strength}`, (pipe, scheduler, onStep) =>
-    pipe.img2img({ image: { data: read.data, count: 1, shape: read.shape }, prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance, steps: a.steps, seed: a.seed, strength, scheduler, onStep }),
+  await runLatent(
+    a,
+    v,
+    `img2img, strength ${strength}`,
+    (pipe, scheduler, onStep) =>
+      pipe.img2img({ image: { data: read.data, count: 1, shape: read.shape }, prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance, steps: a.steps, seed: a.seed, strength, scheduler, onStep }),
+    { operation: 'img2img', strength, input: String(v.image) },
   );
 }
 
@@ -172,5 +208,6 @@ export async function inpaintLatent(v: FlagValues, strength: number): Promise<vo
       scheduler,
       onStep,
     }),
+    { operation: 'inpaint', strength, input: String(v.image) },
   );
 }

@@ -19,7 +19,8 @@
  * inpaint keeps the unmasked part of the latent grid on the encoded image's noised path.
  * test/fixtures/tiny-sd holds a tiny model in exactly this layout and reference runs.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { TorchGenerator } from '../diffusion/index.js';
 import type { Device, OrtModule } from '../engine/index.js';
@@ -27,6 +28,7 @@ import { f32 } from '../samplers/common.js';
 import { DDIMScheduler } from '../samplers/ddim.js';
 import { parsePythonJson, readSchedulerConfig, schedulerFromConfig } from '../samplers/from-config.js';
 import { invertDDIM } from '../pipelines/invert.js';
+import type { StepInfo } from '../pipelines/sampling-pipeline.js';
 import type { Scheduler } from '../samplers/scheduler.js';
 import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
 import { OnnxComponent } from './onnx-component.js';
@@ -59,9 +61,15 @@ export interface LatentGenerateOptions {
   scheduler?: Scheduler;
   /** Start from these latents x_T (unit variance, [count, 4, h, w]; scaled by the scheduler's initial sigma) instead of drawing them: an inverted image's. */
   latents?: Float32Array;
-  /** After each step: its index, the number of steps, the timestep. */
-  onStep?: (i: number, total: number, t: number) => void | Promise<void>;
+  /** After each step: its index, the number of steps and the timestep (the fields of SamplingPipeline's StepInfo). */
+  onStep?: (info: LatentStepInfo) => void | Promise<void>;
 }
+
+/** What `onStep` is told: the same names as SamplingPipeline's StepInfo, with the latents. */
+export type LatentStepInfo = Pick<StepInfo, 'index' | 'total' | 'timestep'> & {
+  /** The batch's latents after the step. */
+  latents: Float32Array;
+};
 
 export interface LatentInvertOptions {
   /** The images to invert: NCHW in [-1, 1], sides multiples of the autoencoder's factor. */
@@ -75,7 +83,7 @@ export interface LatentInvertOptions {
   steps?: number;
   /** Fixed-point refinements per step (default 0; see invertDDIM). */
   refine?: number;
-  onStep?: (i: number, total: number, t: number) => void | Promise<void>;
+  onStep?: (info: LatentStepInfo) => void | Promise<void>;
 }
 
 export interface LatentImg2ImgOptions extends Omit<LatentGenerateOptions, 'width' | 'height'> {
@@ -183,6 +191,22 @@ export class StableDiffusionPipeline {
     }
   }
 
+  /**
+   * SHA-256 of the U-Net's files (unet/model.onnx and any external weights beside it, in name
+   * order): which exact model this is, for content credentials. Read in a stream: a Stable
+   * Diffusion U-Net is 3.4 GB in float32.
+   */
+  async modelHash(): Promise<string> {
+    const dir = path.join(this.dir, 'unet');
+    const hash = createHash('sha256');
+    for (const name of readdirSync(dir).filter((f) => f !== 'config.json').sort()) {
+      const file = path.join(dir, name);
+      if (!statSync(file).isFile()) continue;
+      for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    }
+    return hash.digest('hex');
+  }
+
   /** The folder's scheduler, new (schedulers keep state between steps). */
   makeScheduler(overrides: Record<string, unknown> = {}): Scheduler {
     return schedulerFromConfig(this.schedulerConfig, path.join(this.dir, 'scheduler', 'scheduler_config.json'), overrides);
@@ -285,7 +309,7 @@ export class StableDiffusionPipeline {
       steps,
       refine: o.refine,
       denoise: (x, t) => this.predict(x, t, states, dims, count, guidance, h, w),
-      onStep: (i, t, _x, _x0, total) => o.onStep?.(i, total, t),
+      onStep: (index, timestep, x, _x0, total) => o.onStep?.({ index, total, timestep, latents: x }),
     });
     return { latents, count, shape: [this.latentChannels, h, w] };
   }
@@ -387,7 +411,7 @@ export class StableDiffusionPipeline {
       const eps = await this.predict(scheduler.scaleModelInput(latents, t), t, states, dims, n, guidance, h, w);
       latents = scheduler.step(eps, t, latents, { generator, batch: n }).prevSample;
       if (o.afterStep) latents = o.afterStep(latents, i);
-      await o.onStep?.(i, timesteps.length, t);
+      await o.onStep?.({ index: i, total: timesteps.length, timestep: t, latents });
     }
     return latents;
   }

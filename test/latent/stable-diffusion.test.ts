@@ -74,7 +74,7 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
   for (const c of expected.cases) {
     it(`generates the reference's latents and image: "${c.prompt}", negative "${c.negativePrompt}", guidance ${c.guidance}`, async () => {
       const steps: number[] = [];
-      const out = await pipe.generate({ prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, seed: c.seed, width: c.width, height: c.height, onStep: (_i, _n, t) => void steps.push(t) });
+      const out = await pipe.generate({ prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, seed: c.seed, width: c.width, height: c.height, onStep: ({ timestep }) => void steps.push(timestep) });
       assert.deepEqual(steps, c.timesteps);
       assert.deepEqual(out.shape, [3, c.height, c.width]);
       // The same arithmetic in float32; ONNX Runtime's kernels are the same library on both sides.
@@ -89,7 +89,7 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     it(`img2img gives the reference's latents and image: "${c.prompt}", strength ${c.strength}, ${c.steps} steps, guidance ${c.guidance}`, async () => {
       const steps: number[] = [];
       const image = { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape };
-      const out = await pipe.img2img({ image, prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, strength: c.strength, seed: c.seed, onStep: (_i, _n, t) => void steps.push(t) });
+      const out = await pipe.img2img({ image, prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, strength: c.strength, seed: c.seed, onStep: ({ timestep }) => void steps.push(timestep) });
       assert.deepEqual(steps, c.timesteps);
       assert.deepEqual(out.shape, expected.img2img.shape);
       const dl = maxDiff(out.latents, floats(c.latents));
@@ -104,7 +104,7 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
       const steps: number[] = [];
       const image = { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape };
       const mask = { data: floats(expected.inpaint.mask), shape: [1, 48, 64] as const };
-      const out = await pipe.inpaint({ image, mask, prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, strength: c.strength, seed: c.seed, onStep: (_i, _n, t) => void steps.push(t) });
+      const out = await pipe.inpaint({ image, mask, prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, strength: c.strength, seed: c.seed, onStep: ({ timestep }) => void steps.push(timestep) });
       assert.deepEqual(steps, c.timesteps);
       const dl = maxDiff(out.latents, floats(c.latents));
       const di = maxDiff(out.data, floats(c.image));
@@ -277,10 +277,44 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
       const r = await cli('sample', '--model', dir, '--prompt', 'x', '--steps', '1', '--out', path.join(tmp, 'e.png'), ...extra);
       assert.equal(r.code, 1, extra.join(' '));
       assert.match(r.err, re);
-      assert.equal(r.err.trim().split('\n').length, 1, r.err);
+      // One line for the error (after, at most, the note that the images would be unsigned); no stack.
+      const lines = r.err.trim().split('\n').filter((l) => l.trim() && !/^note: the images are unsigned/.test(l));
+      assert.equal(lines.length, 1, r.err);
     }
     const r = await cli('sample', '--model', dir, '--out', path.join(tmp, 'e.png'));
     assert.match(r.err, /--model needs --prompt/);
+  });
+
+  it('signs what --model writes with content credentials, which inspect reads back as declared AI-generated', async () => {
+    const dir = tinyModel('cli-c2pa');
+    const c2pa = path.join(tmp, 'c2pa-chain');
+    let r = await cli('keygen', '--c2pa', '--out', c2pa, '--name', 'Test Lab');
+    assert.equal(r.code, 0, r.err);
+    const out = path.join(tmp, 'signed', 'grid.png');
+    const each = path.join(tmp, 'signed', 'each');
+    r = await cli('sample', '--model', dir, '--prompt', 'a red apple', '--count', '2', '--steps', '2', '--width', '16', '--height', '16', '--out', out, '--images', each, '--c2pa', c2pa);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /signed 3 PNG file\(s\) with content credentials/);
+    r = await cli('inspect', path.join(each, '0001.png'), '--trust', path.join(c2pa, 'c2pa-root.pem'), '--json', '--metadata-only');
+    assert.equal(r.code, 0, r.err);
+    const report = JSON.parse(r.out.trim()) as { credentials: { state: string; claims?: { diffuse?: Record<string, unknown> } }; verdict: { restsOn: string; summary: string } };
+    assert.equal(report.credentials.state, 'trusted');
+    assert.equal(report.verdict.restsOn, 'credentials');
+    assert.match(report.verdict.summary, /^declared AI-GENERATED \(trainedAlgorithmicMedia\) by Diffuse/);
+    const record = report.credentials.claims?.diffuse ?? {};
+    assert.equal(record.run, 'cli-c2pa');
+    assert.equal(record.prompt, 'a red apple');
+    assert.equal(record.index, 1);
+    assert.equal(record.modelHash, await pipe.modelHash());
+    assert.match(String(record.modelHash), /^[0-9a-f]{64}$/);
+    const input = path.join(tmp, 'signed', 'in.png');
+    await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 9, g: 99, b: 199 } } }).png().toFile(input);
+    r = await cli('img2img', '--model', dir, '--image', input, '--prompt', 'x', '--steps', '2', '--strength', '0.5', '--out', path.join(tmp, 'signed', 'edit.png'), '--c2pa', c2pa);
+    assert.equal(r.code, 0, r.err);
+    r = await cli('inspect', path.join(tmp, 'signed', 'edit.png'), '--trust', path.join(c2pa, 'c2pa-root.pem'), '--json', '--metadata-only');
+    const edited = JSON.parse(r.out.trim()) as { credentials: { claims?: { diffuse?: Record<string, unknown>; ingredients?: { title?: string }[] } } };
+    assert.equal(edited.credentials.claims?.diffuse?.operation, 'img2img');
+    assert.equal(edited.credentials.claims?.diffuse?.strength, 0.5);
   });
 
   it('refuses folders it cannot run, naming the file', async () => {
