@@ -31,7 +31,7 @@ export class OnnxComponent {
   ) {}
 
   /** Opens `file`, checking that it is a regular file with the named inputs and outputs. */
-  static async open(file: string, need: { inputs: string[]; outputs: string[] }, o: { device?: Device; ort?: OrtModule } = {}): Promise<OnnxComponent> {
+  static async open(file: string, need: { inputs: string[]; outputs: string[] }, o: { device?: Device; ort?: OrtModule; cpuMemArena?: boolean } = {}): Promise<OnnxComponent> {
     let st;
     try {
       st = await stat(file);
@@ -43,7 +43,7 @@ export class OnnxComponent {
     let session: Ort.InferenceSession;
     try {
       // By path, so that ONNX Runtime also finds a large model's external weights beside it.
-      session = await ort.InferenceSession.create(file, { executionProviders: o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'], logSeverityLevel: 3 });
+      session = await ort.InferenceSession.create(file, { executionProviders: o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'], logSeverityLevel: 3, ...(o.cpuMemArena === false ? { enableCpuMemArena: false } : {}) });
     } catch (e) {
       throw new Error(`${file}: ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`);
     }

@@ -109,6 +109,11 @@ export interface LatentInpaintOptions extends LatentImg2ImgOptions {
 export interface LatentPipelineOptions {
   device?: Device;
   ort?: OrtModule;
+  /**
+   * ONNX Runtime's CPU memory arena (default on). Off, an SD 1.5 U-Net step at 512x512 peaked at
+   * 6.1 GB instead of 7.9 GB, for a slightly slower step (docs/BENCHMARKS.md, "Stable Diffusion U-Net").
+   */
+  cpuMemArena?: boolean;
 }
 
 /** The pipeline classes whose folders this reads (a single CLIP text encoder, a 4-channel U-Net). */
