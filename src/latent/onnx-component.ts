@@ -2,11 +2,13 @@
  * One network of a model folder (`unet/model.onnx`, ...) in an ONNX Runtime session, fed by input
  * name: each input is given in the dtype and rank the file declares, because exports differ
  * (Optimum today: int64 input_ids and a float32 scalar timestep; diffusers' old ONNX script and
- * early Optimum: int32 input_ids and an int64 timestep of shape [1]).
+ * early Optimum: int32 input_ids and an int64 timestep of shape [1]; `--dtype fp16` exports: float16
+ * inputs and outputs). Float values stay float32 outside the network: a float16 input is
+ * rounded to half precision (ties to even) on the way in, a float16 output widened on the way out.
  */
 import { stat } from 'node:fs/promises';
 import type * as Ort from 'onnxruntime-common';
-import { defaultOrt } from '../engine/index.js';
+import { defaultOrt, float32ToHalf, halfToFloat32 } from '../engine/index.js';
 import type { Device, OrtModule } from '../engine/index.js';
 
 /** An input value before conversion: floats, or integers given as numbers. */
@@ -91,8 +93,9 @@ export class OnnxComponent {
     const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
     for (const name of outputs) {
       const t = out[name];
-      if (t.type !== 'float32') throw new Error(`${this.file}: output '${name}' is ${t.type}; float32 outputs only (a float16 export is not supported yet)`);
-      result[name] = { data: t.data as Float32Array, dims: t.dims };
+      if (t.type === 'float16') result[name] = { data: halfToFloat32(t.data as Uint16Array, 'F16'), dims: t.dims };
+      else if (t.type === 'float32') result[name] = { data: t.data as Float32Array, dims: t.dims };
+      else throw new Error(`${this.file}: output '${name}' is ${t.type}; float32 and float16 outputs only`);
     }
     return result;
   }
@@ -101,12 +104,14 @@ export class OnnxComponent {
     switch (type) {
       case 'float32':
         return new this.ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), dims);
+      case 'float16':
+        return new this.ort.Tensor('float16', float32ToHalf(data instanceof Float32Array ? data : Float32Array.from(data)), dims);
       case 'int64':
         return new this.ort.Tensor('int64', BigInt64Array.from(Array.from(data, (x) => BigInt(Math.round(x)))), dims);
       case 'int32':
         return new this.ort.Tensor('int32', Int32Array.from(data, (x) => Math.round(x)), dims);
       default:
-        throw new Error(`${this.file}: input '${name}' is ${type}; float32, int64 and int32 inputs only (a float16 export is not supported yet)`);
+        throw new Error(`${this.file}: input '${name}' is ${type}; float32, float16, int64 and int32 inputs only`);
     }
   }
 

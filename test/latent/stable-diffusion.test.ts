@@ -18,6 +18,7 @@ const expected = JSON.parse(readFileSync(path.join(fixtures, 'tiny-sd', 'expecte
   cases: { prompt: string; negativePrompt: string; guidance: number; steps: number; seed: number; height: number; width: number; timesteps: number[]; latents: string; image: string }[];
   img2img: { source: string; shape: [number, number, number]; cases: EditCase[] };
   inpaint: { mask: string; cases: EditCase[] };
+  fp16: { cases: { prompt: string; negativePrompt: string; guidance: number; steps: number; seed: number; timesteps: number[]; latents: string; image: string }[]; img2img: EditCase };
 };
 interface EditCase {
   prompt: string;
@@ -315,6 +316,29 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     const edited = JSON.parse(r.out.trim()) as { credentials: { claims?: { diffuse?: Record<string, unknown>; ingredients?: { title?: string }[] } } };
     assert.equal(edited.credentials.claims?.diffuse?.operation, 'img2img');
     assert.equal(edited.credentials.claims?.diffuse?.strength, 0.5);
+  });
+
+  it('runs float16 exports (float16 weights, inputs and outputs; latents and scheduler in float32) as the reference does', async () => {
+    const fp16 = path.join(fixtures, 'tiny-sd', 'fp16');
+    const parts = ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'];
+    const dir = tinyModel('fp16', Object.fromEntries(parts.map((p) => [`${p}/model.onnx`, readFileSync(path.join(fp16, p, 'model.onnx'))])));
+    const half = await StableDiffusionPipeline.fromPretrained(dir);
+    try {
+      const c = expected.fp16.cases[0];
+      const out = await half.generate({ prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, seed: c.seed });
+      const [dl, di] = [maxDiff(out.latents, floats(c.latents)), maxDiff(out.data, floats(c.image))];
+      if (process.env.DIFFUSE_VERBOSE) console.log(`fp16: latents differ by ${dl}, image by ${di}`);
+      assert.ok(dl < 1e-3 && di < 1e-3, `latents differ by ${dl}, image by ${di}`);
+      // Half precision shows: the float32 model's image differs by more than the conversions' error.
+      assert.ok(maxDiff(out.data, floats(expected.cases[0].image)) > 1e-4);
+      const e = expected.fp16.img2img;
+      const edited = await half.img2img({ image: { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape }, prompt: e.prompt, guidance: e.guidance, steps: e.steps, strength: e.strength, seed: e.seed });
+      const de = maxDiff(edited.data, floats(e.image));
+      if (process.env.DIFFUSE_VERBOSE) console.log(`fp16 img2img: image differs by ${de}`);
+      assert.ok(de < 1e-3, `img2img differs by ${de}`);
+    } finally {
+      await half.release();
+    }
   });
 
   it('refuses folders it cannot run, naming the file', async () => {
