@@ -9,7 +9,7 @@ import { ensureWritable, readImage } from '../data/index.js';
 import { LatentImageBatch, LatentStepInfo, StableDiffusionPipeline } from '../latent/index.js';
 import { saveGrid } from '../pipelines/index.js';
 import { readSchedulerConfig } from '../samplers/from-config.js';
-import { SCHEDULER_NAMES, SchedulerName, makeScheduler } from '../samplers/registry.js';
+import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
 import type { Scheduler } from '../samplers/scheduler.js';
 import type { TimestepSpacing } from '../samplers/common.js';
 import type { FlagValues } from './flags.js';
@@ -89,13 +89,8 @@ async function latentArgs(v: FlagValues): Promise<LatentArgs> {
 
 /** The folder's scheduler, or the one --scheduler names on the folder's noise schedule. */
 function chooseScheduler(a: LatentArgs, pipe: StableDiffusionPipeline, karras: boolean): { scheduler: Scheduler; name: string } {
-  const folder = readSchedulerConfig(pipe.schedulerConfig);
-  if (!a.named) return { scheduler: pipe.makeScheduler(), name: folder.className };
-  const { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, setAlphaToOne } = folder.config;
-  const alphaToOne = (a.named === 'ddim' || a.named === 'pndm') && setAlphaToOne !== undefined ? { setAlphaToOne } : {};
-  // Latents are not images: no clipping, no thresholding to [-1, 1].
-  const base = { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, clipSample: false, ...alphaToOne, ...(a.spacing ? { timestepSpacing: a.spacing } : {}) };
-  return { scheduler: makeScheduler(a.named, base, { karras, thresholding: false }), name: a.named };
+  if (!a.named) return { scheduler: pipe.makeScheduler(), name: readSchedulerConfig(pipe.schedulerConfig).className };
+  return { scheduler: pipe.schedulerNamed(a.named, { spacing: a.spacing, karras }), name: a.named };
 }
 
 /** Loads the model, runs `work` with a progress line, writes the grid (one row per prompt) and each image. */

@@ -25,10 +25,12 @@ import * as path from 'node:path';
 import { TorchGenerator } from '../diffusion/index.js';
 import type { Device, OrtModule } from '../engine/index.js';
 import { f32 } from '../samplers/common.js';
-import { DDIMScheduler } from '../samplers/ddim.js';
+import type { DDIMScheduler } from '../samplers/ddim.js';
+import type { TimestepSpacing } from '../samplers/common.js';
+import { SchedulerName, makeScheduler } from '../samplers/registry.js';
 import { parsePythonJson, readSchedulerConfig, schedulerFromConfig } from '../samplers/from-config.js';
 import { invertDDIM } from '../pipelines/invert.js';
-import type { StepInfo } from '../pipelines/sampling-pipeline.js';
+import { StepInfo, repeatPlane } from '../pipelines/sampling-pipeline.js';
 import type { Scheduler } from '../samplers/scheduler.js';
 import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
 import { OnnxComponent } from './onnx-component.js';
@@ -217,6 +219,18 @@ export class StableDiffusionPipeline {
     return schedulerFromConfig(this.schedulerConfig, path.join(this.dir, 'scheduler', 'scheduler_config.json'), overrides);
   }
 
+  /**
+   * A scheduler of another kind (a `--scheduler` name) on the folder's noise schedule: its betas,
+   * prediction type and steps offset, set_alpha_to_one for the classes that take it, and neither
+   * clipping nor thresholding (latents are not images in [-1, 1]).
+   */
+  schedulerNamed(name: SchedulerName, o: { spacing?: TimestepSpacing; karras?: boolean } = {}): Scheduler {
+    const { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, setAlphaToOne } = readSchedulerConfig(this.schedulerConfig).config;
+    const alphaToOne = (name === 'ddim' || name === 'pndm') && typeof setAlphaToOne === 'boolean' ? { setAlphaToOne } : {};
+    const base = { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, clipSample: false, ...alphaToOne, ...(o.spacing ? { timestepSpacing: o.spacing } : {}) };
+    return makeScheduler(name, base, { karras: Boolean(o.karras), thresholding: false });
+  }
+
   /** The text encoder's states for prompts: [n, 77, D] (padded and cut as diffusers' pipelines tokenize). */
   async encodePrompts(prompts: readonly string[]): Promise<{ states: Float32Array; dims: readonly number[] }> {
     const ids = this.tokenizer.encodeBatch(prompts);
@@ -280,7 +294,7 @@ export class StableDiffusionPipeline {
     scheduler.setBeginIndex(beginIndex);
     const generator = new TorchGenerator(o.seed ?? 0);
     const once = await this.encode(o.image.data, o.image.count, height, width, generator);
-    const imageLatents = o.image.count === n ? once : repeat(once, n);
+    const imageLatents = o.image.count === n ? once : repeatPlane(once, n);
     const noise = generator.randn(imageLatents.length);
     return { prompts, negatives, guidance, strength, height, width, n, h: height / this.vaeScale, w: width / this.vaeScale, scheduler, beginIndex, generator, imageLatents, noise };
   }
@@ -302,9 +316,7 @@ export class StableDiffusionPipeline {
     const h = height / this.vaeScale;
     const w = width / this.vaeScale;
     const latents0 = await this.encode(o.image.data, count, height, width, undefined);
-    const folder = readSchedulerConfig(this.schedulerConfig).config;
-    const { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, setAlphaToOne } = folder;
-    const scheduler = new DDIMScheduler({ numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, stepsOffset, clipSample: false, ...(typeof setAlphaToOne === 'boolean' ? { setAlphaToOne } : {}) });
+    const scheduler = this.schedulerNamed('ddim') as DDIMScheduler;
     const cfg = guidance > 1;
     const { states, dims } = await this.encodePrompts(cfg ? [...negatives, ...prompts] : prompts);
     const latents = await invertDDIM({
@@ -498,11 +510,4 @@ export class StableDiffusionPipeline {
     const encoder = await this.vaeEncoder?.catch(() => undefined);
     await Promise.all([this.textEncoder.release(), this.unet.release(), this.vaeDecoder.release(), encoder?.release()]);
   }
-}
-
-/** `data` (one image's values) repeated `n` times. */
-function repeat(data: Float32Array, n: number): Float32Array {
-  const out = new Float32Array(n * data.length);
-  for (let k = 0; k < n; k++) out.set(data, k * data.length);
-  return out;
 }
