@@ -137,6 +137,10 @@ export const erf = unary('erf', simple('Erf'), (y, g) => {
   const x = y.inputs[0];
   return [mul(g, mul(exp(neg(mul(x, x))), 2 / Math.sqrt(Math.PI)))];
 });
+/** The sign of x: -1, 0 or 1 (not differentiated: its derivative is 0 almost everywhere). */
+export const sign = unary('sign', simple('Sign'));
+/** |x|, with the subgradient sign(x) (0 at 0, as PyTorch's). */
+export const abs = unary('abs', simple('Abs'), (y, g) => [mul(g, sign(y.inputs[0]))]);
 /** SiLU (swish): x * sigmoid(x). */
 export const silu = unary(
   'silu',

@@ -3,3 +3,4 @@ export * from './layers.js';
 export * from './attention.js';
 export * from './unet.js';
 export * from './presets.js';
+export * from './autoencoder.js';

@@ -21,6 +21,7 @@ describe('gradients against central finite differences (float64)', () => {
     tanh: { shapes: [[6]], f: E.tanh },
     sigmoid: { shapes: [[6]], f: E.sigmoid },
     silu: { shapes: [[2, 8]], f: E.silu },
+    abs: { shapes: [[2, 8]], f: E.abs },
     sum_axes: { shapes: [[2, 3, 4]], f: (x) => E.sum(x, [0, 2]) },
     sum_keepdims: { shapes: [[2, 3, 4]], f: (x) => E.sum(x, [1], true) },
     mean: { shapes: [[3, 5]], f: (x) => E.mean(x, [1]) },
