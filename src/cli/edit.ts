@@ -8,6 +8,7 @@ import { divergedFraction } from '../eval/evaluate.js';
 import { gaussianShading } from '../forensics/index.js';
 import { DiffusionPipeline, ImageBatch, InitialNoiseSource, SamplingOptions, repeatPlane, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
+import { runImageShape } from '../run/autoencoder.js';
 import type { RunConfig } from '../run/config.js';
 import type { Command, Flag, FlagValues } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
@@ -72,8 +73,8 @@ async function setup(v: FlagValues): Promise<EditSetup> {
   for (const [flag, file] of [['out', out], ['compare', compare]] as const) {
     if (file !== undefined && !/\.png$/i.test(file)) throw new UsageError(`--${flag} must be a .png file, got '${file}'`);
   }
-  const m = config.model;
-  const read = await readImage(String(v.image), { channels: m.inChannels as 1 | 3, size: m.imageSize, resize: Boolean(v.resize) });
+  const [channels, size] = runImageShape(runDir, config);
+  const read = await readImage(String(v.image), { channels: channels as 1 | 3, size, resize: Boolean(v.resize) });
   const { condition } = conditionFlags(v, config, count, say, { classRows: false });
   // Refuse an output path that cannot be written before the work, not after it.
   for (const file of [out, compare]) if (file) await ensureWritable(file);

@@ -152,6 +152,7 @@ export const commandDetector: Command = {
     const runDir = String(v.run);
     const config = readRunConfig(runDir);
     const count = num(v, 'count', { int: true, min: 50 }) as number;
+    if (config.latent) throw new UsageError(`${runDir} is a latent run; the synthetic-image detector is calibrated on pixel-space runs only for now`);
     const m = config.model;
     const shape: [number, number, number] = [m.inChannels, m.imageSize, m.imageSize];
     const per = shape[0] * shape[1] * shape[2];

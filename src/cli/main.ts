@@ -20,12 +20,14 @@ import { commandNoise, commandSchedule } from './pictures.js';
 import { commandSample } from './sample.js';
 import { commandStudio } from './studio.js';
 import { commandTrain } from './train.js';
+import { commandTrainVae } from './train-vae.js';
 import { commandExport } from './export.js';
 import { commandDetector, commandInspect } from './inspect.js';
 import { commandKeygen, commandWatermark } from './watermark.js';
 
 const COMMANDS: Record<string, Command> = {
   train: commandTrain,
+  'train-vae': commandTrainVae,
   sample: commandSample,
   img2img: commandImg2Img,
   inpaint: commandInpaint,

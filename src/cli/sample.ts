@@ -4,6 +4,7 @@ import { gaussianShading } from '../forensics/index.js';
 import { divergedFraction } from '../eval/evaluate.js';
 import { DiffusionPipeline, ImageBatch, saveFrames, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
+import { runImageShape } from '../run/autoencoder.js';
 import type { GenerationRecord } from '../provenance/index.js';
 import { CREDENTIAL_FLAGS, conditionRecord, openCredentials, runName, signFiles } from './credentials.js';
 import type { Command } from './flags.js';
@@ -48,7 +49,7 @@ export const commandSample: Command = {
     const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(flags, config);
     const count = num(v, 'count', { int: true, min: 1 }) ?? 64;
     // One grid holds every image in memory (float32): refuse what cannot fit before any work.
-    const perImage = config.model.inChannels * config.model.imageSize * config.model.imageSize * 4;
+    const perImage = runImageShape(runDir, config).reduce((a, b) => a * b, 4);
     const MAX_GRID_BYTES = 2 ** 31;
     if (count * perImage > MAX_GRID_BYTES) {
       throw new UsageError(`--count ${count}: the grid would hold ${(count * perImage / 2 ** 30).toFixed(count * perImage > 2 ** 36 ? 0 : 1)} GiB of images; at most ${Math.floor(MAX_GRID_BYTES / perImage)} images of this model fit in one run (run several with different --seed)`);
@@ -73,6 +74,8 @@ export const commandSample: Command = {
     const pipe = await DiffusionPipeline.fromRun(runDir, { device });
     const shape = pipe.imageShape;
     const per = shape.reduce((a, b) => a * b, 1);
+    // onStep's samples are what the denoiser sees: a latent run's latents (decoded below).
+    const latentPer = pipe.latentShape.reduce((a, b) => a * b, 1);
     // Frames: the first images' x_t just after the first step (close to the initial noise) and at evenly spaced evaluations.
     const showN = Math.min(count, 8);
     const snapshots: ImageBatch[] = [];
@@ -96,11 +99,12 @@ export const commandSample: Command = {
         onStep: ({ index, total, timestep, sample, offset, batchCount }) => {
           if (frames && offset === 0) {
             keepAt ??= new Set([0, ...Array.from({ length: frameCount - 1 }, (_, k) => Math.round(((k + 1) * (total - 1)) / (frameCount - 1)))]);
-            if (keepAt.has(index)) snapshots.push({ data: sample.slice(0, showN * per), count: showN, shape });
+            if (keepAt.has(index)) snapshots.push({ data: sample.slice(0, showN * latentPer), count: showN, shape: pipe.latentShape });
           }
           bar.update(`${kind} step ${index + 1}/${total} (t = ${+timestep.toFixed(2)})${count > batchCount ? `, images ${offset + 1}-${offset + batchCount} of ${count}` : ''} | ${((Date.now() - started) / 1000).toFixed(1)} s`);
         },
       });
+      if (pipe.codec) for (const s of snapshots) Object.assign(s, { data: await pipe.codec.decode(s.data, s.count), shape });
     } finally {
       bar.done();
       await pipe.release();

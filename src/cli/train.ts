@@ -8,6 +8,9 @@ import { TextConditioner } from '../run/text.js';
 import { RunConfig, TIMESTEP_SAMPLINGS, TRAIN_DEFAULTS, TimestepSampling } from '../run/config.js';
 import { readRunConfig } from '../run/run.js';
 import { train } from '../train/trainer.js';
+import { AutoencoderNetwork } from '../run/autoencoder.js';
+import { LatentCache, encodeDataset, scalingFactorOf } from '../train/latents.js';
+import { existsSync, readdirSync } from 'node:fs';
 import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine, formatDuration } from './progress.js';
@@ -105,6 +108,7 @@ export const commandTrain: Command = {
     attention: { type: 'string', description: "override the preset's self-attention resolutions, e.g. 14,7 (none: no attention)" },
     'zero-init': { type: 'boolean', description: 'start each ResBlock, attention block and the output conv at zero (ADM), so that each block begins as the identity' },
     'scale-shift-norm': { type: 'boolean', description: "the time embedding scales and shifts each ResBlock's second GroupNorm (ADM's AdaGN) instead of being added" },
+    vae: { type: 'string', description: "train a latent model on the latents of this autoencoder (a folder 'diffuse train-vae' wrote); the images are encoded once and cached in the run" },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v) {
@@ -156,92 +160,125 @@ export const commandTrain: Command = {
     if (v.text && v['class-cond']) throw new UsageError('choose one condition: --text or --class-cond');
     const wantsText = v.resume ? config.text !== undefined : Boolean(v.text);
     if (!wantsText) for (const f of ['text-encoder', 'tokenizer', 'cross-attention']) if (v[f] !== undefined) throw new UsageError(`--${f} needs --text`);
-    if (config.data.source === 'emoji') bar0('Loading and resizing 3,786 emoji images...');
-    const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit, captions: wantsText });
-    if (dataset.width !== dataset.height) throw new UsageError(`${dataset.name}: images are ${dataset.width}x${dataset.height}; the U-Net needs square images (pass --size N)`);
-    // A preset adapts to the data's channels and size (validated below: the size must halve evenly per level).
-    if (!v.resume) {
-      // Attention stays at the same levels (the mnist preset's 7x7 is the third level, 8x8 at 32 px).
-      const { imageSize, attentionResolutions } = config.model;
-      const downsampling = (r: number) => (imageSize % r === 0 ? imageSize / r : NaN);
-      const attention = v.attention !== undefined ? attentionResolutions : attentionResolutions.map((r) => dataset.height / downsampling(r));
-      config.model = { ...config.model, inChannels: dataset.channels, outChannels: dataset.channels, imageSize: dataset.height, attentionResolutions: attention };
-      if (config.classConditioning) {
-        if (!dataset.classNames) throw new UsageError(`${dataset.name} has no class labels; --class-cond needs mnist, fashion-mnist or a folder with one subfolder per class`);
-        config.model.numClasses = dataset.classNames.length;
-        config.classNames = [...dataset.classNames];
-      }
-    }
-    let tokenizer: TextTokenizer | undefined;
-    if (!v.resume && v.text) {
-      if (!dataset.captions) throw new UsageError(`${dataset.name} has no captions; --text needs mnist, fashion-mnist, emoji, or a folder with img.txt beside each image (or a metadata.jsonl)`);
-      const file = v['text-encoder'] === undefined ? undefined : String(v['text-encoder']);
-      if (file && v.tokenizer === undefined) throw new UsageError("--text-encoder needs the encoder's own tokenizer: --tokenizer tokenizer.json (Hugging Face's format, as the encoder was published with)");
-      if (!file && v.tokenizer !== undefined) throw new UsageError('--tokenizer goes with --text-encoder (a jointly trained encoder learns its tokenizer from the captions)');
-      // A pretrained encoder reads the ids of its own tokenizer; a jointly trained one learns a BPE from the captions.
-      tokenizer = file ? HuggingFaceTokenizer.fromFile(String(v.tokenizer)) : BpeTokenizer.train(dataset.captions, { vocabSize: num(v, 'text-vocab', { int: true, min: 8 }) });
-      const pUncond = num(v, 'p-uncond', { min: 0, max: 0.99 }) as number;
-      config.text = file
-        ? { encoder: { kind: 'onnx', file: path.resolve(file), maxLength: tokenizer.maxLength }, pUncond }
-        : {
-            encoder: {
-              kind: 'transformer',
-              maxLength: tokenizer.maxLength,
-              vocabSize: tokenizer.vocabSize,
-              width: num(v, 'text-width', { int: true, min: 1 }) as number,
-              layers: num(v, 'text-layers', { int: true, min: 1 }) as number,
-              heads: num(v, 'text-heads', { int: true, min: 1 }) as number,
-            },
-            pUncond,
-          };
-      const probe = await TextConditioner.open(config.text, tokenizer);
-      const levels = config.model.channelMults.map((_, l) => config.model.imageSize / 2 ** l);
-      const cross = v['cross-attention'] === undefined ? levels.slice(1) : String(v['cross-attention']).split(',').map(Number);
-      for (const r of cross) if (!levels.includes(r)) throw new UsageError(`--cross-attention: ${r} is not a resolution of this model (levels: ${levels.join(', ')})`);
-      config.model = { ...config.model, contextDim: probe.width, crossAttentionResolutions: cross };
-      await probe.release();
+    if (v.vae !== undefined && v.resume) throw new UsageError('--vae starts a latent run; a resumed run uses the autoencoder in its own folder (leave --vae out)');
+    const vaeDir = v.vae === undefined ? undefined : String(v.vae);
+    if (vaeDir && existsSync(runDir) && readdirSync(runDir).length > 0) throw new UsageError(`${runDir} already holds a run; choose another --run folder (or --resume it without --vae)`);
+    const autoencoder = vaeDir ? await AutoencoderNetwork.open(vaeDir, { device }) : undefined;
+    try {
+      await trainWith(autoencoder);
+    } finally {
+      await autoencoder?.release();
     }
 
-    const bar = new ProgressLine();
-    if (tokenizer instanceof BpeTokenizer) bar.say(`Text: ${tokenizer.vocabSize}-token BPE vocabulary from ${new Set(dataset.captions).size} distinct captions, ${tokenizer.maxLength} tokens per prompt`);
-    else if (tokenizer) bar.say(`Text: the encoder's own tokenizer (${tokenizer.vocabSize} tokens), ${tokenizer.maxLength} tokens per prompt`);
-    const abort = new AbortController();
-    const onSigint = () => {
-      if (abort.signal.aborted) process.exit(130);
-      bar.say('Ctrl-C: saving a checkpoint before exiting (press again to quit at once)');
-      abort.abort();
-    };
-    process.on('SIGINT', onSigint);
-    bar.say(`Training on ${dataset.name} (${dataset.count} images ${dataset.channels}x${dataset.height}x${dataset.width}) -> ${runDir}`);
-    try {
-      const result = await train(runDir, config, dataset, {
-        maxSteps: steps,
-        minutes,
-        resume: Boolean(v.resume),
-        sampleEvery: num(v, 'sample-every', { int: true, min: 0 }),
-        checkpointEvery: num(v, 'checkpoint-every', { int: true, min: 1 }),
-        runtime: { device },
-        signal: abort.signal,
-        tokenizer,
-        onProgress: (p) => {
-          if (p.event) return bar.say(`step ${p.step}: wrote ${path.join(runDir, p.event)}`);
-          bar.update(
-            `step ${p.step}${p.maxSteps ? `/${p.maxSteps}` : ''} | loss ${p.loss.toFixed(4)} | ${p.imagesPerSecond.toFixed(0)} img/s | ${formatDuration(p.elapsedSeconds)} elapsed | ${p.etaSeconds !== undefined ? `${formatDuration(p.etaSeconds)} left` : ''}`,
-          );
-        },
-      });
-      bar.done();
-      bar.say(`Stopped by ${result.stoppedBy} at step ${result.steps}, loss ${result.finalLoss.toFixed(4)}. Checkpoint: ${result.checkpoint}; samples: ${path.join(runDir, 'samples', 'final.png')}`);
-      const decay = config.lrDecay;
-      if (result.stoppedBy !== 'steps' && decay && result.steps < decay.steps) {
-        // A time limit on a slow or busy machine cuts the decay short: the model is not the one the recipe makes.
-        bar.say(
-          `note: the learning rate was still decaying (step ${result.steps} of ${decay.steps}); ` +
-            `'diffuse train --run ${runDir} --resume --steps ${decay.steps}' finishes the run exactly as an uninterrupted one would.`,
-        );
+    async function trainWith(autoencoder: AutoencoderNetwork | undefined): Promise<void> {
+      if (autoencoder) {
+        // The images are the autoencoder's: its size and channels unless given (and then checked by encodeDataset).
+        const [c, h] = autoencoder.imageShape;
+        config.data = { ...config.data, size: config.data.size ?? h, channels: config.data.channels ?? (c as 1 | 3) };
       }
-    } finally {
-      process.off('SIGINT', onSigint);
+      if (config.data.source === 'emoji') bar0('Loading and resizing 3,786 emoji images...');
+      const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit, captions: wantsText });
+      if (dataset.width !== dataset.height) throw new UsageError(`${dataset.name}: images are ${dataset.width}x${dataset.height}; the U-Net needs square images (pass --size N)`);
+      // A preset adapts to the data's channels and size (validated below: the size must halve evenly per level).
+      if (!v.resume) {
+        // Attention stays at the same levels (the mnist preset's 7x7 is the third level, 8x8 at 32 px).
+        // A latent run's U-Net sees the latents: their channels and side.
+        const [channels, side] = autoencoder ? autoencoder.latentShape : [dataset.channels, dataset.height];
+        const { imageSize, attentionResolutions } = config.model;
+        const downsampling = (r: number) => (imageSize % r === 0 ? imageSize / r : NaN);
+        const attention = v.attention !== undefined ? attentionResolutions : attentionResolutions.map((r) => side / downsampling(r));
+        config.model = { ...config.model, inChannels: channels, outChannels: channels, imageSize: side, attentionResolutions: attention };
+        if (config.classConditioning) {
+          if (!dataset.classNames) throw new UsageError(`${dataset.name} has no class labels; --class-cond needs mnist, fashion-mnist or a folder with one subfolder per class`);
+          config.model.numClasses = dataset.classNames.length;
+          config.classNames = [...dataset.classNames];
+        }
+      }
+      let tokenizer: TextTokenizer | undefined;
+      if (!v.resume && v.text) {
+        if (!dataset.captions) throw new UsageError(`${dataset.name} has no captions; --text needs mnist, fashion-mnist, emoji, or a folder with img.txt beside each image (or a metadata.jsonl)`);
+        const file = v['text-encoder'] === undefined ? undefined : String(v['text-encoder']);
+        if (file && v.tokenizer === undefined) throw new UsageError("--text-encoder needs the encoder's own tokenizer: --tokenizer tokenizer.json (Hugging Face's format, as the encoder was published with)");
+        if (!file && v.tokenizer !== undefined) throw new UsageError('--tokenizer goes with --text-encoder (a jointly trained encoder learns its tokenizer from the captions)');
+        // A pretrained encoder reads the ids of its own tokenizer; a jointly trained one learns a BPE from the captions.
+        tokenizer = file ? HuggingFaceTokenizer.fromFile(String(v.tokenizer)) : BpeTokenizer.train(dataset.captions, { vocabSize: num(v, 'text-vocab', { int: true, min: 8 }) });
+        const pUncond = num(v, 'p-uncond', { min: 0, max: 0.99 }) as number;
+        config.text = file
+          ? { encoder: { kind: 'onnx', file: path.resolve(file), maxLength: tokenizer.maxLength }, pUncond }
+          : {
+              encoder: {
+                kind: 'transformer',
+                maxLength: tokenizer.maxLength,
+                vocabSize: tokenizer.vocabSize,
+                width: num(v, 'text-width', { int: true, min: 1 }) as number,
+                layers: num(v, 'text-layers', { int: true, min: 1 }) as number,
+                heads: num(v, 'text-heads', { int: true, min: 1 }) as number,
+              },
+              pUncond,
+            };
+        const probe = await TextConditioner.open(config.text, tokenizer);
+        const levels = config.model.channelMults.map((_, l) => config.model.imageSize / 2 ** l);
+        const cross = v['cross-attention'] === undefined ? levels.slice(1) : String(v['cross-attention']).split(',').map(Number);
+        for (const r of cross) if (!levels.includes(r)) throw new UsageError(`--cross-attention: ${r} is not a resolution of this model (levels: ${levels.join(', ')})`);
+        config.model = { ...config.model, contextDim: probe.width, crossAttentionResolutions: cross };
+        await probe.release();
+      }
+
+      const bar = new ProgressLine();
+      let latent: { autoencoder: AutoencoderNetwork; cache: LatentCache } | undefined;
+      if (autoencoder && vaeDir) {
+        const started = performance.now();
+        const cache = await encodeDataset(autoencoder, dataset, {
+          flip: config.data.flip,
+          onProgress: (done, total) => bar.update(`encoding the images with ${vaeDir}: ${done}/${total} | ${formatDuration((performance.now() - started) / 1000)} elapsed`),
+        });
+        bar.done();
+        const scalingFactor = scalingFactorOf(cache, config.seed);
+        config.latent = { scalingFactor, source: path.resolve(vaeDir) };
+        bar.say(`Latents ${autoencoder.latentShape.join('x')} of ${dataset.count} images${config.data.flip ? ' and their mirror images' : ''} (${formatDuration((performance.now() - started) / 1000)}); scaling factor ${scalingFactor.toFixed(5)} (1 / their standard deviation)`);
+        latent = { autoencoder, cache };
+      }
+      if (tokenizer instanceof BpeTokenizer) bar.say(`Text: ${tokenizer.vocabSize}-token BPE vocabulary from ${new Set(dataset.captions).size} distinct captions, ${tokenizer.maxLength} tokens per prompt`);
+      else if (tokenizer) bar.say(`Text: the encoder's own tokenizer (${tokenizer.vocabSize} tokens), ${tokenizer.maxLength} tokens per prompt`);
+      const abort = new AbortController();
+      const onSigint = () => {
+        if (abort.signal.aborted) process.exit(130);
+        bar.say('Ctrl-C: saving a checkpoint before exiting (press again to quit at once)');
+        abort.abort();
+      };
+      process.on('SIGINT', onSigint);
+      bar.say(`Training on ${dataset.name} (${dataset.count} images ${dataset.channels}x${dataset.height}x${dataset.width}) -> ${runDir}`);
+      try {
+        const result = await train(runDir, config, dataset, {
+          maxSteps: steps,
+          minutes,
+          resume: Boolean(v.resume),
+          sampleEvery: num(v, 'sample-every', { int: true, min: 0 }),
+          checkpointEvery: num(v, 'checkpoint-every', { int: true, min: 1 }),
+          runtime: { device },
+          signal: abort.signal,
+          tokenizer,
+          latent,
+          onProgress: (p) => {
+            if (p.event) return bar.say(`step ${p.step}: wrote ${path.join(runDir, p.event)}`);
+            bar.update(
+              `step ${p.step}${p.maxSteps ? `/${p.maxSteps}` : ''} | loss ${p.loss.toFixed(4)} | ${p.imagesPerSecond.toFixed(0)} img/s | ${formatDuration(p.elapsedSeconds)} elapsed | ${p.etaSeconds !== undefined ? `${formatDuration(p.etaSeconds)} left` : ''}`,
+            );
+          },
+        });
+        bar.done();
+        bar.say(`Stopped by ${result.stoppedBy} at step ${result.steps}, loss ${result.finalLoss.toFixed(4)}. Checkpoint: ${result.checkpoint}; samples: ${path.join(runDir, 'samples', 'final.png')}`);
+        const decay = config.lrDecay;
+        if (result.stoppedBy !== 'steps' && decay && result.steps < decay.steps) {
+          // A time limit on a slow or busy machine cuts the decay short: the model is not the one the recipe makes.
+          bar.say(
+            `note: the learning rate was still decaying (step ${result.steps} of ${decay.steps}); ` +
+              `'diffuse train --run ${runDir} --resume --steps ${decay.steps}' finishes the run exactly as an uninterrupted one would.`,
+          );
+        }
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
     }
   },
 };

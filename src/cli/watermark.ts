@@ -11,6 +11,7 @@ import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkKey, describeMap, detectWatermark, 
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { CREDENTIAL_FILES, makeSigningChain } from '../provenance/index.js';
 import { readRunConfig } from '../run/run.js';
+import { runImageShape } from '../run/autoencoder.js';
 import type { Command, Flag, FlagValues } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
@@ -129,7 +130,8 @@ export const commandWatermark: Command = {
     if (geometric && maxRotation > 0) throw new UsageError('choose --geometric or --max-rotation: the geometric search already covers every turn');
     const threads = num(v, 'threads', { int: true, min: 1, max: 256 });
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
-    const m = config.model;
+    const [channels, size] = runImageShape(String(v.run), config);
+    if (config.latent && (geometric || maxRotation > 0)) throw new UsageError('--geometric and --max-rotation search pixel-space runs; a latent run is checked unmoved only');
     const pipe = await DiffusionPipeline.fromRun(String(v.run), { device });
     const bar = new ProgressLine();
     let failed = 0;
@@ -148,13 +150,13 @@ export const commandWatermark: Command = {
         const read: { k: number; data: Float32Array }[] = [];
         for (const [k, file] of names.entries()) {
           try {
-            read.push({ k, data: (await readImage(file, { channels: m.inChannels as 1 | 3, size: m.imageSize, resize: Boolean(v.resize) })).data });
+            read.push({ k, data: (await readImage(file, { channels: channels as 1 | 3, size, resize: Boolean(v.resize) })).data });
           } catch (e) {
             fail(k, e);
           }
         }
         const what = files.length === 1 ? files[0] : `images ${at + 1}-${at + names.length} of ${files.length}`;
-        const shape: [number, number, number] = [m.inChannels, m.imageSize, m.imageSize];
+        const shape: [number, number, number] = [channels, size, size];
         try {
           const found = read.length === 0 ? [] : await detectWatermark({ data: concat(read.map((r) => r.data)), count: read.length, shape }, pipe, key, {
             steps,

@@ -55,6 +55,8 @@ export async function detectWatermark(images: ImageBatch, pipe: DiffusionPipelin
   if (!(Number.isInteger(maxRotation) && maxRotation >= 0 && maxRotation <= 45)) throw new Error(`the rotation search takes whole degrees in 0..45, got ${o.maxRotation}`);
   if (typeof o.threads === 'number') checkThreadCount(o.threads);
   if (o.geometric && maxRotation > 0) throw new Error('choose one search: the geometric search already covers every turn (leave maxRotation at 0)');
+  // The searches move the inverted noise as the image was moved, pixel for pixel; a latent grid is not the image's.
+  if (pipe.codec && (o.geometric || maxRotation > 0)) throw new Error('the rotation and geometric searches work on pixel-space runs; a latent run is checked unmoved only');
   const noise = await pipe.invert({
     image: images,
     steps: o.steps ?? 50,

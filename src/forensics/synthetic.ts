@@ -167,6 +167,7 @@ export interface CalibrateOptions extends FeatureOptions {
  */
 export async function calibrateDetector(pipe: DiffusionPipeline, o: CalibrateOptions): Promise<DetectorCalibration> {
   const { real } = o;
+  if (pipe.codec) throw new Error('the synthetic-image detector is calibrated on pixel-space runs; latent runs are not supported yet');
   const [mc, mh, mw] = pipe.imageShape;
   const [c, h, w] = real.shape;
   if (c !== mc || h !== mh || w !== mw) throw new Error(`calibration images are ${c}x${h}x${w} but the model makes ${mc}x${mh}x${mw}`);

@@ -106,6 +106,10 @@ export class Inspector {
   static async open(runDir: string | undefined, o: InspectorOptions = {}): Promise<Inspector> {
     if (runDir === undefined) return new Inspector(undefined, o);
     const pipe = await DiffusionPipeline.fromRun(runDir, { device: o.device ?? 'cpu' });
+    if (pipe.codec) {
+      await pipe.release();
+      throw new Error(`${runDir} is a latent run; inspecting images with a latent run's model (its watermark and detector) is not supported yet: inspect without --run`);
+    }
     const calFile = path.join(runDir, DETECTOR_FILE);
     if (!existsSync(calFile)) return new Inspector(pipe, o, undefined, `no detector calibration (${calFile}); make one with diffuse detector calibrate --run ${runDir}`);
     try {

@@ -12,7 +12,8 @@
  */
 import type { Device, RuntimeOptions } from '../engine/index.js';
 import type { RunConfig } from '../run/config.js';
-import { RunNetwork, loadSamplingWeights, openTextConditioner, readRunConfig, weightsHash } from '../run/run.js';
+import { RunNetwork, loadSamplingWeights, openTextConditioner, readRunConfig, runPaths, weightsHash } from '../run/run.js';
+import { AutoencoderNetwork, LatentCodec, latentCodec } from '../run/autoencoder.js';
 import type { TextConditioner } from '../run/text.js';
 import { SamplingPipeline } from './sampling-pipeline.js';
 
@@ -33,33 +34,45 @@ export class DiffusionPipeline extends SamplingPipeline {
     private readonly ownsText = false,
     /** SHA-256 of the weights (see weightsHash): which exact model this is. */
     readonly modelHash = '',
+    codec?: LatentCodec,
+    /** A latent run's autoencoder that fromRun opened (released with the pipeline). */
+    private readonly ownedAutoencoder?: AutoencoderNetwork,
   ) {
-    super(config, compiled);
+    super(config, compiled, codec);
   }
 
-  /** Loads a run folder: config.json, the checkpoint's EMA weights, tokenizer.json and the text encoder. */
+  /**
+   * Loads a run folder: config.json, the checkpoint's EMA weights, tokenizer.json and the text
+   * encoder, and for a latent run its autoencoder/ folder.
+   */
   static async fromRun(dir: string, opts: PipelineOptions = {}): Promise<DiffusionPipeline> {
     const config = readRunConfig(dir);
     const runtime: RuntimeOptions = { ...opts.runtime, ...(opts.device ? { device: opts.device } : {}) };
     const text = await openTextConditioner(dir, config, runtime);
+    let autoencoder: AutoencoderNetwork | undefined;
     try {
       const weights = await loadSamplingWeights(dir, config, text);
-      return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, text), text, true, weightsHash(weights));
+      autoencoder = config.latent ? await AutoencoderNetwork.open(runPaths(dir).autoencoder, runtime) : undefined;
+      const codec = autoencoder && latentCodec(autoencoder, (config.latent as { scalingFactor: number }).scalingFactor);
+      return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, text), text, true, weightsHash(weights), codec, autoencoder);
     } catch (e) {
       await text?.release();
+      await autoencoder?.release();
       throw e;
     }
   }
 
-  /** A pipeline over weights in memory (the trainer's previews); `text` stays the caller's to release. */
-  static fromWeights(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, opts: PipelineOptions & { text?: TextConditioner } = {}): DiffusionPipeline {
+  /** A pipeline over weights in memory (the trainer's previews); `text` and `codec` stay the caller's to release. */
+  static fromWeights(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, opts: PipelineOptions & { text?: TextConditioner; codec?: LatentCodec } = {}): DiffusionPipeline {
     const runtime: RuntimeOptions = { ...opts.runtime, ...(opts.device ? { device: opts.device } : {}) };
-    return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, opts.text), opts.text, false, weightsHash(weights));
+    if (config.latent && !opts.codec) throw new Error('fromWeights: this is a latent run; pass its codec (latentCodec(autoencoder, config.latent.scalingFactor))');
+    return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, opts.text), opts.text, false, weightsHash(weights), opts.codec);
   }
 
-  /** Frees the compiled network (and the text encoder of a run loaded with fromRun). */
+  /** Frees the compiled network (and the text encoder and autoencoder of a run loaded with fromRun). */
   async release(): Promise<void> {
     await this.compiled.release();
     if (this.ownsText) await this.text?.release();
+    await this.ownedAutoencoder?.release();
   }
 }

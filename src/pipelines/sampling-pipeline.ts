@@ -16,6 +16,7 @@ import { StepCallback, runReverseProcess } from '../samplers/loop.js';
 import { SCHEDULER_NAMES, SchedulerName, makeScheduler } from '../samplers/registry.js';
 import type { Denoiser, Scheduler } from '../samplers/scheduler.js';
 import type { RunConfig } from '../run/config.js';
+import type { LatentCodec } from '../run/autoencoder.js';
 import { defaultEta, defaultSpacing, schedulerConfigOf } from '../run/sampling-defaults.js';
 import { ConditionedNetwork, Guidance, guidedDenoiser } from './guidance.js';
 import { invertDDIM } from './invert.js';
@@ -150,10 +151,25 @@ export class SamplingPipeline {
     readonly config: RunConfig,
     /** The denoiser: x_t, t and condition feeds in, the model's output out. */
     protected readonly network: ConditionedNetwork,
-  ) {}
+    /**
+     * Latent runs: the autoencoder and scaling factor. The reverse process then runs on latents
+     * (initial noise, watermarks, inversion's x_T and onStep's samples are latents) and images
+     * go through the codec on the way in and out.
+     */
+    readonly codec?: LatentCodec,
+  ) {
+    if (codec && codec.latentShape.some((d, i) => d !== network.shape[i])) {
+      throw new Error(`the autoencoder's latents are ${codec.latentShape.join('x')} but the denoiser takes ${network.shape.join('x')}`);
+    }
+  }
 
   /** [channels, height, width] of the model's images. */
   get imageShape(): [number, number, number] {
+    return this.codec?.imageShape ?? this.network.shape;
+  }
+
+  /** [channels, height, width] of what the denoiser denoises: the latents of a latent run, else the images. */
+  get latentShape(): [number, number, number] {
     return this.network.shape;
   }
 
@@ -170,16 +186,16 @@ export class SamplingPipeline {
   /** Images from pure noise: the reverse process with the chosen scheduler and guidance. */
   async generate(o: GenerateOptions = {}): Promise<ImageBatch> {
     const count = positiveInt(o.count ?? 1, 'count');
-    const per = this.perImage;
+    const per = this.perLatent;
     if (o.initialNoise && o.initialNoise.length !== count * per) {
-      throw new Error(`initialNoise has ${o.initialNoise.length} values; ${count} images of [${this.imageShape.join(', ')}] need ${count * per}`);
+      throw new Error(`initialNoise has ${o.initialNoise.length} values; ${count} ${this.codec ? 'latents' : 'images'} of [${this.latentShape.join(', ')}] need ${count * per}`);
     }
     if (o.initialNoise && o.watermark) throw new Error('give initialNoise or watermark, not both: the watermark is written into the initial noise');
     // A watermark lives in x_T: deterministic sampling (eta 0) carries it to the image, noise added along the way washes it out.
     return this.batched(o.watermark ? { ...o, eta: o.eta ?? 0 } : o, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) => {
       const initialNoise = o.watermark ? o.watermark.draw(n, per, generator) : o.initialNoise?.subarray(at * per, (at + n) * per);
-      return runReverseProcess({ denoise, scheduler, count: n, shape: this.imageShape, steps, eta, generator, initialNoise, onStep });
-    });
+      return runReverseProcess({ denoise, scheduler, count: n, shape: this.latentShape, steps, eta, generator, initialNoise, onStep });
+    }, true);
   }
 
   /**
@@ -189,9 +205,10 @@ export class SamplingPipeline {
   async img2img(o: Img2ImgOptions): Promise<ImageBatch> {
     const strength = o.strength ?? 0.6;
     if (!(strength >= 0 && strength <= 1)) throw new Error(`strength must be in [0, 1], got ${o.strength}`);
-    const { images, count } = this.images(o.image, o.count, 'image');
-    const per = this.perImage;
-    if (strength === 0) return { data: images.slice(), count, shape: this.imageShape };
+    const { images: pixels, count } = this.images(o.image, o.count, 'image');
+    if (strength === 0) return { data: pixels.slice(), count, shape: this.imageShape };
+    const images = await this.encode(pixels, count);
+    const per = this.perLatent;
     // As in generate: a watermark needs deterministic steps (eta 0) to reach the image.
     return this.batched({ ...o, count, ...(o.watermark ? { eta: o.eta ?? 0 } : {}) }, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) => {
       scheduler.setTimesteps(steps);
@@ -203,8 +220,8 @@ export class SamplingPipeline {
       const t = scheduler.timesteps[beginIndex];
       const noise = o.watermark ? o.watermark.draw(n, per, generator) : generator.randn(n * per);
       const start = scheduler.addNoise(images.subarray(at * per, (at + n) * per), noise, new Array<number>(n).fill(t));
-      return runReverseProcess({ denoise, scheduler, count: n, shape: this.imageShape, steps, eta, generator, start: { sample: start, beginIndex }, onStep });
-    });
+      return runReverseProcess({ denoise, scheduler, count: n, shape: this.latentShape, steps, eta, generator, start: { sample: start, beginIndex }, onStep });
+    }, true);
   }
 
   /**
@@ -214,11 +231,12 @@ export class SamplingPipeline {
    * generated region and the kept one agree at the seam. DDIM or DDPM steps.
    */
   async inpaint(o: InpaintOptions): Promise<ImageBatch> {
+    if (this.codec) throw new Error('inpainting a latent run is not supported yet (its mask would have to be carried to the latent grid); use img2img, or a pixel-space run');
     const { images, count } = this.images(o.image, o.count, 'image');
     const mask = this.mask(o.mask, count);
     const kind = o.scheduler ?? 'ddim';
     if (kind !== 'ddim' && kind !== 'ddpm') throw new Error(`inpaint runs RePaint's resampling on ddim or ddpm steps, not ${typeof kind === 'string' ? kind : 'a custom scheduler'}`);
-    const per = this.perImage;
+    const per = this.perLatent;
     // RePaint adds the DDPM posterior's noise at each step (eta 1) so that each resampling round can change the content.
     return this.batched({ ...o, count, eta: o.eta ?? (o.watermark ? 0 : 1) }, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) =>
       repaint({
@@ -235,54 +253,65 @@ export class SamplingPipeline {
         jumpRepeats: o.jumpRepeats ?? (o.watermark ? 1 : undefined),
         onStep,
       }),
+      false,
     );
   }
 
   /**
    * DDIM inversion: the deterministic ODE run backwards from the image to the x_T that DDIM
    * (eta 0, the same steps, x_0 not clipped) turns back into it, with the prompt or class
-   * (guidance 1 by default) of a conditional run. Returns x_T (unit variance).
+   * (guidance 1 by default) of a conditional run. Returns x_T (unit variance); for a latent run,
+   * the latent x_T of the image's encoding (the posterior mean).
    */
   async invert(o: InvertOptions): Promise<ImageBatch> {
-    const { images, count } = this.images(o.image, o.count, 'image');
-    const per = this.perImage;
+    const { images: pixels, count } = this.images(o.image, o.count, 'image');
+    const images = await this.encode(pixels, count);
+    const per = this.perLatent;
     return this.batched({ ...o, count, guidance: o.guidance ?? 1, scheduler: 'ddim', eta: 0, clipSample: false }, count, async ({ scheduler, denoise, steps, at, n, onStep }) =>
       invertDDIM({ scheduler: scheduler as DDIMScheduler, denoise, image: images.subarray(at * per, (at + n) * per), count: n, steps, refine: o.refine, onStep }),
+      false,
     );
   }
 
   /**
    * The model's estimate of the noise in x_t at one training timestep, eps(x_t, t), whatever the
    * run predicts (v and x_0 predictions are converted). Unguided: the condition if given, else the
-   * null class or empty prompt. The building block of the synthetic-image detector.
+   * null class or empty prompt. The building block of the synthetic-image detector. For a latent
+   * run, `sample` is a scaled latent (see latentShape) and so is the result.
    */
   async predictNoise(o: PredictNoiseOptions): Promise<ImageBatch> {
     const T = this.config.schedule.numTrainTimesteps;
     if (!Number.isInteger(o.timestep) || o.timestep < 0 || o.timestep >= T) throw new Error(`timestep must be an integer in [0, ${T}), got ${o.timestep}`);
-    const { images, count } = this.images(o.sample, undefined, 'sample');
-    const per = this.perImage;
+    const { images, count } = this.images(o.sample, undefined, 'sample', this.latentShape);
+    const per = this.perLatent;
     const alphaBar = this.tables.alphasCumprod[o.timestep];
     return this.batched({ ...o, count, guidance: 1, steps: 1 }, count, async ({ denoise, at, n }) => {
       const x = images.subarray(at * per, (at + n) * per);
       const out = await denoise(x, o.timestep, n);
       return predictX0Eps(this.config.predictionType, out, x, alphaBar).eps;
-    });
+    }, false);
   }
 
-  private get perImage(): number {
-    return this.imageShape.reduce((a, b) => a * b, 1);
+  /** Values per latent (per image for pixel runs). */
+  private get perLatent(): number {
+    return this.latentShape.reduce((a, b) => a * b, 1);
   }
 
-  /** `count` images from one image (repeated) or from a batch of exactly `count`. */
-  private images(input: ImageInput, count: number | undefined, what: string): { images: Float32Array; count: number } {
-    const per = this.perImage;
+  /** Scaled latents of images (the images themselves for pixel runs). */
+  private async encode(images: Float32Array, count: number): Promise<Float32Array> {
+    return this.codec ? this.codec.encode(images, count) : images;
+  }
+
+  /** `count` images (or latents) from one (repeated) or from a batch of exactly `count`. */
+  private images(input: ImageInput, count: number | undefined, what: string, shape = this.imageShape): { images: Float32Array; count: number } {
+    const per = shape.reduce((a, b) => a * b, 1);
     const data = input instanceof Float32Array ? input : input.data;
     if (!(input instanceof Float32Array)) {
       const [c, h, w] = input.shape;
-      const [mc, mh, mw] = this.imageShape;
-      if (c !== mc || h !== mh || w !== mw) throw new Error(`the ${what} is ${c}x${h}x${w} but the model takes ${mc}x${mh}x${mw} images`);
+      const [mc, mh, mw] = shape;
+      if (c !== mc || h !== mh || w !== mw) throw new Error(`the ${what} is ${c}x${h}x${w} but the model takes ${mc}x${mh}x${mw} ${shape === this.imageShape ? 'images' : 'latents'}`);
     }
-    if (data.length % per !== 0 || data.length === 0) throw new Error(`the ${what} has ${data.length} values; the model's images have ${per} ([${this.imageShape.join(', ')}])`);
+    if (data.length % per !== 0 || data.length === 0) throw new Error(`the ${what} has ${data.length} values; the model's ${shape === this.imageShape ? 'images' : 'latents'} have ${per} ([${shape.join(', ')}])`);
     const given = data.length / per;
     const n = count === undefined ? given : positiveInt(count, 'count');
     if (given === n) return { images: data, count: n };
@@ -351,7 +380,10 @@ export class SamplingPipeline {
     };
   }
 
-  /** Builds what every call shares (scheduler, guided denoiser, noise) and runs `each` over batches. */
+  /**
+   * Builds what every call shares (scheduler, guided denoiser, noise) and runs `each` over
+   * batches; with `decode`, a latent run's results go through the autoencoder's decoder.
+   */
   private async batched(
     o: SamplingOptions,
     count: number,
@@ -365,6 +397,7 @@ export class SamplingPipeline {
       n: number;
       onStep: StepCallback;
     }) => Promise<Float32Array>,
+    decode: boolean,
   ): Promise<ImageBatch> {
     const steps = positiveInt(o.steps ?? 50, 'steps');
     const T = this.config.schedule.numTrainTimesteps;
@@ -379,9 +412,11 @@ export class SamplingPipeline {
       if (typeof kind !== 'string') return kind;
       if (!SCHEDULER_NAMES.includes(kind)) throw new Error(`unknown scheduler '${String(kind)}' (known: ${SCHEDULER_NAMES.join(', ')})`);
       const spacing = o.spacing ?? defaultSpacing(this.config, kind);
-      return makeScheduler(kind, schedulerConfigOf(this.config, { clipSample: o.clipSample, timestepSpacing: spacing }), { karras: o.karras, thresholding: o.thresholding });
+      return makeScheduler(kind, schedulerConfigOf(this.config, { clipSample: o.clipSample, timestepSpacing: spacing }), { karras: o.karras, thresholding: o.thresholding ?? (this.config.latent ? false : undefined) });
     };
-    const per = this.perImage;
+    const codec = decode ? this.codec : undefined;
+    const shape = codec ? codec.imageShape : this.latentShape;
+    const per = shape.reduce((a, b) => a * b, 1);
     const out = new Float32Array(count * per);
     // One denoiser for all batches unless each batch has its own labels or prompts.
     const perImage = guidance.labels !== undefined || guidance.prompts !== undefined || guidance.negativePrompts !== undefined;
@@ -407,9 +442,9 @@ export class SamplingPipeline {
         n,
         onStep: (index, timestep, sample, predOriginal, total) => o.onStep?.({ index, total, timestep, sample, predOriginal, offset: at, batchCount: n }),
       });
-      out.set(x, at * per);
+      out.set(codec ? await codec.decode(x, n) : x, at * per);
     }
-    return { data: out, count, shape: this.imageShape };
+    return { data: out, count, shape };
   }
 }
 

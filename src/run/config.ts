@@ -53,6 +53,18 @@ export interface RunConfig {
   classNames?: string[];
   /** Text-conditional training: the encoder, and how often the caption is dropped. The tokenizer is tokenizer.json. */
   text?: TextConditioning;
+  /**
+   * Latent runs (`diffuse train --vae DIR`): the U-Net denoises the latents of the autoencoder
+   * kept in the run's autoencoder/ folder, multiplied by scalingFactor (1 / their standard
+   * deviation over the training data) so that they have unit variance.
+   */
+  latent?: LatentConfig;
+}
+
+export interface LatentConfig {
+  scalingFactor: number;
+  /** The autoencoder folder the run was started from (for the record; the run uses its own copy). */
+  source: string;
 }
 
 export const TIMESTEP_SAMPLINGS = ['uniform', 'stratified'] as const;
@@ -97,6 +109,7 @@ export function validateRunConfig(c: RunConfig): void {
     if (c.model.numClasses === undefined) fail('model.numClasses', 'is needed for class-conditional training');
     if (!(c.classConditioning.pUncond >= 0 && c.classConditioning.pUncond < 1)) fail('classConditioning.pUncond', `must be in [0, 1), got ${c.classConditioning.pUncond}`);
   }
+  if (c.latent && !(c.latent.scalingFactor > 0 && Number.isFinite(c.latent.scalingFactor))) fail('latent.scalingFactor', `must be a finite number > 0, got ${c.latent.scalingFactor}`);
   if (c.text) {
     if (c.classConditioning) fail('text', 'and classConditioning cannot be combined; choose one condition');
     if (c.model.contextDim === undefined) fail('model.contextDim', 'is needed for text-conditional training');
@@ -104,11 +117,14 @@ export function validateRunConfig(c: RunConfig): void {
   }
 }
 
+/** What the learning-rate schedule reads from a run's config (U-Net and autoencoder runs alike). */
+export type LrSchedule = Pick<RunConfig, 'lr' | 'warmupSteps' | 'lrDecay'>;
+
 /**
  * The learning rate at a step: linear warm-up, then constant, or with `lrDecay` a half cosine
  * from lr down to lr * minRatio at lrDecay.steps (Loshchilov & Hutter 2017, SGDR eq. 5, one cycle).
  */
-export function learningRate(c: RunConfig, step: number): number {
+export function learningRate(c: LrSchedule, step: number): number {
   const warm = c.warmupSteps > 0 ? Math.min(1, (step + 1) / c.warmupSteps) : 1;
   if (!c.lrDecay || step < c.warmupSteps) return c.lr * warm;
   const { steps, minRatio } = c.lrDecay;
@@ -117,6 +133,6 @@ export function learningRate(c: RunConfig, step: number): number {
 }
 
 /** EMA decay with the usual warm-up min(decay, (1 + n) / (10 + n)), so early averages are not dominated by the random init. */
-export function emaDecayAt(c: RunConfig, step: number): number {
+export function emaDecayAt(c: Pick<RunConfig, 'emaDecay'>, step: number): number {
   return Math.min(c.emaDecay, (1 + step) / (10 + step));
 }

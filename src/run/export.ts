@@ -34,6 +34,8 @@ export async function exportRun(runDir: string, out: string, o: { batch?: number
   const batch = o.batch ?? 1;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch must be a positive integer, got ${o.batch}`);
   const config = readRunConfig(runDir);
+  // The denoiser alone would mislead: a latent run's images also need its autoencoder and scaling factor.
+  if (config.latent) throw new Error(`${runDir} is a latent run; exporting latent runs (U-Net and autoencoder) is not supported yet`);
   const text = await openTextConditioner(runDir, config);
   try {
     const weights = await loadSamplingWeights(runDir, config, text);

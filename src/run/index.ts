@@ -4,3 +4,4 @@ export * from './sampling-defaults.js';
 export * from './run.js';
 export * from './text.js';
 export * from './export.js';
+export * from './autoencoder.js';

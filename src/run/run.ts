@@ -16,6 +16,9 @@ export const runPaths = (dir: string) => ({
   checkpoints: path.join(dir, 'checkpoints'),
   log: path.join(dir, 'log.jsonl'),
   samples: path.join(dir, 'samples'),
+  /** Latent runs: the run's copy of its autoencoder, and the training images encoded by it. */
+  autoencoder: path.join(dir, 'autoencoder'),
+  latents: path.join(dir, 'latents.safetensors'),
 });
 
 export function readRunConfig(dir: string): RunConfig {

@@ -24,7 +24,8 @@ export function schedulerConfigOf(
   return {
     ...c.schedule,
     predictionType: c.predictionType,
-    ...(isConditional(c) ? { clipSample: false } : {}),
+    // Latents are not confined to [-1, 1]: clipping them would distort every step (diffusers' latent pipelines have clip_sample false).
+    ...(isConditional(c) || c.latent ? { clipSample: false } : {}),
     ...(overrides.clipSample !== undefined ? { clipSample: overrides.clipSample } : {}),
     ...(overrides.timestepSpacing ? { timestepSpacing: overrides.timestepSpacing } : {}),
   };

@@ -47,6 +47,7 @@ async function bundlePage(): Promise<string> {
 export async function startStudio(o: StudioOptions): Promise<Studio> {
   const say = o.onProgress ?? (() => {});
   const config = readRunConfig(o.run);
+  if (config.latent) throw new Error(`${o.run} is a latent run; the studio does not run latent runs yet (sample it with diffuse sample --run ${o.run})`);
   const exportDir = mkdtempSync(path.join(tmpdir(), 'diffuse-studio-'));
   try {
     say('exporting the model');

@@ -5,36 +5,35 @@
  * (seed, step), so a resumed run continues exactly where it stopped.
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { appendFile } from 'node:fs/promises';
-import { NonFiniteError, ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
+import { ParamScope, ParamStore, RuntimeOptions, Tensor, TrainStep, mean, mul, square, sub, writeFileAtomic } from '../engine/index.js';
 import { FastGenerator, NoiseSchedule, lossWeight, qSample, trainingTarget } from '../diffusion/index.js';
-import { CAPTION_TEMPLATES, EMOJI_PREVIEW_PROMPTS, ImageDataset, classPrompt, shuffled } from '../data/index.js';
+import { CAPTION_TEMPLATES, EMOJI_PREVIEW_PROMPTS, ImageDataset, classPrompt } from '../data/index.js';
+import { EpochOrder } from './epochs.js';
 import { BpeTokenizer, TextTokenizer } from '../text/tokenizer.js';
 import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
 import { RunConfig, TimestepSampling, emaDecayAt, learningRate, validateRunConfig } from '../run/config.js';
 import { readRunConfig, runModel, runPaths } from '../run/run.js';
 import { TextConditioner, readTokenizer, writeTokenizer } from '../run/text.js';
+import { AutoencoderNetwork, LatentCodec, latentCodec, saveAutoencoderCopy } from '../run/autoencoder.js';
+import { LoopOptions, LoopResult, trainingLoop } from './loop.js';
+import { LatentCache, loadLatentCache, saveLatentCache } from './latents.js';
 
-export interface TrainOptions {
-  /** Stop after this many steps in total (counting resumed ones). */
-  maxSteps?: number;
-  /** Stop after this many minutes of this session. */
-  minutes?: number;
+export type { Progress } from './loop.js';
+
+export interface TrainOptions extends LoopOptions {
   /** Continue from the run folder's checkpoint. */
   resume?: boolean;
-  logEvery?: number;
-  checkpointEvery?: number;
-  /** Write a sample grid every N steps (0: only at the end). */
-  sampleEvery?: number;
   /** Images in each sample grid. */
   sampleCount?: number;
   runtime?: RuntimeOptions;
-  /** Progress callback (the CLI draws its bar with it). */
-  onProgress?: (p: Progress) => void;
-  /** Aborting saves a checkpoint and returns (Ctrl-C in the CLI). */
-  signal?: AbortSignal;
   /** Text runs: the tokenizer to use (default: one trained on the data set's captions). */
   tokenizer?: TextTokenizer;
+  /**
+   * Latent runs (config.latent), new ones only: the autoencoder and the data set encoded by it
+   * (encodeDataset; config.latent.scalingFactor from scalingFactorOf). Both are written into the
+   * run folder; a resumed run reads them from there.
+   */
+  latent?: { autoencoder: AutoencoderNetwork; cache: LatentCache };
 }
 
 /** Up to 8 prompts for preview grids: one per class for labelled sets, else the first distinct captions. */
@@ -44,35 +43,26 @@ export function previewPrompts(data: ImageDataset, max = 8): string[] {
   return [...new Set(data.captions ?? [])].slice(0, max);
 }
 
-export interface Progress {
-  step: number;
-  maxSteps?: number;
-  loss: number;
-  gradNorm: number;
-  lr: number;
-  imagesPerSecond: number;
-  elapsedSeconds: number;
-  /** Seconds left by the step or time budget, whichever ends first. */
-  etaSeconds?: number;
-  event?: string;
-}
-
-export interface TrainResult {
-  steps: number;
-  finalLoss: number;
-  stoppedBy: 'steps' | 'time' | 'signal';
+export interface TrainResult extends LoopResult {
   checkpoint: string;
 }
 
-/** Batches as a pure function of (seed, step): exact resumption needs no extra state. */
+/**
+ * Batches as a pure function of (seed, step): exact resumption needs no extra state. Latent runs
+ * pass the encoded data set: x_0 is then a fresh posterior draw of each image's latent, scaled.
+ */
 export class BatchMaker {
-  private epochCache: { epoch: number; order: number[] } | undefined;
+  private readonly order: EpochOrder;
   readonly schedule: NoiseSchedule;
   constructor(
     readonly data: ImageDataset,
     readonly config: RunConfig,
+    readonly latents?: LatentCache,
   ) {
     this.schedule = new NoiseSchedule(config.schedule);
+    if (config.latent && !latents) throw new Error('BatchMaker: a latent run needs its encoded data set (encodeDataset)');
+    if (latents && latents.count !== data.count) throw new Error(`BatchMaker: ${latents.count} encoded images for ${data.count} training images`);
+    if (latents && config.data.flip && !latents.flipped) throw new Error('BatchMaker: this run flips, so it needs the mirrored images encoded too (encodeDataset with flip)');
     if (config.classConditioning && (!data.labels || !data.classNames)) {
       throw new Error(`${data.name} has no class labels; class-conditional training needs mnist, fashion-mnist or a folder with one subfolder per class`);
     }
@@ -82,9 +72,7 @@ export class BatchMaker {
     if (config.text && !data.captions) {
       throw new Error(`${data.name} has no captions; text-conditional training needs mnist, fashion-mnist, emoji, or a folder with img.txt beside each image (or a metadata.jsonl)`);
     }
-    if (Math.floor(data.count / config.batchSize) < 1) {
-      throw new Error(`batch size ${config.batchSize} is larger than the ${data.count} training images; lower --batch`);
-    }
+    this.order = new EpochOrder(data.count, config.batchSize, config.seed);
   }
 
   /** Text runs: the step's captions, each replaced by the empty prompt with probability pUncond (own random stream). */
@@ -96,33 +84,28 @@ export class BatchMaker {
     return idx.map((i, k) => (keep[k] < config.text!.pUncond ? '' : (data.captions as readonly string[])[i]));
   }
 
-  /** The data-set indices of the step's batch: consecutive slices of a per-epoch shuffle. */
+  /** The data-set indices of the step's batch. */
   private indices(step: number): number[] {
-    const B = this.config.batchSize;
-    const perEpoch = Math.floor(this.data.count / B);
-    const offset = (step % perEpoch) * B;
-    return this.order(Math.floor(step / perEpoch)).slice(offset, offset + B);
-  }
-
-  private order(epoch: number): number[] {
-    if (this.epochCache?.epoch !== epoch) this.epochCache = { epoch, order: shuffled(this.data.count, new FastGenerator(this.config.seed * 1_000_003 + epoch)) };
-    return this.epochCache.order;
+    return this.order.indices(step);
   }
 
   make(step: number): { x: Float32Array; t: Float32Array; target: Float32Array; w: Float32Array; dropout_seed?: Float32Array; label?: BigInt64Array } {
     const { data, config } = this;
     const B = config.batchSize;
-    const per = data.channels * data.height * data.width;
     const idx = this.indices(step);
     const g = new FastGenerator((Math.imul(config.seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
-    const x0 = new Float32Array(B * per);
     const flips = g.rand(B);
-    for (let k = 0; k < B; k++) {
-      const src = data.images.subarray(idx[k] * per, (idx[k] + 1) * per);
-      if (config.data.flip && flips[k] < 0.5) {
-        const w = data.width;
-        for (let r = 0; r < per / w; r++) for (let c = 0; c < w; c++) x0[k * per + r * w + c] = src[r * w + (w - 1 - c)];
-      } else x0.set(src, k * per);
+    const flipped = (k: number) => config.data.flip && flips[k] < 0.5;
+    const per = this.latents ? this.latents.mean.length / this.latents.count : data.channels * data.height * data.width;
+    const x0 = new Float32Array(B * per);
+    if (!this.latents) {
+      for (let k = 0; k < B; k++) {
+        const src = data.images.subarray(idx[k] * per, (idx[k] + 1) * per);
+        if (flipped(k)) {
+          const w = data.width;
+          for (let r = 0; r < per / w; r++) for (let c = 0; c < w; c++) x0[k * per + r * w + c] = src[r * w + (w - 1 - c)];
+        } else x0.set(src, k * per);
+      }
     }
     const T = config.schedule.numTrainTimesteps;
     const ts = drawTimesteps(g.rand(B), T, config.timestepSampling ?? 'uniform');
@@ -132,6 +115,15 @@ export class BatchMaker {
       const keep = g.rand(B);
       const nullClass = BigInt(config.model.numClasses as number);
       label = BigInt64Array.from({ length: B }, (_, k) => (keep[k] < config.classConditioning!.pUncond ? nullClass : BigInt((data.labels as Int32Array)[idx[k]])));
+    }
+    if (this.latents) {
+      // Drawn after everything a pixel run draws, so that pixel runs keep their exact batches.
+      const posterior = g.randn(B * per);
+      const scale = (config.latent as { scalingFactor: number }).scalingFactor;
+      for (let k = 0; k < B; k++) {
+        const { mean: mu, std } = flipped(k) ? (this.latents.flipped as { mean: Float32Array; std: Float32Array }) : this.latents;
+        for (let j = 0, at = idx[k] * per; j < per; j++) x0[k * per + j] = scale * (mu[at + j] + std[at + j] * posterior[k * per + j]);
+      }
     }
     return {
       ...(label ? { label } : {}),
@@ -173,13 +165,13 @@ export async function writeSampleGrid(
   file: string,
   count: number,
   runtime?: RuntimeOptions,
-  condition: { text?: TextConditioner; prompts?: readonly string[] } = {},
+  condition: { text?: TextConditioner; prompts?: readonly string[]; codec?: LatentCodec } = {},
 ): Promise<void> {
   const rows = condition.prompts?.length ?? (config.model.numClasses ?? 0);
   const perRow = rows ? Math.max(1, Math.floor(count / rows)) : count;
   if (rows) count = rows * perRow;
   const row = (i: number) => Math.floor(i / perRow);
-  const pipe = DiffusionPipeline.fromWeights(config, weights, { runtime, text: condition.text });
+  const pipe = DiffusionPipeline.fromWeights(config, weights, { runtime, text: condition.text, codec: condition.codec });
   try {
     const images = await pipe.generate({
       count,
@@ -201,7 +193,7 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   validateRunConfig(config);
   const paths = runPaths(runDir);
   const m = config.model;
-  if (data.channels !== m.inChannels || data.height !== m.imageSize || data.width !== m.imageSize) {
+  if (!config.latent && (data.channels !== m.inChannels || data.height !== m.imageSize || data.width !== m.imageSize)) {
     throw new Error(
       `data is ${data.channels}x${data.height}x${data.width} but the model expects ${m.inChannels}x${m.imageSize}x${m.imageSize}; pick a matching --preset or --size/--channels`,
     );
@@ -216,7 +208,25 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
     throw new Error(`${runDir} already holds a run; pass --resume to continue it or choose another --run folder`);
   }
   // Everything that can be checked is checked before the run folder is touched.
-  const batches = new BatchMaker(data, config);
+  let ownedAutoencoder: AutoencoderNetwork | undefined;
+  let latents: LatentCache | undefined;
+  let codec: LatentCodec | undefined;
+  if (config.latent) {
+    let autoencoder: AutoencoderNetwork;
+    if (opts.resume) {
+      autoencoder = ownedAutoencoder = await AutoencoderNetwork.open(paths.autoencoder, opts.runtime);
+      latents = await loadLatentCache(paths.latents, { count: data.count, shape: autoencoder.latentShape, flip: config.data.flip });
+    } else {
+      if (!opts.latent) throw new Error('train: a latent run (config.latent) needs opts.latent, the autoencoder and the data encoded by it (encodeDataset)');
+      ({ autoencoder, cache: latents } = opts.latent);
+    }
+    const [c, h, w] = autoencoder.imageShape;
+    if (data.channels !== c || data.height !== h || data.width !== w) throw new Error(`data is ${data.channels}x${data.height}x${data.width} but the autoencoder takes ${c}x${h}x${w}; pass --size ${h}`);
+    const [lc, lh] = autoencoder.latentShape;
+    if (m.inChannels !== lc || m.outChannels !== lc || m.imageSize !== lh) throw new Error(`the U-Net takes ${m.inChannels}x${m.imageSize}x${m.imageSize} but the autoencoder's latents are ${autoencoder.latentShape.join('x')}`);
+    codec = latentCodec(autoencoder, config.latent.scalingFactor);
+  }
+  const batches = new BatchMaker(data, config, latents);
   let text: TextConditioner | undefined;
   let tokenizer: TextTokenizer | undefined;
   if (config.text) {
@@ -228,6 +238,11 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   if (!opts.resume) {
     if (tokenizer) await writeTokenizer(runDir, tokenizer);
     await writeFileAtomic(paths.config, JSON.stringify(config, null, 2) + '\n');
+    if (opts.latent && latents) {
+      mkdirSync(paths.autoencoder, { recursive: true });
+      await saveAutoencoderCopy(paths.autoencoder, opts.latent.autoencoder.config, opts.latent.autoencoder.weights);
+      await saveLatentCache(paths.latents, latents, { 'diffuse.format': 'latent-cache-1' });
+    }
   }
 
   const store = new ParamStore(config.seed);
@@ -253,74 +268,29 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   const save = async () => {
     await step.save(paths.checkpoint, { 'diffuse.model': JSON.stringify(config.model) });
   };
-  const sample = async (name: string) => {
-    await writeSampleGrid(config, step.ema, `${paths.samples}/${name}.png`, opts.sampleCount ?? 64, opts.runtime, { text, prompts: samplePrompts });
-  };
-
   const samplePrompts = text ? previewPrompts(data) : undefined;
-  const logEvery = opts.logEvery ?? 50;
-  const checkpointEvery = opts.checkpointEvery ?? 500;
-  const sampleEvery = opts.sampleEvery ?? 0;
-  const started = performance.now();
-  const startStep = step.step;
-  const deadline = opts.minutes !== undefined ? started + opts.minutes * 60_000 : Infinity;
-  let loss = NaN;
-  let lossAvg = 0;
-  let stoppedBy: TrainResult['stoppedBy'] = 'steps';
-  let logLines: string[] = [];
-  const flushLog = async () => {
-    if (logLines.length) await appendFile(paths.log, logLines.join(''));
-    logLines = [];
-  };
-
-  for (;;) {
-    if (opts.maxSteps !== undefined && step.step >= opts.maxSteps) break;
-    if (performance.now() >= deadline) {
-      stoppedBy = 'time';
-      break;
-    }
-    if (opts.signal?.aborted) {
-      stoppedBy = 'signal';
-      break;
-    }
-    const s = step.step;
-    const lr = learningRate(config, s);
-    let r;
-    try {
-      const feeds = text ? Object.fromEntries(Object.entries(await text.feeds(batches.prompts(s))).map(([k, v]) => [k, v.data])) : {};
-      r = await step.run({ ...batches.make(s), ...feeds }, { lr, emaDecay: emaDecayAt(config, s) });
-    } catch (e) {
-      // The step did not touch the weights: keep the last good state on disk, then stop.
-      await flushLog();
-      await save();
-      await step.release();
-      await text?.release();
-      throw e instanceof NonFiniteError ? new Error(`${e.message} The last good state is in ${paths.checkpoint}; resume with a lower --lr.`) : e;
-    }
-    loss = r.loss;
-    lossAvg = s === startStep ? loss : 0.98 * lossAvg + 0.02 * loss;
-    const elapsed = (performance.now() - started) / 1000;
-    const done = step.step - startStep;
-    const ips = (done * B) / elapsed;
-    const stepsLeft = opts.maxSteps !== undefined ? (opts.maxSteps - step.step) / (done / elapsed) : Infinity;
-    const timeLeft = (deadline - performance.now()) / 1000;
-    const eta = Math.min(stepsLeft, timeLeft);
-    const progress: Progress = { step: step.step, maxSteps: opts.maxSteps, loss: lossAvg, gradNorm: r.gradNorm, lr, imagesPerSecond: ips, elapsedSeconds: elapsed, etaSeconds: Number.isFinite(eta) ? eta : undefined };
-    if (step.step % logEvery === 0) {
-      logLines.push(JSON.stringify({ step: step.step, loss: r.loss, loss_avg: lossAvg, grad_norm: r.gradNorm, lr, images_per_second: +ips.toFixed(1), elapsed_s: +elapsed.toFixed(1) }) + '\n');
-      await flushLog();
-    }
-    opts.onProgress?.(progress);
-    if (step.step % checkpointEvery === 0) await save();
-    if (sampleEvery > 0 && step.step % sampleEvery === 0) {
-      await sample(`step-${String(step.step).padStart(7, '0')}`);
-      opts.onProgress?.({ ...progress, event: `samples/step-${String(step.step).padStart(7, '0')}.png` });
-    }
+  try {
+    const result = await trainingLoop(
+      {
+        step,
+        batchSize: B,
+        batch: async (s) => {
+          const feeds = text ? Object.fromEntries(Object.entries(await text.feeds(batches.prompts(s))).map(([k, v]) => [k, v.data])) : {};
+          return { ...batches.make(s), ...feeds };
+        },
+        lr: (s) => learningRate(config, s),
+        emaDecay: (s) => emaDecayAt(config, s),
+        logFile: paths.log,
+        checkpoint: paths.checkpoint,
+        save,
+        sample: (name) => writeSampleGrid(config, step.ema, `${paths.samples}/${name}.png`, opts.sampleCount ?? 64, opts.runtime, { text, prompts: samplePrompts, codec }),
+      },
+      opts,
+    );
+    return { ...result, checkpoint: paths.checkpoint };
+  } finally {
+    await step.release();
+    await text?.release();
+    await ownedAutoencoder?.release();
   }
-  await flushLog();
-  await save();
-  await sample('final');
-  await step.release();
-  await text?.release();
-  return { steps: step.step, finalLoss: lossAvg, stoppedBy, checkpoint: paths.checkpoint };
 }

@@ -29,7 +29,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
   });
 
   const cases: [string, string[], RegExp][] = [
-    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, sample, img2img, inpaint, noise, schedule, eval, keygen, watermark, inspect, detector, export, studio\)/],
+    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, train-vae, sample, img2img, inpaint, noise, schedule, eval, keygen, watermark, inspect, detector, export, studio\)/],
     ['unknown flag', ['train', '--stpes', '3'], /Unknown option '--stpes'.*see 'diffuse train --help'/],
     ['no stopping rule', ['train', '--data', 'mnist'], /give --steps N or --minutes M/],
     ['lr decay without steps', ['train', '--minutes', '1', '--lr-decay', 'cosine'], /--lr-decay cosine decays over the run: give --steps N/],
@@ -88,6 +88,45 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.equal(meta.width, 2 * (3 * 8 + 4 * 2)); // 3 frames of 8 px, 2 px padding, scale 2
     r = await cli('sample', '--run', run, '--steps', '21', '--out', path.join(root, 'x.png'));
     assert.match(r.err, /--steps 21 exceeds the run's 20 training timesteps/);
+  });
+
+  it('trains an autoencoder and a latent model on its latents, samples and edits through it, and refuses misuse', async () => {
+    const vae = path.join(root, 'vae');
+    let r = await cli('train-vae', '--data', path.join(root, 'ok'), '--size', '8', '--preset', 'tiny', '--run', vae, '--steps', '3', '--batch', '2', '--sample-every', '0');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /latents 4x4x4/);
+    assert.match(r.err, /Reconstruction of 4 training images: PSNR -?\d+\.\d+ dB/);
+    assert.ok(existsSync(path.join(vae, 'samples', 'final.png')));
+    r = await cli('train-vae', '--data', path.join(root, 'ok'), '--size', '10', '--preset', 'f4', '--run', path.join(root, 'vae-10'), '--steps', '1');
+    assert.match(r.err, /--size 10 is not a multiple of the f4 preset's downsampling factor 4/);
+    const latent = path.join(root, 'latent');
+    r = await cli('train', '--vae', vae, '--data', path.join(root, 'ok'), '--preset', 'tiny', '--attention', 'none', '--run', latent, '--steps', '3', '--batch', '2', '--sample-every', '0', '--timesteps', '20', '--flip');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /Latents 4x4x4 of 4 images and their mirror images .*scaling factor \d/);
+    assert.ok(existsSync(path.join(latent, 'autoencoder', 'weights.safetensors')) && existsSync(path.join(latent, 'latents.safetensors')));
+    r = await cli('train', '--run', latent, '--resume', '--steps', '4');
+    assert.equal(r.code, 0, r.err);
+    const out = path.join(root, 'latent.png');
+    r = await cli('sample', '--run', latent, '--steps', '5', '--count', '2', '--out', out);
+    assert.equal(r.code, 0, r.err);
+    const meta = await sharp(out).metadata();
+    assert.ok(meta.width! >= 16 && meta.height! >= 8, 'two decoded 8x8 images');
+    const colour = path.join(root, 'latent-in.png');
+    await sharp(Buffer.from(Array.from({ length: 192 }, (_, i) => (i % 3) * 100 + (i % 7))), { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(colour);
+    r = await cli('img2img', '--run', latent, '--image', colour, '--steps', '5', '--out', path.join(root, 'latent-edit.png'));
+    assert.equal(r.code, 0, r.err);
+    for (const [args, re] of [
+      [['train', '--vae', vae, '--run', latent, '--resume', '--steps', '5'], /--vae starts a latent run; a resumed run uses the autoencoder in its own folder/],
+      [['train', '--vae', vae, '--data', path.join(root, 'ok'), '--run', latent, '--steps', '5'], /already holds a run/],
+      [['train', '--vae', latent, '--data', path.join(root, 'ok'), '--run', path.join(root, 'latent-2'), '--steps', '5'], /not an autoencoder config .*this is a U-Net run/],
+      [['train', '--vae', path.join(root, 'nowhere'), '--data', path.join(root, 'ok'), '--run', path.join(root, 'latent-3'), '--steps', '5'], /not an autoencoder folder \(no config\.json\)/],
+      [['inpaint', '--run', latent, '--image', colour, '--mask', path.join(root, 'ok', 'dogs', '0.png'), '--steps', '5', '--out', path.join(root, 'x.png')], /inpainting a latent run is not supported yet/],
+    ] as [string[], RegExp][]) {
+      r = await cli(...args);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.err, re);
+      assert.ok(!/\n\s+at /.test(r.err), `no stack trace: ${r.err}`);
+    }
   });
 
   it('records model and sampling changes to the preset in config.json', async () => {
