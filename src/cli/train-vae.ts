@@ -5,7 +5,8 @@ import { AUTOENCODER_DEFAULTS, AutoencoderRunConfig, readAutoencoderConfig } fro
 import { trainAutoencoder } from '../train/autoencoder-trainer.js';
 import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
-import { ProgressLine, formatDuration } from './progress.js';
+import { ProgressLine } from './progress.js';
+import { trainingSession } from './training-session.js';
 
 export const commandTrainVae: Command = {
   summary: 'train the KL autoencoder of a latent diffusion model (then: diffuse train --vae DIR)',
@@ -82,41 +83,17 @@ export const commandTrainVae: Command = {
     const bar = new ProgressLine();
     if (config.data.source === 'emoji') bar.say('Loading and resizing the emoji images...');
     const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
-    const abort = new AbortController();
-    const onSigint = () => {
-      if (abort.signal.aborted) process.exit(130);
-      bar.say('Ctrl-C: saving a checkpoint before exiting (press again to quit at once)');
-      abort.abort();
-    };
-    process.on('SIGINT', onSigint);
     const f = downsamplingFactor(config.model);
     bar.say(
       `Training a ${config.preset ?? 'custom'} autoencoder on ${dataset.name} (${dataset.count} images ${dataset.channels}x${dataset.height}x${dataset.width} -> latents ` +
         `${config.model.latentChannels}x${dataset.height / f}x${dataset.width / f}) -> ${runDir}`,
     );
-    try {
-      const result = await trainAutoencoder(runDir, config, dataset, {
-        maxSteps: steps,
-        minutes,
-        resume: Boolean(v.resume),
-        sampleEvery: num(v, 'sample-every', { int: true, min: 0 }),
-        checkpointEvery: num(v, 'checkpoint-every', { int: true, min: 1 }),
-        runtime: { device },
-        signal: abort.signal,
-        onProgress: (p) => {
-          if (p.event) return bar.say(`step ${p.step}: wrote ${path.join(runDir, p.event)}`);
-          bar.update(
-            `step ${p.step}${p.maxSteps ? `/${p.maxSteps}` : ''} | loss ${p.loss.toFixed(4)} | ${p.imagesPerSecond.toFixed(0)} img/s | ${formatDuration(p.elapsedSeconds)} elapsed | ${p.etaSeconds !== undefined ? `${formatDuration(p.etaSeconds)} left` : ''}`,
-          );
-        },
-      });
-      bar.done();
-      const q = result.quality;
-      bar.say(`Stopped by ${result.stoppedBy} at step ${result.steps}, loss ${result.finalLoss.toFixed(4)}. Reconstruction of ${q.images} training images: PSNR ${q.psnr.toFixed(2)} dB, mean |error| ${q.l1.toFixed(4)}.`);
-      bar.say(`Checkpoint: ${result.checkpoint}; previews (originals above, reconstructions below): ${path.join(runDir, 'samples', 'final.png')}`);
-      bar.say(`Next: diffuse train --vae ${runDir} --data ${config.data.source} --size ${config.imageSize} --preset color32 --minutes M`);
-    } finally {
-      process.off('SIGINT', onSigint);
-    }
+    const result = await trainingSession(v, runDir, bar, { steps, minutes }, (loop) =>
+      trainAutoencoder(runDir, config, dataset, { ...loop, resume: Boolean(v.resume), runtime: { device } }),
+    );
+    const q = result.quality;
+    bar.say(`Stopped by ${result.stoppedBy} at step ${result.steps}, loss ${result.finalLoss.toFixed(4)}. Reconstruction of ${q.images} training images: PSNR ${q.psnr.toFixed(2)} dB, mean |error| ${q.l1.toFixed(4)}.`);
+    bar.say(`Checkpoint: ${result.checkpoint}; previews (originals above, reconstructions below): ${path.join(runDir, 'samples', 'final.png')}`);
+    bar.say(`Next: diffuse train --vae ${runDir} --data ${config.data.source} --size ${config.imageSize} --preset color32 --minutes M`);
   },
 };

@@ -14,6 +14,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine, formatDuration } from './progress.js';
+import { trainingSession } from './training-session.js';
 
 const SCHEDULE_ALIASES: Record<string, string> = { cosine: 'squaredcos_cap_v2' };
 
@@ -240,44 +241,18 @@ export const commandTrain: Command = {
       }
       if (tokenizer instanceof BpeTokenizer) bar.say(`Text: ${tokenizer.vocabSize}-token BPE vocabulary from ${new Set(dataset.captions).size} distinct captions, ${tokenizer.maxLength} tokens per prompt`);
       else if (tokenizer) bar.say(`Text: the encoder's own tokenizer (${tokenizer.vocabSize} tokens), ${tokenizer.maxLength} tokens per prompt`);
-      const abort = new AbortController();
-      const onSigint = () => {
-        if (abort.signal.aborted) process.exit(130);
-        bar.say('Ctrl-C: saving a checkpoint before exiting (press again to quit at once)');
-        abort.abort();
-      };
-      process.on('SIGINT', onSigint);
       bar.say(`Training on ${dataset.name} (${dataset.count} images ${dataset.channels}x${dataset.height}x${dataset.width}) -> ${runDir}`);
-      try {
-        const result = await train(runDir, config, dataset, {
-          maxSteps: steps,
-          minutes,
-          resume: Boolean(v.resume),
-          sampleEvery: num(v, 'sample-every', { int: true, min: 0 }),
-          checkpointEvery: num(v, 'checkpoint-every', { int: true, min: 1 }),
-          runtime: { device },
-          signal: abort.signal,
-          tokenizer,
-          latent,
-          onProgress: (p) => {
-            if (p.event) return bar.say(`step ${p.step}: wrote ${path.join(runDir, p.event)}`);
-            bar.update(
-              `step ${p.step}${p.maxSteps ? `/${p.maxSteps}` : ''} | loss ${p.loss.toFixed(4)} | ${p.imagesPerSecond.toFixed(0)} img/s | ${formatDuration(p.elapsedSeconds)} elapsed | ${p.etaSeconds !== undefined ? `${formatDuration(p.etaSeconds)} left` : ''}`,
-            );
-          },
-        });
-        bar.done();
-        bar.say(`Stopped by ${result.stoppedBy} at step ${result.steps}, loss ${result.finalLoss.toFixed(4)}. Checkpoint: ${result.checkpoint}; samples: ${path.join(runDir, 'samples', 'final.png')}`);
-        const decay = config.lrDecay;
-        if (result.stoppedBy !== 'steps' && decay && result.steps < decay.steps) {
-          // A time limit on a slow or busy machine cuts the decay short: the model is not the one the recipe makes.
-          bar.say(
-            `note: the learning rate was still decaying (step ${result.steps} of ${decay.steps}); ` +
-              `'diffuse train --run ${runDir} --resume --steps ${decay.steps}' finishes the run exactly as an uninterrupted one would.`,
-          );
-        }
-      } finally {
-        process.off('SIGINT', onSigint);
+      const result = await trainingSession(v, runDir, bar, { steps, minutes }, (loop) =>
+        train(runDir, config, dataset, { ...loop, resume: Boolean(v.resume), runtime: { device }, tokenizer, latent }),
+      );
+      bar.say(`Stopped by ${result.stoppedBy} at step ${result.steps}, loss ${result.finalLoss.toFixed(4)}. Checkpoint: ${result.checkpoint}; samples: ${path.join(runDir, 'samples', 'final.png')}`);
+      const decay = config.lrDecay;
+      if (result.stoppedBy !== 'steps' && decay && result.steps < decay.steps) {
+        // A time limit on a slow or busy machine cuts the decay short: the model is not the one the recipe makes.
+        bar.say(
+          `note: the learning rate was still decaying (step ${result.steps} of ${decay.steps}); ` +
+            `'diffuse train --run ${runDir} --resume --steps ${decay.steps}' finishes the run exactly as an uninterrupted one would.`,
+        );
       }
     }
   },

@@ -228,12 +228,15 @@ export class SamplingPipeline {
    * RePaint: generate where the mask is 1, keep the image where it is 0. After each step the
    * known pixels are replaced by the original noised to the same timestep, and every `jumpLength`
    * steps the sample is noised back up and denoised again (`jumpRepeats` times), so that the
-   * generated region and the kept one agree at the seam. DDIM or DDPM steps.
+   * generated region and the kept one agree at the seam. DDIM or DDPM steps. A latent run does
+   * all of this on the latent grid (see latentMask) and decodes the result: the kept part is the
+   * autoencoder's reconstruction of the image, not its pixels.
    */
   async inpaint(o: InpaintOptions): Promise<ImageBatch> {
-    if (this.codec) throw new Error('inpainting a latent run is not supported yet (its mask would have to be carried to the latent grid); use img2img, or a pixel-space run');
-    const { images, count } = this.images(o.image, o.count, 'image');
-    const mask = this.mask(o.mask, count);
+    const { images: pixels, count } = this.images(o.image, o.count, 'image');
+    const pixelMask = this.mask(o.mask, count);
+    const images = await this.encode(pixels, count);
+    const mask = this.codec ? this.latentMask(pixelMask, count) : pixelMask;
     const kind = o.scheduler ?? 'ddim';
     if (kind !== 'ddim' && kind !== 'ddpm') throw new Error(`inpaint runs RePaint's resampling on ddim or ddpm steps, not ${typeof kind === 'string' ? kind : 'a custom scheduler'}`);
     const per = this.perLatent;
@@ -253,8 +256,30 @@ export class SamplingPipeline {
         jumpRepeats: o.jumpRepeats ?? (o.watermark ? 1 : undefined),
         onStep,
       }),
-      false,
+      true,
     );
+  }
+
+  /**
+   * A latent run's mask: on the latent grid, cell (i, j) is generated where the image's mask is
+   * at least 0.5 at pixel (i f, j f) in any channel (nearest-neighbour, as diffusers' latent
+   * inpainting samples it), for every latent channel.
+   */
+  private latentMask(mask: Float32Array, count: number): Float32Array {
+    const [c, h, w] = this.imageShape;
+    const [lc, lh, lw] = this.latentShape;
+    const f = h / lh;
+    const out = new Float32Array(count * lc * lh * lw);
+    for (let k = 0; k < count; k++) {
+      for (let i = 0; i < lh; i++) {
+        for (let j = 0; j < lw; j++) {
+          let on = false;
+          for (let ch = 0; ch < c; ch++) on ||= mask[((k * c + ch) * h + i * f) * w + j * f] >= 0.5;
+          if (on) for (let l = 0; l < lc; l++) out[((k * lc + l) * lh + i) * lw + j] = 1;
+        }
+      }
+    }
+    return out;
   }
 
   /**

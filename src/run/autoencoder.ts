@@ -14,10 +14,11 @@ import * as path from 'node:path';
 import { ParamScope, ParamStore, Program, RuntimeOptions, input, loadSafetensors, saveSafetensors, writeFileAtomic } from '../engine/index.js';
 import type { NamedTensor } from '../engine/index.js';
 import { AutoencoderConfig, decodeLatents, downsamplingFactor, encodeMoments, validateAutoencoderConfig } from '../nn/autoencoder.js';
-import type { DataConfig, RunConfig } from './config.js';
+import type { DataConfig, OptimizerConfig, RunConfig } from './config.js';
+import { validateOptimizerConfig } from './config.js';
 import { runPaths } from './run.js';
 
-export interface AutoencoderRunConfig {
+export interface AutoencoderRunConfig extends OptimizerConfig {
   format: 'diffuse-autoencoder-1';
   data: DataConfig;
   preset?: string;
@@ -30,14 +31,6 @@ export interface AutoencoderRunConfig {
    * by the number of pixel values.
    */
   klWeight: number;
-  batchSize: number;
-  lr: number;
-  warmupSteps: number;
-  lrDecay?: { steps: number; minRatio: number };
-  weightDecay: number;
-  clipGradNorm: number;
-  emaDecay: number;
-  seed: number;
 }
 
 export const AUTOENCODER_DEFAULTS = { klWeight: 1e-6, batchSize: 32, lr: 1e-3, warmupSteps: 100, weightDecay: 0, clipGradNorm: 1, emaDecay: 0.999, seed: 0 };
@@ -51,11 +44,7 @@ export function validateAutoencoderRunConfig(c: AutoencoderRunConfig): void {
   const f = downsamplingFactor(c.model);
   if (!(Number.isInteger(c.imageSize) && c.imageSize > 0 && c.imageSize % f === 0)) fail('imageSize', `must be a positive multiple of the downsampling factor ${f}, got ${c.imageSize}`);
   if (!(c.klWeight >= 0)) fail('klWeight', `must be >= 0, got ${c.klWeight}`);
-  if (!(Number.isInteger(c.batchSize) && c.batchSize > 0)) fail('batchSize', `must be a positive integer, got ${c.batchSize}`);
-  if (!(c.lr > 0 && c.lr < 1)) fail('lr', `must be in (0, 1), got ${c.lr}`);
-  if (!(c.emaDecay >= 0 && c.emaDecay < 1)) fail('emaDecay', `must be in [0, 1), got ${c.emaDecay}`);
-  if (!(c.warmupSteps >= 0)) fail('warmupSteps', `must be >= 0, got ${c.warmupSteps}`);
-  if (c.lrDecay && !(Number.isInteger(c.lrDecay.steps) && c.lrDecay.steps > c.warmupSteps)) fail('lrDecay.steps', `must be an integer above warmupSteps (${c.warmupSteps}), got ${c.lrDecay.steps}`);
+  validateOptimizerConfig(c, fail);
 }
 
 function readJson(file: string): unknown {

@@ -19,7 +19,24 @@ export interface DataConfig {
   flip: boolean;
 }
 
-export interface RunConfig {
+/** How a run optimises (U-Net and autoencoder runs alike): batches, AdamW, its schedule, the EMA and the seed. */
+export interface OptimizerConfig {
+  batchSize: number;
+  lr: number;
+  warmupSteps: number;
+  /**
+   * Cosine decay of the learning rate after warm-up, reaching lr * minRatio at step `steps`
+   * (and staying there). Absent: constant after warm-up. A pure function of the step, so
+   * resumed runs see the same rates.
+   */
+  lrDecay?: { steps: number; minRatio: number };
+  weightDecay: number;
+  clipGradNorm: number;
+  emaDecay: number;
+  seed: number;
+}
+
+export interface RunConfig extends OptimizerConfig {
   format: 'diffuse-run-1';
   data: DataConfig;
   preset?: string;
@@ -34,19 +51,6 @@ export interface RunConfig {
    * Kingma et al. 2021 (VDM, appendix), which keeps the loss an unbiased estimate with less variance.
    */
   timestepSampling?: TimestepSampling;
-  batchSize: number;
-  lr: number;
-  warmupSteps: number;
-  /**
-   * Cosine decay of the learning rate after warm-up, reaching lr * minRatio at step `steps`
-   * (and staying there). Absent: constant after warm-up. A pure function of the step, so
-   * resumed runs see the same rates.
-   */
-  lrDecay?: { steps: number; minRatio: number };
-  weightDecay: number;
-  clipGradNorm: number;
-  emaDecay: number;
-  seed: number;
   /** Class-conditional training: the label is replaced by the null class with probability pUncond (for classifier-free guidance). */
   classConditioning?: { pUncond: number };
   /** Names of the classes, in label order (for --class NAME and reports). */
@@ -84,6 +88,18 @@ export const TRAIN_DEFAULTS = {
   schedule: { numTrainTimesteps: 1000, betaStart: 0.0001, betaEnd: 0.02, betaSchedule: 'linear' as const, rescaleBetasZeroSnr: false },
 };
 
+/** Checks the optimizer's fields; `fail(field, message)` throws in the caller's words. */
+export function validateOptimizerConfig(c: OptimizerConfig, fail: (field: string, msg: string) => never): void {
+  if (!(Number.isInteger(c.batchSize) && c.batchSize > 0)) fail('batchSize', `must be a positive integer, got ${c.batchSize}`);
+  if (!(c.lr > 0 && c.lr < 1)) fail('lr', `must be in (0, 1), got ${c.lr}`);
+  if (!(c.emaDecay >= 0 && c.emaDecay < 1)) fail('emaDecay', `must be in [0, 1), got ${c.emaDecay}`);
+  if (!(c.warmupSteps >= 0)) fail('warmupSteps', `must be >= 0, got ${c.warmupSteps}`);
+  if (c.lrDecay) {
+    if (!(Number.isInteger(c.lrDecay.steps) && c.lrDecay.steps > c.warmupSteps)) fail('lrDecay.steps', `must be an integer above warmupSteps (${c.warmupSteps}), got ${c.lrDecay.steps}`);
+    if (!(c.lrDecay.minRatio >= 0 && c.lrDecay.minRatio <= 1)) fail('lrDecay.minRatio', `must be in [0, 1], got ${c.lrDecay.minRatio}`);
+  }
+}
+
 /** Checks every field; errors name the field and the expected value. */
 export function validateRunConfig(c: RunConfig): void {
   const fail = (field: string, msg: string): never => {
@@ -96,15 +112,8 @@ export function validateRunConfig(c: RunConfig): void {
   if (c.timestepSampling !== undefined && !TIMESTEP_SAMPLINGS.includes(c.timestepSampling)) fail('timestepSampling', `must be one of ${TIMESTEP_SAMPLINGS.join(', ')}, got '${c.timestepSampling}'`);
   if (!BETA_SCHEDULES.includes(c.schedule.betaSchedule)) fail('schedule', `'${c.schedule.betaSchedule}' is unknown (known: ${BETA_SCHEDULES.join(', ')})`);
   const positiveInt = (v: number, f: string) => (Number.isInteger(v) && v > 0) || fail(f, `must be a positive integer, got ${v}`);
-  positiveInt(c.batchSize, 'batchSize');
   positiveInt(c.schedule.numTrainTimesteps, 'timesteps');
-  if (!(c.lr > 0 && c.lr < 1)) fail('lr', `must be in (0, 1), got ${c.lr}`);
-  if (!(c.emaDecay >= 0 && c.emaDecay < 1)) fail('emaDecay', `must be in [0, 1), got ${c.emaDecay}`);
-  if (!(c.warmupSteps >= 0)) fail('warmupSteps', `must be >= 0, got ${c.warmupSteps}`);
-  if (c.lrDecay) {
-    if (!(Number.isInteger(c.lrDecay.steps) && c.lrDecay.steps > c.warmupSteps)) fail('lrDecay.steps', `must be an integer above warmupSteps (${c.warmupSteps}), got ${c.lrDecay.steps}`);
-    if (!(c.lrDecay.minRatio >= 0 && c.lrDecay.minRatio <= 1)) fail('lrDecay.minRatio', `must be in [0, 1], got ${c.lrDecay.minRatio}`);
-  }
+  validateOptimizerConfig(c, fail);
   if (c.classConditioning) {
     if (c.model.numClasses === undefined) fail('model.numClasses', 'is needed for class-conditional training');
     if (!(c.classConditioning.pUncond >= 0 && c.classConditioning.pUncond < 1)) fail('classConditioning.pUncond', `must be in [0, 1), got ${c.classConditioning.pUncond}`);
@@ -118,7 +127,7 @@ export function validateRunConfig(c: RunConfig): void {
 }
 
 /** What the learning-rate schedule reads from a run's config (U-Net and autoencoder runs alike). */
-export type LrSchedule = Pick<RunConfig, 'lr' | 'warmupSteps' | 'lrDecay'>;
+export type LrSchedule = Pick<OptimizerConfig, 'lr' | 'warmupSteps' | 'lrDecay'>;
 
 /**
  * The learning rate at a step: linear warm-up, then constant, or with `lrDecay` a half cosine
@@ -133,6 +142,6 @@ export function learningRate(c: LrSchedule, step: number): number {
 }
 
 /** EMA decay with the usual warm-up min(decay, (1 + n) / (10 + n)), so early averages are not dominated by the random init. */
-export function emaDecayAt(c: Pick<RunConfig, 'emaDecay'>, step: number): number {
+export function emaDecayAt(c: Pick<OptimizerConfig, 'emaDecay'>, step: number): number {
   return Math.min(c.emaDecay, (1 + step) / (10 + step));
 }

@@ -26,6 +26,7 @@ import {
   scalingFactorOf,
   train,
   trainAutoencoder,
+  validateAutoencoderRunConfig,
 } from '../../src/index.js';
 import { tinyConfig } from './helpers.js';
 
@@ -106,6 +107,9 @@ describe('autoencoder training (train-vae)', () => {
     writeFileSync(path.join(busy, 'notes.txt'), 'mine');
     await assert.rejects(trainAutoencoder(busy, aeConfig(), squares(), { ...quiet, maxSteps: 1 }), /already holds a run/);
     await assert.rejects(AutoencoderNetwork.open(path.join(root, 'nowhere')), /not an autoencoder folder/);
+    assert.throws(() => validateAutoencoderRunConfig(aeConfig({ imageSize: 9 })), /autoencoder config: imageSize must be a positive multiple of the downsampling factor 2, got 9/);
+    assert.throws(() => validateAutoencoderRunConfig(aeConfig({ klWeight: -1 })), /klWeight must be >= 0/);
+    assert.throws(() => validateAutoencoderRunConfig(aeConfig({ lr: 2 })), /autoencoder config: lr must be in \(0, 1\)/);
   });
 });
 
@@ -192,7 +196,14 @@ describe('latent runs (train --vae)', () => {
     const xT = await pipe.invert({ image, steps: 8 });
     assert.deepEqual(xT.shape, [4, 4, 4]);
     assert.deepEqual(xT.data, (await bare.invert({ image: z, steps: 8 })).data);
-    await assert.rejects(pipe.inpaint({ image, mask: new Float32Array(64).fill(1) }), /inpainting a latent run is not supported yet/);
+    // inpaint: RePaint on the latent grid, where the mask's pixel (2i, 2j) says whether cell (i, j) is generated.
+    const mask = Float32Array.from({ length: 64 }, (_, p) => (Math.floor(p / 8) < 4 && p % 8 >= 2 ? 1 : 0)); // top half, x >= 2
+    const cells = Float32Array.from({ length: 4 * 16 }, (_, q) => (Math.floor((q % 16) / 4) < 2 && q % 4 >= 1 ? 1 : 0));
+    const filled = await pipe.inpaint({ image, mask, steps: 8, seed: 4, jumpRepeats: 1 });
+    const filledByHand = await bare.inpaint({ image: z, mask: cells, steps: 8, seed: 4, jumpRepeats: 1 });
+    assert.deepEqual(filled.shape, [3, 8, 8]);
+    assert.deepEqual(filled.data, await codec.decode(filledByHand.data, 1));
+    assert.notDeepEqual((await bare.inpaint({ image: z, mask: new Float32Array(64).fill(1), steps: 8, seed: 4, jumpRepeats: 1 })).data, filledByHand.data);
     await assert.rejects(pipe.img2img({ image: z }), /has 64 values; the model's images have 192/);
     await copy.release();
     await network.release();
