@@ -56,6 +56,8 @@ const config = readRunConfig(runDir);
 const pipe = await DiffusionPipeline.fromRun(runDir);
 const [C, H, W] = pipe.imageShape;
 const per = C * H * W;
+/** Values of x_T per image: the latent's for a latent run (where the mark is written), else the image's. */
+const noisePer = pipe.latentShape.reduce((a, b) => a * b, 1);
 const key: WatermarkKey = generateKey();
 const payloads = Array.from({ length: count }, () => randomBytes(4).readUInt32LE(0));
 
@@ -65,9 +67,9 @@ async function samples(): Promise<{ marked: ImageBatch; clean: ImageBatch }> {
   for (let at = 0; at < count; at += 250) {
     const n = Math.min(250, count - at);
     // One payload per image: generate image by image within the chunk's noise draw.
-    const noise = new Float32Array(n * per);
+    const noise = new Float32Array(n * noisePer);
     const g = new FastGenerator(1000 + at);
-    for (let k = 0; k < n; k++) noise.set(gaussianShading(key, payloads[at + k]).draw(1, per, g), k * per);
+    for (let k = 0; k < n; k++) noise.set(gaussianShading(key, payloads[at + k]).draw(1, noisePer, g), k * noisePer);
     marked.set((await pipe.generate({ count: n, steps, eta: 0, initialNoise: noise })).data, at * per);
   }
   const clean = await pipe.generate({ count, steps, eta: 0, seed: 2 });
@@ -334,7 +336,7 @@ console.log('| inversion steps | detection s/image | TPR at p < 1%, no attack |'
 console.log('|---|---|---|');
 const t0 = Date.now();
 const x = new FastGenerator(5);
-for (let k = 0; k < 100; k++) gaussianShading(key, 1).draw(1, per, x);
+for (let k = 0; k < 100; k++) gaussianShading(key, 1).draw(1, noisePer, x);
 const embed = (Date.now() - t0) / 1000 / 100;
 for (const [s, turns, geo] of [[50, 0, false], [20, 0, false], [10, 0, false], [5, 0, false], ...(maxRotation ? [[inversionSteps, maxRotation, false]] : []), ...(geometric ? [[inversionSteps, 0, true]] : [])] as [number, number, boolean][]) {
   const sub: ImageBatch = { data: marked.data.slice(0, batch * per), count: batch, shape: [C, H, W] };
