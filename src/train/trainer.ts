@@ -12,6 +12,7 @@ import { EpochOrder } from './epochs.js';
 import { BpeTokenizer, TextTokenizer } from '../text/tokenizer.js';
 import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
 import { RunConfig, TimestepSampling, emaDecayAt, learningRate, validateRunConfig } from '../run/config.js';
+import { defaultEta } from '../run/sampling-defaults.js';
 import { readRunConfig, runModel, runPaths } from '../run/run.js';
 import { TextConditioner, readTokenizer, writeTokenizer } from '../run/text.js';
 import { AutoencoderNetwork, LatentCodec, latentCodec, saveAutoencoderCopy } from '../run/autoencoder.js';
@@ -156,7 +157,8 @@ export function diffusionLoss(config: RunConfig, text?: TextConditioner) {
 }
 
 /**
- * Writes a grid of samples from the EMA weights with DDIM (50 steps, fixed seed).
+ * Writes a grid of samples from the EMA weights with DDIM (50 steps, fixed seed) and the eta that
+ * `diffuse sample` uses by default (defaultEta), so that a preview shows what sampling will give.
  * With `prompts` (text runs) or `labels` (class runs), one row per condition, at guidance 3.
  */
 export async function writeSampleGrid(
@@ -179,7 +181,7 @@ export async function writeSampleGrid(
       ...(rows && !condition.prompts ? { classLabel: Array.from({ length: count }, (_, i) => row(i)) } : {}),
       ...(rows ? { guidance: 3 } : {}),
       scheduler: 'ddim',
-      eta: 0,
+      eta: defaultEta(config),
       steps: Math.min(50, config.schedule.numTrainTimesteps),
       seed: 1234,
     });
