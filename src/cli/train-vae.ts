@@ -6,7 +6,7 @@ import { trainAutoencoder } from '../train/autoencoder-trainer.js';
 import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
-import { trainingSession } from './training-session.js';
+import { optimizerFlags, trainingSession } from './training-session.js';
 
 export const commandTrainVae: Command = {
   summary: 'train the KL autoencoder of a latent diffusion model (then: diffuse train --vae DIR)',
@@ -71,13 +71,7 @@ export const commandTrainVae: Command = {
         model: { ...model, inChannels: channels },
         imageSize: size,
         klWeight: num(v, 'kl-weight', { min: 0 }) as number,
-        batchSize: num(v, 'batch', { int: true, min: 1 }) as number,
-        lr: num(v, 'lr', { min: 0 }) as number,
-        warmupSteps: num(v, 'warmup', { int: true, min: 0 }) as number,
-        weightDecay: num(v, 'weight-decay', { min: 0 }) as number,
-        clipGradNorm: num(v, 'clip-grad', { min: 0 }) as number,
-        emaDecay: num(v, 'ema', { min: 0, max: 0.999999 }) as number,
-        seed: num(v, 'seed', { int: true, min: 0 }) as number,
+        ...optimizerFlags(v),
       };
     }
     const bar = new ProgressLine();

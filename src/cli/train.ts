@@ -14,7 +14,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import type { Command } from './flags.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine, formatDuration } from './progress.js';
-import { trainingSession } from './training-session.js';
+import { optimizerFlags, trainingSession } from './training-session.js';
 
 const SCHEDULE_ALIASES: Record<string, string> = { cosine: 'squaredcos_cap_v2' };
 
@@ -144,14 +144,8 @@ export const commandTrain: Command = {
         lossWeighting: oneOf<LossWeighting>(v, 'loss', ['mse', 'min_snr'], 'mse'),
         timestepSampling: oneOf<TimestepSampling>(v, 't-sampling', TIMESTEP_SAMPLINGS, 'uniform'),
         minSnrGamma: snrGammaOf(v),
-        batchSize: num(v, 'batch', { int: true, min: 1 }) as number,
-        lr: num(v, 'lr', { min: 0 }) as number,
-        warmupSteps: num(v, 'warmup', { int: true, min: 0 }) as number,
+        ...optimizerFlags(v),
         ...lrDecayOf(v, steps),
-        weightDecay: num(v, 'weight-decay', { min: 0 }) as number,
-        clipGradNorm: num(v, 'clip-grad', { min: 0 }) as number,
-        emaDecay: num(v, 'ema', { min: 0, max: 0.999999 }) as number,
-        seed: num(v, 'seed', { int: true, min: 0 }) as number,
         ...(v['class-cond'] ? { classConditioning: { pUncond: num(v, 'p-uncond', { min: 0, max: 0.99 }) as number } } : {}),
       };
       const dropout = num(v, 'dropout', { min: 0, max: 0.9 }) as number;

@@ -1,5 +1,6 @@
 /** What `diffuse train` and `diffuse train-vae` share around their loops: the stopping flags, Ctrl-C, the progress bar. */
 import * as path from 'node:path';
+import type { OptimizerConfig } from '../run/config.js';
 import type { LoopOptions } from '../train/loop.js';
 import { num } from './flags.js';
 import { ProgressLine, formatDuration } from './progress.js';
@@ -42,4 +43,17 @@ export async function trainingSession<T>(
   } finally {
     process.off('SIGINT', onSigint);
   }
+}
+
+/** The optimizer's fields from the flags both training commands share (--batch, --lr, --warmup, --weight-decay, --clip-grad, --ema, --seed). */
+export function optimizerFlags(v: Record<string, unknown>): Omit<OptimizerConfig, 'lrDecay'> {
+  return {
+    batchSize: num(v, 'batch', { int: true, min: 1 }) as number,
+    lr: num(v, 'lr', { min: 0 }) as number,
+    warmupSteps: num(v, 'warmup', { int: true, min: 0 }) as number,
+    weightDecay: num(v, 'weight-decay', { min: 0 }) as number,
+    clipGradNorm: num(v, 'clip-grad', { min: 0 }) as number,
+    emaDecay: num(v, 'ema', { min: 0, max: 0.999999 }) as number,
+    seed: num(v, 'seed', { int: true, min: 0 }) as number,
+  };
 }
