@@ -4,8 +4,8 @@
  *
  *   npm run bench:detect -- --run runs/mnist [--count 1000] [--calibration 1000] [--other runs/other] [--save]
  *
- * Real test images: the data set's test split [0, count). Calibration: test [5000, 5000 + n) and
- * n samples (half DDIM 50, half DPM-Solver++ 20, seeds 1001-1002). Test samples: seed 7, the pipeline's defaults (DDIM 50, the run's eta),
+ * Real test images: the data set's test split [0, count). Calibration: test [S, S + n) and
+ * n samples, S = 5000 for MNIST and Fashion-MNIST, half the split for emoji (calibrationStart); (half DDIM 50, half DPM-Solver++ 20, seeds 1001-1002). Test samples: seed 7, the pipeline's defaults (DDIM 50, the run's eta),
  * DPM-Solver++ 20 steps (seed 8), and Euler ancestral 30 steps (seed 9), a sampler the calibration never saw. Settings: both
  * PNG; both JPEG 90; both JPEG 75; both resized to 50% and back. Also: training-split images
  * (memorisation), and samples of another run (`--other`: transfer). --save writes the calibration
@@ -19,6 +19,7 @@ import {
   ImageBatch,
   averagePrecision,
   calibrateDetector,
+  calibrationStart,
   chooseProfile,
   detectSynthetic,
   jpegRoundTrip,
@@ -40,15 +41,18 @@ const slice = (b: ImageBatch, from: number, n: number): ImageBatch => {
   if (b.count < from + n) throw new Error(`${source} has ${b.count} images in that split; ${from + n} needed`);
   return { data: b.data.slice(from * per, (from + n) * per), count: n, shape: pipe.imageShape };
 };
+const [channels, side] = pipe.imageShape;
 const split = async (s: 'train' | 'test'): Promise<ImageBatch> => {
-  const d = await loadDataset(source, s);
+  const d = await loadDataset(source, s, { size: side, channels: channels as 1 | 3 });
   return { data: d.images, count: d.count, shape: pipe.imageShape };
 };
 const test = await split('test');
+const calFrom = calibrationStart(test.count);
+if (count > calFrom) throw new Error(`--count ${count}: the ${source} test split keeps [0, ${calFrom}) for testing; use --count ${calFrom} or less`);
 const t0 = performance.now();
 const calibration = await calibrateDetector(pipe, {
-  real: slice(test, 5000, calCount),
-  realSource: `${source} test [5000, ${5000 + calCount})`,
+  real: slice(test, calFrom, calCount),
+  realSource: `${source} test [${calFrom}, ${calFrom + calCount})`,
   onPhase: log,
 });
 log(`calibrated in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
@@ -84,8 +88,10 @@ for (const [name, profile, process] of settings) {
   console.log(`| ${name} | ${profile} | ${fmt(averagePrecision(fs.scores, rs.scores))} | ${fmt(rocAuc(fs.scores, rs.scores))} | ${fmt(fs.flagged)} | ${fmt(rs.flagged)} | ${cells(gs)} | ${cells(es)} |`);
 }
 const r = await score(real, 'lossless');
-const more = await score(quantize8(slice(test, count, 5000 - count)), 'lossless');
-console.log(`\nFalse positives at the 1% threshold on ${5000 - count} more real test images [${count}, 5000), PNG: ${fmt(more.flagged)}.`);
+if (calFrom > count) {
+  const more = await score(quantize8(slice(test, count, calFrom - count)), 'lossless');
+  console.log(`\nFalse positives at the 1% threshold on ${calFrom - count} more real test images [${count}, ${calFrom}), PNG: ${fmt(more.flagged)}.`);
+}
 const fk = await score(fake, 'lossless');
 const train = await score(quantize8(slice(await split('train'), 0, count)), 'lossless');
 console.log(`Training-split images (memorisation), PNG: flagged ${fmt(train.flagged)} (real test images: ${fmt(r.flagged)}); AUC of samples against training images ${fmt(rocAuc(fk.scores, train.scores))}, against test images ${fmt(rocAuc(fk.scores, r.scores))}; AUC training vs test images (0.5 = no memorisation signal) ${fmt(rocAuc(train.scores, r.scores))}.`);
@@ -96,5 +102,5 @@ if (other) {
   const s = await score(oFake, 'lossless');
   console.log(`Samples of another model (${other}, model ${o.modelHash.slice(0, 12)}), PNG, scored by this run's detector: AP ${fmt(averagePrecision(s.scores, r.scores))}, AUC ${fmt(rocAuc(s.scores, r.scores))}, flagged ${fmt(s.flagged)}.`);
 }
-console.log(`\nCost: ${msPer.toFixed(1)} ms per image (${calibration.timesteps.length} model evaluations each, batches of 250, PNG setting); the whole bench took ${((performance.now() - t0) / 1000).toFixed(0)} s.`);
+console.log(`\nCost: ${msPer.toFixed(1)} ms per image (${calibration.timesteps.length} model evaluations each${pipe.codec ? ', and one encoding and decoding by the autoencoder' : ''}, batches of 250, PNG setting); the whole bench took ${((performance.now() - t0) / 1000).toFixed(0)} s.`);
 await pipe.release();

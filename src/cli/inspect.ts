@@ -5,13 +5,14 @@
  */
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
-import { decodeImages, ensureWritable, listImages, loadDataset } from '../data/index.js';
+import { BUILTIN_DATASETS, DatasetName, decodeImages, ensureWritable, listImages, loadDataset } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
-import { calibrateDetector, readKey } from '../forensics/index.js';
+import { calibrateDetector, calibrationStart, readKey } from '../forensics/index.js';
 import { DETECTOR_FILE, InspectReport, Inspector, csvHeader, csvRow, reportHtml, reportText } from '../inspect/index.js';
 import type { ReportPictures } from '../inspect/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
+import { runImageShape } from '../run/autoencoder.js';
 import type { Command } from './flags.js';
 import { UsageError, list, num, oneOf } from './flags.js';
 import { readTrustSettings } from './credentials.js';
@@ -57,6 +58,7 @@ export const commandInspect: Command = {
     const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
     const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
     const geometric = Boolean(v.geometric);
+    if (config?.latent && (geometric || maxRotation > 0)) throw new UsageError(`${runDir} is a latent run: --max-rotation and --geometric work with pixel-space runs only (the watermark is checked on the image as it is)`);
     if (geometric && maxRotation > 0) throw new UsageError('choose --geometric or --max-rotation: the geometric search already covers every turn');
     const threads = num(v, 'threads', { int: true, min: 1, max: 256 });
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
@@ -141,8 +143,8 @@ export const commandDetector: Command = {
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder' },
-    real: { type: 'string', description: 'held-out real images the model never trained on (default for mnist and fashion-mnist runs: their test split [5000, 5000 + count))' },
-    count: { type: 'string', description: 'real images to use; as many samples are drawn', default: '1000' },
+    real: { type: 'string', description: 'held-out real images the model never trained on (default for the built-in sets: their test split from index 5000, or from its middle for emoji)' },
+    count: { type: 'string', description: 'real images to use; as many samples are drawn (default 1000, or as many as a built-in set keeps for calibration if fewer: 373 for emoji)' },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v, positionals) {
@@ -151,25 +153,28 @@ export const commandDetector: Command = {
     if (!v.run) throw new UsageError('--run DIR is required');
     const runDir = String(v.run);
     const config = readRunConfig(runDir);
-    const count = num(v, 'count', { int: true, min: 50 }) as number;
-    if (config.latent) throw new UsageError(`${runDir} is a latent run; the synthetic-image detector is calibrated on pixel-space runs only for now`);
-    const m = config.model;
-    const shape: [number, number, number] = [m.inChannels, m.imageSize, m.imageSize];
+    const asked = num(v, 'count', { int: true, min: 50 });
+    let count = asked ?? 1000;
+    // The images the model makes (a latent run's are its autoencoder's).
+    const shape = runImageShape(runDir, config);
+    const [channels, side] = shape;
     const per = shape[0] * shape[1] * shape[2];
     let real: Float32Array;
     let source: string;
     if (v.real !== undefined) {
       const files = listImages(String(v.real)).slice(0, count);
       if (files.length < 50) throw new UsageError(`${String(v.real)}: ${files.length} images; calibration needs at least 50`);
-      real = (await decodeImages(files, { size: m.imageSize, channels: m.inChannels as 1 | 3 })).images;
+      real = (await decodeImages(files, { size: side, channels: channels as 1 | 3 })).images;
       source = `${path.basename(path.resolve(String(v.real)))} (${files.length} images)`;
     } else {
       const name = config.data.source;
-      if (name !== 'mnist' && name !== 'fashion-mnist') throw new UsageError(`this run trained on '${name}', which has no held-out split here: give --real FOLDER with images the model never saw`);
-      const test = await loadDataset(name, 'test');
-      if (test.count < 5000 + count) throw new UsageError(`--count ${count}: the ${name} test split has ${test.count - 5000} images after index 5000`);
-      real = test.images.slice(5000 * per, (5000 + count) * per);
-      source = `${name} test [5000, ${5000 + count})`;
+      if (!BUILTIN_DATASETS.includes(name as DatasetName)) throw new UsageError(`this run trained on '${name}', which has no held-out split here: give --real FOLDER with images the model never saw`);
+      const test = await loadDataset(name, 'test', { size: side, channels: channels as 1 | 3 });
+      const from = calibrationStart(test.count);
+      if (asked === undefined) count = Math.min(count, test.count - from);
+      if (test.count < from + count) throw new UsageError(`--count ${count}: the ${name} test split has ${test.count - from} images kept for calibration (from index ${from}); use --count ${test.count - from} or less`);
+      real = test.images.slice(from * per, (from + count) * per);
+      source = `${name} test [${from}, ${from + count})`;
     }
     const out = path.join(runDir, DETECTOR_FILE);
     await ensureWritable(out);

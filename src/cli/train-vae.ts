@@ -75,7 +75,7 @@ export const commandTrainVae: Command = {
       };
     }
     const bar = new ProgressLine();
-    if (config.data.source === 'emoji') bar.say(`Loading and resizing ${config.data.limit ? `up to ${config.data.limit}` : 'the 3,786'} emoji images...`);
+    if (config.data.source === 'emoji') bar.say(`Loading and resizing ${config.data.limit ? `up to ${config.data.limit}` : 'the 3,035 training'} emoji images...`);
     const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
     const f = downsamplingFactor(config.model);
     bar.say(

@@ -171,7 +171,7 @@ export const commandTrain: Command = {
         const [c, h] = autoencoder.imageShape;
         config.data = { ...config.data, size: config.data.size ?? h, channels: config.data.channels ?? (c as 1 | 3) };
       }
-      if (config.data.source === 'emoji') bar0(`Loading and resizing ${config.data.limit ? `up to ${config.data.limit}` : 'the 3,786'} emoji images...`);
+      if (config.data.source === 'emoji') bar0(`Loading and resizing ${config.data.limit ? `up to ${config.data.limit}` : 'the 3,035 training'} emoji images...`);
       const dataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit, captions: wantsText });
       if (dataset.width !== dataset.height) throw new UsageError(`${dataset.name}: images are ${dataset.width}x${dataset.height}; the U-Net needs square images (pass --size N)`);
       // A preset adapts to the data's channels and size (validated below: the size must halve evenly per level).

@@ -220,7 +220,7 @@ export const BUILTIN_DATASETS: readonly DatasetName[] = ['mnist', 'fashion-mnist
 export async function loadDataset(spec: string, split: Split = 'train', folder: FolderOptions = {}): Promise<ImageDataset> {
   if (spec === 'mnist') return loadMnist(split, folder.limit);
   if (spec === 'fashion-mnist' || spec === 'fashion') return loadFashionMnist(split, folder.limit);
+  if (spec === 'emoji') return (await import('./emoji.js')).loadEmoji({ size: folder.size, limit: folder.limit, split });
   if (split === 'test') throw new DataError(`${spec}: has no held-out split`);
-  if (spec === 'emoji') return (await import('./emoji.js')).loadEmoji({ size: folder.size, limit: folder.limit });
   return loadImageFolder(spec, folder);
 }

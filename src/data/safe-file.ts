@@ -7,7 +7,7 @@
  * 16000x16000 pixels (a decompression bomb). Each is refused here with one line, and the caller
  * goes on with the next file.
  */
-import { constants, promises as fs } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, promises as fs, readSync } from 'node:fs';
 import { DataError } from './errors.js';
 
 /** The largest image file read by default (bytes). */
@@ -52,6 +52,39 @@ export async function readRegularFile(file: string, maxBytes = MAX_IMAGE_BYTES):
     return got === out.length ? out : out.subarray(0, got);
   } finally {
     await handle.close();
+  }
+}
+
+/** The largest settings file (config.json, a key, a calibration) read by readSettingsFile. */
+export const MAX_SETTINGS_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Reads a small text file that must be a regular file (a run's config.json, a key, a detector
+ * calibration) synchronously, as readRegularFile does: a FIFO or a device in its place is refused
+ * in one line instead of blocking or reading for ever.
+ */
+export function readSettingsFile(file: string, maxBytes = MAX_SETTINGS_BYTES): string {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DataError(code === 'ENOENT' ? `${file}: no such file` : code === 'EACCES' ? `${file}: permission denied` : `${file}: cannot open (${code ?? (e as Error).message})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new DataError(`${file}: ${kindOf(st)}, not a settings file`);
+    if (st.size > maxBytes) throw new DataError(`${file}: ${st.size} bytes, over the ${maxBytes}-byte limit for a settings file`);
+    const out = Buffer.alloc(st.size);
+    let got = 0;
+    while (got < out.length) {
+      const n = readSync(fd, out, got, out.length - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return out.subarray(0, got).toString('utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -171,17 +171,24 @@ export async function evaluateAdherence(runDir: string, config: RunConfig, o: Ev
 const samplerName = (o: EvalOptions) =>
   `${o.scheduler}${o.karras ? ' (Karras sigmas)' : ''}, ${o.steps} steps${o.scheduler === 'ddim' ? `, eta ${o.eta}` : ''}${o.timestepSpacing ? `, ${o.timestepSpacing} spacing` : ''}${o.clipSample !== undefined ? `, clip ${o.clipSample ? 'on' : 'off'}` : ''}, seed ${o.seed}`;
 
-/** n overlays (pixel-wise maximum) of two held-out images with different labels, deterministic. */
+/**
+ * n overlays of two held-out images with different labels, deterministic: the pixel-wise maximum
+ * for light strokes on a dark background (MNIST), the minimum for dark drawings on a light one
+ * (emoji on white), so that both pictures stay visible in the overlay.
+ */
 export function overlays(test: ImageDataset, n: number): Float32Array {
   const labels = test.labels;
   if (!labels) throw new Error(`${test.name}: overlays need labelled images`);
   const per = test.images.length / test.count;
+  let sum = 0;
+  for (const v of test.images) sum += v;
+  const pick = sum > 0 ? Math.min : Math.max;
   const out = new Float32Array(n * per);
   for (let i = 0, made = 0; made < n; i++) {
     const a = i % test.count;
     const b = (i * 7919 + 13) % test.count;
     if (labels[a] === labels[b]) continue;
-    for (let q = 0; q < per; q++) out[made * per + q] = Math.max(test.images[a * per + q], test.images[b * per + q]);
+    for (let q = 0; q < per; q++) out[made * per + q] = pick(test.images[a * per + q], test.images[b * per + q]);
     made++;
   }
   return out;
@@ -192,8 +199,8 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   const source = config.data.source;
   // The classifier learns from the same training images as the model (and is cached per set).
   const train: ImageDataset = await loadDataset(source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
-  const test = await loadDataset(source, 'test');
-  if (test.count < 2 * o.count) throw new Error(`--count ${o.count} needs ${2 * o.count} held-out images for the floor; ${source} has ${test.count}`);
+  const test = await loadDataset(source, 'test', { size: config.data.size, channels: config.data.channels });
+  if (test.count < 2 * o.count) throw new Error(`--count ${o.count} needs ${2 * o.count} held-out images for the floor; ${source} has ${test.count} (use --count ${Math.floor(test.count / 2)} or less)`);
   const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
 
   const started = Date.now();

@@ -3,7 +3,9 @@
  * no image. The key drives ChaCha20 (RFC 8439), whose keystream chooses the signs of x_T.
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { DataError } from '../data/errors.js';
+import { readSettingsFile } from '../data/safe-file.js';
 
 export const KEY_FORMAT = 'diffuse-watermark-key-1';
 export const SCHEMES = ['gaussian-shading'] as const;
@@ -42,8 +44,9 @@ export function readKey(file: string): WatermarkKey {
   if (!existsSync(file)) throw new Error(`${file}: no such key file (make one with 'diffuse keygen --out ${file}')`);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch {
+    json = JSON.parse(readSettingsFile(file));
+  } catch (e) {
+    if (e instanceof DataError) throw e;
     throw new Error(`${file}: not a Diffuse watermark key (not valid JSON); the key file is corrupt`);
   }
   return validateKey(json, file);

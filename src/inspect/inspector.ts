@@ -4,9 +4,9 @@
  * it reports the file-level signals (credentials, metadata) of any image. `diffuse inspect` and
  * the studio's Inspect tab both use it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { MAX_IMAGE_PIXELS, readRegularFile } from '../data/safe-file.js';
+import { MAX_IMAGE_PIXELS, readRegularFile, readSettingsFile } from '../data/safe-file.js';
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
@@ -106,14 +106,15 @@ export class Inspector {
   static async open(runDir: string | undefined, o: InspectorOptions = {}): Promise<Inspector> {
     if (runDir === undefined) return new Inspector(undefined, o);
     const pipe = await DiffusionPipeline.fromRun(runDir, { device: o.device ?? 'cpu' });
-    if (pipe.codec) {
+    // The searches move the inverted noise as the image moved, pixel for pixel; a latent grid is not the image's.
+    if (pipe.codec && (o.geometric || (o.maxRotation ?? 0) > 0)) {
       await pipe.release();
-      throw new Error(`${runDir} is a latent run; inspecting images with a latent run's model (its watermark and detector) is not supported yet: inspect without --run`);
+      throw new Error(`${runDir} is a latent run: its watermark is checked on the image as it is; the rotation and geometric searches work with pixel-space runs only`);
     }
     const calFile = path.join(runDir, DETECTOR_FILE);
     if (!existsSync(calFile)) return new Inspector(pipe, o, undefined, `no detector calibration (${calFile}); make one with diffuse detector calibrate --run ${runDir}`);
     try {
-      return new Inspector(pipe, o, checkCalibration(JSON.parse(readFileSync(calFile, 'utf8')), pipe.modelHash));
+      return new Inspector(pipe, o, checkCalibration(JSON.parse(readSettingsFile(calFile)), pipe.modelHash));
     } catch (e) {
       return new Inspector(pipe, o, undefined, `${calFile}: ${(e as Error).message}`);
     }

@@ -32,7 +32,7 @@ export class DiffusionPipeline extends SamplingPipeline {
     readonly text?: TextConditioner,
     /** Whether release() frees `text` (fromRun opened it) or leaves it to the caller (fromWeights). */
     private readonly ownsText = false,
-    /** SHA-256 of the weights (see weightsHash): which exact model this is. */
+    /** SHA-256 of the weights (see weightsHash): which exact model this is (a latent run opened with fromRun: the U-Net and its autoencoder). */
     readonly modelHash = '',
     codec?: LatentCodec,
     /** A latent run's autoencoder that fromRun opened (released with the pipeline). */
@@ -54,7 +54,9 @@ export class DiffusionPipeline extends SamplingPipeline {
       const weights = await loadSamplingWeights(dir, config, text);
       autoencoder = config.latent ? await AutoencoderNetwork.open(runPaths(dir).autoencoder, runtime) : undefined;
       const codec = autoencoder && latentCodec(autoencoder, (config.latent as { scalingFactor: number }).scalingFactor);
-      return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, text), text, true, weightsHash(weights), codec, autoencoder);
+      // A latent run's images are the decoder's: its hash covers the autoencoder's weights too.
+      const hashed = autoencoder ? new Map([...weights, ...[...autoencoder.weights].map(([k, w]) => [`autoencoder/${k}`, w] as const)]) : weights;
+      return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, text), text, true, weightsHash(hashed), codec, autoencoder);
     } catch (e) {
       await text?.release();
       await autoencoder?.release();

@@ -17,7 +17,7 @@ import { SCHEDULER_NAMES, SchedulerName, makeScheduler } from '../samplers/regis
 import type { Denoiser, Scheduler } from '../samplers/scheduler.js';
 import type { RunConfig } from '../run/config.js';
 import type { LatentCodec } from '../run/autoencoder.js';
-import { defaultEta, defaultSpacing, schedulerConfigOf } from '../run/sampling-defaults.js';
+import { defaultEta, defaultSpacing, defaultThresholding, schedulerConfigOf } from '../run/sampling-defaults.js';
 import { ConditionedNetwork, Guidance, guidedDenoiser } from './guidance.js';
 import { invertDDIM } from './invert.js';
 import { RepaintOptions, repaint } from './inpaint.js';
@@ -66,7 +66,7 @@ export interface SamplingOptions {
   spacing?: TimestepSpacing;
   /** DDPM/DDIM: clip the x_0 estimate to [-1, 1] (default: the run's, see schedulerConfigOf). */
   clipSample?: boolean;
-  /** DPM-Solver++: clip its x_0 predictions to [-1, 1] (dynamic thresholding; default on, see makeScheduler). */
+  /** DPM-Solver++: clip its x_0 predictions to [-1, 1] (dynamic thresholding; default: on for pixel-space runs, off for latent runs, see defaultThresholding). */
   thresholding?: boolean;
   /** Denoising steps (default 50). */
   steps?: number;
@@ -437,7 +437,7 @@ export class SamplingPipeline {
       if (typeof kind !== 'string') return kind;
       if (!SCHEDULER_NAMES.includes(kind)) throw new Error(`unknown scheduler '${String(kind)}' (known: ${SCHEDULER_NAMES.join(', ')})`);
       const spacing = o.spacing ?? defaultSpacing(this.config, kind);
-      return makeScheduler(kind, schedulerConfigOf(this.config, { clipSample: o.clipSample, timestepSpacing: spacing }), { karras: o.karras, thresholding: o.thresholding ?? (this.config.latent ? false : undefined) });
+      return makeScheduler(kind, schedulerConfigOf(this.config, { clipSample: o.clipSample, timestepSpacing: spacing }), { karras: o.karras, thresholding: o.thresholding ?? defaultThresholding(this.config) });
     };
     const codec = decode ? this.codec : undefined;
     const shape = codec ? codec.imageShape : this.latentShape;

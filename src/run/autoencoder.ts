@@ -9,7 +9,9 @@
  * makes latents unit-variance for the diffusion model (Rombach et al. 2022, sec. 4.3.2 and
  * appendix G: z is divided by its standard deviation over the data, "scale_by_std").
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { DataError } from '../data/errors.js';
+import { readSettingsFile } from '../data/safe-file.js';
 import * as path from 'node:path';
 import { ParamScope, ParamStore, Program, RuntimeOptions, input, loadSafetensors, saveSafetensors, writeFileAtomic } from '../engine/index.js';
 import type { NamedTensor } from '../engine/index.js';
@@ -49,8 +51,9 @@ export function validateAutoencoderRunConfig(c: AutoencoderRunConfig): void {
 
 function readJson(file: string): unknown {
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(readSettingsFile(file));
   } catch (e) {
+    if (e instanceof DataError) throw e;
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
 }

@@ -3,7 +3,9 @@
  * Loading one gives a denoiser with the EMA weights baked into the ONNX model.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { DataError } from '../data/errors.js';
+import { readSettingsFile } from '../data/safe-file.js';
 import * as path from 'node:path';
 import { HostTensor, ParamScope, ParamStore, Program, RuntimeOptions, Tensor, input, loadSafetensors } from '../engine/index.js';
 import { unet } from '../nn/unet.js';
@@ -26,8 +28,9 @@ export function readRunConfig(dir: string): RunConfig {
   if (!existsSync(file)) throw new Error(`${dir}: not a run folder (no config.json); train one with 'diffuse train --run ${dir}'`);
   let c: RunConfig;
   try {
-    c = JSON.parse(readFileSync(file, 'utf8')) as RunConfig;
+    c = JSON.parse(readSettingsFile(file)) as RunConfig;
   } catch (e) {
+    if (e instanceof DataError) throw e;
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
   if (c.format !== 'diffuse-run-1') throw new Error(`${file}: unknown format '${c.format}' (expected diffuse-run-1)`);

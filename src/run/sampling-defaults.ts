@@ -48,6 +48,15 @@ export function defaultEta(c: RunConfig): number {
 }
 
 /**
+ * Whether DPM-Solver++ clips its x_0 predictions (dynamic thresholding) when the caller says
+ * nothing: on for pixel-space runs (see makeScheduler), off for latent runs, whose latents are not
+ * confined to [-1, 1] (diffusers' latent pipelines leave thresholding off).
+ */
+export function defaultThresholding(c: RunConfig): boolean {
+  return c.latent === undefined;
+}
+
+/**
  * The timestep spacing that `diffuse sample` and `diffuse eval` give the Euler-family samplers
  * (euler, euler_a, heun) when the user gives none: `leading` where the schedule's last step
  * destroys nearly all remaining signal (beta_{T-1} > 0.5), else the scheduler's own default

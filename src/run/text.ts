@@ -3,7 +3,9 @@
  * folder), the encoder (a transformer trained with the U-Net, or a frozen ONNX
  * file), and the graph inputs that carry a batch of prompts.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { DataError } from '../data/errors.js';
+import { readSettingsFile } from '../data/safe-file.js';
 import * as path from 'node:path';
 import { BatchSpec, HostTensor, ParamScope, RuntimeOptions, Tensor, writeFileAtomic } from '../engine/index.js';
 import type { TextStates } from '../nn/attention.js';
@@ -23,8 +25,9 @@ export const tokenizerConfigPath = (runDir: string) => path.join(runDir, 'tokeni
 
 function readJson(file: string): unknown {
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(readSettingsFile(file));
   } catch (e) {
+    if (e instanceof DataError) throw e;
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
 }

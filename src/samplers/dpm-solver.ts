@@ -74,7 +74,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     this.config = resolveConfig('DPMSolverMultistepScheduler', DPM_DEFAULTS, config);
     if (![1, 2].includes(this.config.solverOrder)) throw new Error(`DPMSolverMultistepScheduler: solverOrder must be 1 or 2, got ${this.config.solverOrder}`);
     this.alphasCumprod = schedulerTables(this.config).alphasCumprod;
-    this.setTimesteps(Math.min(25, this.config.numTrainTimesteps));
+    this.setTimesteps(Math.max(1, Math.min(25, this.config.numTrainTimesteps - 1)));
   }
 
   setTimesteps(n: number): void {
@@ -89,6 +89,8 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     if (c.timestepSpacing === 'trailing') ts = spacedTimesteps('trailing', T, n, c.stepsOffset, 'DPMSolverMultistepScheduler').map((t) => t - (T - last));
     else if (c.timestepSpacing === 'linspace') ts = Array.from({ length: n + 1 }, (_, i) => roundHalfEven((i * (last - 1)) / n)).reverse().slice(0, n);
     else ts = Array.from({ length: n + 1 }, (_, i) => i * Math.floor(last / (n + 1)) + c.stepsOffset).reverse().slice(0, n);
+    // n + 1 points among `last` timesteps: with n >= last two steps share a timestep, and the solver divides by their h = 0.
+    if (ts.some((t, i) => i > 0 && t === ts[i - 1])) throw new Error(`DPMSolverMultistepScheduler: ${n} steps with ${c.timestepSpacing} spacing repeat a timestep of this ${last}-timestep schedule; use at most ${last - 1} steps${c.timestepSpacing === 'trailing' ? '' : ', or trailing spacing'}`);
     const train = trainingSigmas(this.alphasCumprod);
     if (c.useKarrasSigmas) {
       const logSigmas = train.map(Math.log);

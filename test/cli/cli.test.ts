@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync,
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import { errorLine } from '../../src/cli/main.js';
 import { cli } from './helpers.js';
@@ -26,6 +27,9 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     writeFileSync(path.join(root, 'corrupt', 'b.png'), 'not a png');
     mkdirSync(path.join(root, 'empty'), { recursive: true });
     writeFileSync(path.join(root, 'empty', 'notes.txt'), 'no images here');
+    // A run folder whose config.json is a FIFO: reading it would block for ever.
+    mkdirSync(path.join(root, 'fifo-run'));
+    execFileSync('mkfifo', [path.join(root, 'fifo-run', 'config.json')]);
   });
 
   const cases: [string, string[], RegExp][] = [
@@ -53,6 +57,8 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['bad spacing', ['sample', '--run', path.join(root, 'run'), '--spacing', 'even'], /--spacing must be one of auto, leading, trailing, linspace, got 'even'/],
     ['bad eta', ['sample', '--run', path.join(root, 'run'), '--eta', 'lots'], /--eta must be a number >= 0 or auto, got 'lots'/],
     ['not a run folder', ['sample', '--run', root], /not a run folder \(no config\.json\)/],
+    ['config.json is a FIFO', ['sample', '--run', path.join(root, 'fifo-run')], /fifo-run\/config\.json: a FIFO \(named pipe\), not a settings file/],
+    ['key is a device', ['watermark', 'detect', '/dev/null', '--run', path.join(root, 'fifo-run'), '--key', '/dev/zero'], /\/dev\/zero: a device, not a settings file/],
     ['noise without image', ['noise'], /give one image: a file path or mnist:INDEX/],
     ['noise with missing file', ['noise', '/nonexistent.png'], /\/nonexistent\.png: no such file/],
   ];
@@ -118,11 +124,24 @@ describe('CLI end to end on a tiny folder data set', () => {
     r = await cli('inpaint', '--run', latent, '--image', colour, '--mask', path.join(root, 'ok', 'dogs', '2.png'), '--steps', '5', '--out', path.join(root, 'latent-fill.png'));
     assert.equal(r.code, 0, r.err);
     assert.ok(existsSync(path.join(root, 'latent-fill.png')));
+    // The detector and inspect work on a latent run (AEROBLADE's reconstruction error among its features).
+    const real = path.join(root, 'latent-real');
+    mkdirSync(real);
+    for (let i = 0; i < 50; i++) await sharp(Buffer.from(Array.from({ length: 192 }, (_, j) => (j * (i + 3) * 37) % 251)), { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(path.join(real, `${i}.png`));
+    r = await cli('detector', 'calibrate', '--run', latent, '--real', real);
+    assert.equal(r.code, 0, r.err);
+    assert.equal((JSON.parse(readFileSync(path.join(latent, 'detector.json'), 'utf8')) as { space: string }).space, 'latent');
+    r = await cli('inspect', colour, '--run', latent, '--steps', '4', '--json');
+    assert.equal(r.code, 0, r.err);
+    const report = JSON.parse(r.out) as { detector?: { status: string; probability?: number }; watermark?: { status: string } };
+    assert.equal(report.detector?.status, 'checked', r.out);
+    assert.ok(report.detector!.probability! >= 0 && report.detector!.probability! <= 1);
     for (const [args, re] of [
       [['train', '--vae', vae, '--run', latent, '--resume', '--steps', '5'], /--vae starts a latent run; a resumed run uses the autoencoder in its own folder/],
       [['train', '--vae', vae, '--data', path.join(root, 'ok'), '--run', latent, '--steps', '5'], /already holds a run/],
       [['train', '--vae', latent, '--data', path.join(root, 'ok'), '--run', path.join(root, 'latent-2'), '--steps', '5'], /not an autoencoder config .*this is a U-Net run/],
       [['train', '--vae', path.join(root, 'nowhere'), '--data', path.join(root, 'ok'), '--run', path.join(root, 'latent-3'), '--steps', '5'], /not an autoencoder folder \(no config\.json\)/],
+      [['inspect', colour, '--run', latent, '--geometric'], /is a latent run: --max-rotation and --geometric work with pixel-space runs only/],
     ] as [string[], RegExp][]) {
       r = await cli(...args);
       assert.equal(r.code, 1, args.join(' '));

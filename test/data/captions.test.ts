@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { DIGIT_NAMES, captionsFromLabels, classPrompt, emojiCatalogue, loadEmoji, loadImageFolder, loadMnist } from '../../src/index.js';
+import { DIGIT_NAMES, EMOJI_CATEGORIES, captionsFromLabels, classPrompt, emojiCatalogue, loadDataset, loadEmoji, loadImageFolder, loadMnist } from '../../src/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-captions-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -54,15 +54,46 @@ describe('captions', () => {
     await assert.rejects(loadImageFolder(dir, { captions: true }), /no caption for two\.png/);
   });
 
-  it('emoji: 3,786 Noto images with emojibase labels, skin tones as attribute words', async () => {
+  it('emoji: 3,781 Noto images with emojibase labels, skin tones as attribute words, nine categories', async () => {
     const all = emojiCatalogue();
-    assert.equal(all.length, 3786);
+    assert.equal(all.length, 3781);
     const captions = new Set(all.map((e) => e.caption));
     for (const c of ['cat face', 'red apple', 'smiling face with sunglasses', 'waving hand medium skin tone']) assert.ok(captions.has(c), c);
     assert.ok(all.slice(0, 50).every((e) => existsSync(e.file)));
+    const category = (caption: string) => EMOJI_CATEGORIES[all.find((e) => e.caption === caption)!.category];
+    assert.deepEqual(['cat face', 'red apple', 'grinning face', 'waving hand medium skin tone'].map(category), ['Animals & Nature', 'Food & Drink', 'Smileys & Emotion', 'People & Body']);
     const d = await loadEmoji({ size: 16, limit: 3 });
     assert.deepEqual([d.count, d.channels, d.height, d.width], [3, 3, 16, 16]);
     assert.equal(d.captions?.length, 3);
+    assert.equal(d.labels?.length, 3);
+    assert.equal(d.classNames?.length, 9);
     assert.ok(d.images.every((v) => v >= -1 && v <= 1));
+  });
+
+  it('emoji: the held-out split keeps every skin tone of a base emoji on one side, and covers every category', async () => {
+    const all = emojiCatalogue();
+    const test = all.filter((e) => e.split === 'test');
+    assert.equal(test.length, 746);
+    // "waving hand" and its five skin tones share a side; so does every base emoji with its variants.
+    const side = new Map<string, string>();
+    for (const e of all) {
+      const base = e.caption.replace(/ (light|medium-light|medium|medium-dark|dark) skin tone.*$/, '');
+      if (!e.caption.includes('skin tone')) side.set(base, e.split);
+    }
+    let checked = 0;
+    for (const e of all) {
+      const m = /^(.*) (light|medium-light|medium|medium-dark|dark) skin tone$/.exec(e.caption);
+      if (m && side.has(m[1])) {
+        assert.equal(e.split, side.get(m[1]), e.caption);
+        checked++;
+      }
+    }
+    assert.ok(checked > 500, `checked ${checked} variants`);
+    assert.deepEqual(new Set(test.map((e) => e.category)).size, 9);
+    const held = await loadDataset('emoji', 'test', { size: 8, limit: 4 });
+    assert.equal(held.count, 4);
+    assert.ok(held.labels!.every((l) => l >= 0 && l < 9));
+    const captionsTest = new Set(test.map((e) => e.caption));
+    assert.ok(all.filter((e) => e.split === 'train').every((e) => !captionsTest.has(e.caption)), 'no caption on both sides');
   });
 });

@@ -56,7 +56,7 @@ describe('classifier confidence', () => {
 });
 
 describe("the evaluator's overlay check", () => {
-  it('overlays two images of different classes, pixel-wise maximum', () => {
+  it('overlays two images of different classes: pixel-wise maximum on dark backgrounds, minimum on light ones', () => {
     // image i of class c = i % 5: +1 at pixel c, -1 elsewhere; an overlay of different classes has two +1 pixels
     const count = 23;
     const images = new Float32Array(count * 5).fill(-1);
@@ -70,6 +70,9 @@ describe("the evaluator's overlay check", () => {
       assert.equal(px.filter((v) => v === 1).length, 2, `overlay ${k}: ${px}`);
       assert.equal(px.filter((v) => v === -1).length, 3);
     }
+    // The same pictures drawn dark on a light background overlay by the minimum.
+    const light = overlays({ name: 'toy', images: images.map((v) => -v), count, channels: 1, height: 1, width: 5, labels, classNames: ['a', 'b', 'c', 'd', 'e'] }, n);
+    for (let k = 0; k < n; k++) assert.equal(Array.from(light.subarray(k * 5, k * 5 + 5)).filter((v) => v === -1).length, 2);
   });
 });
 

@@ -78,4 +78,13 @@ describe('the Scheduler contract', () => {
     }
     assert.throws(() => euler.addNoise(x0, z, [123]), /timestep 123 is not in the current schedule/);
   });
+
+  it('DPM-Solver++ refuses as many steps as training timesteps, where two steps would share a timestep (h = 0, NaN images)', () => {
+    for (const timestepSpacing of ['linspace', 'leading'] as const) {
+      const dpm = new DPMSolverMultistepScheduler({ numTrainTimesteps: 20, timestepSpacing });
+      assert.throws(() => dpm.setTimesteps(20), new RegExp(`20 steps with ${timestepSpacing} spacing repeat a timestep of this 20-timestep schedule; use at most 19 steps`));
+      dpm.setTimesteps(19);
+      assert.equal(new Set(dpm.timesteps).size, 19);
+    }
+  });
 });

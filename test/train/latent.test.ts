@@ -9,6 +9,11 @@ import {
   AutoencoderNetwork,
   AutoencoderRunConfig,
   BatchMaker,
+  calibrateDetector,
+  checkCalibration,
+  detectSynthetic,
+  featureCount,
+  syntheticFeatures,
   DiffusionPipeline,
   ImageDataset,
   LatentCache,
@@ -27,6 +32,7 @@ import {
   train,
   trainAutoencoder,
   validateAutoencoderRunConfig,
+  weightsHash,
 } from '../../src/index.js';
 import { tinyConfig } from './helpers.js';
 
@@ -205,6 +211,66 @@ describe('latent runs (train --vae)', () => {
     assert.deepEqual(filled.data, await codec.decode(filledByHand.data, 1));
     assert.notDeepEqual((await bare.inpaint({ image: z, mask: new Float32Array(64).fill(1), steps: 8, seed: 4, jumpRepeats: 1 })).data, filledByHand.data);
     await assert.rejects(pipe.img2img({ image: z }), /has 64 values; the model's images have 192/);
+    await copy.release();
+    await network.release();
+    await pipe.release();
+  });
+
+  it("the detector on a latent run reads AEROBLADE's reconstruction error and the latent denoiser, as computed by hand; calibrates and scores", async () => {
+    const run = path.join(root, 'latent-straight');
+    const pipe = await DiffusionPipeline.fromRun(run);
+    const config = readRunConfig(run);
+    const copy = await AutoencoderNetwork.open(runPaths(run).autoencoder);
+    const codec = latentCodec(copy, config.latent!.scalingFactor);
+    const network = new RunNetwork(config, await loadSamplingWeights(run, config));
+    const bare = new SamplingPipeline(config, network);
+    // The model hash (in calibrations and content credentials) covers the autoencoder, whose decoder makes the images.
+    const unetOnly = weightsHash(await loadSamplingWeights(run, config));
+    assert.notEqual(pipe.modelHash, unetOnly);
+    assert.equal(pipe.modelHash, weightsHash(new Map([...(await loadSamplingWeights(run, config)), ...[...copy.weights].map(([k, w]) => [`autoencoder/${k}`, w] as const)])));
+    const data = squares(6);
+    const batch = { data: data.images, count: 6, shape: [3, 8, 8] as [number, number, number] };
+    const timesteps = [1, 3];
+    const { features, heatMaps } = await syntheticFeatures(batch, pipe, timesteps);
+    assert.equal(features[0].length, featureCount('latent', 2));
+    assert.equal(features[0].length, 7 + 3 * 2);
+    const z = await codec.encode(data.images, 6);
+    const back = await codec.decode(z, 6);
+    const lmean = (a: number[]) => Math.log(a.reduce((s, v) => s + v, 0) / a.length + 1e-12);
+    const topMean = (a: number[]) => {
+      const n = Math.ceil(0.05 * a.length);
+      return lmean([...a].sort((p, q) => q - p).slice(0, n));
+    };
+    for (let k = 0; k < 6; k++) {
+      const x = Array.from(data.images.subarray(k * 192, (k + 1) * 192));
+      const err = x.map((v, i) => Math.abs(v - back[k * 192 + i]));
+      const dark = err.filter((_, i) => x[i] < -0.5);
+      const bright = err.filter((_, i) => x[i] >= -0.5);
+      const want = [lmean(err), lmean(err.map((e) => e * e)), lmean(dark), lmean(dark.map((e) => e * e)), lmean(bright), lmean(bright.map((e) => e * e)), topMean(err)];
+      for (let j = 0; j < 7; j++) assert.ok(Math.abs(features[k][j] - want[j]) < 1e-4, `image ${k} reconstruction feature ${j}: ${features[k][j]} vs ${want[j]}`);
+      for (let p = 0; p < 64; p++) {
+        const m = (err[p] + err[64 + p] + err[128 + p]) / 3;
+        assert.ok(Math.abs(heatMaps[k][p] - m) < 1e-5, `heat map ${k} pixel ${p}`);
+      }
+    }
+    for (const [j, t] of timesteps.entries()) {
+      const sa = Math.sqrt(pipe.tables.alphasCumprod[t]);
+      const eps = (await bare.predictNoise({ sample: { data: z.map((v) => sa * v), count: 6, shape: [4, 4, 4] }, timestep: t })).data;
+      for (let k = 0; k < 6; k++) {
+        const e = Array.from(eps.subarray(k * 64, (k + 1) * 64), Math.abs);
+        const want = [lmean(e), lmean(e.map((v) => v * v)), topMean(e)];
+        for (let i = 0; i < 3; i++) assert.ok(Math.abs(features[k][7 + 3 * j + i] - want[i]) < 1e-4, `image ${k} t=${t} feature ${i}`);
+      }
+    }
+    // Calibration on a latent run: its space is recorded, and scoring reads it back.
+    const cal = await calibrateDetector(pipe, { real: { data: squares(60).images, count: 60, shape: [3, 8, 8] }, realSource: 'squares', jpegQualities: [75], resizeFactors: [] });
+    assert.equal(cal.space, 'latent');
+    assert.equal(cal.profiles.lossless.weights.length, featureCount('latent', cal.timesteps.length));
+    assert.doesNotThrow(() => checkCalibration(JSON.parse(JSON.stringify(cal)), pipe.modelHash));
+    const scored = await detectSynthetic(batch, pipe, cal);
+    assert.equal(scored.length, 6);
+    assert.ok(scored.every((d) => Number.isFinite(d.score) && d.heatMap.length === 64));
+    await assert.rejects(detectSynthetic(batch, pipe, { ...cal, space: 'pixel', profiles: { lossless: { ...cal.profiles.lossless, weights: new Array(7 * cal.timesteps.length).fill(0), mean: new Array(7 * cal.timesteps.length).fill(0), scale: new Array(7 * cal.timesteps.length).fill(1) } } }), /calibrated for a pixel-space model, but this run is a latent run/);
     await copy.release();
     await network.release();
     await pipe.release();
