@@ -2,13 +2,13 @@
  * The synthetic-image detector (src/forensics/synthetic.ts) on a run: calibrated on one split,
  * tested on another, real and generated images always in the same format and processing.
  *
- *   npm run bench:detect -- --run runs/mnist [--count 1000] [--calibration 1000] [--other runs/other] [--save]
+ *   npm run bench:detect -- --run runs/mnist [--count 1000] [--calibration 1000] [--other runs/other[,runs/another]] [--save]
  *
  * Real test images: the data set's test split [0, count). Calibration: test [S, S + n) and
  * n samples, S = 5000 for MNIST and Fashion-MNIST, half the split for emoji (calibrationStart); (half DDIM 50, half DPM-Solver++ 20, seeds 1001-1002). Test samples: seed 7, the pipeline's defaults (DDIM 50, the run's eta),
  * DPM-Solver++ 20 steps (seed 8), and Euler ancestral 30 steps (seed 9), a sampler the calibration never saw. Settings: both
  * PNG; both JPEG 90; both JPEG 75; both resized to 50% and back. Also: training-split images
- * (memorisation), and samples of another run (`--other`: transfer). --save writes the calibration
+ * (memorisation), and samples of another run (`--other DIR[,DIR...]`: transfer). --save writes the calibration
  * to the run's detector.json, which `diffuse inspect` reads.
  */
 import { writeFileSync } from 'node:fs';
@@ -27,10 +27,11 @@ import {
   quantize8,
   resizeRoundTrip,
   rocAuc,
+  syntheticFeatures,
 } from '../src/index.js';
 import { flag, has, log, runFlag } from './args.js';
 
-const run = runFlag('npm run bench:detect -- --run DIR [--count 1000] [--calibration 1000] [--other DIR] [--save]');
+const run = runFlag('npm run bench:detect -- --run DIR [--count 1000] [--calibration 1000] [--other DIR[,DIR...]] [--save]');
 const count = Number(flag('count', '1000'));
 const calCount = Number(flag('calibration', '1000'));
 const other = flag('other');
@@ -95,12 +96,19 @@ if (calFrom > count) {
 const fk = await score(fake, 'lossless');
 const train = await score(quantize8(slice(await split('train'), 0, count)), 'lossless');
 console.log(`Training-split images (memorisation), PNG: flagged ${fmt(train.flagged)} (real test images: ${fmt(r.flagged)}); AUC of samples against training images ${fmt(rocAuc(fk.scores, train.scores))}, against test images ${fmt(rocAuc(fk.scores, r.scores))}; AUC training vs test images (0.5 = no memorisation signal) ${fmt(rocAuc(train.scores, r.scores))}.`);
-if (other) {
-  const o = await DiffusionPipeline.fromRun(other);
+// AEROBLADE's own score on latent runs, before any fitting: the smaller the autoencoder's reconstruction error, the likelier generated.
+const aeroblade = async (b: ImageBatch) => (await syntheticFeatures(b, pipe, [])).features.map((f) => -f[0]);
+const aeroReal = pipe.codec ? await aeroblade(real) : [];
+if (pipe.codec) console.log(`Reconstruction error alone (AEROBLADE's score without fitting: -log mean |x - D(E(x))|), PNG: AUC of this run's samples against real test images ${fmt(rocAuc(await aeroblade(fake), aeroReal))}.`);
+for (const dir of other ? other.split(',') : []) {
+  const o = await DiffusionPipeline.fromRun(dir);
+  const shared = o.codec && pipe.codec && o.config.latent?.source === pipe.config.latent?.source ? `, same autoencoder source ${o.config.latent?.source}` : o.codec ? ', another autoencoder' : ', pixel space';
+  if (o.imageShape.join('x') !== pipe.imageShape.join('x')) throw new Error(`--other ${dir} makes ${o.imageShape.join('x')} images; this run makes ${pipe.imageShape.join('x')}`);
   const oFake = quantize8(await o.generate({ count, seed: 7 }));
   await o.release();
   const s = await score(oFake, 'lossless');
-  console.log(`Samples of another model (${other}, model ${o.modelHash.slice(0, 12)}), PNG, scored by this run's detector: AP ${fmt(averagePrecision(s.scores, r.scores))}, AUC ${fmt(rocAuc(s.scores, r.scores))}, flagged ${fmt(s.flagged)}.`);
+  const alone = pipe.codec ? `; reconstruction error alone: AUC ${fmt(rocAuc(await aeroblade(oFake), aeroReal))}` : '';
+  console.log(`Samples of another model (${dir}, model ${o.modelHash.slice(0, 12)}${shared}), PNG, scored by this run's detector: AP ${fmt(averagePrecision(s.scores, r.scores))}, AUC ${fmt(rocAuc(s.scores, r.scores))}, flagged ${fmt(s.flagged)}${alone}.`);
 }
 console.log(`\nCost: ${msPer.toFixed(1)} ms per image (${calibration.timesteps.length} model evaluations each${pipe.codec ? ', and one encoding and decoding by the autoencoder' : ''}, batches of 250, PNG setting); the whole bench took ${((performance.now() - t0) / 1000).toFixed(0)} s.`);
 await pipe.release();

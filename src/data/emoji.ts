@@ -13,7 +13,9 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type { ImageDataset } from './dataset.js';
-import { decodeImages } from './dataset.js';
+import { decodeImages } from './decode-images.js';
+import { shuffled } from './shuffle.js';
+import { FastGenerator } from '../diffusion/index.js';
 import { DataError } from './errors.js';
 
 const require = createRequire(import.meta.url);
@@ -88,9 +90,10 @@ export function emojiCatalogue(): EmojiItem[] {
 
 /** One side of the emoji set at size x size (default 32), RGB on white, with captions and category labels. */
 export async function loadEmoji(opts: { size?: number; limit?: number; split?: 'train' | 'test' } = {}): Promise<ImageDataset> {
-  const items = emojiCatalogue()
-    .filter((i) => i.split === (opts.split ?? 'train'))
-    .slice(0, opts.limit ?? Infinity);
+  const side = emojiCatalogue().filter((i) => i.split === (opts.split ?? 'train'));
+  // The held-out images in a fixed seeded order: the catalogue runs category by category, and the
+  // evaluator compares the first half of the split with the second.
+  const items = (opts.split === 'test' ? shuffled(side.length, new FastGenerator(4243)).map((i) => side[i]) : side).slice(0, opts.limit ?? Infinity);
   const { images, channels, height, width } = await decodeImages(
     items.map((i) => i.file),
     { size: opts.size ?? 32, channels: 3 },
