@@ -88,6 +88,16 @@ export function readSettingsFile(file: string, maxBytes = MAX_SETTINGS_BYTES): s
   }
 }
 
+/** A settings file (readSettingsFile) parsed as JSON; text that is not JSON is an error naming the file. */
+export function readSettingsJson(file: string, maxBytes = MAX_SETTINGS_BYTES): unknown {
+  const text = readSettingsFile(file, maxBytes);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
 /** Throws a DataError when `file` is not a regular file of at most `maxBytes` (for readers that take a path). */
 export async function checkRegularFile(file: string, maxBytes = MAX_IMAGE_BYTES): Promise<void> {
   let st;

@@ -10,8 +10,7 @@
  * appendix G: z is divided by its standard deviation over the data, "scale_by_std").
  */
 import { existsSync } from 'node:fs';
-import { DataError } from '../data/errors.js';
-import { readSettingsFile } from '../data/safe-file.js';
+import { readSettingsJson } from '../data/safe-file.js';
 import * as path from 'node:path';
 import { ParamScope, ParamStore, Program, RuntimeOptions, input, loadSafetensors, saveSafetensors, writeFileAtomic } from '../engine/index.js';
 import type { NamedTensor } from '../engine/index.js';
@@ -49,20 +48,11 @@ export function validateAutoencoderRunConfig(c: AutoencoderRunConfig): void {
   validateOptimizerConfig(c, fail);
 }
 
-function readJson(file: string): unknown {
-  try {
-    return JSON.parse(readSettingsFile(file));
-  } catch (e) {
-    if (e instanceof DataError) throw e;
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
 /** Reads and checks an autoencoder folder's config.json (a train-vae run, or a latent run's autoencoder/ copy). */
 export function readAutoencoderConfig(dir: string): AutoencoderRunConfig {
   const file = path.join(dir, 'config.json');
   if (!existsSync(file)) throw new Error(`${dir}: not an autoencoder folder (no config.json); train one with 'diffuse train-vae --run ${dir}'`);
-  const c = readJson(file) as AutoencoderRunConfig;
+  const c = readSettingsJson(file) as AutoencoderRunConfig;
   if (c.format !== 'diffuse-autoencoder-1') {
     const hint = (c as { format?: string }).format === 'diffuse-run-1' ? ' (this is a U-Net run; give the folder diffuse train-vae wrote)' : '';
     throw new Error(`${file}: not an autoencoder config (format '${String(c.format)}', expected diffuse-autoencoder-1)${hint}`);

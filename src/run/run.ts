@@ -4,8 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { DataError } from '../data/errors.js';
-import { readSettingsFile } from '../data/safe-file.js';
+import { readSettingsJson } from '../data/safe-file.js';
 import * as path from 'node:path';
 import { HostTensor, ParamScope, ParamStore, Program, RuntimeOptions, Tensor, input, loadSafetensors } from '../engine/index.js';
 import { unet } from '../nn/unet.js';
@@ -26,13 +25,7 @@ export const runPaths = (dir: string) => ({
 export function readRunConfig(dir: string): RunConfig {
   const file = runPaths(dir).config;
   if (!existsSync(file)) throw new Error(`${dir}: not a run folder (no config.json); train one with 'diffuse train --run ${dir}'`);
-  let c: RunConfig;
-  try {
-    c = JSON.parse(readSettingsFile(file)) as RunConfig;
-  } catch (e) {
-    if (e instanceof DataError) throw e;
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const c = readSettingsJson(file) as RunConfig;
   if (c.format !== 'diffuse-run-1') throw new Error(`${file}: unknown format '${c.format}' (expected diffuse-run-1)`);
   validateRunConfig(c);
   return c;

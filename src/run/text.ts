@@ -4,8 +4,7 @@
  * file), and the graph inputs that carry a batch of prompts.
  */
 import { existsSync } from 'node:fs';
-import { DataError } from '../data/errors.js';
-import { readSettingsFile } from '../data/safe-file.js';
+import { readSettingsJson } from '../data/safe-file.js';
 import * as path from 'node:path';
 import { BatchSpec, HostTensor, ParamScope, RuntimeOptions, Tensor, writeFileAtomic } from '../engine/index.js';
 import type { TextStates } from '../nn/attention.js';
@@ -23,15 +22,6 @@ export interface TextConditioning {
 export const tokenizerPath = (runDir: string) => path.join(runDir, 'tokenizer.json');
 export const tokenizerConfigPath = (runDir: string) => path.join(runDir, 'tokenizer_config.json');
 
-function readJson(file: string): unknown {
-  try {
-    return JSON.parse(readSettingsFile(file));
-  } catch (e) {
-    if (e instanceof DataError) throw e;
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
 /**
  * A run's tokenizer: Hugging Face's tokenizer.json with tokenizer_config.json (written since
  * 2026-11-30), or the diffuse-bpe-1 tokenizer.json of older runs.
@@ -39,10 +29,10 @@ function readJson(file: string): unknown {
 export function readTokenizer(runDir: string, text?: TextConditioning): TextTokenizer {
   const file = tokenizerPath(runDir);
   if (!existsSync(file)) throw new Error(`${runDir}: text-conditional run without ${path.basename(file)}; it was not written by 'diffuse train --text'`);
-  const json = readJson(file) as { format?: string; model?: { end_of_word_suffix?: string } };
+  const json = readSettingsJson(file) as { format?: string; model?: { end_of_word_suffix?: string } };
   if (json?.format === 'diffuse-bpe-1') return BpeTokenizer.fromJSON(json, file);
   const configFile = tokenizerConfigPath(runDir);
-  const config = existsSync(configFile) ? (readJson(configFile) as Record<string, unknown>) : {};
+  const config = existsSync(configFile) ? (readSettingsJson(configFile) as Record<string, unknown>) : {};
   // A frozen encoder's own tokenizer (any Hugging Face tokenizer), unless it is one that Diffuse trained.
   if (text?.encoder.kind === 'onnx' && !Array.isArray(config.diffuse_training_words)) return new HuggingFaceTokenizer(json, config, text.encoder.maxLength, file);
   return BpeTokenizer.fromHuggingFace(json, config, file);

@@ -30,6 +30,8 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     // A run folder whose config.json is a FIFO: reading it would block for ever.
     mkdirSync(path.join(root, 'fifo-run'));
     execFileSync('mkfifo', [path.join(root, 'fifo-run', 'config.json')]);
+    mkdirSync(path.join(root, 'json-run'));
+    writeFileSync(path.join(root, 'json-run', 'config.json'), '{oops');
   });
 
   const cases: [string, string[], RegExp][] = [
@@ -57,6 +59,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['bad spacing', ['sample', '--run', path.join(root, 'run'), '--spacing', 'even'], /--spacing must be one of auto, leading, trailing, linspace, got 'even'/],
     ['bad eta', ['sample', '--run', path.join(root, 'run'), '--eta', 'lots'], /--eta must be a number >= 0 or auto, got 'lots'/],
     ['not a run folder', ['sample', '--run', root], /not a run folder \(no config\.json\)/],
+    ['config.json not JSON', ['sample', '--run', path.join(root, 'json-run')], /json-run\/config\.json: not valid JSON/],
     ['config.json is a FIFO', ['sample', '--run', path.join(root, 'fifo-run')], /fifo-run\/config\.json: a FIFO \(named pipe\), not a settings file/],
     ['key is a device', ['watermark', 'detect', '/dev/null', '--run', path.join(root, 'fifo-run'), '--key', '/dev/zero'], /\/dev\/zero: a device, not a settings file/],
     ['noise without image', ['noise'], /give one image: a file path or mnist:INDEX/],
