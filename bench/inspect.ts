@@ -10,39 +10,18 @@
  * (resized to 1.0-1.9 megapixels; the signed files are copied as they are, so that a share of the
  * folder carries content credentials to validate): half JPEG (quality 85), half PNG.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { flag, log } from './args.js';
+import { makeImageFolder } from './image-folder.js';
 
 const count = Number(flag('count', '600'));
 const rounds = Number(flag('rounds', '2'));
 const dir = path.resolve(flag('dir', `/tmp/diffuse-bench-inspect-${count}`) as string);
 const root = path.resolve(import.meta.dirname, '..');
-const fixtures = path.join(root, 'test', 'fixtures', 'inspect', 'c2pa');
-
-async function makeFolder(): Promise<void> {
-  if (existsSync(dir) && readdirSync(dir).length >= count) return;
-  mkdirSync(dir, { recursive: true });
-  const signed = ['firefly_thirdparty_gemini.png', 'ocsp.jpg', 'C.jpg', 'XCA.jpg'];
-  const photos = readdirSync(fixtures).filter((f) => /\.(jpe?g|png)$/i.test(f));
-  for (let i = 0; i < count; i++) {
-    const out = path.join(dir, `img-${String(i).padStart(4, '0')}`);
-    if (i % 10 === 0) {
-      // One in ten: a real file with content credentials, as it is.
-      const f = signed[(i / 10) % signed.length];
-      execFileSync('cp', [path.join(fixtures, f), `${out}${path.extname(f)}`]);
-      continue;
-    }
-    const src = photos[i % photos.length];
-    const width = 1200 + ((i * 37) % 500); // 1200-1699 px wide: 1.0-1.9 megapixels at 3:2 to 4:3
-    const img = sharp(path.join(fixtures, src)).resize(width).flatten({ background: '#ffffff' });
-    if (i % 2) await img.jpeg({ quality: 85 }).toFile(`${out}.jpg`);
-    else await img.png({ compressionLevel: 6 }).toFile(`${out}.png`);
-  }
-}
 
 /**
  * Wall time of a command, best of `rounds`; for diffuse, also the time its own timing line gives
@@ -69,7 +48,7 @@ function time(cmd: string, args: string[]): { seconds: number; loop?: number; ok
   return { seconds: best, loop, ok, out };
 }
 
-await makeFolder();
+await makeImageFolder(dir, count);
 const files = readdirSync(dir).length;
 const px = await Promise.all(readdirSync(dir).slice(0, 20).map(async (f) => (await sharp(path.join(dir, f)).metadata()).width! * (await sharp(path.join(dir, f)).metadata()).height!));
 log(`folder ${dir}: ${files} files (${(px.reduce((a, b) => a + b, 0) / px.length / 1e6).toFixed(2)} megapixels on average in the first 20), ${availableParallelism()} cores, best of ${rounds} round(s)`);

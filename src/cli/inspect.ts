@@ -3,9 +3,8 @@
  * with a Diffuse run also its watermark and detector), and `diffuse detector calibrate`, which
  * fits the detector for a run.
  */
-import { statSync } from 'node:fs';
 import * as path from 'node:path';
-import { BUILTIN_DATASETS, DatasetName, decodeImages, ensureWritable, listImages, loadDataset } from '../data/index.js';
+import { BUILTIN_DATASETS, DatasetName, decodeImages, ensureWritable, imagePaths, listImages, loadDataset } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
 import { calibrateDetector, calibrationStart, readKey } from '../forensics/index.js';
 import { DETECTOR_FILE, InspectReport, Inspector, csvHeader, csvRow, reportHtml, reportText } from '../inspect/index.js';
@@ -65,7 +64,7 @@ export const commandInspect: Command = {
     for (const f of [v.csv, v.html]) if (f !== undefined) await ensureWritable(String(f));
     const heatDir = v.heatmaps === undefined ? undefined : String(v.heatmaps);
     if (heatDir) await ensureWritable(path.join(heatDir, 'x.png'));
-    const files = expandInputs(positionals);
+    const files = await imagePaths(positionals);
 
     const inspector = await Inspector.open(runDir, { device, key, trust, metadataOnly: Boolean(v['metadata-only']), inversionSteps: steps, fpr, maxRotation, geometric, threads: threads ?? (files.length > 1 ? undefined : 1), resize: Boolean(v.resize), ...(config?.text ? { prompt: String(v.prompt) } : {}) });
     const wantPictures = v.html !== undefined;
@@ -120,22 +119,6 @@ export const commandInspect: Command = {
     if (failed === files.length) throw new UsageError(`no image could be inspected (${failed} of ${failed} failed; their lines say why)`);
   },
 };
-
-/** Image files from the arguments: files as given, folders listed (recursively, sorted). */
-function expandInputs(inputs: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const p of inputs) {
-    let dir = false;
-    try {
-      dir = statSync(p).isDirectory();
-    } catch {
-      // A missing file is reported on its own line, like any unreadable image.
-    }
-    if (dir) out.push(...listImages(p));
-    else out.push(p);
-  }
-  return out;
-}
 
 export const commandDetector: Command = {
   summary: "fit the detector of this run's samples on held-out real images (writes DIR/detector.json)",

@@ -24,6 +24,7 @@ import { commandTrainVae } from './train-vae.js';
 import { commandExport } from './export.js';
 import { commandDetector, commandInspect } from './inspect.js';
 import { commandKeygen, commandWatermark } from './watermark.js';
+import { commandScan, commandWorker } from './scan.js';
 
 const COMMANDS: Record<string, Command> = {
   train: commandTrain,
@@ -38,6 +39,8 @@ const COMMANDS: Record<string, Command> = {
   watermark: commandWatermark,
   inspect: commandInspect,
   detector: commandDetector,
+  scan: commandScan,
+  worker: commandWorker,
   export: commandExport,
   studio: commandStudio,
 };

@@ -13,6 +13,7 @@ import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, dive
 import { ProgressLine } from './progress.js';
 import { sampleLatent } from './sample-latent.js';
 import { WATERMARK_FLAGS, watermarkFlags } from './watermark.js';
+import { sampleThroughQueue } from './scan.js';
 
 export const commandSample: Command = {
   summary: 'generate images from a trained run (grid, and the reverse process as a strip or GIF)',
@@ -30,6 +31,11 @@ export const commandSample: Command = {
     out: { type: 'string', description: 'grid PNG to write', default: 'samples.png' },
     frames: { type: 'string', description: 'also write the reverse process: a .png strip or an animated .gif' },
     images: { type: 'string', description: 'also write each image as its own PNG in this folder (0000.png, 0001.png, ...)' },
+    'per-image-seeds': { type: 'boolean', description: 'image k gets seed --seed + k and its own noise generator: any range of images is the same made alone or on another machine (as with --redis)' },
+    redis: { type: 'string', description: 'generate through a Redis queue: `diffuse worker --run DIR` processes on any machines write --images (per-image seeds; no grid). Default URL: $DIFFUSE_REDIS_URL' },
+    chunk: { type: 'string', description: 'with --redis: images per job', default: '64' },
+    name: { type: 'string', description: 'with --redis: a name for the generation, shown by diffuse scan status and list' },
+    follow: { type: 'boolean', description: 'with --redis: stay and show progress until every image is written' },
     'frame-count': { type: 'string', description: 'frames in --frames', default: '10' },
     ...CONDITION_FLAGS,
     ...WATERMARK_FLAGS,
@@ -48,10 +54,11 @@ export const commandSample: Command = {
     const config = readRunConfig(runDir);
     const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(flags, config);
     const count = num(v, 'count', { int: true, min: 1 }) ?? 64;
+    const perImageSeeds = Boolean(v['per-image-seeds']) || v.redis !== undefined;
     // One grid holds every image in memory (float32): refuse what cannot fit before any work.
     const perImage = runImageShape(runDir, config).reduce((a, b) => a * b, 4);
     const MAX_GRID_BYTES = 2 ** 31;
-    if (count * perImage > MAX_GRID_BYTES) {
+    if (v.redis === undefined && count * perImage > MAX_GRID_BYTES) {
       throw new UsageError(`--count ${count}: the grid would hold ${(count * perImage / 2 ** 30).toFixed(count * perImage > 2 ** 36 ? 0 : 1)} GiB of images; at most ${Math.floor(MAX_GRID_BYTES / perImage)} images of this model fit in one run (run several with different --seed)`);
     }
     const frameCount = num(v, 'frame-count', { int: true, min: 2 }) as number;
@@ -64,6 +71,11 @@ export const commandSample: Command = {
     const generatorKind = oneOf(v, 'generator', ['torch', 'fast'] as const, 'torch');
     const { key, payload, eta: sampleEta } = watermarkFlags(v, { given: flags.eta, otherwise: eta }, kind, say);
     const { condition, cols } = conditionFlags(v, config, count, say);
+    if (v.redis !== undefined) {
+      if (frames) throw new UsageError('--frames needs the images in one process; with --redis the workers write --images only');
+      if (v.images === undefined) throw new UsageError('--redis needs --images DIR: the folder (on storage the workers share) they write the images into');
+      return sampleThroughQueue(v, { runDir, config, count, seed, key, payload, condition, sampling: { scheduler: kind, karras, spacing: timestepSpacing, clipSample, steps, eta: sampleEta, generatorKind } });
+    }
     let gridCols = num(v, 'cols', { int: true, min: 1 }) ?? cols;
     const scale = num(v, 'scale', { int: true, min: 1 });
 
@@ -93,7 +105,7 @@ export const commandSample: Command = {
         clipSample,
         steps,
         eta: sampleEta,
-        seed,
+        ...(perImageSeeds ? { seeds: Array.from({ length: count }, (_, k) => seed + k) } : { seed }),
         generatorKind,
         ...(key ? { watermark: gaussianShading(key, payload) } : {}),
         onStep: ({ index, total, timestep, sample, offset, batchCount }) => {
@@ -133,7 +145,7 @@ export const commandSample: Command = {
         modelHash: pipe.modelHash,
         scheduler: kind,
         steps,
-        seed,
+        seed: perImageSeeds && k !== 'grid' ? seed + k : seed,
         eta: sampleEta,
         ...conditionRecord(condition, k),
         ...(key ? { watermarkPayload: payload } : {}),

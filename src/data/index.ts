@@ -8,3 +8,4 @@ export * from './read-image.js';
 export * from './safe-file.js';
 export * from './image-header.js';
 export * from './png-chunks.js';
+export { imagePaths } from './image-paths.js';

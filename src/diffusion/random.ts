@@ -267,3 +267,56 @@ export type GeneratorKind = 'torch' | 'fast';
 export function createGenerator(kind: GeneratorKind, seed: number): NoiseGenerator {
   return kind === 'torch' ? new TorchGenerator(seed) : new FastGenerator(seed);
 }
+
+/**
+ * One generator per image, as diffusers' `generator=[torch.Generator().manual_seed(s) for s in seeds]`:
+ * a draw for a batch of n images is n equal parts in image order (how x_T and every step's noise
+ * are drawn), and image k's part comes from generator k. An image's noise then depends on its own
+ * seed only, not on the other images of its batch or on the batch size, so any range of images
+ * can be made alone, on any machine, with the same result. Per-image draws of another size (a
+ * watermark's x_T) go through each generator directly (see drawPerImage).
+ */
+export class PerImageGenerator implements NoiseGenerator {
+  constructor(readonly generators: readonly NoiseGenerator[]) {
+    if (!generators.length) throw new Error('PerImageGenerator needs one generator per image, got none');
+  }
+
+  private split(n: number, draw: (g: NoiseGenerator, part: number) => Float32Array): Float32Array {
+    const k = this.generators.length;
+    if (n % k !== 0) throw new Error(`a per-image draw of ${n} values does not split into ${k} images`);
+    const part = n / k;
+    const out = new Float32Array(n);
+    this.generators.forEach((g, i) => out.set(draw(g, part), i * part));
+    return out;
+  }
+
+  randn(n: number): Float32Array {
+    return this.split(n, (g, part) => g.randn(part));
+  }
+
+  rand(n: number): Float32Array {
+    return this.split(n, (g, part) => g.rand(part));
+  }
+
+  /** Each generator's state, preceded by its length. */
+  getState(): number[] {
+    return this.generators.flatMap((g) => {
+      const s = g.getState();
+      return [s.length, ...s];
+    });
+  }
+
+  setState(state: readonly number[]): void {
+    let at = 0;
+    for (const g of this.generators) {
+      const len = state[at];
+      g.setState(state.slice(at + 1, at + 1 + len));
+      at += 1 + len;
+    }
+  }
+}
+
+/** Generators for images with these seeds (one each). */
+export function perImageGenerator(kind: GeneratorKind, seeds: readonly number[]): PerImageGenerator {
+  return new PerImageGenerator(seeds.map((s) => createGenerator(kind, s)));
+}

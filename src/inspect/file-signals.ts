@@ -4,6 +4,7 @@
  * Diffusion invisible mark and metadata hidden in the low bits with NovelAI's signature (those on
  * the inspector's threads: pixel-signals.ts). It loads no model code.
  */
+import { createHash } from 'node:crypto';
 import { DataError } from '../data/errors.js';
 import { quickHeader } from '../data/image-header.js';
 import { MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, readRegularFile } from '../data/safe-file.js';
@@ -27,6 +28,8 @@ export interface FileOptions {
   metadataOnly?: boolean;
   /** Threads that run the pixel checks (default: this thread). */
   pixelThreads?: ThreadPool<PixelRequest, PixelSignals>;
+  /** The SHA-256 (hex) the file's bytes must have (a scan's job: the content it was enqueued with); otherwise the report's error says the file changed. */
+  sha256?: string;
 }
 
 /**
@@ -42,6 +45,7 @@ export async function inspectFile(file: string, o: FileOptions = {}): Promise<In
     if (!(e instanceof DataError)) throw e;
     return { file, error: e.message.startsWith(`${file}: `) ? e.message.slice(file.length + 2) : e.message };
   }
+  if (o.sha256 !== undefined && createHash('sha256').update(bytes).digest('hex') !== o.sha256) return { file, error: 'the file changed since it was enqueued (its SHA-256 differs)' };
   const report: InspectReport = { file, format: formatName(bytes) };
   let hasAlpha = false;
   try {

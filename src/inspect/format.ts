@@ -142,8 +142,16 @@ export interface ReportPictures {
 
 /** One self-contained HTML page for all reports (no scripts, no external resources). */
 export function reportHtml(reports: readonly { report: InspectReport; pictures: ReportPictures }[], o: { run?: string; created: string }): string {
+  return `${reportHtmlHead({ ...o, count: reports.length })}${reports.map(({ report, pictures }) => reportHtmlSection(report, pictures)).join('\n')}\n${REPORT_HTML_TAIL}`;
+}
+
+/** The end of the page that reportHtmlHead starts. */
+export const REPORT_HTML_TAIL = '</body></html>\n';
+
+/** One image's section of the page (streamed between reportHtmlHead and REPORT_HTML_TAIL for any number of images). */
+export function reportHtmlSection(r: InspectReport, pictures: ReportPictures = {}): string {
   const badge = (cls: string, text: string) => `<span class="badge ${cls}">${escapeHtml(text)}</span>`;
-  const sections = reports.map(({ report: r, pictures }) => {
+  {
     if (r.error) return `<section><h2>${escapeHtml(r.file)}</h2><p class="error">Could not inspect: ${escapeHtml(r.error)}</p></section>`;
     const cr = r.credentials;
     const wm = r.watermark;
@@ -186,7 +194,11 @@ ${wm ? `<div class="signal"><h3>Diffuse watermark ${wm.status === 'checked' ? ba
 ${det ? `<div class="signal"><h3>Detector ${det.status === 'checked' ? badge(det.flagged ? 'bad' : 'none', det.flagged ? 'flagged' : 'not flagged') : badge('none', 'not run')}</h3><p>${det.status === 'checked' ? `Probability ${(100 * det.probability).toFixed(1)}% that it is a sample of this model (score ${det.score.toFixed(2)}, ${det.profile} calibration; flagged above the threshold that 1% of calibration real images exceed).` : escapeHtml(det.reason)}</p><p class="note">A statistical signal about this model only, calibrated with equal numbers of real and generated images; other generators are not covered.</p></div>` : ''}
 </div>
 </section>`;
-  });
+  }
+}
+
+/** The page's head and title, for `count` images. */
+export function reportHtmlHead(o: { run?: string; created: string; count: number }): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Diffuse inspect report</title>
@@ -204,8 +216,6 @@ figcaption{font-size:.8rem;color:#555;max-width:168px}
 table{font-size:.8rem;border-collapse:collapse;table-layout:fixed;width:100%}td{word-break:break-all}th{text-align:left;padding-right:.6rem;color:#555;font-weight:500}.error{color:#8a1c12}
 </style></head><body>
 <h1>Diffuse inspect report</h1>
-<p class="meta">${o.run ? `Model: run ${escapeHtml(o.run)}. ` : 'File-level signals only (no Diffuse run given). '}Made ${escapeHtml(o.created)}. ${reports.length} image(s).</p>
-${sections.join('\n')}
-</body></html>
+<p class="meta">${o.run ? `Model: run ${escapeHtml(o.run)}. ` : 'File-level signals only (no Diffuse run given). '}Made ${escapeHtml(o.created)}. ${o.count} image(s).</p>
 `;
 }

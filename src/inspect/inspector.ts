@@ -58,6 +58,8 @@ export interface InspectOneOptions {
   /** Write the heat map as DIR/<name>.heat.png. */
   heatDir?: string;
   onStep?: (what: string) => void;
+  /** The SHA-256 (hex) the file must have (see FileOptions.sha256). */
+  sha256?: string;
 }
 
 export class Inspector {
@@ -141,6 +143,7 @@ export class Inspector {
       resize: this.o.resize,
       ...(this.o.prompt !== undefined && this.pipe?.conditioning === 'text' ? { prompt: this.o.prompt } : {}),
       onStep: one.onStep,
+      ...(one.sha256 !== undefined ? { sha256: one.sha256 } : {}),
       saveHeatMap:
         one.heatDir || one.pictures
           ? async (f, map, shape) => {

@@ -8,7 +8,7 @@
  * img2img: SDEdit (Meng et al. 2022, arXiv 2108.01073); inpaint: RePaint (Lugmayr et al. 2022,
  * arXiv 2201.09865); invert: DDIM inversion (Song et al. 2021, arXiv 2010.02502, sec. 4.3).
  */
-import { createGenerator, GeneratorKind, NoiseGenerator } from '../diffusion/index.js';
+import { createGenerator, GeneratorKind, NoiseGenerator, PerImageGenerator, perImageGenerator } from '../diffusion/index.js';
 import { SCHEDULER_DEFAULTS, TimestepSpacing, predictX0Eps, schedulerTables } from '../samplers/common.js';
 import type { DDIMScheduler } from '../samplers/ddim.js';
 import type { DDPMScheduler } from '../samplers/ddpm.js';
@@ -74,6 +74,12 @@ export interface SamplingOptions {
   eta?: number;
   /** Seed of the noise (default 0), drawn by `generatorKind`; or pass a `generator`. */
   seed?: number;
+  /**
+   * One seed per image instead (`count` of them): image k's noise comes from its own generator
+   * (PerImageGenerator), so it does not depend on the other images of the call, and any range of
+   * images made alone or on another machine is the same (what `diffuse sample --redis` uses).
+   */
+  seeds?: readonly number[];
   generatorKind?: GeneratorKind;
   generator?: NoiseGenerator;
   /** Images per model evaluation (default 250); larger counts are done in batches. */
@@ -95,6 +101,17 @@ export interface GenerateOptions extends SamplingOptions {
 /** Draws x_T for `count` images of `per` values (unit variance) from the generator: how a watermark enters the initial noise. */
 export interface InitialNoiseSource {
   draw(count: number, per: number, generator: NoiseGenerator): Float32Array;
+}
+
+/**
+ * x_T for n images of `per` values from `source`: with per-image generators each image draws from
+ * its own (so that it is the same made alone), else the batch draws from the one generator.
+ */
+export function drawInitialNoise(source: InitialNoiseSource, n: number, per: number, generator: NoiseGenerator): Float32Array {
+  if (!(generator instanceof PerImageGenerator)) return source.draw(n, per, generator);
+  const out = new Float32Array(n * per);
+  generator.generators.forEach((g, k) => out.set(source.draw(1, per, g), k * per));
+  return out;
 }
 
 /** An image or images for img2img/inpaint: one [C, H, W] block, or `count` of them. */
@@ -193,7 +210,7 @@ export class SamplingPipeline {
     if (o.initialNoise && o.watermark) throw new Error('give initialNoise or watermark, not both: the watermark is written into the initial noise');
     // A watermark lives in x_T: deterministic sampling (eta 0) carries it to the image, noise added along the way washes it out.
     return this.batched(o.watermark ? { ...o, eta: o.eta ?? 0 } : o, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) => {
-      const initialNoise = o.watermark ? o.watermark.draw(n, per, generator) : o.initialNoise?.subarray(at * per, (at + n) * per);
+      const initialNoise = o.watermark ? drawInitialNoise(o.watermark, n, per, generator) : o.initialNoise?.subarray(at * per, (at + n) * per);
       return runReverseProcess({ denoise, scheduler, count: n, shape: this.latentShape, steps, eta, generator, initialNoise, onStep });
     }, true);
   }
@@ -218,7 +235,7 @@ export class SamplingPipeline {
       const beginIndex = (steps - kept) * scheduler.order;
       scheduler.setBeginIndex(beginIndex);
       const t = scheduler.timesteps[beginIndex];
-      const noise = o.watermark ? o.watermark.draw(n, per, generator) : generator.randn(n * per);
+      const noise = o.watermark ? drawInitialNoise(o.watermark, n, per, generator) : generator.randn(n * per);
       const start = scheduler.addNoise(images.subarray(at * per, (at + n) * per), noise, new Array<number>(n).fill(t));
       return runReverseProcess({ denoise, scheduler, count: n, shape: this.latentShape, steps, eta, generator, start: { sample: start, beginIndex }, onStep });
     }, true);
@@ -243,7 +260,7 @@ export class SamplingPipeline {
     // RePaint adds the DDPM posterior's noise at each step (eta 1) so that each resampling round can change the content.
     return this.batched({ ...o, count, eta: o.eta ?? (o.watermark ? 0 : 1) }, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) =>
       repaint({
-        initialNoise: o.watermark?.draw(n, per, generator),
+        initialNoise: o.watermark ? drawInitialNoise(o.watermark, n, per, generator) : undefined,
         scheduler: scheduler as DDIMScheduler | DDPMScheduler,
         denoise,
         image: images.subarray(at * per, (at + n) * per),
@@ -431,7 +448,9 @@ export class SamplingPipeline {
     if (!(eta >= 0)) throw new Error(`eta must be a number >= 0, got ${o.eta}`);
     const batchSize = positiveInt(o.batchSize ?? 250, 'batchSize');
     const guidance = this.guidanceFor(o, count);
-    const generator = o.generator ?? createGenerator(o.generatorKind ?? 'torch', o.seed ?? 0);
+    if (o.seeds && (o.generator || o.seed !== undefined)) throw new Error('give seeds (one per image) or a seed or generator, not both');
+    if (o.seeds && o.seeds.length !== count) throw new Error(`seeds: ${o.seeds.length} given for ${count} images; give one per image`);
+    const shared = o.seeds ? undefined : (o.generator ?? createGenerator(o.generatorKind ?? 'torch', o.seed ?? 0));
     const makeSched = (): Scheduler => {
       const kind = o.scheduler ?? 'ddim';
       if (typeof kind !== 'string') return kind;
@@ -445,11 +464,11 @@ export class SamplingPipeline {
     const out = new Float32Array(count * per);
     // One denoiser for all batches unless each batch has its own labels or prompts.
     const perImage = guidance.labels !== undefined || guidance.prompts !== undefined || guidance.negativePrompts !== undefined;
-    const shared = perImage ? undefined : guidedDenoiser(this.network, guidance);
+    const sharedDenoiser = perImage ? undefined : guidedDenoiser(this.network, guidance);
     for (let at = 0; at < count; at += batchSize) {
       const n = Math.min(batchSize, count - at);
       const denoise =
-        shared ??
+        sharedDenoiser ??
         guidedDenoiser(this.network, {
           ...guidance,
           labels: guidance.labels?.subarray(at, at + n),
@@ -457,6 +476,7 @@ export class SamplingPipeline {
           negativePrompts: guidance.negativePrompts?.slice(at, at + n),
         });
       const scheduler = makeSched();
+      const generator = shared ?? perImageGenerator(o.generatorKind ?? 'torch', (o.seeds as readonly number[]).slice(at, at + n));
       const x = await each({
         scheduler,
         denoise,

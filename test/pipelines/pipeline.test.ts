@@ -72,6 +72,28 @@ describe('DiffusionPipeline.generate', () => {
     assert.deepEqual(seen, ['0/2:0/5', '0/2:1/5', '0/2:2/5', '0/2:3/5', '0/2:4/5', '2/2:0/5', '2/2:1/5', '2/2:2/5', '2/2:3/5', '2/2:4/5', '4/1:0/5', '4/1:1/5', '4/1:2/5', '4/1:3/5', '4/1:4/5']);
   });
 
+  it('with one seed per image, makes each image as it would be alone, in any batch, watermarked or not', async () => {
+    const pipe = await DiffusionPipeline.fromRun(uncondDir);
+    const seeds = [40, 41, 42, 43, 44];
+    const key = { format: 'diffuse-watermark-key-1' as const, scheme: 'gaussian-shading' as const, secret: Buffer.alloc(32, 7).toString('base64'), created: '' };
+    for (const watermark of [undefined, gaussianShading(key, 9)]) {
+      // eta 1: every step draws fresh noise, so each step's draw must be split per image too.
+      const all = await pipe.generate({ count: 5, steps: 6, eta: 1, seeds, watermark });
+      const batched = await pipe.generate({ count: 5, steps: 6, eta: 1, seeds, watermark, batchSize: 2 });
+      assert.deepEqual(batched.data, all.data);
+      for (let k = 0; k < 5; k++) {
+        const alone = await pipe.generate({ count: 1, steps: 6, eta: 1, seeds: [seeds[k]], watermark });
+        assert.deepEqual(alone.data, all.data.subarray(k * 64, (k + 1) * 64), `image ${k}`);
+      }
+      // Image 0 alone with seeds is image 0 of a one-seed call with that seed.
+      const one = await pipe.generate({ count: 1, steps: 6, eta: 1, seed: 40, watermark });
+      assert.deepEqual(one.data, all.data.subarray(0, 64));
+    }
+    await assert.rejects(pipe.generate({ count: 2, seeds: [1] }), /seeds: 1 given for 2 images/);
+    await assert.rejects(pipe.generate({ count: 1, seeds: [1], seed: 3 }), /give seeds \(one per image\) or a seed or generator, not both/);
+    await pipe.release();
+  });
+
   it('refuses what the run cannot do, in one line naming it', async () => {
     const pipe = await DiffusionPipeline.fromRun(uncondDir);
     const cond = await DiffusionPipeline.fromRun(condDir);
