@@ -1,17 +1,17 @@
 /**
  * Engine benchmark: the reference U-Net (32x32x3, 1.59M parameters) at batch 32,
  * float32. Times the forward pass and one training step (forward + backward +
- * AdamW) for Diffuse and for PyTorch (bench/unet_torch.py, Debian's
- * python3-torch, 2 threads), interleaved in rounds so that both see the same
+ * AdamW) for Diffuse and for PyTorch (bench/unet_torch.py, 2 threads): the build
+ * --python names (PyTorch 2.x, the anchor; see torch-python.ts) and Debian's
+ * python3-torch when present, interleaved in rounds so that all see the same
  * machine load, and reports medians, ratios, GFLOP/s and peak RSS.
  * Then times the training step under each conv-gradient formulation.
  *
- *   npm run bench:engine [-- --batch 32 --steps 8 --rounds 2 --no-torch --no-variants]
+ *   npm run bench:engine [-- --python /tmp/venv/bin/python --batch 32 --steps 8 --rounds 2 --no-torch --no-variants]
  *
  * Each measurement runs in a child process so that peak RSS is its own.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -27,6 +27,7 @@ import {
   mseLoss,
   unet,
 } from '../src/index.js';
+import { torchPythons } from './torch-python.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -85,13 +86,8 @@ function runDiffuse(mode: string, batch: number, steps: number, variant = 'flipp
   return JSON.parse(out.trim().split('\n').pop() as string);
 }
 
-const PYTHON = '/usr/bin/python3';
-function torchAvailable(): boolean {
-  if (!existsSync(PYTHON)) return false;
-  return spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
-}
-function runTorch(mode: string, batch: number, steps: number): Sample {
-  const out = execFileSync(PYTHON, [path.join(here, 'unet_torch.py'), mode, String(batch), String(steps)], { encoding: 'utf8' });
+function runTorch(python: string, mode: string, batch: number, steps: number): Sample {
+  const out = execFileSync(python, [path.join(here, 'unet_torch.py'), mode, String(batch), String(steps)], { encoding: 'utf8' });
   const r = JSON.parse(out.trim().split('\n').pop() as string);
   return { times: r.times_ms, maxRssMB: r.max_rss_mb };
 }
@@ -112,39 +108,36 @@ async function main(): Promise<void> {
   const batch = opt('batch', 32);
   const steps = opt('steps', 8);
   const rounds = opt('rounds', 2);
-  const withTorch = !flag('no-torch') && torchAvailable();
-  if (!flag('no-torch') && !withTorch) {
-    console.log('PyTorch not found (apt-get install python3-torch, run with /usr/bin/python3): reporting Diffuse alone.\n');
-  }
+  const torches = torchPythons();
+  if (!flag('no-torch') && !torches.length) console.log('PyTorch not found (give --python PATH, a Python with PyTorch 2.x; or apt-get install python3-torch): reporting Diffuse alone.\n');
+  for (const t of torches) console.log(`${t.label}: ${t.config}`);
   const gflop = countFlops([unet(new ParamScope(new ParamStore(0)), REFERENCE_UNET, input('x', [batch, 3, 32, 32]), input('t', [batch]))]) / 1e9;
   console.log(`Reference U-Net, batch ${batch}, 32x32x3, float32; ${gflop.toFixed(2)} GFLOP per forward pass.`);
   console.log(`${rounds} rounds x ${steps} runs each, interleaved; medians exclude each process's first 2 runs.\n`);
 
-  const res: Record<string, { d: Sample[]; t: Sample[] }> = { forward: { d: [], t: [] }, train: { d: [], t: [] } };
+  const res: Record<string, { d: Sample[]; t: Sample[][] }> = { forward: { d: [], t: torches.map(() => []) }, train: { d: [], t: torches.map(() => []) } };
   for (let r = 0; r < rounds; r++) {
     for (const mode of ['forward', 'train'] as const) {
       res[mode].d.push(runDiffuse(mode, batch, steps));
-      if (withTorch) res[mode].t.push(runTorch(mode, batch, steps));
+      torches.forEach((t, k) => res[mode].t[k].push(runTorch(t.python, mode, batch, steps)));
     }
   }
-  const rows: string[][] = [['measurement', 'Diffuse', 'PyTorch', 'Diffuse / PyTorch', 'Diffuse GFLOP/s']];
+  // Ratios are against the first build (the anchor).
+  const rows: string[][] = [['measurement', 'Diffuse', ...torches.map((t) => t.label), ...torches.map((t) => `Diffuse / ${t.label}`), 'Diffuse GFLOP/s']];
   for (const mode of ['forward', 'train'] as const) {
     const d = median(res[mode].d);
-    const t = withTorch ? median(res[mode].t) : NaN;
+    const ts = res[mode].t.map(median);
     // A training step is about 3x the forward FLOPs (forward, input and weight gradients).
     const flops = mode === 'forward' ? gflop : 3 * gflop;
-    rows.push([
-      mode === 'forward' ? 'forward (ms)' : 'training step (ms)',
-      fmt(d),
-      withTorch ? fmt(t) : '-',
-      withTorch ? `${(d / t).toFixed(2)}x time (${(t / d).toFixed(2)}x faster)` : '-',
-      fmt((flops / d) * 1000),
-    ]);
+    rows.push([mode === 'forward' ? 'forward (ms)' : 'training step (ms)', fmt(d), ...ts.map((t) => fmt(t)), ...ts.map((t) => `${(d / t).toFixed(2)}x time (${(t / d).toFixed(2)}x faster)`), fmt((flops / d) * 1000)]);
   }
-  rows.push(['peak RSS, training (MB)', fmt(peak(res.train.d)), withTorch ? fmt(peak(res.train.t)) : '-', withTorch ? `${(peak(res.train.d) / peak(res.train.t)).toFixed(2)}x` : '-', '']);
-  rows.push(['peak RSS, forward (MB)', fmt(peak(res.forward.d)), withTorch ? fmt(peak(res.forward.t)) : '-', withTorch ? `${(peak(res.forward.d) / peak(res.forward.t)).toFixed(2)}x` : '-', '']);
+  for (const mode of ['train', 'forward'] as const) {
+    const pd = peak(res[mode].d);
+    const pt = res[mode].t.map(peak);
+    rows.push([`peak RSS, ${mode === 'train' ? 'training' : 'forward'} (MB)`, fmt(pd), ...pt.map((p) => fmt(p)), ...pt.map((p) => `${(pd / p).toFixed(2)}x`), '']);
+  }
   printTable(rows);
-  if (withTorch) console.log('\nTargets: forward >= 3x faster, training step <= 0.6x the time, peak memory <= 2x.');
+  if (torches.length) console.log(`\nTargets against ${torches[0].label}: training step <= 1.0x its time, forward >= 1.3x faster, peak RSS while training <= 1.3x.`);
 
   if (!flag('no-variants')) {
     console.log('\nConv gradient formulations (training step, Diffuse only):');

@@ -1,14 +1,16 @@
 /**
  * MNIST training throughput, images per second: Diffuse's training loop (batch
  * preparation + one compiled step) against PyTorch's step on the same U-Net
- * config (bench/unet_torch.py), interleaved in rounds so both see the same load.
+ * config (bench/unet_torch.py) in each PyTorch build of torch-python.ts (the
+ * --python one, PyTorch 2.x, is the anchor), interleaved in rounds so all see the same load.
  *
- *   npm run bench:mnist [-- --batch 64 --steps 12 --rounds 2 --preset mnist]
+ *   npm run bench:mnist [-- --python /tmp/venv/bin/python --batch 64 --steps 12 --rounds 2 --preset mnist]
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BatchMaker, ParamStore, RunConfig, TRAIN_DEFAULTS, TrainStep, diffusionLoss, loadMnist, unetPreset } from '../src/index.js';
+import { torchPythons } from './torch-python.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -66,28 +68,28 @@ async function main(): Promise<void> {
   const preset = opt('preset', 'mnist');
   const model = unetPreset(preset);
   const cfg = JSON.stringify({ ...model, imageSize: 28, inChannels: 1, outChannels: 1 });
-  const torch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
-  if (!torch) console.log('PyTorch not found (apt-get install python3-torch): reporting Diffuse alone.');
+  const torches = torchPythons();
+  if (!torches.length) console.log('PyTorch not found (give --python PATH, a Python with PyTorch 2.x; or apt-get install python3-torch): reporting Diffuse alone.');
+  for (const t of torches) console.log(`${t.label}: ${t.config}`);
   const d: number[] = [];
-  const t: number[] = [];
+  const t: number[][] = torches.map(() => []);
   for (let r = 0; r < rounds; r++) {
     const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'mnist.ts'), '--child', String(batch), String(steps), preset], { encoding: 'utf8' });
     d.push(...(JSON.parse(out.trim().split('\n').pop() as string).times as number[]).slice(2));
-    if (torch) {
-      const o = execFileSync('/usr/bin/python3', [path.join(here, 'unet_torch.py'), 'train', String(batch), String(steps), cfg], { encoding: 'utf8' });
-      t.push(...(JSON.parse(o.trim().split('\n').pop() as string).times_ms as number[]).slice(2));
-    }
+    torches.forEach((tp, k) => {
+      const o = execFileSync(tp.python, [path.join(here, 'unet_torch.py'), 'train', String(batch), String(steps), cfg], { encoding: 'utf8' });
+      t[k].push(...(JSON.parse(o.trim().split('\n').pop() as string).times_ms as number[]).slice(2));
+    });
   }
   const dips = (batch / median(d)) * 1000;
   console.log(`MNIST training, preset '${preset}' (28x28x1), batch ${batch}; medians of ${rounds} rounds x ${steps - 2} steps`);
-  console.log('| engine  | step (ms) | images/s |');
-  console.log('|---------|-----------|----------|');
-  console.log(`| Diffuse | ${median(d).toFixed(0).padStart(9)} | ${dips.toFixed(0).padStart(8)} |`);
-  if (torch) {
-    const tips = (batch / median(t)) * 1000;
-    console.log(`| PyTorch | ${median(t).toFixed(0).padStart(9)} | ${tips.toFixed(0).padStart(8)} |`);
-    console.log(`Diffuse / PyTorch throughput: ${(dips / tips).toFixed(2)}x`);
-  }
+  console.log('| engine | step (ms) | images/s | Diffuse / this (throughput) |');
+  console.log('|---|---|---|---|');
+  console.log(`| Diffuse | ${median(d).toFixed(0)} | ${dips.toFixed(0)} | |`);
+  torches.forEach((tp, k) => {
+    const tips = (batch / median(t[k])) * 1000;
+    console.log(`| ${tp.label} | ${median(t[k]).toFixed(0)} | ${tips.toFixed(0)} | ${(dips / tips).toFixed(2)}x |`);
+  });
 }
 
 await main();

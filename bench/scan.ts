@@ -63,8 +63,17 @@ function startWorkers(n: number, extra: string[]): ChildProcess[] {
   return Array.from({ length: n }, () => spawn(process.execPath, [diffuse, 'worker', '--redis', redis.url, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] }));
 }
 
+/** The workers' longest event-loop pause (ms), from their stop lines. */
+let pauseMs = 0;
+
 async function stopWorkers(ws: ChildProcess[]): Promise<void> {
+  const said = ws.map((w) => {
+    let text = '';
+    w.stderr?.on('data', (d) => (text += String(d)));
+    return () => text;
+  });
   await Promise.all(ws.map((w) => new Promise((r) => (w.once('exit', r), w.kill('SIGTERM')))));
+  pauseMs = Math.max(0, ...said.map((t) => Number(/longest pause of this thread (\d+) ms/.exec(t())?.[1] ?? 0)));
 }
 
 /** Waits until the workers' queue is served (a worker logs its start line). */
@@ -118,7 +127,7 @@ const own = inspectOnce(folder, []);
 row('diffuse inspect FOLDER (one process)', files.length, own.wall, `without start-up ${own.own?.toFixed(2)} s, ${(files.length / (own.own ?? own.wall)).toFixed(1)} images/s`);
 for (const w of [1, 2]) {
   const s = await scanOnce(files, w, [], {});
-  row(`diffuse scan + ${w} diffuse worker process${w > 1 ? 'es' : ''} (concurrency ${cores} each)`, files.length, s, `enqueue included; Redis keeps ${resultBytes.toFixed(0)} bytes per image after the scan`);
+  row(`diffuse scan + ${w} diffuse worker process${w > 1 ? 'es' : ''} (concurrency ${cores} each)`, files.length, s, `enqueue included; Redis keeps ${resultBytes.toFixed(0)} bytes per image after the scan; workers' longest pause ${pauseMs} ms`);
 }
 
 // ---- Diffuse-model inspection ----
@@ -130,7 +139,10 @@ if (run) {
   const keyArgs = key ? ['--key', key] : [];
   const m = inspectOnce(samples, ['--run', run, ...keyArgs]);
   row(`diffuse inspect --run${key ? ' --key' : ''} (one process)`, modelFiles.length, m.wall, `without start-up ${m.own?.toFixed(2)} s`);
-  for (const w of [1, 2]) row(`diffuse scan --run${key ? ' --key' : ''} + ${w} worker process${w > 1 ? 'es' : ''} (concurrency 1 each)`, modelFiles.length, await scanOnce(modelFiles, w, ['--run', run, ...keyArgs], { run, key }), 'enqueue included');
+  for (const w of [1, 2]) {
+    const s = await scanOnce(modelFiles, w, ['--run', run, ...keyArgs], { run, key });
+    row(`diffuse scan --run${key ? ' --key' : ''} + ${w} worker process${w > 1 ? 'es' : ''} (concurrency 1 each)`, modelFiles.length, s, `enqueue included; workers' longest pause ${pauseMs} ms`);
+  }
 }
 
 // ---- the queue's own cost ----

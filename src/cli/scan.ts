@@ -328,7 +328,8 @@ export const commandWorker: Command = {
     }
     const r = worker.requirements;
     say(`worker on ${redactRedisUrl(url)}, queue ${worker.queue}${worker.generationQueue ? ` and ${worker.generationQueue} (generation${signing ? ', signed' : ''})` : ''}: Diffuse ${r.version}, ${r.model ? `model ${r.model.slice(0, 12)}...` : 'no model'}, ${r.key ? `key ${r.key}` : 'no key'}; waiting for jobs (Ctrl-C stops)`);
-    const report = setInterval(() => say(`${worker.done} jobs done`), 60_000);
+    const pause = () => `longest pause of this thread ${worker.longestPauseMs.toFixed(0)} ms (a lock lasts ${lockSeconds} s)`;
+    const report = setInterval(() => say(`${worker.done} jobs done; ${pause()}`), 60_000);
     await new Promise<void>((resolve) => {
       const stop = () => {
         say('stopping: finishing the jobs in work');
@@ -338,6 +339,6 @@ export const commandWorker: Command = {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
-    say(`stopped after ${worker.done} jobs`);
+    say(`stopped after ${worker.done} jobs; ${pause()}`);
   },
 };

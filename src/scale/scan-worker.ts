@@ -11,9 +11,10 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { Job, Worker } from 'bullmq';
+import { Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Device } from '../engine/index.js';
 import type { WatermarkKey } from '../forensics/key.js';
@@ -56,6 +57,8 @@ export class ScanWorker {
   private readonly scratch = mkdtempSync(path.join(tmpdir(), 'diffuse-worker-'));
   /** Jobs this worker finished (results stored, or skipped for a cancelled scan). */
   done = 0;
+  /** How long this thread was kept from answering (its longest pause renews no lock). */
+  private readonly pauses = monitorEventLoopDelay({ resolution: 10 });
   private worker!: Worker;
   /** With a model: a second BullMQ worker for generation jobs, and the model it generates with. */
   private generator?: Worker;
@@ -97,7 +100,13 @@ export class ScanWorker {
     return this.o.run === undefined ? undefined : queueName(this.generationRequirements, 'generate');
   }
 
+  /** The longest time this thread could not run a timer (a lock renewal) since the worker started, in ms. */
+  get longestPauseMs(): number {
+    return this.pauses.max / 1e6;
+  }
+
   private begin(): void {
+    this.pauses.enable();
     const lock = (this.o.lockSeconds ?? 30) * 1000;
     const concurrency = this.o.concurrency ?? (this.o.run ? 1 : availableParallelism());
     this.worker = new Worker(this.queue, (job: Job<ScanJobData>) => this.process(job), {
@@ -135,7 +144,7 @@ export class ScanWorker {
     if (!s) {
       const text = await this.redis.get(keys.settings(sid));
       if (text === null) throw new Error(`the settings ${sid} of this job are not on the Redis server`);
-      s = JSON.parse(text) as ScanSettings;
+      s = checkScanSettings(JSON.parse(text));
       this.settings.set(sid, s);
     }
     return s;
@@ -162,7 +171,7 @@ export class ScanWorker {
   }
 
   private async process(job: Job<ScanJobData>): Promise<void> {
-    const d = job.data;
+    const d = checkScanJob(job.data);
     const id = job.id as string;
     if (await this.abandoned(id)) {
       this.done++;
@@ -199,10 +208,11 @@ export class ScanWorker {
     }
     const text = await this.redis.get(keys.settings(job.data.settings));
     if (text === null) throw new Error(`the settings ${job.data.settings} of this job are not on the Redis server`);
-    const s = JSON.parse(text) as GenerationSettings;
+    const s = checkGenerationSettings(JSON.parse(text));
     this.pipe ??= DiffusionPipeline.fromRun(this.o.run as string, { device: this.o.device ?? 'cpu' });
     const started = Date.now();
     const { first, n } = job.data;
+    if (!(Number.isInteger(first) && Number.isInteger(n) && first >= 0 && n >= 1 && first + n <= s.count)) throw new UnrecoverableError(`malformed generation job: images ${first}+${n} of ${s.count}`);
     const files = await generateRange(await this.pipe, s, first, n, { key: this.o.key, signing: this.o.signing });
     const result: GenerationResult = { file: `images ${first}-${first + n - 1}`, files, seconds: (Date.now() - started) / 1000 };
     await recordResult(this.redis, id, result, job.attemptsStarted);
@@ -243,6 +253,7 @@ export class ScanWorker {
   /** Stops taking jobs, lets the ones in work finish, and lets go of the models. */
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.pauses.disable();
     await this.worker.close();
     await this.generator?.close();
     await (await this.pipe?.catch(() => undefined))?.release();
@@ -262,4 +273,46 @@ async function hooksForTests(sha256: string): Promise<void> {
   if (process.env.DIFFUSE_TEST_CRASH_SHA256 === sha256) process.exit(70);
   const delay = Number(process.env.DIFFUSE_TEST_JOB_DELAY_MS ?? 0);
   if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+}
+
+/**
+ * What comes from Redis is checked before it is used: anyone who can write to the Redis server can
+ * put jobs there, and a worker must not be talked into reading a device, a huge number of steps or
+ * writing outside an absolute folder by a malformed job (it is failed at once, with the reason).
+ */
+function checkScanJob(d: unknown): ScanJobData {
+  const j = d as Partial<ScanJobData> | null;
+  const bad = (what: string) => new UnrecoverableError(`malformed scan job: ${what}`);
+  if (!j || typeof j !== 'object') throw bad('not an object');
+  if (typeof j.path !== 'string' || !path.isAbsolute(j.path) || j.path.includes('\0')) throw bad('the path is not an absolute path');
+  if (typeof j.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(j.sha256)) throw bad('the SHA-256 is not 64 hex digits');
+  if (typeof j.settings !== 'string' || !/^[0-9a-f]{16}$/.test(j.settings)) throw bad('the settings id is not 16 hex digits');
+  if (j.bytes !== undefined && typeof j.bytes !== 'string') throw bad('the bytes are not base64 text');
+  return j as ScanJobData;
+}
+
+const isInt = (v: unknown, min: number, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+
+function checkScanSettings(v: unknown): ScanSettings {
+  const s = v as ScanSettings | null;
+  const bad = (what: string) => new UnrecoverableError(`malformed scan settings: ${what}`);
+  if (!s || typeof s !== 'object') throw bad('not an object');
+  if (s.inversionSteps !== undefined && !isInt(s.inversionSteps, 1, 1000)) throw bad('inversionSteps must be 1..1000');
+  if (s.fpr !== undefined && !(typeof s.fpr === 'number' && s.fpr > 0 && s.fpr <= 0.5)) throw bad('fpr must be in (0, 0.5]');
+  if (s.maxRotation !== undefined && !isInt(s.maxRotation, 0, 45)) throw bad('maxRotation must be 0..45');
+  if (s.prompt !== undefined && typeof s.prompt !== 'string') throw bad('prompt must be text');
+  for (const f of ['metadataOnly', 'geometric', 'resize'] as const) if (s[f] !== undefined && typeof s[f] !== 'boolean') throw bad(`${f} must be true or false`);
+  if (s.trust !== undefined && (typeof s.trust !== 'object' || Object.values(s.trust).some((t) => t !== undefined && typeof t !== 'string'))) throw bad('trust must hold PEM texts');
+  return s;
+}
+
+function checkGenerationSettings(v: unknown): GenerationSettings {
+  const s = v as GenerationSettings | null;
+  const bad = (what: string) => new UnrecoverableError(`malformed generation settings: ${what}`);
+  if (!s || typeof s !== 'object') throw bad('not an object');
+  if (typeof s.out !== 'string' || !path.isAbsolute(s.out) || s.out.includes('\0')) throw bad('out is not an absolute folder');
+  if (!isInt(s.count, 1, 1e9) || !isInt(s.chunk, 1, 10_000) || !isInt(s.seed, 0, 2 ** 53)) throw bad('count, chunk or seed out of range');
+  if (!isInt(s.steps, 1, 1000) || !(typeof s.eta === 'number' && s.eta >= 0 && s.eta <= 10)) throw bad('steps must be 1..1000 and eta 0..10');
+  if (s.payload !== undefined && !isInt(s.payload, 0, 2 ** 32 - 1)) throw bad('payload must be a 32-bit integer');
+  return s;
 }

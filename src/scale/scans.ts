@@ -193,8 +193,11 @@ export class ScanClient {
   async list(): Promise<ScanStatus[]> {
     const ids = await this.redis.zrange(keys.scans, 0, -1);
     const out: ScanStatus[] = [];
-    for (const id of ids) out.push(await this.status(id).catch(() => undefined as never));
-    return out.filter(Boolean);
+    for (const id of ids) {
+      const s = await this.status(id).catch(() => undefined);
+      if (s) out.push(s);
+    }
+    return out;
   }
 
   /**

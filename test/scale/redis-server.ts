@@ -51,16 +51,40 @@ async function ready(port: number, password?: string): Promise<void> {
   }
 }
 
-/** `appendfsync`: 'always' (the tests: no write lost at a restart) or 'everysec' (Redis's default, the benches). */
-export async function startRedis(o: { password?: string; appendfsync?: 'always' | 'everysec' } = {}): Promise<TestRedis> {
+/**
+ * `appendfsync`: 'always' (the tests: no write lost at a restart) or 'everysec' (Redis's default,
+ * the benches). `tls`: listen with TLS only, on test/fixtures/tls's certificate for 127.0.0.1
+ * (the URL is then rediss://; clients trust the test CA through NODE_EXTRA_CA_CERTS).
+ */
+/** The test certificates (test/fixtures/tls/make_tls_fixtures.sh). */
+export const TLS = path.resolve(import.meta.dirname, '..', 'fixtures', 'tls');
+
+/** Resolves once a TLS server accepts connections (the handshake is not checked here). */
+async function readyTls(port: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = createConnection({ host: '127.0.0.1', port });
+      c.once('error', () => resolve(false));
+      c.once('connect', () => (c.destroy(), resolve(true)));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`redis-server with TLS on port ${port} did not start`);
+}
+
+export async function startRedis(o: { password?: string; appendfsync?: 'always' | 'everysec'; tls?: boolean } = {}): Promise<TestRedis> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'diffuse-redis-'));
   let proc: ChildProcess | undefined;
   const launch = async () => {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', o.appendfsync ?? 'always', '--save', '', '--maxmemory-policy', 'noeviction', ...(o.password ? ['--requirepass', o.password] : [])];
+    const tlsArgs = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', path.join(TLS, 'server.pem'), '--tls-key-file', path.join(TLS, 'server-key.pem'), '--tls-ca-cert-file', path.join(TLS, 'ca.pem'), '--tls-auth-clients', 'no'];
+    const args = [...(o.tls ? tlsArgs : ['--port', String(port)]), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', o.appendfsync ?? 'always', '--save', '', '--maxmemory-policy', 'noeviction', ...(o.password ? ['--requirepass', o.password] : [])];
     proc = spawn('redis-server', args, { stdio: 'ignore' });
     proc.once('error', () => {});
-    await ready(port, o.password);
+    if (o.tls) await readyTls(port);
+    else await ready(port, o.password);
   };
   const halt = async () => {
     const p = proc;
@@ -72,7 +96,7 @@ export async function startRedis(o: { password?: string; appendfsync?: 'always' 
   await launch();
   return {
     port,
-    url: `redis://${o.password ? `:${o.password}@` : ''}127.0.0.1:${port}`,
+    url: `${o.tls ? 'rediss' : 'redis'}://${o.password ? `:${o.password}@` : ''}127.0.0.1:${port}`,
     restart: async (downMs = 500) => {
       await halt();
       await new Promise((r) => setTimeout(r, downMs));

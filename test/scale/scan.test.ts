@@ -5,7 +5,7 @@
  * as JSON, CSV and HTML, errors about Redis) say what they should.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -16,9 +16,11 @@ import { Inspector, generateKey, readKey } from '../../src/index.js';
 import type { InspectReport } from '../../src/index.js';
 import { ScanClient, ScanStatus } from '../../src/scale/scans.js';
 import { ScanWorker } from '../../src/scale/scan-worker.js';
-import { keyFingerprint, requirementsOf } from '../../src/scale/scan-settings.js';
+import { keyFingerprint, queueName, requirementsOf } from '../../src/scale/scan-settings.js';
+import { registerJob } from '../../src/scale/scan-store.js';
+import { Queue } from 'bullmq';
 import { cli } from '../cli/helpers.js';
-import { redisForTests, startRedis } from './redis-server.js';
+import { TLS, redisForTests, startRedis } from './redis-server.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-scan-'));
 const fixtures = path.resolve('test/fixtures');
@@ -161,6 +163,30 @@ describe('diffuse scan: file-level inspection through Redis', () => {
     assert.equal(s.state, 'cancelled');
     assert.equal(s.done, 0);
     assert.equal((await collect(c, meta.id)).pending, 1);
+    await c.close();
+  });
+
+  it('fails a malformed job from Redis at once, with the reason, and the scan completes', async () => {
+    const c = await ScanClient.connect(server.redis.url);
+    const one = path.join(root, 'beside-a-bad-job.png');
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#0a0b0c' } }).png().toFile(one);
+    const requirements = requirementsOf(null, undefined);
+    const meta = await c.create([one], { settings: {}, requirements });
+    // Anyone who can write to Redis can add jobs: one with a relative path and no real hash.
+    const q = new Queue(queueName(requirements), { connection: c.redis, prefix: 'diffuse-bull' });
+    await registerJob(c.redis, meta.id, 'bad-job-1');
+    await q.add('inspect', { path: 'relative.png', sha256: 'x', settings: 'y' }, { jobId: 'bad-job-1', attempts: 3 });
+    await q.close();
+    const worker = await ScanWorker.start({ redis: server.redis.url, concurrency: 1 });
+    try {
+      const s = await until(c, meta.id);
+      assert.equal(s.jobs, 2);
+      assert.equal(s.failed, 1);
+    } finally {
+      await worker.close();
+    }
+    const bad = JSON.parse((await c.redis.hget('diffuse:result:bad-job-1', 'report')) as string) as InspectReport;
+    assert.match(bad.error ?? '', /^given up after 1 attempts: malformed scan job: the path is not an absolute path/);
     await c.close();
   });
 
@@ -360,6 +386,21 @@ describe('diffuse scan and worker on the command line', () => {
     r = await cli('scan', listFile, '--redis', server.redis.url, '--metadata-only');
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /: 3 files, 3 distinct images \(1 already known or unreadable\)/);
+    // TLS: rediss:// with the server's CA trusted (NODE_EXTRA_CA_CERTS), and refused in one line without it.
+    const tls = await startRedis({ password: 'tls-pass-9', tls: true });
+    try {
+      const run = (env: Record<string, string>) => spawnSync(process.execPath, ['bin/diffuse.js', 'scan', 'list', '--redis', tls.url], { encoding: 'utf8', env: { ...process.env, ...env } });
+      let p = run({ NODE_EXTRA_CA_CERTS: path.join(TLS, 'ca.pem') });
+      assert.equal(p.status, 0, p.stderr);
+      assert.match(p.stderr, /no scans on this Redis/);
+      p = run({});
+      assert.equal(p.status, 1);
+      assert.match(p.stderr.trim(), /^diffuse scan: cannot reach Redis at rediss:\/\/:\*\*\*@127\.0\.0\.1:\d+ over TLS: .*certificate/);
+      assert.equal(p.stderr.trim().split('\n').length, 1, p.stderr);
+      assert.ok(!p.stderr.includes('tls-pass-9'));
+    } finally {
+      await tls.stop();
+    }
     r = await cli('scan', images, '--redis', server.redis.url, '--key', key);
     assert.match(r.err, /--key is about a Diffuse model's watermark or detector: give the model's --run DIR too/);
   });
