@@ -45,6 +45,9 @@ export function dtypeOf(data: TensorData): DType {
   return data instanceof Float32Array ? 'float32' : data instanceof Float64Array ? 'float64' : 'int64';
 }
 
+/** DIFFUSE_ORT_PROFILE from the environment, where there is one (Node; not a browser). */
+const profilePrefix = (): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.DIFFUSE_ORT_PROFILE || undefined;
+
 /** A loaded model: feed named host arrays, get named host arrays back. */
 export class Executable {
   private constructor(
@@ -64,6 +67,8 @@ export class Executable {
       graphOptimizationLevel: 'all',
       logSeverityLevel: 3,
       ...(threads ? { intraOpNumThreads: threads } : {}),
+      // DIFFUSE_ORT_PROFILE=PREFIX: ONNX Runtime's profiler writes PREFIX_<time>.json per session, at release (bench/profile.ts reads them).
+      ...(profilePrefix() ? { enableProfiling: true, profileFilePrefix: profilePrefix() } : {}),
     };
     let session: Ort.InferenceSession;
     try {
@@ -102,6 +107,7 @@ export class Executable {
   }
 
   async release(): Promise<void> {
+    if (profilePrefix()) this.session.endProfiling();
     await this.session.release();
   }
 }
