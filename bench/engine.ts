@@ -7,7 +7,9 @@
  * machine load, and reports medians, ratios, GFLOP/s and peak RSS.
  * Then times the training step under each conv-gradient formulation.
  *
- *   npm run bench:engine [-- --python /tmp/venv/bin/python --batch 32 --steps 8 --rounds 2 --no-torch --no-variants]
+ *   npm run bench:engine [-- --python /tmp/venv/bin/python --batch 32 --steps 8 --rounds 2 --no-torch --no-variants --memory-pattern]
+ *
+ * --memory-pattern adds rows with ONNX Runtime's memory pattern on (DIFFUSE_ORT_MEMPATTERN=1), in the same rounds.
  *
  * Each measurement runs in a child process so that peak RSS is its own.
  */
@@ -78,10 +80,11 @@ async function child(mode: 'forward' | 'train', batch: number, steps: number, va
   process.stdout.write(JSON.stringify(sample) + '\n');
 }
 
-function runDiffuse(mode: string, batch: number, steps: number, variant = 'flipped,im2col'): Sample {
+function runDiffuse(mode: string, batch: number, steps: number, variant = 'flipped,im2col', env: Record<string, string> = {}): Sample {
   const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'engine.ts'), '--child', mode, String(batch), String(steps), variant], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
+    env: { ...process.env, ...env },
   });
   return JSON.parse(out.trim().split('\n').pop() as string);
 }
@@ -115,10 +118,12 @@ async function main(): Promise<void> {
   console.log(`Reference U-Net, batch ${batch}, 32x32x3, float32; ${gflop.toFixed(2)} GFLOP per forward pass.`);
   console.log(`${rounds} rounds x ${steps} runs each, interleaved; medians exclude each process's first 2 runs.\n`);
 
-  const res: Record<string, { d: Sample[]; t: Sample[][] }> = { forward: { d: [], t: torches.map(() => []) }, train: { d: [], t: torches.map(() => []) } };
+  const res: Record<string, { d: Sample[]; t: Sample[][]; pattern: Sample[] }> = { forward: { d: [], t: torches.map(() => []), pattern: [] }, train: { d: [], t: torches.map(() => []), pattern: [] } };
   for (let r = 0; r < rounds; r++) {
     for (const mode of ['forward', 'train'] as const) {
       res[mode].d.push(runDiffuse(mode, batch, steps));
+      // The same with ONNX Runtime's memory pattern on (the default before 2026-12-07).
+      if (flag('memory-pattern')) res[mode].pattern.push(runDiffuse(mode, batch, steps, undefined, { DIFFUSE_ORT_MEMPATTERN: '1' }));
       torches.forEach((t, k) => res[mode].t[k].push(runTorch(t.python, mode, batch, steps)));
     }
   }
@@ -135,6 +140,15 @@ async function main(): Promise<void> {
     const pd = peak(res[mode].d);
     const pt = res[mode].t.map(peak);
     rows.push([`peak RSS, ${mode === 'train' ? 'training' : 'forward'} (MB)`, fmt(pd), ...pt.map((p) => fmt(p)), ...pt.map((p) => `${(pd / p).toFixed(2)}x`), '']);
+  }
+  if (flag('memory-pattern')) {
+    for (const mode of ['forward', 'train'] as const) {
+      const d = median(res[mode].pattern);
+      const ts = res[mode].t.map(median);
+      rows.push([`${mode === 'forward' ? 'forward' : 'training step'} (ms), memory pattern on`, fmt(d), ...ts.map((t) => fmt(t)), ...ts.map((t) => `${(d / t).toFixed(2)}x time (${(t / d).toFixed(2)}x faster)`), '']);
+      const pd = peak(res[mode].pattern);
+      rows.push([`peak RSS, ${mode === 'train' ? 'training' : 'forward'} (MB), memory pattern on`, fmt(pd), ...res[mode].t.map(peak).map((p) => fmt(p)), ...res[mode].t.map(peak).map((p) => `${(pd / p).toFixed(2)}x`), '']);
+    }
   }
   printTable(rows);
   if (torches.length) console.log(`\nTargets against ${torches[0].label}: training step <= 1.0x its time, forward >= 1.3x faster, peak RSS while training <= 1.3x.`);

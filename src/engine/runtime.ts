@@ -24,6 +24,13 @@ export interface RuntimeOptions {
   threads?: number;
   /** Another ONNX Runtime module, e.g. onnxruntime-web. */
   ort?: OrtModule;
+  /**
+   * ONNX Runtime's memory pattern: one block planned from the first run for every intermediate
+   * value (default off; DIFFUSE_ORT_MEMPATTERN=1 turns it on for comparisons). On the training
+   * step it kept 1.6 GB where allocating as the run goes peaks at 0.9 GB, at the same speed
+   * (docs/BENCHMARKS.md); the arithmetic, and so every result, is the same either way.
+   */
+  memoryPattern?: boolean;
 }
 
 let nodeOrt: Promise<OrtModule> | undefined;
@@ -46,6 +53,7 @@ export function dtypeOf(data: TensorData): DType {
 }
 
 /** DIFFUSE_ORT_PROFILE from the environment, where there is one (Node; not a browser). */
+const envFlag = (name: string): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
 const profilePrefix = (): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.DIFFUSE_ORT_PROFILE || undefined;
 
 /** A loaded model: feed named host arrays, get named host arrays back. */
@@ -69,6 +77,7 @@ export class Executable {
       ...(threads ? { intraOpNumThreads: threads } : {}),
       // DIFFUSE_ORT_PROFILE=PREFIX: ONNX Runtime's profiler writes PREFIX_<time>.json per session, at release (bench/profile.ts reads them).
       ...(profilePrefix() ? { enableProfiling: true, profileFilePrefix: profilePrefix() } : {}),
+      enableMemPattern: opts.memoryPattern ?? envFlag('DIFFUSE_ORT_MEMPATTERN') === '1',
     };
     let session: Ort.InferenceSession;
     try {
