@@ -111,12 +111,27 @@ export function featureCount(space: DetectorSpace, timesteps: number): number {
 // Floors keep the logarithm finite for a (theoretical) all-zero estimate or an empty region.
 const logMean = (sum: number, n: number) => Math.log(n ? sum / n + 1e-12 : 1e-12);
 
-/** Mean of the largest `top` values of `magnitudes` (sorted in place). */
-function largestMean(magnitudes: Float32Array, top: number): number {
+/** Sum of the largest `top` values of `magnitudes` (sorted in place). */
+function largestSum(magnitudes: Float32Array, top: number): number {
   magnitudes.sort();
   let largest = 0;
   for (let i = magnitudes.length - top; i < magnitudes.length; i++) largest += magnitudes[i];
   return largest;
+}
+
+/** Three statistics of an error map e, as logarithms: mean |e|, mean e^2, and the mean of the largest 5% of |e|. */
+function errorStats(e: Float32Array): [number, number, number] {
+  const per = e.length;
+  const magnitudes = new Float32Array(per);
+  let [l1, l2] = [0, 0];
+  for (let i = 0; i < per; i++) {
+    const a = Math.abs(e[i]);
+    magnitudes[i] = a;
+    l1 += a;
+    l2 += a * a;
+  }
+  const top = Math.max(1, Math.ceil(0.05 * per));
+  return [logMean(l1, per), logMean(l2, per), logMean(largestSum(magnitudes, top), top)];
 }
 
 /**
@@ -127,13 +142,9 @@ function largestMean(magnitudes: Float32Array, top: number): number {
 function regionStats(e: Float32Array, x: Float32Array, plane: number, heat: Float32Array, parts: number): number[] {
   const per = e.length;
   const c = per / plane;
-  const magnitudes = new Float32Array(per);
-  let [l1, l2, dark1, dark2, bright1, bright2, nDark] = [0, 0, 0, 0, 0, 0, 0];
+  let [dark1, dark2, bright1, bright2, nDark] = [0, 0, 0, 0, 0];
   for (let i = 0; i < per; i++) {
     const a = Math.abs(e[i]);
-    magnitudes[i] = a;
-    l1 += a;
-    l2 += a * a;
     if (x[i] < -0.5) {
       dark1 += a;
       dark2 += a * a;
@@ -144,8 +155,8 @@ function regionStats(e: Float32Array, x: Float32Array, plane: number, heat: Floa
     }
     heat[i % plane] += a / (c * parts);
   }
-  const top = Math.max(1, Math.ceil(0.05 * per));
-  return [logMean(l1, per), logMean(l2, per), logMean(dark1, nDark), logMean(dark2, nDark), logMean(bright1, per - nDark), logMean(bright2, per - nDark), logMean(largestMean(magnitudes, top), top)];
+  const [l1, l2, largest] = errorStats(e);
+  return [l1, l2, logMean(dark1, nDark), logMean(dark2, nDark), logMean(bright1, per - nDark), logMean(bright2, per - nDark), largest];
 }
 
 /**
@@ -188,7 +199,6 @@ export async function syntheticFeatures(
   }
   const lper = sample.data.length / images.count;
   const { alphasCumprod } = pipe.tables;
-  const top = Math.max(1, Math.ceil(0.05 * lper));
   for (const [j, t] of timesteps.entries()) {
     const sa = Math.sqrt(alphasCumprod[t]);
     const eps = await pipe.predictNoise({ sample: { ...sample, data: sample.data.map((v) => sa * v) }, timestep: t, batchSize: o.batchSize });
@@ -198,14 +208,7 @@ export async function syntheticFeatures(
         features[k].push(...regionStats(e, image(k), plane, heatMaps[k], timesteps.length));
         continue;
       }
-      const magnitudes = e.map(Math.abs);
-      let l1 = 0;
-      let l2 = 0;
-      for (const a of magnitudes) {
-        l1 += a;
-        l2 += a * a;
-      }
-      features[k].push(logMean(l1, lper), logMean(l2, lper), logMean(largestMean(magnitudes, top), top));
+      features[k].push(...errorStats(e));
     }
     o.onProgress?.(j + 1, timesteps.length);
   }
