@@ -2,7 +2,8 @@
  * Content credentials on what the CLI writes: the flags `sample`, `img2img` and `inpaint` share,
  * and signing each PNG they wrote.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readSettingsFile } from '../data/safe-file.js';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../engine/index.js';
@@ -70,7 +71,7 @@ export function conditionRecord(
  */
 export function readTrustFile(file: string): string {
   if (!existsSync(file)) throw new UsageError(`${file}: no such trust file (a PEM file of root certificates, or the C2PA trust list's JSON)`);
-  const text = readFileSync(file, 'utf8');
+  const text = readSettingsFile(file);
   if (text.trimStart().startsWith('{')) return trustListJsonToPem(file, text);
   if (!/-----BEGIN CERTIFICATE-----/.test(text)) throw new UsageError(`${file}: not a PEM certificate file (no BEGIN CERTIFICATE block) nor a C2PA trust list in JSON`);
   return text;
@@ -114,7 +115,7 @@ export function readTrustSettings(anchorFiles: readonly string[], allowedFiles: 
   const allowed = allowedFiles
     .map((f) => {
       if (!existsSync(f)) throw new UsageError(`${f}: no such allowed-list file`);
-      const text = readFileSync(f, 'utf8');
+      const text = readSettingsFile(f);
       const hashes = text.split(/\r?\n/).filter((l) => l.trim() && !l.startsWith('//') && !l.startsWith('#'));
       if (!/-----BEGIN CERTIFICATE-----/.test(text) && !hashes.every((l) => /^[A-Za-z0-9+/=_-]{40,}$/.test(l.trim()))) {
         throw new UsageError(`${f}: not an allowed list (PEM certificates, or base64 SHA-256 hashes one per line)`);
@@ -125,7 +126,7 @@ export function readTrustSettings(anchorFiles: readonly string[], allowedFiles: 
   let config: string | undefined;
   if (configFile !== undefined) {
     if (!existsSync(configFile)) throw new UsageError(`${configFile}: no such trust configuration file`);
-    config = readFileSync(configFile, 'utf8');
+    config = readSettingsFile(configFile);
     if (!/^\s*\d+(\.\d+)+\s*$/m.test(config)) throw new UsageError(`${configFile}: not a list of key-usage OIDs (one per line, like the trust list's store.cfg)`);
   }
   if (!anchors && !allowed) return config ? { config } : undefined;

@@ -4,6 +4,7 @@
  * (--c2pa). The run-only flags (--class, --key, --frames, --eta, --clip-sample, --generator, ...)
  * are refused by name rather than ignored.
  */
+import { safeText } from '../inspect/format.js';
 import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
 import { LatentImageBatch, LatentStepInfo, StableDiffusionPipeline } from '../latent/index.js';
@@ -117,7 +118,7 @@ async function runLatent(
     bar.done();
     await pipe.release();
   }
-  for (const p of new Set(a.prompts)) for (const w of pipe.tokenizer.warnings(p)) bar.say(`note: "${p.slice(0, 40)}": ${w}`);
+  for (const p of new Set(a.prompts)) for (const w of pipe.tokenizer.warnings(p)) bar.say(`note: "${safeText(p.slice(0, 40))}": ${w}`);
   await saveGrid(images, a.out, { cols: a.count, scale: 1 });
   bar.say(`wrote ${a.out} (${images.count} image(s) of ${images.shape[2]}x${images.shape[1]}, ${what}, ${name}, ${a.steps} steps, guidance ${a.guidance}, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
   const eachFiles: string[] = [];

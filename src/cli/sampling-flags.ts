@@ -1,4 +1,5 @@
 /** The sampling and condition flags that `diffuse sample`, `eval`, `img2img` and `inpaint` share, and their parsing. */
+import { safeText } from '../inspect/format.js';
 import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
 import type { TimestepSpacing } from '../samplers/common.js';
 import type { RunConfig } from '../run/config.js';
@@ -112,7 +113,7 @@ export function conditionFlags(
     const list = String(v.prompt).split('|').map((p) => p.trim());
     const negative = v['negative-prompt'] === undefined ? undefined : String(v['negative-prompt']);
     const tokenizer = readTokenizer(String(v.run), config.text);
-    for (const p of [...list, ...(negative ? [negative] : [])]) for (const w of tokenizer.warnings(p)) warn(`warning: "${p}": ${w}`);
+    for (const p of [...list, ...(negative ? [negative] : [])]) for (const w of tokenizer.warnings(p)) warn(`warning: "${safeText(p)}": ${w}`);
     const perRow = Math.ceil(count / list.length);
     const prompt = Array.from({ length: count }, (_, i) => list[Math.min(list.length - 1, Math.floor(i / perRow))]);
     return { condition: { prompt, ...(negative !== undefined ? { negativePrompt: negative } : {}), ...guidance }, cols: list.length > 1 ? perRow : undefined };

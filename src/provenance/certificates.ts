@@ -7,7 +7,8 @@
  * root is trusted by nobody else: validators elsewhere report such credentials as valid but
  * untrusted, unless the analyst adds the root to their trust list.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readSettingsFile } from '../data/safe-file.js';
 import * as path from 'node:path';
 import { webcrypto } from 'node:crypto';
 import {
@@ -134,5 +135,5 @@ export async function loadSigningCredentials(o: { dir?: string; key?: string; ce
   const certFile = o.certificate ?? (o.dir ? path.join(o.dir, CREDENTIAL_FILES.certificate) : undefined);
   if (!keyFile || !certFile) throw new Error('content credentials need a key and a certificate (a folder from diffuse keygen --c2pa)');
   for (const f of [keyFile, certFile]) if (!existsSync(f)) throw new Error(`${f}: no such file (make one with diffuse keygen --c2pa --out DIR)`);
-  return readSigningCredentials({ key: readFileSync(keyFile, 'utf8'), certificate: readFileSync(certFile, 'utf8') }, path.dirname(keyFile));
+  return readSigningCredentials({ key: readSettingsFile(keyFile), certificate: readSettingsFile(certFile) }, path.dirname(keyFile));
 }

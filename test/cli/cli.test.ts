@@ -62,6 +62,8 @@ describe('CLI errors are one line with a non-zero exit code', () => {
     ['config.json not JSON', ['sample', '--run', path.join(root, 'json-run')], /json-run\/config\.json: not valid JSON/],
     ['config.json is a FIFO', ['sample', '--run', path.join(root, 'fifo-run')], /fifo-run\/config\.json: a FIFO \(named pipe\), not a settings file/],
     ['key is a device', ['watermark', 'detect', '/dev/null', '--run', path.join(root, 'fifo-run'), '--key', '/dev/zero'], /\/dev\/zero: a device, not a settings file/],
+    ['trust list is a FIFO', ['inspect', '/dev/null', '--trust', path.join(root, 'fifo-run', 'config.json')], /fifo-run\/config\.json: a FIFO \(named pipe\), not a settings file/],
+    ['allowed list is a device', ['inspect', '/dev/null', '--trust-allowed', '/dev/zero'], /\/dev\/zero: a device, not a settings file/],
     ['noise without image', ['noise'], /give one image: a file path or mnist:INDEX/],
     ['noise with missing file', ['noise', '/nonexistent.png'], /\/nonexistent\.png: no such file/],
   ];
