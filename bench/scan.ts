@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import { Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ScanClient } from '../src/scale/scans.js';
-import { recordResult } from '../src/scale/scan-store.js';
+import { keys, recordResult } from '../src/scale/scan-store.js';
 import { requirementsOf } from '../src/scale/scan-settings.js';
 import { startRedis } from '../test/scale/redis-server.js';
 import { flag, log } from './args.js';
@@ -150,6 +150,10 @@ if (run) {
   const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
   await conn.flushall();
   const q = new Queue('bench-empty', { connection: conn, prefix: 'diffuse-bull' });
+  // Each job waited for by one scan, as a scan's jobs are (the result script counts it done there).
+  const p = conn.pipeline();
+  for (let k = 0; k < empty; k++) p.sadd(keys.jobScans(`e-${k}`), 'bench');
+  await p.exec();
   const t0 = process.hrtime.bigint();
   for (let at = 0; at < empty; at += 1000) await q.addBulk(Array.from({ length: Math.min(1000, empty - at) }, (_, k) => ({ name: 'e', data: { path: `/x/${at + k}`, sha256: String(at + k), settings: 's' }, opts: { jobId: `e-${at + k}`, removeOnComplete: true } })));
   const enq = seconds(t0);

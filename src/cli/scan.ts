@@ -26,7 +26,7 @@ import type { Command, FlagValues } from './flags.js';
 import { UsageError, list, num, oneOf } from './flags.js';
 import { ProgressLine, formatDuration } from './progress.js';
 
-const SUBCOMMANDS = ['status', 'results', 'cancel', 'list'] as const;
+const SUBCOMMANDS = ['status', 'results', 'cancel', 'delete', 'list'] as const;
 
 /** The Redis URL: --redis, else the environment (which keeps a password out of `ps`). */
 function redisUrl(v: FlagValues): string {
@@ -95,10 +95,10 @@ async function streamTo(file: string, write: (line: (s: string) => Promise<void>
 }
 
 export const commandScan: Command = {
-  summary: 'inspect a folder or list of images as jobs in Redis for `diffuse worker`s on any number of machines; status, results, cancel',
+  summary: 'inspect a folder or list of images as jobs in Redis for `diffuse worker`s on any number of machines; status, results, cancel, delete',
   usage:
     'diffuse scan FOLDER|LIST.txt|IMAGE... --redis URL [--run DIR] [--key key.json] [--name NAME] [--follow] [--send-bytes] [inspect\'s options]\n' +
-    '       diffuse scan status ID | results ID [--json] [--csv out.csv] [--html out.html] | cancel ID | list   (each with --redis URL)',
+    '       diffuse scan status ID | results ID [--json] [--csv out.csv] [--html out.html] | cancel ID | delete ID | list   (each with --redis URL)',
   positionals: true,
   options: {
     redis: { type: 'string', description: `the Redis URL, redis://[:PASSWORD@]HOST:PORT[/DB] or rediss:// (TLS) (default: $${REDIS_URL_ENV}, which keeps the password out of the process list)` },
@@ -124,7 +124,7 @@ export const commandScan: Command = {
   },
   async run(v, positionals) {
     const [first, ...rest] = positionals;
-    if (first === undefined) throw new UsageError('give a folder, a list of paths (.txt) or images to scan, or status|results|cancel ID, or list');
+    if (first === undefined) throw new UsageError('give a folder, a list of paths (.txt) or images to scan, or status|results|cancel|delete ID, or list');
     if ((SUBCOMMANDS as readonly string[]).includes(first)) return scanSubcommand(first as (typeof SUBCOMMANDS)[number], rest, v);
     const runDir = v.run === undefined ? undefined : String(v.run);
     if (runDir === undefined) {
@@ -195,6 +195,11 @@ async function scanSubcommand(sub: (typeof SUBCOMMANDS)[number], rest: string[],
     if (sub === 'status') {
       const s = v.follow ? await follow(c, id) : await c.status(id);
       console.log(statusLine(s));
+      return;
+    }
+    if (sub === 'delete') {
+      const n = await c.delete(id);
+      console.log(`scan ${id} deleted with ${n} result(s) no other scan shares`);
       return;
     }
     if (sub === 'cancel') {

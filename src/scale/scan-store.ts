@@ -49,9 +49,11 @@ return 1`;
 
 /**
  * Records a job's result once (KEYS: result, job's scans set; ARGV: report JSON, ok 1|0, attempt,
- * scan key prefix) and counts it done in every scan that waits for it. Returns 0 if it existed.
+ * scan key prefix) and counts it done in every scan that waits for it. Returns 0 if it existed,
+ * or if no scan waits for it any more (every one was deleted while the job was in work).
  */
 const RECORD = `
+if redis.call('SCARD', KEYS[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'runs', 1)
 if redis.call('HSETNX', KEYS[1], 'report', ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'ok', ARGV[2], 'attempt', ARGV[3])
@@ -60,6 +62,37 @@ for _, s in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if ARGV[2] == '0' then redis.call('HINCRBY', ARGV[4] .. s, 'failed', 1) end
 end
 return 1`;
+
+/**
+ * Lets go of a scan's jobs (KEYS: none; ARGV: scan id, key prefix, then job ids): the scan stops
+ * waiting for each, and a job no other scan waits for loses its result (and its waiting list).
+ * Returns how many results were deleted.
+ */
+const RELEASE = `
+local deleted = 0
+for i = 3, #ARGV do
+  local scans = ARGV[2] .. 'job:' .. ARGV[i] .. ':scans'
+  redis.call('SREM', scans, ARGV[1])
+  if redis.call('SCARD', scans) == 0 then
+    deleted = deleted + redis.call('DEL', ARGV[2] .. 'result:' .. ARGV[i])
+    redis.call('DEL', scans)
+  end
+end
+return deleted`;
+
+/** Deletes a scan and the results no other scan shares; returns how many results went. */
+export async function deleteScan(redis: Redis, scanId: string): Promise<number> {
+  let deleted = 0;
+  const total = await redis.llen(keys.items(scanId));
+  for (let at = 0; at < total; at += 1000) {
+    const items = (await redis.lrange(keys.items(scanId), at, at + 999)).map((s) => JSON.parse(s) as ScanItem);
+    const jobs = [...new Set(items.flatMap((i) => ('job' in i ? [i.job] : [])))];
+    if (jobs.length) deleted += (await redis.eval(RELEASE, 0, scanId, `${PREFIX}:`, ...jobs)) as number;
+  }
+  await redis.del(keys.scan(scanId), keys.items(scanId));
+  await redis.zrem(keys.scans, scanId);
+  return deleted;
+}
 
 /** Registers `scanId` as waiting for `job`; see REGISTER for the answer. */
 export async function registerJob(redis: Redis, scanId: string, job: string): Promise<0 | 1 | 2> {

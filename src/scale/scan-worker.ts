@@ -160,10 +160,11 @@ export class ScanWorker {
     return i;
   }
 
-  /** Whether every scan that waits for the job was cancelled (then it is skipped). */
+  /** Whether every scan that waits for the job was cancelled or deleted (then it is skipped). */
   private async abandoned(jobId: string): Promise<boolean> {
     const scans = await this.redis.smembers(keys.jobScans(jobId));
-    if (!scans.length) return false;
+    // Every job is registered with its scan before it is enqueued: no scan left means all were deleted.
+    if (!scans.length) return true;
     const p = this.redis.pipeline();
     for (const s of scans) p.hget(keys.scan(s), 'state');
     const states = ((await p.exec()) ?? []).map(([, v]) => v);

@@ -12,7 +12,7 @@ import { DataError } from '../data/errors.js';
 import { MAX_IMAGE_BYTES, readRegularFile } from '../data/safe-file.js';
 import type { InspectReport } from '../inspect/report.js';
 import { connectRedis } from './redis.js';
-import { ScanItem, keys, readResults, registerJob } from './scan-store.js';
+import { ScanItem, deleteScan, keys, readResults, registerJob } from './scan-store.js';
 import { Requirements, ScanSettings, jobId, queueName, settingsId } from './scan-settings.js';
 import { GenerationSettings, generationRanges } from './generation.js';
 
@@ -234,6 +234,16 @@ export class ScanClient {
   async cancel(id: string): Promise<void> {
     await this.status(id);
     await this.redis.hset(keys.scan(id), 'state', 'cancelled');
+  }
+
+  /**
+   * Deletes a scan: its record, its list of files, and the results no other scan shares. Its jobs
+   * still waiting are skipped by the workers. Returns how many results were deleted.
+   */
+  async delete(id: string): Promise<number> {
+    await this.status(id);
+    await this.redis.hset(keys.scan(id), 'state', 'cancelled');
+    return deleteScan(this.redis, id);
   }
 
   async close(): Promise<void> {

@@ -190,6 +190,47 @@ describe('diffuse scan: file-level inspection through Redis', () => {
     await c.close();
   });
 
+  it('deletes a scan with the results no other scan shares; its waiting jobs are skipped', async () => {
+    const c = await ScanClient.connect(server.redis.url);
+    const dir = path.join(root, 'deleted');
+    mkdirSync(dir);
+    const f = await Promise.all(
+      [1, 2, 3, 4, 5].map(async (i) => {
+        const file = path.join(dir, `${i}.png`);
+        await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 200, g: i * 40, b: 7 } } }).png().toFile(file);
+        return file;
+      }),
+    );
+    const requirements = requirementsOf(null, undefined);
+    const a = await c.create(f.slice(0, 3), { settings: { metadataOnly: true }, requirements });
+    const b = await c.create(f.slice(2, 4), { settings: { metadataOnly: true }, requirements });
+    const worker = await ScanWorker.start({ redis: server.redis.url, concurrency: 2 });
+    try {
+      await until(c, a.id);
+      await until(c, b.id);
+      const results = async () => (await c.redis.keys('diffuse:result:*')).length;
+      const before = await results();
+      assert.equal(await c.delete(a.id), 2, 'files 1 and 2; file 3 is also scan b\'s');
+      assert.equal(await results(), before - 2);
+      await assert.rejects(c.status(a.id), /no scan/);
+      assert.equal((await collect(c, b.id)).reports.length, 2);
+      let r = await cli('scan', 'delete', b.id, '--redis', server.redis.url);
+      assert.match(r.out, /deleted with 2 result\(s\)/);
+      assert.equal(await results(), before - 4);
+      // A scan deleted before its jobs ran: the workers skip them.
+      worker.done = 0;
+      const d = await c.create(f.slice(4), { settings: { metadataOnly: true }, requirements });
+      r = await cli('scan', 'delete', d.id, '--redis', server.redis.url);
+      const deadline = Date.now() + 10_000;
+      while (worker.done < 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+      assert.equal(worker.done, 1);
+      assert.equal(await results(), before - 4, 'no result for the deleted scan');
+    } finally {
+      await worker.close();
+      await c.close();
+    }
+  });
+
   it('leaves scans it cannot run to other workers, and says why', async () => {
     const c = await ScanClient.connect(server.redis.url);
     const keyA = generateKey();
