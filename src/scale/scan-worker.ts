@@ -109,31 +109,17 @@ export class ScanWorker {
     this.pauses.enable();
     const lock = (this.o.lockSeconds ?? 30) * 1000;
     const concurrency = this.o.concurrency ?? (this.o.run ? 1 : availableParallelism());
-    this.worker = new Worker(this.queue, (job: Job<ScanJobData>) => this.process(job), {
-      connection: this.redis,
-      prefix: 'diffuse-bull',
-      concurrency,
-      lockDuration: lock,
-      stalledInterval: lock,
-      // A job whose worker dies is put back by the stalled check; it is given up after MAX_STARTS starts.
-      maxStalledCount: MAX_STARTS + 1,
-      maxStartedAttempts: MAX_STARTS,
-    });
+    // A job whose worker dies is put back by the stalled check; it is given up after MAX_STARTS starts.
+    const options = (concurrency: number) => ({ connection: this.redis, prefix: 'diffuse-bull', concurrency, lockDuration: lock, stalledInterval: lock, maxStalledCount: MAX_STARTS + 1, maxStartedAttempts: MAX_STARTS });
+    const onError = (e: Error) => this.o.onLine?.(`worker: ${e.message.split('\n')[0]}`);
+    this.worker = new Worker(this.queue, (job: Job<ScanJobData>) => this.process(job), options(concurrency));
     this.worker.on('failed', (job, err) => void this.failed(job, err));
-    this.worker.on('error', (e) => this.o.onLine?.(`worker: ${e.message.split('\n')[0]}`));
+    this.worker.on('error', onError);
     const generation = this.generationQueue;
     if (generation) {
-      this.generator = new Worker(generation, (job: Job<GenerationJobData>) => this.generate(job), {
-        connection: this.redis,
-        prefix: 'diffuse-bull',
-        concurrency: 1,
-        lockDuration: lock,
-        stalledInterval: lock,
-        maxStalledCount: MAX_STARTS + 1,
-        maxStartedAttempts: MAX_STARTS,
-      });
+      this.generator = new Worker(generation, (job: Job<GenerationJobData>) => this.generate(job), options(1));
       this.generator.on('failed', (job, err) => void this.failed(job, err, job ? `images ${job.data.first}-${job.data.first + job.data.n - 1}` : ''));
-      this.generator.on('error', (e) => this.o.onLine?.(`worker: ${e.message.split('\n')[0]}`));
+      this.generator.on('error', onError);
     }
     void this.tellForeignScans();
     this.timer = setInterval(() => void this.tellForeignScans(), 30_000);
