@@ -7,15 +7,18 @@
  * and each gradient alone (each graph also runs the forward convolution it needs: dx's does not,
  * ONNX Runtime drops it as unused; dW's needs only x and g, so neither does).
  *
- *   npm run bench:conv -- [--python /tmp/venv/bin/python] [--repeats 12]
+ *   npm run bench:conv -- [--python /tmp/venv/bin/python] [--repeats 12] [--weight-grad im2col|swapped]
+ *
+ * --weight-grad picks the weight gradient's formulation (convOptions.weightGrad), to compare them.
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
-import { Program, Rng, conv2d, grad, input, mul, sum } from '../src/index.js';
+import { Program, Rng, conv2d, convOptions, grad, input, mul, sum } from '../src/index.js';
 import { flag, log } from './args.js';
 import { torchPythons } from './torch-python.js';
 
 const repeats = Number(flag('repeats', '12'));
+convOptions.weightGrad = (flag('weight-grad', convOptions.weightGrad) as typeof convOptions.weightGrad);
 const shapes: [string, number, number, number, number][] = [
   ['mnist preset, level 1', 64, 32, 28, 32],
   ['mnist preset, level 2', 64, 64, 14, 64],
