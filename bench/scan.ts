@@ -90,12 +90,7 @@ async function scanOnce(files: string[], workers: number, workerArgs: string[], 
   await workersReady(ws);
   const c = await ScanClient.connect(redis.url);
   const { DiffusionPipeline, readKey } = await import('../src/index.js');
-  let model: string | null = null;
-  if (scanArgs.run) {
-    const pipe = await DiffusionPipeline.fromRun(scanArgs.run);
-    model = pipe.modelHash;
-    await pipe.release();
-  }
+  const model = scanArgs.run ? await DiffusionPipeline.modelHashOf(scanArgs.run) : null;
   // A fresh Redis state for each row, so that no result is reused.
   await c.redis.flushall();
   const used = async () => Number(/used_memory:(\d+)/.exec(await c.redis.info('memory'))?.[1]);

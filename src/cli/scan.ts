@@ -154,12 +154,7 @@ export const commandScan: Command = {
     };
     const files = await imagePaths(positionals, { lists: true });
     if (!files.length) throw new UsageError('no images to scan');
-    let model: string | null = null;
-    if (runDir !== undefined) {
-      const pipe = await DiffusionPipeline.fromRun(runDir);
-      model = pipe.modelHash;
-      await pipe.release();
-    }
+    const model = runDir === undefined ? null : await DiffusionPipeline.modelHashOf(runDir);
     const c = await connect(v);
     try {
       const bar = new ProgressLine();
@@ -283,9 +278,7 @@ export async function sampleThroughQueue(v: FlagValues, q: QueuedSampling): Prom
     ...(c.classLabel !== undefined ? { classLabel: typeof c.classLabel === 'number' ? c.classLabel : (c.classLabel as number[]).map(Number) } : {}),
     ...(q.key ? { payload: q.payload } : {}),
   };
-  const pipe = await DiffusionPipeline.fromRun(q.runDir);
-  const model = pipe.modelHash;
-  await pipe.release();
+  const model = await DiffusionPipeline.modelHashOf(q.runDir);
   const requirements = { ...requirementsOf(model, q.key), signer: signing ? signerFingerprint(signing) : null };
   const client = await connect(v);
   try {

@@ -64,6 +64,16 @@ export class DiffusionPipeline extends SamplingPipeline {
     }
   }
 
+  /** The modelHash of a run folder (the pipeline is loaded for it and let go). */
+  static async modelHashOf(dir: string): Promise<string> {
+    const pipe = await DiffusionPipeline.fromRun(dir);
+    try {
+      return pipe.modelHash;
+    } finally {
+      await pipe.release();
+    }
+  }
+
   /** A pipeline over weights in memory (the trainer's previews); `text` and `codec` stay the caller's to release. */
   static fromWeights(config: RunConfig, weights: ReadonlyMap<string, Float32Array>, opts: PipelineOptions & { text?: TextConditioner; codec?: LatentCodec } = {}): DiffusionPipeline {
     const runtime: RuntimeOptions = { ...opts.runtime, ...(opts.device ? { device: opts.device } : {}) };

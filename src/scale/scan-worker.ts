@@ -74,12 +74,7 @@ export class ScanWorker {
   static async start(o: ScanWorkerOptions): Promise<ScanWorker> {
     const say = o.onLine ?? (() => {});
     const redis = await connectRedis(o.redis, { onError: say });
-    let model: string | null = null;
-    if (o.run !== undefined) {
-      const probe = await Inspector.open(o.run, { device: o.device, threads: 1 });
-      model = probe.pipe?.modelHash ?? null;
-      await probe.release();
-    }
+    const model = o.run === undefined ? null : await DiffusionPipeline.modelHashOf(o.run);
     const w = new ScanWorker(redis, o, requirementsOf(model, o.key));
     w.begin();
     return w;

@@ -96,20 +96,32 @@ export class ScanClient {
     return q;
   }
 
+  /** Records a new scan or generation (state 'enqueuing') with its settings, and lists it. */
+  private async begin(kind: ScanMeta['kind'], o: { name?: string; settings: object; requirements: Requirements; files: number; sendBytes: boolean }): Promise<ScanMeta> {
+    const id = randomBytes(6).toString('hex');
+    const sid = settingsId(o.settings, o.requirements);
+    const meta: ScanMeta = { id, kind, name: o.name ?? '', created: new Date().toISOString(), files: o.files, requirements: o.requirements, settings: sid, queue: queueName(o.requirements, kind === 'inspect' ? 'scan' : 'generate'), sendBytes: o.sendBytes };
+    await this.redis.set(keys.settings(sid), JSON.stringify(o.settings));
+    await this.redis.hset(keys.scan(id), { meta: JSON.stringify(meta), state: 'enqueuing', jobs: 0, done: 0, failed: 0 });
+    await this.redis.zadd(keys.scans, Date.now(), id);
+    return meta;
+  }
+
+  /** Adds jobs (already registered with their scan) with the retry and clean-up every job gets. */
+  private async addJobs(queue: string, jobs: readonly { name: string; data: object; opts: { jobId: string } }[]): Promise<void> {
+    if (!jobs.length) return;
+    await this.queue(queue).addBulk(jobs.map((j) => ({ ...j, opts: { ...j.opts, attempts: JOB_ATTEMPTS, backoff: { type: 'fixed', delay: 1000 }, removeOnComplete: true, removeOnFail: true } })));
+  }
+
   /**
    * Enqueues one job per distinct image content of `files` (absolute paths are stored, so workers
    * on other machines find the same files on shared storage). Files that cannot be read here (a
    * FIFO, a device, too large, vanished) become items with their error, and the scan goes on.
    */
   async create(files: readonly string[], o: CreateScanOptions): Promise<ScanMeta> {
-    const id = randomBytes(6).toString('hex');
-    const queue = queueName(o.requirements);
-    const sid = settingsId(o.settings, o.requirements);
     const maxJob = o.maxJobBytes ?? MAX_JOB_BYTES;
-    const meta: ScanMeta = { id, kind: 'inspect', name: o.name ?? '', created: new Date().toISOString(), files: files.length, requirements: o.requirements, settings: sid, queue, sendBytes: Boolean(o.sendBytes) };
-    await this.redis.set(keys.settings(sid), JSON.stringify(o.settings));
-    await this.redis.hset(keys.scan(id), { meta: JSON.stringify(meta), state: 'enqueuing', jobs: 0, done: 0, failed: 0 });
-    await this.redis.zadd(keys.scans, Date.now(), id);
+    const meta = await this.begin('inspect', { ...o, files: files.length, sendBytes: Boolean(o.sendBytes) });
+    const { id, settings: sid } = meta;
     for (let at = 0; at < files.length; at += CHUNK) {
       const chunk = files.slice(at, at + CHUNK);
       const read = await Promise.all(
@@ -144,7 +156,7 @@ export class ScanClient {
       p.rpush(keys.items(id), ...items.map((i) => JSON.stringify(i)));
       if (errors) p.hincrby(keys.scan(id), 'jobs', errors).hincrby(keys.scan(id), 'done', errors).hincrby(keys.scan(id), 'failed', errors);
       await p.exec();
-      if (jobs.length) await this.queue(queue).addBulk(jobs.map((j) => ({ ...j, opts: { ...j.opts, attempts: JOB_ATTEMPTS, backoff: { type: 'fixed', delay: 1000 }, removeOnComplete: true, removeOnFail: true } })));
+      await this.addJobs(meta.queue, jobs);
       o.onProgress?.(Math.min(files.length, at + CHUNK), files.length);
     }
     await this.redis.hset(keys.scan(id), 'state', 'running');
@@ -156,14 +168,9 @@ export class ScanClient {
    * with this model, key and signer. Its status, list and cancel are a scan's.
    */
   async createGeneration(o: { name?: string; settings: GenerationSettings; requirements: Requirements }): Promise<ScanMeta> {
-    const id = randomBytes(6).toString('hex');
-    const queue = queueName(o.requirements, 'generate');
-    const sid = settingsId(o.settings, o.requirements);
     const ranges = generationRanges(o.settings.count, o.settings.chunk);
-    const meta: ScanMeta = { id, kind: 'generate', name: o.name ?? '', created: new Date().toISOString(), files: o.settings.count, requirements: o.requirements, settings: sid, queue, sendBytes: false };
-    await this.redis.set(keys.settings(sid), JSON.stringify(o.settings));
-    await this.redis.hset(keys.scan(id), { meta: JSON.stringify(meta), state: 'enqueuing', jobs: 0, done: 0, failed: 0 });
-    await this.redis.zadd(keys.scans, Date.now(), id);
+    const meta = await this.begin('generate', { ...o, files: o.settings.count, sendBytes: false });
+    const { id, settings: sid } = meta;
     for (let at = 0; at < ranges.length; at += CHUNK) {
       const items: ScanItem[] = [];
       const jobs: { name: string; data: GenerationJobData; opts: { jobId: string } }[] = [];
@@ -173,7 +180,7 @@ export class ScanClient {
         if ((await registerJob(this.redis, id, job)) === 1) jobs.push({ name: 'generate', data: { settings: sid, first, n }, opts: { jobId: job } });
       }
       await this.redis.rpush(keys.items(id), ...items.map((i) => JSON.stringify(i)));
-      if (jobs.length) await this.queue(queue).addBulk(jobs.map((j) => ({ ...j, opts: { ...j.opts, attempts: JOB_ATTEMPTS, backoff: { type: 'fixed', delay: 1000 }, removeOnComplete: true, removeOnFail: true } })));
+      await this.addJobs(meta.queue, jobs);
     }
     await this.redis.hset(keys.scan(id), 'state', 'running');
     return meta;
