@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import { ensureWritable, imagePaths } from '../data/index.js';
 import { readKey } from '../forensics/index.js';
-import { InspectReport, REPORT_HTML_TAIL, csvHeader, csvRow, reportHtmlHead, reportHtmlSection, reportText } from '../inspect/index.js';
+import { InspectReport, REPORT_HTML_TAIL, safeText, csvHeader, csvRow, reportHtmlHead, reportHtmlSection, reportText } from '../inspect/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import { REDIS_URL_ENV, RedisProblem, redactRedisUrl } from '../scale/redis.js';
@@ -45,7 +45,12 @@ async function connect(v: FlagValues): Promise<ScanClient> {
   }
 }
 
+/** One line on a scan, its fields (which come from Redis, where anyone with access can write) escaped. */
 function statusLine(s: ScanStatus, rate?: number): string {
+  return safeText(statusWords(s, rate));
+}
+
+function statusWords(s: ScanStatus, rate?: number): string {
   const left = s.jobs - s.done;
   const eta = rate && rate > 0 ? `, ${formatDuration(left / rate)} left` : '';
   const speed = rate !== undefined ? `, ${rate.toFixed(1)} images/s` : '';
@@ -184,7 +189,7 @@ async function scanSubcommand(sub: (typeof SUBCOMMANDS)[number], rest: string[],
     if (sub === 'list') {
       const all = await c.list();
       if (!all.length) process.stderr.write('no scans on this Redis\n');
-      for (const s of all) console.log(`${statusLine(s)}; created ${s.meta.created}`);
+      for (const s of all) console.log(safeText(`${statusWords(s)}; created ${s.meta.created}`));
       return;
     }
     if (sub === 'status') {
@@ -235,7 +240,7 @@ async function scanSubcommand(sub: (typeof SUBCOMMANDS)[number], rest: string[],
       // A generation's results are its ranges of images: which files each job wrote.
       await each(async (r) => {
         const g = r as unknown as GenerationResult;
-        console.log(v.json ? JSON.stringify(g) : `${g.file}: ${g.error ?? `wrote ${g.files?.length ?? 0} file(s), ${g.files?.[0] ?? ''}${(g.files?.length ?? 0) > 1 ? ` .. ${g.files?.[g.files.length - 1]}` : ''} (${g.seconds?.toFixed(1)} s)`}`);
+        console.log(v.json ? JSON.stringify(g) : safeText(`${g.file}: ${g.error ?? `wrote ${g.files?.length ?? 0} file(s), ${g.files?.[0] ?? ''}${(g.files?.length ?? 0) > 1 ? ` .. ${g.files?.[g.files.length - 1]}` : ''} (${g.seconds?.toFixed(1)} s)`}`));
       });
     } else await each(async (r) => void console.log(v.json ? JSON.stringify(r) : reportText(r).trimEnd()));
     process.stderr.write(`${count} report(s)${pending ? `; ${pending} image(s) not inspected yet (${statusLine(s)})` : ''}${v.csv !== undefined ? `; wrote ${String(v.csv)}` : ''}${v.html !== undefined ? `; wrote ${String(v.html)}` : ''}\n`);
@@ -316,7 +321,8 @@ export const commandWorker: Command = {
     if (v.run !== undefined) readRunConfig(String(v.run));
     if (v.c2pa !== undefined && v.run === undefined) throw new UsageError('--c2pa signs generated images: give the model\'s --run DIR too');
     const signing = v.c2pa === undefined ? undefined : await openCredentials(v, () => {});
-    const say = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+    // Lines name scans from Redis (their names are anyone's with access): escaped for the terminal.
+    const say = (line: string) => process.stderr.write(`${new Date().toISOString()} ${safeText(line)}\n`);
     let worker: ScanWorker;
     try {
       worker = await ScanWorker.start({ redis: url, concurrency, run: v.run === undefined ? undefined : String(v.run), key, signing, device, lockSeconds, onLine: say });

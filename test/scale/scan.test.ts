@@ -329,6 +329,11 @@ describe('diffuse scan and worker on the command line', () => {
     assert.match(page, /<\/body><\/html>\n$/);
     r = await cli('scan', 'list', '--redis', server.redis.url);
     assert.match(r.out, new RegExp(`scan ${id} \\(cli\\): complete`));
+    // A name with control characters (anyone with access to Redis could write one) is printed escaped.
+    r = await cli('scan', path.join(images, 'real-0.png'), '--redis', server.redis.url, '--metadata-only', '--name', 'evil\x1b[2J\nforged line');
+    assert.equal(r.code, 0, r.err);
+    r = await cli('scan', 'list', '--redis', server.redis.url);
+    assert.ok(!r.out.includes('\x1b') && r.out.includes('evil\\u001b[2J\\nforged line'), r.out);
   });
 
   it('generates through the queue: the same bytes as one machine with the same seeds; signed and watermarked by the workers', async () => {
