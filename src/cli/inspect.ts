@@ -20,10 +20,11 @@ import { ProgressLine } from './progress.js';
 export const commandInspect: Command = {
   summary: "an analyst's report on any image: content credentials, generation metadata, the SD invisible mark; with --run, a Diffuse model's watermark and detector",
   // Exit code 0 when it ran, whatever the verdicts (scripts read --json); 1 for bad usage or when no image could be read.
-  usage: 'diffuse inspect IMAGE... | FOLDER [--trust anchors.pem|list.json ...] [--trust-allowed allowed.pem] [--trust-config store.cfg] [--json] [--csv out.csv] [--html report.html] [--metadata-only] [--threads N] [--run DIR [--key key.json] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric]] [--resize]',
+  usage: 'diffuse inspect IMAGE... | FOLDER [--trust anchors.pem|list.json ...] [--trust-allowed allowed.pem] [--trust-config store.cfg] [--json] [--csv out.csv] [--html report.html] [--metadata-only] [--threads N] [--run DIR [--key key.json] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric] [--resize] | --model DIR [--key key.json] [--fast]]',
   positionals: true,
   options: {
     run: { type: 'string', description: "a Diffuse run folder: adds its watermark and detector for images of the model's size (without it: file-level signals of any image)" },
+    model: { type: 'string', description: 'or a Stable Diffusion folder of ONNX components: adds, with --key, the watermark diffuse sample --model --key writes' },
     key: { type: 'string', description: "the watermark key (diffuse keygen) of --run's watermark; without it the watermark is not checked" },
     trust: { type: 'string', multiple: true, description: 'trust anchors for content credentials: a PEM bundle (the C2PA trust list, its interim list, your own c2pa-root.pem from diffuse keygen --c2pa) or the C2PA trust list in JSON' },
     'trust-allowed': { type: 'string', multiple: true, description: 'allowed list of end-entity signing certificates (PEM, or base64 SHA-256 hashes one per line), trusted as they are' },
@@ -39,17 +40,23 @@ export const commandInspect: Command = {
     'max-rotation': { type: 'string', description: 'also look for the watermark with the image turned back by up to this many degrees (0-45; costs about 3.5x the check at 20)', default: '0' },
     geometric: { type: 'boolean', description: 'also look for the watermark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; images are then inspected several at a time)' },
     threads: { type: 'string', description: "threads: of --geometric's search with --run, of the files' inspection without (default: one per core; 1: one image at a time, in the main thread)" },
-    prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
+    prompt: { type: 'string', description: 'text-conditional runs and --model: the prompt to invert with (the empty prompt works without knowing the one used)', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (scores are then less reliable)" },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v, positionals) {
     if (positionals.length === 0) throw new UsageError('give one or more images or folders to inspect');
     const runDir = v.run === undefined ? undefined : String(v.run);
+    const modelDir = v.model === undefined ? undefined : String(v.model);
+    if (runDir !== undefined && modelDir !== undefined) throw new UsageError('give --run or --model, not both');
     const config = runDir === undefined ? undefined : readRunConfig(runDir);
-    if (runDir === undefined) {
+    if (runDir === undefined && modelDir === undefined) {
       const modelFlag = (['key', 'fast', 'geometric', 'resize'] as const).find((f) => v[f] !== undefined && v[f] !== false);
-      if (modelFlag) throw new UsageError(`--${modelFlag} is about a Diffuse model's watermark or detector: give the model's --run DIR too`);
+      if (modelFlag) throw new UsageError(`--${modelFlag} is about a model's watermark or detector: give the model's --run DIR (or --model DIR) too`);
+    }
+    if (modelDir !== undefined) {
+      const runFlag = (['geometric', 'resize', 'heatmaps'] as const).find((f) => v[f] !== undefined && v[f] !== false) ?? (v['max-rotation'] !== '0' ? 'max-rotation' : undefined);
+      if (runFlag) throw new UsageError(`--${runFlag} applies to --run: a Stable Diffusion folder's watermark is checked on the image as it is, and it has no detector yet`);
     }
     const key = v.key === undefined ? undefined : readKey(String(v.key));
     const trust = readTrustSettings(list(v, 'trust'), list(v, 'trust-allowed'), v['trust-config'] === undefined ? undefined : String(v['trust-config']));
@@ -66,7 +73,9 @@ export const commandInspect: Command = {
     if (heatDir) await ensureWritable(path.join(heatDir, 'x.png'));
     const files = await imagePaths(positionals);
 
-    const inspector = await Inspector.open(runDir, { device, key, trust, metadataOnly: Boolean(v['metadata-only']), inversionSteps: steps, fpr, maxRotation, geometric, threads: threads ?? (files.length > 1 ? undefined : 1), resize: Boolean(v.resize), ...(config?.text ? { prompt: String(v.prompt) } : {}) });
+    const settings = { device, key, trust, metadataOnly: Boolean(v['metadata-only']), inversionSteps: steps, fpr, maxRotation, geometric, threads: threads ?? (files.length > 1 ? undefined : 1), resize: Boolean(v.resize), ...(config?.text || modelDir ? { prompt: String(v.prompt) } : {}) };
+    const inspector = modelDir === undefined ? await Inspector.open(runDir, settings) : await Inspector.openStableDiffusion(modelDir, settings);
+    for (const note of inspector.notes) process.stderr.write(`note: ${note}\n`);
     const wantPictures = v.html !== undefined;
     const pictures: { report: InspectReport; pictures: ReportPictures }[] = [];
     // The CSV summary is built only when asked for (a row per image, written at the end).
@@ -112,7 +121,7 @@ export const commandInspect: Command = {
       notes.push(`wrote ${String(v.csv)}`);
     }
     if (v.html !== undefined) {
-      await writeFileAtomic(String(v.html), reportHtml(pictures, { ...(runDir ? { run: path.basename(path.resolve(runDir)) } : {}), created: new Date().toISOString() }));
+      await writeFileAtomic(String(v.html), reportHtml(pictures, { ...(runDir ?? modelDir ? { run: path.basename(path.resolve((runDir ?? modelDir) as string)) } : {}), created: new Date().toISOString() }));
       notes.push(`wrote ${String(v.html)}`);
     }
     process.stderr.write(`${notes.join('; ')}\n`);

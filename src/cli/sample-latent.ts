@@ -1,8 +1,8 @@
 /**
  * `diffuse sample --model DIR` and `diffuse img2img --model DIR`: a Stable Diffusion folder of ONNX
  * components (src/latent). What is written is signed with content credentials as for a run
- * (--c2pa). The run-only flags (--class, --key, --frames, --eta, --clip-sample, --generator, ...)
- * are refused by name rather than ignored.
+ * (--c2pa); `sample --key` writes the watermark into x_T, as for a run. The run-only flags
+ * (--class, --frames, --eta, --clip-sample, --generator, ...) are refused by name rather than ignored.
  */
 import { safeText } from '../inspect/format.js';
 import * as path from 'node:path';
@@ -18,13 +18,13 @@ import { UsageError, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
 import { conditionRecord, openCredentials, runName, signFiles } from './credentials.js';
 import type { GenerationRecord, SigningCredentials } from '../provenance/index.js';
+import { WatermarkKey, gaussianShading } from '../forensics/index.js';
+import { watermarkFlags } from './watermark.js';
 
 /** Flags that only a Diffuse run honours (with the value they have when not given). */
 const RUN_ONLY: [string, unknown][] = [
   ['jump-repeats', undefined],
   ['class', undefined],
-  ['key', undefined],
-  ['payload', '0'],
   ['frames', undefined],
   ['frame-count', '10'],
   ['compare', undefined],
@@ -52,11 +52,16 @@ interface LatentArgs {
   each?: string;
   named?: SchedulerName;
   spacing?: TimestepSpacing;
+  /** --key (sample only): the watermark's key and payload. */
+  key?: WatermarkKey;
+  payload: number;
 }
 
 /** The flags of a --model command, checked before the model loads or a file is written. */
-async function latentArgs(v: FlagValues): Promise<LatentArgs> {
+async function latentArgs(v: FlagValues, o: { watermark?: boolean } = {}): Promise<LatentArgs> {
   for (const [flag, unset] of RUN_ONLY) if (v[flag] !== undefined && v[flag] !== unset) throw new UsageError(`--${flag} applies to --run only (not yet to --model)`);
+  // An edit starts from the image, not from x_T, so there is no initial noise to mark.
+  if (!o.watermark && (v.key !== undefined || (v.payload !== undefined && v.payload !== '0'))) throw new UsageError('--key and --payload apply to text to image (diffuse sample --model): an edit starts from the image, not from x_T, where the watermark lives');
   if (v.prompt === undefined) throw new UsageError('--model needs --prompt "..." (several separated by \'|\')');
   const count = num(v, 'count', { int: true, min: 1, max: 64 }) ?? 1;
   const prompts = String(v.prompt)
@@ -71,6 +76,7 @@ async function latentArgs(v: FlagValues): Promise<LatentArgs> {
   if (!named && (v.karras || spacing)) throw new UsageError("--karras and --spacing apply with --scheduler NAME (the folder's scheduler is used as it is configured)");
   for (const file of [out, each && path.join(each, '0000.png')]) if (file) await ensureWritable(file);
   const credentials = await openCredentials(v, (msg) => process.stderr.write(`${msg}\n`));
+  const { key, payload } = o.watermark ? watermarkFlags(v, { otherwise: 0 }, named ?? 'ddim', (msg) => process.stderr.write(`${msg}\n`)) : { key: undefined, payload: 0 };
   return {
     dir: String(v.model),
     ...(credentials ? { credentials } : {}),
@@ -85,14 +91,23 @@ async function latentArgs(v: FlagValues): Promise<LatentArgs> {
     ...(each ? { each } : {}),
     ...(named ? { named } : {}),
     ...(spacing ? { spacing } : {}),
+    ...(key ? { key } : {}),
+    payload,
   };
 }
 
 /** The folder's scheduler, or the one --scheduler names on the folder's noise schedule. */
-function chooseScheduler(a: LatentArgs, pipe: StableDiffusionPipeline, karras: boolean): { scheduler: Scheduler; name: string } {
-  if (!a.named) return { scheduler: pipe.makeScheduler(), name: readSchedulerConfig(pipe.schedulerConfig).className };
+function chooseScheduler(a: LatentArgs, pipe: StableDiffusionPipeline, karras: boolean, say: (msg: string) => void): { scheduler: Scheduler; name: string } {
+  if (!a.named) {
+    const name = readSchedulerConfig(pipe.schedulerConfig).className;
+    if (a.key && NOISY_SCHEDULERS.test(name)) say(`warning: the folder's ${name} adds fresh noise at every step, which washes out the watermark in x_T; pass --scheduler ddim (or dpm++2m, euler, heun)`);
+    return { scheduler: pipe.makeScheduler(), name };
+  }
   return { scheduler: pipe.schedulerNamed(a.named, { spacing: a.spacing, karras }), name: a.named };
 }
+
+/** Scheduler classes that add fresh noise at every step (diffusers' names). */
+const NOISY_SCHEDULERS = /^(DDPMScheduler|EulerAncestralDiscreteScheduler)$/;
 
 /** Loads the model, runs `work` with a progress line, writes the grid (one row per prompt) and each image. */
 async function runLatent(
@@ -110,7 +125,7 @@ async function runLatent(
   let modelHash = '';
   try {
     for (const note of pipe.notes) bar.say(`note: ${note}`);
-    const chosen = chooseScheduler(a, pipe, Boolean(v.karras));
+    const chosen = chooseScheduler(a, pipe, Boolean(v.karras), (msg) => bar.say(msg));
     name = chosen.name;
     if (a.credentials) modelHash = await pipe.modelHash();
     images = await work(pipe, chosen.scheduler, ({ index, total, timestep }) => bar.update(`${what}, ${name} step ${index + 1}/${total} (t = ${+timestep.toFixed(2)}), ${a.prompts.length} image(s) | ${((Date.now() - started) / 1000).toFixed(1)} s`));
@@ -120,7 +135,7 @@ async function runLatent(
   }
   for (const p of new Set(a.prompts)) for (const w of pipe.tokenizer.warnings(p)) bar.say(`note: "${safeText(p.slice(0, 40))}": ${w}`);
   await saveGrid(images, a.out, { cols: a.count, scale: 1 });
-  bar.say(`wrote ${a.out} (${images.count} image(s) of ${images.shape[2]}x${images.shape[1]}, ${what}, ${name}, ${a.steps} steps, guidance ${a.guidance}, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  bar.say(`wrote ${a.out} (${images.count} image(s) of ${images.shape[2]}x${images.shape[1]}, ${what}, ${name}, ${a.steps} steps, guidance ${a.guidance}, seed ${a.seed}${a.key ? `, watermarked with payload ${a.payload}` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
   const eachFiles: string[] = [];
   if (a.each) {
     const per = images.data.length / images.count;
@@ -142,6 +157,7 @@ async function runLatent(
       seed: a.seed,
       ...conditionRecord({ prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance }, k),
       ...(edit ? { strength: edit.strength } : {}),
+      ...(a.key ? { watermarkPayload: a.payload } : {}),
       index: k,
     });
     const ingredient = edit ? { title: path.basename(edit.input), format: /\.jpe?g$/i.test(edit.input) ? 'image/jpeg' : 'image/png' } : undefined;
@@ -153,11 +169,12 @@ async function runLatent(
 
 /** `diffuse sample --model DIR`: text to image. */
 export async function sampleLatent(v: FlagValues): Promise<void> {
-  const a = await latentArgs(v);
+  const a = await latentArgs(v, { watermark: true });
   const width = num(v, 'width', { int: true, min: 8 });
   const height = num(v, 'height', { int: true, min: 8 });
+  const watermark = a.key ? { watermark: gaussianShading(a.key, a.payload) } : {};
   await runLatent(a, v, 'text to image', (pipe, scheduler, onStep) =>
-    pipe.generate({ prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance, steps: a.steps, seed: a.seed, width, height, scheduler, onStep }),
+    pipe.generate({ prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance, steps: a.steps, seed: a.seed, width, height, scheduler, onStep, ...watermark }),
   );
 }
 

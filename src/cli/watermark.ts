@@ -7,7 +7,8 @@ import { chmod, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
-import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkKey, describeMap, detectWatermark, generateKey, isMoved, readKey } from '../forensics/index.js';
+import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkDetection, WatermarkKey, describeMap, detectWatermark, generateKey, isMoved, readKey } from '../forensics/index.js';
+import { StableDiffusionPipeline } from '../latent/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { CREDENTIAL_FILES, makeSigningChain } from '../provenance/index.js';
 import { readRunConfig } from '../run/run.js';
@@ -70,7 +71,7 @@ export const commandKeygen: Command = {
     await chmod(out, 0o600);
     process.stderr.write(
       `wrote ${out}: a Gaussian Shading watermark key (32 random bytes). Keep it secret: whoever has it can detect and forge the watermark.\n` +
-        `Use it with 'diffuse sample --key ${out} --payload ID' and 'diffuse watermark detect IMAGE --run DIR --key ${out}'.\n`,
+        `Use it with 'diffuse sample --run DIR (or --model DIR) --key ${out} --payload ID' and 'diffuse watermark detect IMAGE --run DIR (or --model DIR) --key ${out}'.\n`,
     );
   },
 };
@@ -99,18 +100,21 @@ async function writeC2paCredentials(dir: string, name: string, force: boolean): 
 }
 
 export const commandWatermark: Command = {
-  summary: "detect Diffuse's watermark in images (DDIM inversion with the run's model; a p-value per image)",
-  usage: 'diffuse watermark detect IMAGE... --run DIR --key key.json [--steps 50] [--fpr 0.01] [--max-rotation 0 | --geometric [--threads N]] [--json]',
+  summary: "detect Diffuse's watermark in images (DDIM inversion with the model that made them, a run or a Stable Diffusion folder; a p-value per image)",
+  usage: 'diffuse watermark detect IMAGE... --run DIR | --model DIR --key key.json [--steps 50] [--fpr 0.01] [--max-rotation 0 | --geometric [--threads N]] [--json]',
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder of the model that made the images' },
+    model: { type: 'string', description: 'or the Stable Diffusion folder (ONNX components) that made them with diffuse sample --model --key' },
+    width: { type: 'string', description: 'with --model: resize each image to this width first (the size it was made at)' },
+    height: { type: 'string', description: 'with --model: and this height' },
     key: { type: 'string', description: 'the watermark key (diffuse keygen)' },
     steps: { type: 'string', description: 'DDIM inversion steps (fewer: faster, less accurate)', default: '50' },
     fpr: { type: 'string', description: 'false-positive rate of the decision', default: '0.01' },
     'max-rotation': { type: 'string', description: 'also look for the mark with the image turned back by up to this many degrees (0-45; for photos or scans turned a little; the p-value pays for the search)', default: '0' },
     geometric: { type: 'boolean', description: 'also look for the mark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; the p-value pays for the search)' },
     threads: { type: 'string', description: "threads of --geometric's search (default: one per core)" },
-    prompt: { type: 'string', description: 'text-conditional runs: the prompt to invert with', default: '' },
+    prompt: { type: 'string', description: 'text-conditional runs and --model: the prompt to invert with (the empty prompt works without knowing the one used)', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (the result is then less reliable)" },
     json: { type: 'boolean', description: 'one JSON object per image on stdout' },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
@@ -119,9 +123,12 @@ export const commandWatermark: Command = {
     const [sub, ...files] = positionals;
     if (sub !== 'detect') throw new UsageError(`unknown subcommand '${sub ?? ''}' (use: diffuse watermark detect IMAGE... --run DIR --key key.json)`);
     if (files.length === 0) throw new UsageError('give one or more images to check');
-    if (!v.run) throw new UsageError('--run DIR is required: the run folder of the model that made the images');
+    if (v.run !== undefined && v.model !== undefined) throw new UsageError('give --run or --model, not both');
+    if (!v.run && !v.model) throw new UsageError('--run DIR or --model DIR is required: the model that made the images');
     if (!v.key) throw new UsageError('--key FILE is required (the key the images were watermarked with)');
     const key = readKey(String(v.key));
+    if (v.model) return detectWithModel(v, files, key);
+    if (v.width !== undefined || v.height !== undefined) throw new UsageError('--width and --height apply with --model (a run takes images of its own size; --resize resizes to it)');
     const config = readRunConfig(String(v.run));
     const steps = num(v, 'steps', { int: true, min: 1 }) as number;
     const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
@@ -167,16 +174,7 @@ export const commandWatermark: Command = {
             ...(config.text ? { prompt: String(v.prompt) } : {}),
             onStep: (i, total) => bar.update(i + 1 === total && geometric ? `${what}: searching turns and crops` : `${what}: inverting, step ${i + 1}/${total}`),
           });
-          found.forEach((d, n) => {
-            const file = names[read[n].k];
-            const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
-            const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
-            const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
-            out[read[n].k] = {
-              line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)${turned}` : ''}`,
-              record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr, payload: d.detected ? d.payload : null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, positions: d.positions, inversionSteps: steps, maxRotation, rotation: d.rotation, geometric, map: d.map },
-            };
-          });
+          found.forEach((d, n) => (out[read[n].k] = detectionLine(names[read[n].k], d, { inversionSteps: steps, maxRotation, rotation: d.rotation, geometric, map: d.map })));
         } catch (e) {
           for (const { k } of read) fail(k, e);
         }
@@ -192,3 +190,65 @@ export const commandWatermark: Command = {
     if (failed === files.length) throw new Error(`no image could be checked (${failed} error${failed > 1 ? 's' : ''} above)`);
   },
 };
+
+/** The line and JSON record of one image's result. */
+function detectionLine(file: string, d: WatermarkDetection, extra: Record<string, unknown>): { line: string; record: Record<string, unknown> } {
+  const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
+  const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
+  const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
+  return {
+    line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${d.fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)${turned}` : ''}`,
+    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected ? d.payload : null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, positions: d.positions, ...extra },
+  };
+}
+
+/**
+ * `watermark detect --model DIR`: each image inverted on its own (images may differ in size)
+ * through the folder's encoder and DDIM with its U-Net. The mark lives on the latent grid of the
+ * size the image was made at, so images are read at their own size (sides multiples of 8), or
+ * resized to --width x --height when given.
+ */
+async function detectWithModel(v: FlagValues, files: string[], key: WatermarkKey): Promise<void> {
+  for (const flag of ['max-rotation', 'geometric', 'threads', 'resize'] as const) {
+    if (v[flag] !== undefined && v[flag] !== '0' && v[flag] !== false) throw new UsageError(`--${flag} applies to --run (a Stable Diffusion image is checked as it is, at its own size; --width and --height resize it)`);
+  }
+  const steps = num(v, 'steps', { int: true, min: 1 }) as number;
+  const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
+  const width = num(v, 'width', { int: true, min: 8 });
+  const height = num(v, 'height', { int: true, min: 8 });
+  if ((width === undefined) !== (height === undefined)) throw new UsageError('give both --width and --height, or neither (images keep their size)');
+  if ((width ?? 0) % 8 || (height ?? 0) % 8) throw new UsageError(`--width and --height must be multiples of 8 (the autoencoder's factor), got ${width}x${height}`);
+  const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
+  const pipe = await StableDiffusionPipeline.fromPretrained(String(v.model), { device });
+  const bar = new ProgressLine();
+  let failed = 0;
+  try {
+    for (const note of pipe.notes) bar.say(`note: ${note}`);
+    for (const file of files) {
+      let result: { line: string; record: Record<string, unknown> };
+      try {
+        const image = await readImage(file, { channels: 3, convert: true, ...(width && height ? { resizeTo: [width, height] as [number, number] } : {}) });
+        const [, h, w] = image.shape;
+        if (h % 8 || w % 8) throw new Error(`is ${w}x${h}; images a Stable Diffusion folder makes have sides that are multiples of 8, so this one was resized or cropped since (give --width and --height of the size it was made at to resize it back)`);
+        const [d] = await detectWatermark({ data: image.data, count: 1, shape: image.shape }, pipe, key, {
+          steps,
+          fpr,
+          prompt: String(v.prompt),
+          onStep: (i, total) => bar.update(`${file}: inverting, step ${i + 1}/${total}`),
+        });
+        result = detectionLine(file, d, { inversionSteps: steps, width: w, height: h });
+      } catch (e) {
+        // One bad file does not stop the others.
+        failed++;
+        const msg = (e as Error).message.split('\n')[0].replace(`${file}: `, '').replace(`${file} `, '');
+        result = { line: `${file}: error: ${msg}`, record: { file, error: msg } };
+      }
+      if (v.json) console.log(JSON.stringify(result.record));
+      else bar.say(result.line);
+    }
+  } finally {
+    bar.done();
+    await pipe.release();
+  }
+  if (failed === files.length) throw new Error(`no image could be checked (${failed} error${failed > 1 ? 's' : ''} above)`);
+}

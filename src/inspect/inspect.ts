@@ -15,6 +15,7 @@ import { describeMap, isMoved } from '../forensics/geometry-search.js';
 import type { WatermarkKey } from '../forensics/key.js';
 import type { SearchThreads } from '../forensics/geometry-threads.js';
 import type { DiffusionPipeline } from '../pipelines/index.js';
+import type { StableDiffusionPipeline } from '../latent/index.js';
 import { FileOptions, inspectFile } from './file-signals.js';
 import type { InspectReport } from './report.js';
 import { verdict } from './verdict.js';
@@ -27,6 +28,8 @@ export { verdict, formatP } from './verdict.js';
 export interface InspectOptions extends FileOptions {
   /** The model of a Diffuse run: adds the watermark and detector signals. Without it, file-level signals only. */
   pipe?: DiffusionPipeline;
+  /** Or a Stable Diffusion folder: adds the watermark signal (with `key`), checked at the image's own size. */
+  folder?: StableDiffusionPipeline;
   /** The watermark key; without it the watermark is not checked. */
   key?: WatermarkKey;
   /** The detector calibration (the run's detector.json); without it the detector is skipped. */
@@ -56,6 +59,7 @@ export interface InspectOptions extends FileOptions {
 export async function inspectImage(file: string, o: InspectOptions = {}): Promise<InspectReport> {
   const report = await inspectFile(file, o);
   if (o.pipe && !report.error) await addModelSignals(report, await readRegularFile(file, o.maxBytes), file, o.pipe, o);
+  else if (o.folder && !report.error) await addFolderSignals(report, file, o.folder, o);
   if (!report.error) report.verdict = verdict(report);
   return report;
 }
@@ -109,3 +113,34 @@ async function addModelSignals(report: InspectReport, bytes: Buffer, file: strin
   } else report.detector = { status: 'skipped', reason: o.calibrationMissing ?? 'no detector calibration' };
 }
 
+
+/**
+ * The watermark of a Stable Diffusion folder (`diffuse sample --model --key`), for images whose
+ * sides are multiples of 8 (the size they were made at; the mark lives on that size's latent
+ * grid). There is no detector for such folders yet: the report says so.
+ */
+async function addFolderSignals(report: InspectReport, file: string, folder: StableDiffusionPipeline, o: InspectOptions): Promise<void> {
+  report.detector = { status: 'skipped', reason: 'no detector for Stable Diffusion folders yet (diffuse detector calibrate takes a Diffuse run)' };
+  if (!o.key) {
+    report.watermark = { status: 'skipped', reason: 'no watermark key given (--key)' };
+    return;
+  }
+  const [w, h] = [report.width ?? 0, report.height ?? 0];
+  const maxPixels = o.maxPixels ?? MAX_IMAGE_PIXELS;
+  let skip: string | undefined;
+  if (w * h > maxPixels) skip = `the image declares ${w}x${h} pixels, over the ${(maxPixels / 1e6).toFixed(0)}-megapixel decoding limit; not decoded`;
+  else if (w % 8 || h % 8) skip = `the image is ${w}x${h}; a Stable Diffusion folder makes sides that are multiples of 8, so it was resized or cropped since (diffuse watermark detect --model --width W --height H resizes it back)`;
+  if (skip) {
+    report.watermark = { status: 'skipped', reason: skip };
+    return;
+  }
+  const image = await readImage(file, { channels: 3, convert: true });
+  const steps = o.inversionSteps ?? 50;
+  const [d] = await detectWatermark({ data: image.data, count: 1, shape: image.shape }, folder, o.key, {
+    steps,
+    fpr: o.fpr ?? 0.01,
+    ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
+    onStep: (i, total) => o.onStep?.(`watermark: inverting, step ${i + 1}/${total}`),
+  });
+  report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? { payload: d.payload } : {}) };
+}

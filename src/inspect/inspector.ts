@@ -17,6 +17,7 @@ import { ThreadPool, checkThreadCount, workerModule } from '../threads/pool.js';
 import type { PixelRequest, PixelSignals } from './pixel-signals.js';
 import type { WatermarkKey } from '../forensics/key.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
+import { StableDiffusionPipeline } from '../latent/index.js';
 import type { TrustSettings } from '../provenance/index.js';
 import { InspectReport, inspectImage } from './inspect.js';
 import type { ReportPictures } from './format.js';
@@ -74,6 +75,9 @@ export class Inspector {
    */
   private readonly pixelThreads?: ThreadPool<PixelRequest, PixelSignals>;
 
+  /** A Stable Diffusion folder's pipeline (openStableDiffusion), whose watermark is checked. */
+  private folder?: StableDiffusionPipeline;
+
   private constructor(
     /** The run's model; undefined for file-level inspection only. */
     readonly pipe: DiffusionPipeline | undefined,
@@ -122,12 +126,32 @@ export class Inspector {
     }
   }
 
+  /**
+   * An inspector with a Stable Diffusion folder of ONNX components: the file-level signals and,
+   * with a key, the watermark `diffuse sample --model --key` writes. One image at a time (the
+   * folder's networks already use every core).
+   */
+  static async openStableDiffusion(dir: string, o: InspectorOptions = {}): Promise<Inspector> {
+    if (o.geometric || (o.maxRotation ?? 0) > 0) throw new Error(`${dir}: a Stable Diffusion image's watermark is checked as it is; the rotation and geometric searches work with pixel-space runs only`);
+    if (o.resize) throw new Error(`${dir}: a Stable Diffusion image is checked at its own size (resize option not taken)`);
+    const folder = await StableDiffusionPipeline.fromPretrained(dir, { device: o.device ?? 'cpu' });
+    const inspector = new Inspector(undefined, { ...o, threads: 1 });
+    inspector.folder = folder;
+    return inspector;
+  }
+
+  /** Notes on the Stable Diffusion folder (fp16 files, the tokenizer), to print once. */
+  get notes(): readonly string[] {
+    return this.folder?.notes ?? [];
+  }
+
   /** The report on one file (never throws for a bad image: the report's error says why), with its pictures if asked. */
   async inspect(file: string, one: InspectOneOptions = {}): Promise<{ report: InspectReport; pictures?: ReportPictures }> {
     const shape = this.pipe?.imageShape;
     let heat: Buffer | undefined;
     const report = await inspectImage(file, {
       pipe: this.pipe,
+      ...(this.folder ? { folder: this.folder } : {}),
       key: this.o.key,
       calibration: this.calibration,
       calibrationMissing: this.calibrationMissing,
@@ -141,7 +165,7 @@ export class Inspector {
       geometric: this.o.geometric,
       searchThreads: this.searchThreads,
       resize: this.o.resize,
-      ...(this.o.prompt !== undefined && this.pipe?.conditioning === 'text' ? { prompt: this.o.prompt } : {}),
+      ...(this.o.prompt !== undefined && (this.pipe?.conditioning === 'text' || this.folder) ? { prompt: this.o.prompt } : {}),
       onStep: one.onStep,
       ...(one.sha256 !== undefined ? { sha256: one.sha256 } : {}),
       saveHeatMap:
@@ -163,6 +187,7 @@ export class Inspector {
     await this.searchThreads?.close();
     await this.pixelThreads?.close();
     await this.pipe?.release();
+    await this.folder?.release();
   }
 }
 

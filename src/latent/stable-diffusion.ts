@@ -30,7 +30,7 @@ import type { TimestepSpacing } from '../samplers/common.js';
 import { SchedulerName, makeScheduler } from '../samplers/registry.js';
 import { parsePythonJson, readSchedulerConfig, schedulerFromConfig } from '../samplers/from-config.js';
 import { invertDDIM } from '../pipelines/invert.js';
-import { StepInfo, repeatPlane } from '../pipelines/sampling-pipeline.js';
+import { InitialNoiseSource, StepInfo, repeatPlane } from '../pipelines/sampling-pipeline.js';
 import type { Scheduler } from '../samplers/scheduler.js';
 import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
 import { OnnxComponent } from './onnx-component.js';
@@ -63,6 +63,13 @@ export interface LatentGenerateOptions {
   scheduler?: Scheduler;
   /** Start from these latents x_T (unit variance, [count, 4, h, w]; scaled by the scheduler's initial sigma) instead of drawing them: an inverted image's. */
   latents?: Float32Array;
+  /**
+   * Draw x_T from this source instead of plain Gaussian noise, with the seed's generator: a
+   * watermark (`gaussianShading(key, payload)`, which `detectWatermark` finds again through the
+   * encoder and DDIM inversion). Needs a scheduler without fresh noise per step (not Euler
+   * ancestral or DDPM, whose noise washes the mark out). Not with `latents`.
+   */
+  watermark?: InitialNoiseSource;
   /** After each step: its index, the number of steps and the timestep (the fields of SamplingPipeline's StepInfo). */
   onStep?: (info: LatentStepInfo) => void | Promise<void>;
 }
@@ -254,7 +261,8 @@ export class StableDiffusionPipeline {
     const generator = new TorchGenerator(o.seed ?? 0);
     const size = n * this.latentChannels * h * w;
     if (o.latents && o.latents.length !== size) throw new Error(`generate: latents has ${o.latents.length} values, expected ${size} ([${n}, ${this.latentChannels}, ${h}, ${w}])`);
-    let latents = o.latents ? o.latents.slice() : generator.randn(size);
+    if (o.latents && o.watermark) throw new Error('generate: give latents or watermark, not both (a watermark draws the latents)');
+    let latents = o.latents ? o.latents.slice() : o.watermark ? o.watermark.draw(n, size / n, generator) : generator.randn(size);
     if (scheduler.initNoiseSigma !== 1) latents = latents.map((v) => f32(v * scheduler.initNoiseSigma));
     latents = await this.denoise({ latents, prompts, negatives, guidance, scheduler, generator, beginIndex: 0, h, w, onStep: o.onStep });
     return { data: await this.decode(latents, n, h, w), count: n, shape: [3, height, width], latents };

@@ -199,7 +199,7 @@ describe('diffuse inspect without a run', () => {
   it('says that the model flags need a run, and what a bad trust file is', async () => {
     let r = await cli('inspect', c2pa('C.jpg'), '--key', 'k.json');
     assert.equal(r.code, 1);
-    assert.match(r.err, /--key is about a Diffuse model's watermark or detector: give the model's --run DIR too/);
+    assert.match(r.err, /--key is about a model's watermark or detector: give the model's --run DIR \(or --model DIR\) too/);
     r = await cli('inspect', c2pa('C.jpg'), '--trust', c2pa('C.jpg'));
     assert.equal(r.code, 1);
     assert.match(r.err, /C\.jpg: not a PEM certificate file .* nor a C2PA trust list in JSON/);

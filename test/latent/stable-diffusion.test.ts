@@ -268,7 +268,7 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     const dir = tinyModel('cli-errors');
     const cases: [string[], RegExp][] = [
       [['--run', dir], /give --run DIR \(a Diffuse run\) or --model DIR \(a Stable Diffusion folder\), not both/],
-      [['--key', 'k.json'], /--key applies to --run only/],
+      [['--frames', 'f.png'], /--frames applies to --run only/],
       [['--eta', '1'], /--eta applies to --run only/],
       [['--karras'], /--karras and --spacing apply with --scheduler NAME/],
       [['--width', '30'], /width must be a positive multiple of 8 pixels, got 30/],
