@@ -6,13 +6,17 @@
 import * as path from 'node:path';
 import { BUILTIN_DATASETS, DatasetName, decodeImages, ensureWritable, imagePaths, listImages, loadDataset } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
-import { calibrateDetector, calibrationStart, readKey } from '../forensics/index.js';
+import { DEFAULT_DETECTOR_CROP, calibrateAutoencoderDetector, calibrateDetector, calibrationStart, readKey } from '../forensics/index.js';
+import { StableDiffusionPipeline } from '../latent/index.js';
+import { readImage } from '../data/read-image.js';
+import { readRegularFile } from '../data/safe-file.js';
+import type { ImageBatch } from '../pipelines/index.js';
 import { DETECTOR_FILE, InspectReport, Inspector, csvHeader, csvRow, reportHtml, reportText } from '../inspect/index.js';
 import type { ReportPictures } from '../inspect/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import { runImageShape } from '../run/autoencoder.js';
-import type { Command } from './flags.js';
+import type { Command, FlagValues } from './flags.js';
 import { UsageError, list, num, oneOf } from './flags.js';
 import { readTrustSettings } from './credentials.js';
 import { ProgressLine } from './progress.js';
@@ -20,11 +24,11 @@ import { ProgressLine } from './progress.js';
 export const commandInspect: Command = {
   summary: "an analyst's report on any image: content credentials, generation metadata, the SD invisible mark; with --run, a Diffuse model's watermark and detector",
   // Exit code 0 when it ran, whatever the verdicts (scripts read --json); 1 for bad usage or when no image could be read.
-  usage: 'diffuse inspect IMAGE... | FOLDER [--trust anchors.pem|list.json ...] [--trust-allowed allowed.pem] [--trust-config store.cfg] [--json] [--csv out.csv] [--html report.html] [--metadata-only] [--threads N] [--run DIR [--key key.json] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric] [--resize] | --model DIR [--key key.json] [--fast]]',
+  usage: 'diffuse inspect IMAGE... | FOLDER [--trust anchors.pem|list.json ...] [--trust-allowed allowed.pem] [--trust-config store.cfg] [--json] [--csv out.csv] [--html report.html] [--metadata-only] [--threads N] [--run DIR [--key key.json] [--heatmaps DIR] [--fast] [--max-rotation N | --geometric] [--resize] | --model DIR [--key key.json] [--heatmaps DIR] [--fast]]',
   positionals: true,
   options: {
     run: { type: 'string', description: "a Diffuse run folder: adds its watermark and detector for images of the model's size (without it: file-level signals of any image)" },
-    model: { type: 'string', description: 'or a Stable Diffusion folder of ONNX components: adds, with --key, the watermark diffuse sample --model --key writes' },
+    model: { type: 'string', description: "or a Stable Diffusion folder of ONNX components: adds its autoencoder detector (DIR/detector.json, from diffuse detector calibrate --model) and, with --key, the watermark diffuse sample --model --key writes" },
     key: { type: 'string', description: "the watermark key (diffuse keygen) of --run's watermark; without it the watermark is not checked" },
     trust: { type: 'string', multiple: true, description: 'trust anchors for content credentials: a PEM bundle (the C2PA trust list, its interim list, your own c2pa-root.pem from diffuse keygen --c2pa) or the C2PA trust list in JSON' },
     'trust-allowed': { type: 'string', multiple: true, description: 'allowed list of end-entity signing certificates (PEM, or base64 SHA-256 hashes one per line), trusted as they are' },
@@ -55,8 +59,8 @@ export const commandInspect: Command = {
       if (modelFlag) throw new UsageError(`--${modelFlag} is about a model's watermark or detector: give the model's --run DIR (or --model DIR) too`);
     }
     if (modelDir !== undefined) {
-      const runFlag = (['geometric', 'resize', 'heatmaps'] as const).find((f) => v[f] !== undefined && v[f] !== false) ?? (v['max-rotation'] !== '0' ? 'max-rotation' : undefined);
-      if (runFlag) throw new UsageError(`--${runFlag} applies to --run: a Stable Diffusion folder's watermark is checked on the image as it is, and it has no detector yet`);
+      const runFlag = (['geometric', 'resize'] as const).find((f) => v[f] !== undefined && v[f] !== false) ?? (v['max-rotation'] !== '0' ? 'max-rotation' : undefined);
+      if (runFlag) throw new UsageError(`--${runFlag} applies to --run: a Stable Diffusion folder's signals read the image as it is`);
     }
     const key = v.key === undefined ? undefined : readKey(String(v.key));
     const trust = readTrustSettings(list(v, 'trust'), list(v, 'trust-allowed'), v['trust-config'] === undefined ? undefined : String(v['trust-config']));
@@ -130,19 +134,27 @@ export const commandInspect: Command = {
 };
 
 export const commandDetector: Command = {
-  summary: "fit the detector of this run's samples on held-out real images (writes DIR/detector.json)",
-  usage: 'diffuse detector calibrate --run DIR [--real FOLDER] [--count 1000]',
+  summary: "fit the detector of this run's samples on held-out real images, or of a Stable Diffusion folder's autoencoder on real and generated images (writes DIR/detector.json)",
+  usage: 'diffuse detector calibrate --run DIR [--real FOLDER] [--count 1000] | --model DIR --real FOLDER --generated FOLDER [--count 1000] [--crop 512] [--jpeg 95,90,75,50] [--out FILE]',
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder' },
+    model: { type: 'string', description: "or a Stable Diffusion folder of ONNX components: calibrates the detector of its autoencoder's reconstructions" },
     real: { type: 'string', description: 'held-out real images the model never trained on (default for the built-in sets: their test split from index 5000, or from its middle for emoji)' },
-    count: { type: 'string', description: 'real images to use; as many samples are drawn (default 1000, or as many as a built-in set keeps for calibration if fewer: 373 for emoji)' },
+    generated: { type: 'string', description: "with --model: images made through the folder's autoencoder (e.g. diffuse sample --model DIR --images OUT), saved as the real ones are" },
+    count: { type: 'string', description: 'real images to use; as many samples are drawn (default 1000, or as many as a built-in set keeps for calibration if fewer: 373 for emoji); with --model, at most this many of each folder' },
+    crop: { type: 'string', description: 'with --model: every image is read as its centred square of this side, unresized (smaller images are left out)', default: String(DEFAULT_DETECTOR_CROP) },
+    jpeg: { type: 'string', description: 'with --model: JPEG qualities with a profile each', default: '95,90,75,50' },
+    out: { type: 'string', description: 'with --model: where to write the calibration (default DIR/detector.json, which inspect --model DIR reads)' },
     device: { type: 'string', description: 'cpu or cuda', default: 'cpu' },
   },
   async run(v, positionals) {
     const [sub, ...extra] = positionals;
-    if (sub !== 'calibrate' || extra.length) throw new UsageError(`unknown subcommand '${positionals.join(' ')}' (use: diffuse detector calibrate --run DIR)`);
-    if (!v.run) throw new UsageError('--run DIR is required');
+    if (sub !== 'calibrate' || extra.length) throw new UsageError(`unknown subcommand '${positionals.join(' ')}' (use: diffuse detector calibrate --run DIR, or --model DIR)`);
+    if (v.run !== undefined && v.model !== undefined) throw new UsageError('give --run or --model, not both');
+    if (v.model !== undefined) return calibrateFolder(v);
+    for (const f of ['generated', 'out'] as const) if (v[f] !== undefined) throw new UsageError(`--${f} applies with --model (a run draws its own samples and keeps detector.json in its folder)`);
+    if (!v.run) throw new UsageError('--run DIR (or --model DIR) is required');
     const runDir = String(v.run);
     const config = readRunConfig(runDir);
     const asked = num(v, 'count', { int: true, min: 50 });
@@ -188,3 +200,73 @@ export const commandDetector: Command = {
     process.stderr.write(`wrote ${out} (calibrated on ${source} and as many samples, ${((Date.now() - started) / 1000).toFixed(0)} s); diffuse inspect --run ${runDir} uses it\n`);
   },
 };
+
+/** Reads up to `count` images of a folder as centred squares of `crop`, leaving out smaller ones; with how many are JPEG files. */
+async function readSquares(folder: string, count: number, crop: number, what: string): Promise<{ batch: ImageBatch; jpegs: number; smaller: number; source: string }> {
+  const files = listImages(folder);
+  const data: Float32Array[] = [];
+  let [jpegs, smaller] = [0, 0];
+  for (const file of files) {
+    if (data.length === count) break;
+    try {
+      data.push((await readImage(file, { channels: 3, convert: true, crop })).data);
+    } catch (e) {
+      if (!/smaller than the/.test((e as Error).message)) throw e;
+      smaller++;
+      continue;
+    }
+    if ((await readRegularFile(file)).subarray(0, 3).equals(Buffer.from([0xff, 0xd8, 0xff]))) jpegs++;
+  }
+  if (data.length < 50) throw new UsageError(`${folder}: ${data.length} ${what} images of at least ${crop}x${crop}${smaller ? ` (${smaller} smaller left out)` : ''}; calibration needs at least 50 (--crop sets the square's side)`);
+  const all = new Float32Array(data.length * 3 * crop * crop);
+  data.forEach((d, k) => all.set(d, k * d.length));
+  return { batch: { data: all, count: data.length, shape: [3, crop, crop] }, jpegs, smaller, source: `${path.basename(path.resolve(folder))} (${data.length} images${jpegs ? `, ${jpegs} JPEG` : ''})` };
+}
+
+/** `detector calibrate --model DIR`: the autoencoder detector of a Stable Diffusion folder (forensics/autoencoder-detector.ts). */
+async function calibrateFolder(v: FlagValues): Promise<void> {
+  const dir = String(v.model);
+  if (v.real === undefined || v.generated === undefined) throw new UsageError('--model needs --real FOLDER (real images) and --generated FOLDER (images made through its autoencoder, e.g. diffuse sample --model DIR --images OUT)');
+  const count = num(v, 'count', { int: true, min: 50 }) ?? 1000;
+  const crop = num(v, 'crop', { int: true, min: 8, max: 4096 }) as number;
+  if (crop % 8) throw new UsageError(`--crop must be a multiple of 8 (the autoencoder's factor), got ${crop}`);
+  const jpegQualities = String(v.jpeg)
+    .split(',')
+    .filter((q) => q.trim() !== '')
+    .map((q) => {
+      const n = Number(q);
+      if (!(Number.isInteger(n) && n >= 1 && n <= 100)) throw new UsageError(`--jpeg takes qualities in 1..100 separated by commas, got '${q}'`);
+      return n;
+    });
+  const out = v.out === undefined ? path.join(dir, DETECTOR_FILE) : String(v.out);
+  await ensureWritable(out);
+  const real = await readSquares(String(v.real), count, crop, 'real');
+  const generated = await readSquares(String(v.generated), count, crop, 'generated');
+  // A JPEG set against a PNG set would teach the detector the file format, not the generator.
+  const jpegShare = (s: { jpegs: number; batch: ImageBatch }) => s.jpegs / s.batch.count;
+  if (Math.abs(jpegShare(real) - jpegShare(generated)) > 0.1) {
+    throw new UsageError(
+      `${(100 * jpegShare(real)).toFixed(0)}% of the real images are JPEG files but ${(100 * jpegShare(generated)).toFixed(0)}% of the generated ones: a detector fitted on them would learn the file format instead of the generator. Give both sets in the same format (e.g. save the generated images as JPEG at the real ones' quality)`,
+    );
+  }
+  const folder = await StableDiffusionPipeline.fromPretrained(dir, { device: oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu') });
+  const bar = new ProgressLine();
+  const started = Date.now();
+  try {
+    for (const s of [real, generated]) if (s.smaller) bar.say(`note: ${s.smaller} image(s) smaller than ${crop}x${crop} left out of ${s.source}`);
+    const cal = await calibrateAutoencoderDetector(folder, {
+      real: real.batch,
+      generated: generated.batch,
+      realSource: real.source,
+      generatedSource: generated.source,
+      jpegQualities,
+      onPhase: (p) => bar.say(`${p} (${((Date.now() - started) / 1000).toFixed(0)} s)`),
+      onProgress: (d, t) => bar.update(`reconstructing ${d}/${t}`),
+    });
+    await writeFileAtomic(out, `${JSON.stringify(cal, null, 1)}\n`);
+  } finally {
+    bar.done();
+    await folder.release();
+  }
+  process.stderr.write(`wrote ${out} (calibrated on ${real.source} and ${generated.source}, ${crop}x${crop} squares, ${((Date.now() - started) / 1000).toFixed(0)} s)${v.out === undefined ? `; diffuse inspect --model ${dir} uses it` : ''}\n`);
+}

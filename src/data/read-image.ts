@@ -19,6 +19,8 @@ export interface ReadImageOptions {
   resizeTo?: [number, number];
   /** Without `resizeTo`: resize down to the nearest sides that are multiples of this, as diffusers' image processor does. */
   multipleOf?: number;
+  /** Instead of resizing: the centred square of this side, pixels as they are (an image with a shorter side is refused). */
+  crop?: number;
 }
 
 export interface ReadImage {
@@ -68,12 +70,14 @@ export async function readImage(spec: string, opts: ReadImageOptions = {}): Prom
   if (opts.size !== undefined && (w !== opts.size || h !== opts.size) && !opts.resize) {
     throw new DataError(`${spec} is ${w}x${h} but the model takes ${opts.size}x${opts.size} images; resize it first (or pass --resize)`);
   }
+  if (opts.crop !== undefined && (w < opts.crop || h < opts.crop)) throw new DataError(`${spec} is ${w}x${h}: smaller than the ${opts.crop}x${opts.crop} square it is read as`);
   let img = decode().flatten({ background: '#ffffff' });
+  if (opts.crop !== undefined) img = img.extract({ left: Math.floor((w - opts.crop) / 2), top: Math.floor((h - opts.crop) / 2), width: opts.crop, height: opts.crop });
   if (opts.size !== undefined && (w !== opts.size || h !== opts.size)) img = img.resize(opts.size, opts.size, { fit: 'cover' });
   const step = opts.multipleOf ?? 1;
   const [tw, th] = opts.resizeTo ?? [w - (w % step), h - (h % step)];
   if (tw < 1 || th < 1) throw new DataError(`${spec} is ${w}x${h}: smaller than the model's ${step}-pixel step`);
-  if (opts.size === undefined && (tw !== w || th !== h)) img = img.resize(tw, th, { fit: 'fill' });
+  if (opts.size === undefined && opts.crop === undefined && (tw !== w || th !== h)) img = img.resize(tw, th, { fit: 'fill' });
   img = channels === 1 ? img.grayscale().toColourspace('b-w') : img.toColourspace('srgb');
   let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {

@@ -8,5 +8,6 @@ export * from './detect.js';
 export * from './logistic.js';
 export * from './processing.js';
 export * from './synthetic.js';
+export * from './autoencoder-detector.js';
 export * from './jpeg-quality.js';
 export * from './invisible-watermark.js';

@@ -47,6 +47,8 @@ export interface DetectorCalibration {
   /** The features' kind (see syntheticFeatures); files without it are pixel-space calibrations. */
   space?: DetectorSpace;
   timesteps: number[];
+  /** Autoencoder calibrations: the side of the centred square every image is read as. */
+  crop?: number;
   /** 'lossless' and one 'jpegQ' per calibrated JPEG quality. */
   profiles: Partial<Record<DetectorProfile, DetectorProfileModel>> & { lossless: DetectorProfileModel };
   /** What it was fitted on, for the record. */
@@ -100,11 +102,16 @@ export const LATENT_FEATURES_PER_TIMESTEP = 3;
 /** Features of the autoencoder's reconstruction error (latent runs only). */
 export const RECONSTRUCTION_FEATURES = 7;
 
-/** Which kind of model a calibration's features come from: pixel-space (the default of older files) or latent. */
-export type DetectorSpace = 'pixel' | 'latent';
+/**
+ * Which kind of model a calibration's features come from: pixel-space (the default of older
+ * files), latent (a Diffuse latent run), or autoencoder (the autoencoder's reconstruction error
+ * alone: a Stable Diffusion folder, autoencoder-detector.ts).
+ */
+export type DetectorSpace = 'pixel' | 'latent' | 'autoencoder';
 
 /** The length of a calibration's feature vector. */
 export function featureCount(space: DetectorSpace, timesteps: number): number {
+  if (space === 'autoencoder') return RECONSTRUCTION_FEATURES;
   return space === 'latent' ? RECONSTRUCTION_FEATURES + LATENT_FEATURES_PER_TIMESTEP * timesteps : FEATURES_PER_TIMESTEP * timesteps;
 }
 
@@ -139,7 +146,7 @@ function errorStats(e: Float32Array): [number, number, number] {
  * and mean e^2; the same over x's dark pixels (x < -0.5) and over the rest; the mean of the
  * largest 5% of |e|. Adds |e| / (C * parts) to the heat map at each pixel.
  */
-function regionStats(e: Float32Array, x: Float32Array, plane: number, heat: Float32Array, parts: number): number[] {
+export function regionStats(e: Float32Array, x: Float32Array, plane: number, heat: Float32Array, parts: number): number[] {
   const per = e.length;
   const c = per / plane;
   let [dark1, dark2, bright1, bright2, nDark] = [0, 0, 0, 0, 0];
@@ -273,15 +280,40 @@ export async function calibrateDetector(pipe: DiffusionPipeline, o: CalibrateOpt
   parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
   if (!all.every(Number.isFinite)) throw new Error(`the model's samples (${samplers.map((x) => `${x.scheduler} ${x.steps} steps`).join(', ')}) hold values that are not finite: its sampler diverged, and a detector fitted on them would mean nothing`);
   const synthetic = quantize8({ data: all, count: real.count, shape: real.shape });
-  const realQ = quantize8(real);
+  const profiles = await fitProfiles(quantize8(real), synthetic, async (batch) => (await syntheticFeatures(batch, pipe, timesteps, o)).features, { ...o, jpegQualities: qualities });
+  return {
+    format: 'diffuse-detector-1',
+    modelHash: pipe.modelHash,
+    space: pipe.codec ? 'latent' : 'pixel',
+    timesteps,
+    profiles,
+    data: { real: o.realSource, realCount: real.count, syntheticCount: real.count, syntheticSettings: `${samplers.map((x) => `${x.scheduler} ${x.steps} steps`).join(', ')}; seeds from ${seed}`, jpegQualities: qualities, resizeFactors: o.resizeFactors ?? [0.5] },
+  };
+}
+
+/**
+ * The detector's profiles from 8-bit real and generated images (any counts, one shape), with
+ * `features` giving each image's feature vector: 'lossless' on the images as they are and resized
+ * by each factor and back, and one profile per JPEG quality on both sets re-encoded at it. Both
+ * sets always go through the same processing, so that the format is never the signal. Each profile
+ * is a logistic regression whose penalty is chosen by 5-fold cross-validation (an image and its
+ * processed copies stay in one fold), with the threshold above which 1% of the real images'
+ * out-of-fold scores fall.
+ */
+export async function fitProfiles(
+  real: ImageBatch,
+  synthetic: ImageBatch,
+  features: (batch: ImageBatch) => Promise<number[][]>,
+  o: { jpegQualities: readonly number[]; resizeFactors?: readonly number[]; onPhase?: (phase: string) => void },
+): Promise<DetectorCalibration['profiles']> {
   const fit = async (pairs: [ImageBatch, ImageBatch][], name: DetectorProfile): Promise<DetectorProfileModel> => {
     o.onPhase?.(`fitting the ${name} profile`);
     const x: number[][] = [];
     const y: number[] = [];
     const groups: number[] = [];
     for (const [r, s] of pairs) {
-      const fr = (await syntheticFeatures(r, pipe, timesteps, o)).features;
-      const fs = (await syntheticFeatures(s, pipe, timesteps, o)).features;
+      const fr = await features(r);
+      const fs = await features(s);
       x.push(...fr, ...fs);
       y.push(...fr.map(() => 0), ...fs.map(() => 1));
       // Image k of the real set is group k, of the synthetic set n + k, in every processing.
@@ -293,19 +325,11 @@ export async function calibrateDetector(pipe: DiffusionPipeline, o: CalibrateOpt
     const scores = outOfFold.filter((_, i) => y[i] === 0).sort((a, b) => a - b);
     return { ...model, lambda, threshold1pct: scores[Math.min(scores.length - 1, Math.ceil(0.99 * scores.length) - 1)] };
   };
-  const losslessPairs: [ImageBatch, ImageBatch][] = [[realQ, synthetic]];
-  for (const f of o.resizeFactors ?? [0.5]) losslessPairs.push([await resizeRoundTrip(realQ, f), await resizeRoundTrip(synthetic, f)]);
-  const lossless = await fit(losslessPairs, 'lossless');
-  const profiles: DetectorCalibration['profiles'] = { lossless };
-  for (const q of qualities) profiles[`jpeg${q}`] = await fit([[await jpegRoundTrip(realQ, q), await jpegRoundTrip(synthetic, q)]], `jpeg${q}`);
-  return {
-    format: 'diffuse-detector-1',
-    modelHash: pipe.modelHash,
-    space: pipe.codec ? 'latent' : 'pixel',
-    timesteps,
-    profiles,
-    data: { real: o.realSource, realCount: real.count, syntheticCount: real.count, syntheticSettings: `${samplers.map((x) => `${x.scheduler} ${x.steps} steps`).join(', ')}; seeds from ${seed}`, jpegQualities: qualities, resizeFactors: o.resizeFactors ?? [0.5] },
-  };
+  const losslessPairs: [ImageBatch, ImageBatch][] = [[real, synthetic]];
+  for (const f of o.resizeFactors ?? [0.5]) losslessPairs.push([await resizeRoundTrip(real, f), await resizeRoundTrip(synthetic, f)]);
+  const profiles: DetectorCalibration['profiles'] = { lossless: await fit(losslessPairs, 'lossless') };
+  for (const q of o.jpegQualities) profiles[`jpeg${q}`] = await fit([[await jpegRoundTrip(real, q), await jpegRoundTrip(synthetic, q)]], `jpeg${q}`);
+  return profiles;
 }
 
 /** Checks that a parsed detector.json is a calibration of this format (and of this model, when a hash is given). */
@@ -314,11 +338,12 @@ export function checkCalibration(v: unknown, modelHash?: string): DetectorCalibr
   const okModel = (m: DetectorProfileModel | undefined, d: number) =>
     m !== undefined && [m.mean, m.scale, m.weights].every((a) => Array.isArray(a) && a.length === d && a.every(Number.isFinite)) && Number.isFinite(m.bias) && Number.isFinite(m.threshold1pct);
   if (c?.format !== 'diffuse-detector-1' || !Array.isArray(c.timesteps) || !c.profiles) throw new Error('not a Diffuse detector calibration (format diffuse-detector-1)');
-  if (c.space !== undefined && c.space !== 'pixel' && c.space !== 'latent') throw new Error(`detector calibration: unknown space '${String(c.space)}'`);
+  if (c.space !== undefined && c.space !== 'pixel' && c.space !== 'latent' && c.space !== 'autoencoder') throw new Error(`detector calibration: unknown space '${String(c.space)}'`);
+  if (c.space === 'autoencoder' && !(Number.isInteger(c.crop) && (c.crop as number) >= 8)) throw new Error('detector calibration: an autoencoder calibration needs its crop (a side of at least 8 pixels)');
   const d = featureCount(c.space ?? 'pixel', c.timesteps.length);
   if (!okModel(c.profiles.lossless, d)) throw new Error("detector calibration: the 'lossless' profile is missing or malformed");
   for (const [name, m] of Object.entries(c.profiles)) if (!/^(lossless|jpeg\d+)$/.test(name) || !okModel(m, d)) throw new Error(`detector calibration: profile '${name}' is malformed`);
-  if (modelHash && c.modelHash !== modelHash) throw new Error('the detector was calibrated for a different model (its model hash differs): calibrate it again for this run');
+  if (modelHash && c.modelHash !== modelHash) throw new Error(`the detector was calibrated for a different ${c.space === 'autoencoder' ? 'autoencoder' : 'model'} (its hash differs): calibrate it again for this ${c.space === 'autoencoder' ? 'folder' : 'run'}`);
   return c;
 }
 

@@ -9,6 +9,7 @@
 import { MAX_IMAGE_PIXELS, readRegularFile } from '../data/safe-file.js';
 import { readImage } from '../data/read-image.js';
 import { DetectorCalibration, chooseProfile, detectSynthetic } from '../forensics/synthetic.js';
+import { detectWithAutoencoder } from '../forensics/autoencoder-detector.js';
 import { estimateJpegQuality } from '../forensics/jpeg-quality.js';
 import { detectWatermark } from '../forensics/detect.js';
 import { describeMap, isMoved } from '../forensics/geometry-search.js';
@@ -115,21 +116,21 @@ async function addModelSignals(report: InspectReport, bytes: Buffer, file: strin
 
 
 /**
- * The watermark of a Stable Diffusion folder (`diffuse sample --model --key`), for images whose
- * sides are multiples of 8 (the size they were made at; the mark lives on that size's latent
- * grid). There is no detector for such folders yet: the report says so.
+ * The signals of a Stable Diffusion folder: its autoencoder detector (with the folder's
+ * detector.json; autoencoder-detector.ts) on the image's centred square, and its watermark
+ * (`diffuse sample --model --key`) for images whose sides are multiples of 8 (the size they were
+ * made at; the mark lives on that size's latent grid).
  */
 async function addFolderSignals(report: InspectReport, file: string, folder: StableDiffusionPipeline, o: InspectOptions): Promise<void> {
-  report.detector = { status: 'skipped', reason: 'no detector for Stable Diffusion folders yet (diffuse detector calibrate takes a Diffuse run)' };
+  const [w, h] = [report.width ?? 0, report.height ?? 0];
+  const maxPixels = o.maxPixels ?? MAX_IMAGE_PIXELS;
+  const tooLarge = w * h > maxPixels ? `the image declares ${w}x${h} pixels, over the ${(maxPixels / 1e6).toFixed(0)}-megapixel decoding limit; not decoded` : undefined;
+  await addFolderDetector(report, file, folder, o, tooLarge);
   if (!o.key) {
     report.watermark = { status: 'skipped', reason: 'no watermark key given (--key)' };
     return;
   }
-  const [w, h] = [report.width ?? 0, report.height ?? 0];
-  const maxPixels = o.maxPixels ?? MAX_IMAGE_PIXELS;
-  let skip: string | undefined;
-  if (w * h > maxPixels) skip = `the image declares ${w}x${h} pixels, over the ${(maxPixels / 1e6).toFixed(0)}-megapixel decoding limit; not decoded`;
-  else if (w % 8 || h % 8) skip = `the image is ${w}x${h}; a Stable Diffusion folder makes sides that are multiples of 8, so it was resized or cropped since (diffuse watermark detect --model --width W --height H resizes it back)`;
+  const skip = tooLarge ?? (w % 8 || h % 8 ? `the image is ${w}x${h}; a Stable Diffusion folder makes sides that are multiples of 8, so it was resized or cropped since (diffuse watermark detect --model --width W --height H resizes it back)` : undefined);
   if (skip) {
     report.watermark = { status: 'skipped', reason: skip };
     return;
@@ -143,4 +144,28 @@ async function addFolderSignals(report: InspectReport, file: string, folder: Sta
     onStep: (i, total) => o.onStep?.(`watermark: inverting, step ${i + 1}/${total}`),
   });
   report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? { payload: d.payload } : {}) };
+}
+
+/** The autoencoder detector on the image's centred square of the calibration's side. */
+async function addFolderDetector(report: InspectReport, file: string, folder: StableDiffusionPipeline, o: InspectOptions, tooLarge: string | undefined): Promise<void> {
+  const cal = o.calibration;
+  if (!cal) {
+    report.detector = { status: 'skipped', reason: o.calibrationMissing ?? 'no detector calibration' };
+    return;
+  }
+  const side = cal.crop as number;
+  const [w, h] = [report.width ?? 0, report.height ?? 0];
+  const skip = tooLarge ?? (w < side || h < side ? `the image is ${w}x${h}, smaller than the ${side}x${side} square the detector was calibrated on` : undefined);
+  if (skip) {
+    report.detector = { status: 'skipped', reason: skip };
+    return;
+  }
+  o.onStep?.('detector: reconstructing');
+  const image = await readImage(file, { channels: 3, convert: true, crop: side });
+  const bytes = await readRegularFile(file, o.maxBytes);
+  const profile = chooseProfile(cal, report.format === 'jpeg' ? estimateJpegQuality(bytes) : undefined);
+  const [d] = await detectWithAutoencoder({ data: image.data, count: 1, shape: image.shape }, folder, cal, { profile, hash: cal.modelHash });
+  report.detector = { status: 'checked', score: d.score, probability: d.probability, flagged: d.flagged, profile };
+  const saved = await o.saveHeatMap?.(file, d.heatMap, [side, side]);
+  if (saved) report.detector.heatMap = saved;
 }

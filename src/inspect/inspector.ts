@@ -135,7 +135,20 @@ export class Inspector {
     if (o.geometric || (o.maxRotation ?? 0) > 0) throw new Error(`${dir}: a Stable Diffusion image's watermark is checked as it is; the rotation and geometric searches work with pixel-space runs only`);
     if (o.resize) throw new Error(`${dir}: a Stable Diffusion image is checked at its own size (resize option not taken)`);
     const folder = await StableDiffusionPipeline.fromPretrained(dir, { device: o.device ?? 'cpu' });
-    const inspector = new Inspector(undefined, { ...o, threads: 1 });
+    const calFile = path.join(dir, DETECTOR_FILE);
+    let calibration: DetectorCalibration | undefined;
+    let missing: string | undefined;
+    if (!existsSync(calFile)) missing = `no detector calibration (${calFile}); make one with diffuse detector calibrate --model ${dir} --real FOLDER --generated FOLDER`;
+    else {
+      try {
+        calibration = checkCalibration(JSON.parse(readSettingsFile(calFile)), await folder.autoencoderHash());
+        if (calibration.space !== 'autoencoder') throw new Error(`a calibration for a Diffuse run (${calibration.space ?? 'pixel'} space), not for this folder's autoencoder`);
+      } catch (e) {
+        calibration = undefined;
+        missing = `${calFile}: ${(e as Error).message}`;
+      }
+    }
+    const inspector = new Inspector(undefined, { ...o, threads: 1 }, calibration, missing);
     inspector.folder = folder;
     return inspector;
   }
@@ -195,7 +208,9 @@ export class Inspector {
 async function heatMapPng(map: Float32Array, shape: [number, number]): Promise<Buffer> {
   const max = map.reduce((a, b) => Math.max(a, b), 1e-12);
   const px = Buffer.from(Array.from(map, (x) => Math.round((255 * x) / max)));
-  return sharp(px, { raw: { width: shape[1], height: shape[0], channels: 1 } }).resize(shape[1] * 4, shape[0] * 4, { kernel: 'nearest' }).png().toBuffer();
+  // A model's small images are enlarged to be seen; a Stable Diffusion crop is large enough as it is.
+  const f = Math.max(shape[0], shape[1]) <= 64 ? 4 : 1;
+  return sharp(px, { raw: { width: shape[1], height: shape[0], channels: 1 } }).resize(shape[1] * f, shape[0] * f, { kernel: 'nearest' }).png().toBuffer();
 }
 
 /**

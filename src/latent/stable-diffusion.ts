@@ -211,12 +211,28 @@ export class StableDiffusionPipeline {
    * Diffusion U-Net is 3.4 GB in float32.
    */
   async modelHash(): Promise<string> {
-    const dir = path.join(this.dir, 'unet');
+    return this.hashFolders(['unet']);
+  }
+
+  /**
+   * SHA-256 of the autoencoder's files (vae_encoder/, then vae_decoder/, as modelHash reads them):
+   * what a detector calibrated on this autoencoder's reconstructions belongs to. Models that share
+   * the autoencoder share it.
+   */
+  async autoencoderHash(): Promise<string> {
+    return this.hashFolders(['vae_encoder', 'vae_decoder']);
+  }
+
+  private async hashFolders(folders: readonly string[]): Promise<string> {
     const hash = createHash('sha256');
-    for (const name of readdirSync(dir).filter((f) => f !== 'config.json').sort()) {
-      const file = path.join(dir, name);
-      if (!statSync(file).isFile()) continue;
-      for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    for (const folder of folders) {
+      const dir = path.join(this.dir, folder);
+      if (!existsSync(dir)) throw new Error(`${dir}: no such folder (the model folder lacks its ${folder})`);
+      for (const name of readdirSync(dir).filter((f) => f !== 'config.json').sort()) {
+        const file = path.join(dir, name);
+        if (!statSync(file).isFile()) continue;
+        for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+      }
     }
     return hash.digest('hex');
   }
@@ -384,7 +400,7 @@ export class StableDiffusionPipeline {
   async encode(pixels: Float32Array, n: number, height: number, width: number, generator: TorchGenerator | undefined): Promise<Float32Array> {
     this.vaeEncoder ??= OnnxComponent.open(path.join(this.dir, 'vae_encoder', 'model.onnx'), { inputs: ['sample'], outputs: ['latent_parameters'] }, this.openOptions).catch((e: Error) => {
       this.vaeEncoder = undefined;
-      throw new Error(`${e.message} (img2img needs the folder's vae_encoder)`);
+      throw new Error(`${e.message} (img2img, inversion and the detector need the folder's vae_encoder)`);
     });
     const encoder = await this.vaeEncoder;
     const out = await encoder.run({ sample: { data: pixels, dims: [n, 3, height, width] } }, ['latent_parameters']);

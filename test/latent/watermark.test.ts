@@ -8,7 +8,7 @@
  * approximate: the p-values here say the arithmetic holds, not how a real model fares.
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -16,13 +16,10 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { StableDiffusionPipeline, TorchGenerator, WatermarkKey, detectWatermark, gaussianShading, quantize8 } from '../../src/index.js';
 import { cli } from '../cli/helpers.js';
+import { tinyModel } from './helpers.js';
 
-const fixtures = path.join(import.meta.dirname, '..', 'fixtures');
 const tmp = mkdtempSync(path.join(tmpdir(), 'diffuse-sd-watermark-'));
-const model = path.join(tmp, 'model');
-cpSync(path.join(fixtures, 'tiny-sd', 'model'), model, { recursive: true });
-cpSync(path.join(fixtures, 'clip-tokenizer', 'tokenizer'), path.join(model, 'tokenizer'), { recursive: true });
-cpSync(path.join(fixtures, 'tiny-sd', 'invertible-vae'), model, { recursive: true });
+const model = tinyModel(path.join(tmp, 'model'));
 /** A fixed key, so that every run of the test sees the same p-values. */
 const key: WatermarkKey = { format: 'diffuse-watermark-key-1', scheme: 'gaussian-shading', secret: Buffer.alloc(32, 7).toString('base64'), created: '2026-12-07T00:00:00.000Z' };
 const keyFile = path.join(tmp, 'key.json');
@@ -82,7 +79,7 @@ describe('the watermark with a Stable Diffusion folder', () => {
     assert.equal(marked.watermark.detected, true);
     assert.equal(marked.verdict.restsOn, 'watermark');
     assert.equal(plain.watermark.detected, false);
-    assert.match(plain.detector.reason ?? '', /no detector for Stable Diffusion folders/);
+    assert.match(plain.detector.reason ?? '', /no detector calibration .*diffuse detector calibrate --model/);
   });
 
   it('refuses what does not apply, in one line, and skips images of another size with the reason', async () => {
