@@ -16,7 +16,8 @@
  * estimates eps_u + w (eps_c - eps_u), and the VAE decoder on latents / scaling_factor.
  * img2img encodes the image with the folder's vae_encoder (latent_parameters: mean and
  * log-variance) and runs the tail of the schedule from it, as diffusers' img2img pipeline does;
- * inpaint keeps the unmasked part of the latent grid on the encoded image's noised path.
+ * inpaint keeps the unmasked part of the latent grid on the encoded image's noised path, or, with
+ * an inpainting U-Net (9 input channels), feeds it the mask and the masked image's latents.
  * test/fixtures/tiny-sd holds a tiny model in exactly this layout and reference runs.
  */
 import { createHash } from 'node:crypto';
@@ -150,6 +151,11 @@ export class StableDiffusionPipeline {
     /** Pixels per latent position along each side (2^(levels - 1) of the autoencoder). */
     readonly vaeScale: number,
     readonly latentChannels: number,
+    /**
+     * An inpainting U-Net (diffusers' StableDiffusionInpaintPipeline with in_channels 9): it reads
+     * the latents, the mask on the latent grid and the masked image's latents, and only inpaints.
+     */
+    readonly inpainting: boolean,
     /** Default image side in pixels. */
     readonly defaultSize: number,
     /** What the folder left to defaults, said once. */
@@ -182,8 +188,11 @@ export class StableDiffusionPipeline {
     }
     const blocks = Array.isArray(vaeConfig.block_out_channels) ? vaeConfig.block_out_channels.length : 4;
     const vaeScale = 2 ** (blocks - 1);
-    const latentChannels = typeof unetConfig.in_channels === 'number' ? unetConfig.in_channels : 4;
-    if (latentChannels !== 4) throw new Error(`${at('unet', 'config.json')}: in_channels ${latentChannels}; text-to-image needs a 4-channel U-Net (an inpainting U-Net takes 9)`);
+    const latentChannels = typeof vaeConfig.latent_channels === 'number' ? vaeConfig.latent_channels : 4;
+    const unetChannels = typeof unetConfig.in_channels === 'number' ? unetConfig.in_channels : latentChannels;
+    // An inpainting U-Net reads the latents, the mask (1 channel) and the masked image's latents.
+    const inpainting = unetChannels === 2 * latentChannels + 1;
+    if (unetChannels !== latentChannels && !inpainting) throw new Error(`${at('unet', 'config.json')}: in_channels ${unetChannels}; the autoencoder's ${latentChannels} latent channels need a U-Net of ${latentChannels} (or ${2 * latentChannels + 1} for inpainting)`);
     const sampleSize = typeof unetConfig.sample_size === 'number' ? unetConfig.sample_size : 64;
     const schedulerConfig = readJson(at('scheduler', 'scheduler_config.json'));
     readSchedulerConfig(schedulerConfig, at('scheduler', 'scheduler_config.json'));
@@ -198,7 +207,7 @@ export class StableDiffusionPipeline {
       const textEncoder = await open('text_encoder', ['input_ids'], ['last_hidden_state']);
       const unet = await open('unet', ['sample', 'timestep', 'encoder_hidden_states'], ['out_sample']);
       const vaeDecoder = await open('vae_decoder', ['latent_sample'], ['sample']);
-      return new StableDiffusionPipeline(dir, tokenizer, textEncoder, unet, vaeDecoder, schedulerConfig, scalingFactor as number, vaeScale, latentChannels, sampleSize * vaeScale, notes, o);
+      return new StableDiffusionPipeline(dir, tokenizer, textEncoder, unet, vaeDecoder, schedulerConfig, scalingFactor as number, vaeScale, latentChannels, inpainting, sampleSize * vaeScale, notes, o);
     } catch (e) {
       await Promise.all(opened.map((c) => c.release()));
       throw e;
@@ -265,6 +274,7 @@ export class StableDiffusionPipeline {
 
   /** Text to image (see the file's comment). */
   async generate(o: LatentGenerateOptions): Promise<LatentImageBatch> {
+    this.refuseInpaintingUnet('text to image');
     const { prompts, negatives, guidance, steps } = this.checkCommon(o);
     const width = o.width ?? this.defaultSize;
     const height = o.height ?? this.defaultSize;
@@ -291,9 +301,10 @@ export class StableDiffusionPipeline {
    * then the noise, as diffusers' generator does.
    */
   async img2img(o: LatentImg2ImgOptions): Promise<LatentImageBatch> {
+    this.refuseInpaintingUnet('img2img');
     const e = await this.startEdit(o, 0.8);
     const { n, h, w, scheduler, beginIndex } = e;
-    const start = scheduler.addNoise(e.imageLatents, e.noise, new Array<number>(n).fill(scheduler.timesteps[beginIndex]));
+    const start = scheduler.addNoise(e.imageLatents as Float32Array, e.noise, new Array<number>(n).fill(scheduler.timesteps[beginIndex]));
     const latents = await this.denoise({ ...e, latents: start, onStep: o.onStep });
     return { data: await this.decode(latents, n, h, w), count: n, shape: [3, e.height, e.width], latents };
   }
@@ -304,7 +315,7 @@ export class StableDiffusionPipeline {
    * image's latents (one image for several prompts encoded once and repeated, as diffusers does)
    * and the noise, drawn in that order from the seed's stream.
    */
-  private async startEdit(o: LatentImg2ImgOptions, defaultStrength: number) {
+  private async startEdit(o: LatentImg2ImgOptions, defaultStrength: number, encodeImage: (strength: number) => boolean = () => true) {
     const { prompts, negatives, guidance, steps } = this.checkCommon(o);
     const strength = o.strength ?? defaultStrength;
     if (!(strength >= 0 && strength <= 1)) throw new Error(`strength must be in [0, 1], got ${o.strength}`);
@@ -317,9 +328,11 @@ export class StableDiffusionPipeline {
     const beginIndex = (steps - kept) * scheduler.order;
     scheduler.setBeginIndex(beginIndex);
     const generator = new TorchGenerator(o.seed ?? 0);
-    const once = await this.encode(o.image.data, o.image.count, height, width, generator);
-    const imageLatents = o.image.count === n ? once : repeatPlane(once, n);
-    const noise = generator.randn(imageLatents.length);
+    // An inpainting U-Net starting from pure noise never reads the image's latents: diffusers then
+    // does not encode the image, and the seed's stream starts with the noise.
+    const once = encodeImage(strength) ? await this.encode(o.image.data, o.image.count, height, width, generator) : undefined;
+    const imageLatents = once && (o.image.count === n ? once : repeatPlane(once, n));
+    const noise = generator.randn(n * this.latentChannels * (height / this.vaeScale) * (width / this.vaeScale));
     return { prompts, negatives, guidance, strength, height, width, n, h: height / this.vaeScale, w: width / this.vaeScale, scheduler, beginIndex, generator, imageLatents, noise };
   }
 
@@ -331,6 +344,7 @@ export class StableDiffusionPipeline {
    * latents. Returns x_T as `{ latents, count, shape: [4, h, w] }`.
    */
   async invert(o: LatentInvertOptions): Promise<{ latents: Float32Array; count: number; shape: [number, number, number] }> {
+    this.refuseInpaintingUnet('inversion');
     const count = o.image.count;
     const prompt = o.prompt ?? '';
     const prompts = typeof prompt === 'string' ? new Array<string>(count).fill(prompt) : [...prompt];
@@ -356,33 +370,53 @@ export class StableDiffusionPipeline {
   }
 
   /**
-   * Inpainting with an ordinary (4-channel) U-Net, as diffusers' StableDiffusionInpaintPipeline
-   * does for one: the reverse process from noise (or from the encoded image noised to the step
-   * `strength` selects; default 1, pure noise), and after every step the kept part of the latent
-   * grid is replaced by the encoded image noised to the next step's level (the image itself after
-   * the last). The seed's stream is drawn as diffusers draws it: the image's posterior, the noise,
-   * then the masked image's posterior (which only a 9-channel inpainting U-Net reads).
+   * Inpainting, as diffusers' StableDiffusionInpaintPipeline does it. The mask is binarised at 0.5
+   * and taken on the latent grid at each cell's top-left pixel (nearest-neighbour downsampling).
+   * The reverse process starts from noise (or from the encoded image noised to the step `strength`
+   * selects; default 1, pure noise).
+   * - An ordinary (4-channel) U-Net: after every step the kept part of the latent grid is replaced
+   *   by the encoded image noised to the next step's level (the image itself after the last).
+   * - An inpainting U-Net (9 channels): every step's input is the latents, the mask and the latents
+   *   of the masked image (the image with the part to generate set to 0, mid grey), side by side
+   *   in channels; nothing is replaced.
+   * The seed's stream is drawn as diffusers draws it: the image's posterior (not drawn by an
+   * inpainting U-Net at strength 1), the noise, then the masked image's posterior.
    */
   async inpaint(o: LatentInpaintOptions): Promise<LatentImageBatch> {
     const [, height, width] = o.image.shape;
     const [mc, mh, mw] = o.mask.shape;
     if (mc !== 1 || mh !== height || mw !== width || o.mask.data.length !== height * width) throw new Error(`inpaint: the mask must be [1, ${height}, ${width}] (the image's size), got ${JSON.stringify(o.mask.shape)}`);
-    const e = await this.startEdit(o, 1);
+    const e = await this.startEdit(o, 1, (strength) => !this.inpainting || strength < 1);
     const { n, h, w, strength, scheduler, beginIndex, generator, imageLatents, noise } = e;
     const timesteps = scheduler.timesteps;
-    const start = strength === 1 ? noise.map((v) => f32(v * scheduler.initNoiseSigma)) : scheduler.addNoise(imageLatents, noise, new Array<number>(n).fill(timesteps[beginIndex]));
-    // diffusers also encodes the masked image, drawing its posterior from the same stream.
-    generator.randn(o.image.count * this.latentChannels * h * w);
+    const start = strength === 1 ? noise.map((v) => f32(v * scheduler.initNoiseSigma)) : scheduler.addNoise(imageLatents as Float32Array, noise, new Array<number>(n).fill(timesteps[beginIndex]));
+    // The masked image: the part to generate set to 0; its latents are drawn from the same stream
+    // (an ordinary U-Net never reads them, but diffusers draws them all the same).
+    const plane = height * width;
+    const masked = o.image.data.map((v, i) => (o.mask.data[i % plane] >= 0.5 ? 0 : v));
+    const maskedOnce = await this.encode(masked, o.image.count, height, width, generator);
     const cell = new Float32Array(h * w);
     for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) cell[i * w + j] = o.mask.data[i * this.vaeScale * width + j * this.vaeScale] >= 0.5 ? 1 : 0;
     const per = this.latentChannels * h * w;
+    if (this.inpainting) {
+      // Per image: the mask (1 channel), then the masked image's latents (4).
+      const maskedLatents = o.image.count === n ? maskedOnce : repeatPlane(maskedOnce, n);
+      const extra = new Float32Array(n * (h * w + per));
+      for (let k = 0; k < n; k++) {
+        extra.set(cell, k * (h * w + per));
+        extra.set(maskedLatents.subarray(k * per, (k + 1) * per), k * (h * w + per) + h * w);
+      }
+      const latents = await this.denoise({ ...e, latents: start, onStep: o.onStep, extraChannels: extra });
+      return { data: await this.decode(latents, n, h, w), count: n, shape: [3, height, width], latents };
+    }
+    const kept = imageLatents as Float32Array;
     const latents = await this.denoise({
       ...e,
       latents: start,
       onStep: o.onStep,
       afterStep: (x, k) => {
         const next = beginIndex + k + 1 < timesteps.length ? timesteps[beginIndex + k + 1] : undefined;
-        const proper = next === undefined ? imageLatents : scheduler.addNoise(imageLatents, noise, new Array<number>(n).fill(next));
+        const proper = next === undefined ? kept : scheduler.addNoise(kept, noise, new Array<number>(n).fill(next));
         return x.map((v, i) => {
           const m = cell[i % per % (h * w)];
           return f32(f32(f32(1 - m) * proper[i]) + f32(m * v));
@@ -439,6 +473,8 @@ export class StableDiffusionPipeline {
     onStep?: LatentGenerateOptions['onStep'];
     /** After step k (0-based), to change the latents before the next: inpainting writes the kept part back. */
     afterStep?: (latents: Float32Array, k: number) => Float32Array;
+    /** Channels an inpainting U-Net reads after the latents, per image (see predict). */
+    extraChannels?: Float32Array;
   }): Promise<Float32Array> {
     const { prompts, negatives, guidance, scheduler, generator, h, w } = o;
     const n = prompts.length;
@@ -449,7 +485,7 @@ export class StableDiffusionPipeline {
     let latents = o.latents;
     for (let i = 0; i < timesteps.length; i++) {
       const t = timesteps[i];
-      const eps = await this.predict(scheduler.scaleModelInput(latents, t), t, states, dims, n, guidance, h, w);
+      const eps = await this.predict(scheduler.scaleModelInput(latents, t), t, states, dims, n, guidance, h, w, o.extraChannels);
       latents = scheduler.step(eps, t, latents, { generator, batch: n }).prevSample;
       if (o.afterStep) latents = o.afterStep(latents, i);
       await o.onStep?.({ index: i, total: timesteps.length, timestep: t, latents });
@@ -462,25 +498,29 @@ export class StableDiffusionPipeline {
    * classifier-free guidance when w > 1: the batch doubled (the negative prompts' states first),
    * eps_u + w (eps_c - eps_u) in float32 as PyTorch computes it.
    */
-  private async predict(x: Float32Array, t: number, states: Float32Array, dims: readonly number[], n: number, guidance: number, h: number, w: number): Promise<Float32Array> {
+  private async predict(x: Float32Array, t: number, states: Float32Array, dims: readonly number[], n: number, guidance: number, h: number, w: number, extra?: Float32Array): Promise<Float32Array> {
     const per = this.latentChannels * h * w;
     const cfg = guidance > 1;
-    let input = x;
-    if (cfg) {
-      input = new Float32Array(2 * n * per);
-      input.set(x, 0);
-      input.set(x, n * per);
+    const batch = cfg ? 2 * n : n;
+    // Image k's channels: its latents, then (an inpainting U-Net) its extra channels; the batch
+    // doubled for guidance, as torch.cat([latents] * 2) and the doubled mask and masked latents are.
+    const extraPer = extra ? extra.length / n : 0;
+    const input = new Float32Array(batch * (per + extraPer));
+    for (let b = 0; b < batch; b++) {
+      const k = b % n;
+      input.set(x.subarray(k * per, (k + 1) * per), b * (per + extraPer));
+      if (extra) input.set(extra.subarray(k * extraPer, (k + 1) * extraPer), b * (per + extraPer) + per);
     }
     const out = await this.unet.run(
       {
-        sample: { data: input, dims: [cfg ? 2 * n : n, this.latentChannels, h, w] },
+        sample: { data: input, dims: [batch, (per + extraPer) / (h * w), h, w] },
         timestep: { data: [t], dims: [] },
         encoder_hidden_states: { data: states, dims: [...dims] },
       },
       ['out_sample'],
     );
     const raw = out.out_sample.data;
-    if (raw.length !== input.length) throw new Error(`${this.unet.file}: out_sample has ${raw.length} values, expected ${input.length}`);
+    if (raw.length !== batch * per) throw new Error(`${this.unet.file}: out_sample has ${raw.length} values, expected ${batch * per}`);
     if (!cfg) return raw;
     const g = f32(guidance);
     const eps = new Float32Array(n * per);
@@ -489,6 +529,10 @@ export class StableDiffusionPipeline {
       eps[k] = f32(u + f32(g * f32(raw[n * per + k] - u)));
     }
     return eps;
+  }
+
+  private refuseInpaintingUnet(what: string): void {
+    if (this.inpainting) throw new Error(`${path.join(this.dir, 'unet')}: an inpainting U-Net (${2 * this.latentChannels + 1} input channels) only inpaints; ${what} needs a folder with an ordinary ${this.latentChannels}-channel U-Net`);
   }
 
   /** The prompts, negative prompts, guidance and steps of a call, checked. */

@@ -119,6 +119,55 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     });
   }
 
+  describe('an inpainting U-Net (9 input channels: latents, mask, masked image latents)', () => {
+    const inpaint9 = JSON.parse(readFileSync(path.join(fixtures, 'tiny-sd', 'inpaint', 'expected.json'), 'utf8')) as { source: string; shape: [number, number, number]; mask: string; cases: EditCase[] };
+    let pipe9: StableDiffusionPipeline;
+    let dir = '';
+    before(async () => {
+      dir = tinyModel('inpaint9');
+      cpSync(path.join(fixtures, 'tiny-sd', 'inpaint'), dir, { recursive: true });
+      rmSync(path.join(dir, 'expected.json'));
+      pipe9 = await StableDiffusionPipeline.fromPretrained(dir);
+    });
+    after(() => pipe9.release());
+
+    for (const c of inpaint9.cases) {
+      it(`inpaints as diffusers does: "${c.prompt}", strength ${c.strength}, ${c.steps} steps, guidance ${c.guidance}`, async () => {
+        assert.equal(pipe9.inpainting, true);
+        const steps: number[] = [];
+        const image = { data: floats(inpaint9.source), count: 1, shape: inpaint9.shape };
+        const mask = { data: floats(inpaint9.mask), shape: [1, 48, 64] as const };
+        const out = await pipe9.inpaint({ image, mask, prompt: c.prompt, negativePrompt: c.negativePrompt, guidance: c.guidance, steps: c.steps, strength: c.strength, seed: c.seed, onStep: ({ timestep }) => void steps.push(timestep) });
+        assert.deepEqual(steps, c.timesteps);
+        const dl = maxDiff(out.latents, floats(c.latents));
+        const di = maxDiff(out.data, floats(c.image));
+        assert.ok(dl < 1e-4 && di < 1e-4, `latents differ by ${dl}, image by ${di}`);
+        if (process.env.DIFFUSE_VERBOSE) console.log(`inpaint, 9 channels: latents differ by ${dl}, image by ${di}`);
+      });
+    }
+
+    it('diffuse inpaint --model runs it; diffuse sample --model says why not, in one line', async () => {
+      const input = path.join(tmp, 'in9.png');
+      const maskFile = path.join(tmp, 'mask9.png');
+      await sharp({ create: { width: 32, height: 24, channels: 3, background: { r: 40, g: 160, b: 220 } } }).png().toFile(input);
+      await sharp({ create: { width: 32, height: 24, channels: 3, background: '#ffffff' } }).png().toFile(maskFile);
+      let r = await cli('inpaint', '--model', dir, '--image', input, '--mask', maskFile, '--prompt', 'a red apple', '--steps', '3', '--out', path.join(tmp, 'out9.png'));
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.err, /wrote .*out9\.png \(1 image\(s\) of 32x24, inpaint/);
+      r = await cli('sample', '--model', dir, '--prompt', 'x', '--out', path.join(tmp, 's9.png'));
+      assert.equal(r.code, 1);
+      assert.match(r.err.trim(), /^diffuse sample: .*unet: an inpainting U-Net \(9 input channels\) only inpaints; text to image needs a folder with an ordinary 4-channel U-Net$/m);
+      assert.doesNotMatch(r.err, /\n\s+at /);
+    });
+
+    it('refuses text to image, img2img and inversion, which need an ordinary U-Net', async () => {
+      const image = { data: floats(inpaint9.source), count: 1, shape: inpaint9.shape };
+      for (const p of [pipe9.generate({ prompt: 'x' }), pipe9.img2img({ image, prompt: 'x' }), pipe9.invert({ image })]) {
+        await assert.rejects(p, /an inpainting U-Net \(9 input channels\) only inpaints; .* needs a folder with an ordinary 4-channel U-Net/);
+      }
+    });
+  });
+
   it('DDIM inversion through the encoder: generating from the inverted latents returns to the image\'s latents', async () => {
     const image = { data: floats(expected.img2img.source), count: 1, shape: expected.img2img.shape };
     const target = await pipe.encode(image.data, 1, 48, 64, undefined);
@@ -151,7 +200,7 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     rmSync(path.join(noEncoder, 'vae_encoder'), { recursive: true });
     const p = await StableDiffusionPipeline.fromPretrained(noEncoder);
     try {
-      await assert.rejects(p.img2img({ image, prompt: 'x' }), /vae_encoder\/model\.onnx: no such file \(img2img needs the folder's vae_encoder\)/);
+      await assert.rejects(p.img2img({ image, prompt: 'x' }), /vae_encoder\/model\.onnx: no such file \(img2img, inversion and the detector need the folder's vae_encoder\)/);
     } finally {
       await p.release();
     }
@@ -353,6 +402,6 @@ describe('a Stable Diffusion folder in Optimum\'s ONNX layout', () => {
     await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('badunet', { 'unet/model.onnx': 'not onnx' })), /unet\/model\.onnx: ONNX Runtime cannot load it/);
     const swapped = readFileSync(path.join(fixtures, 'tiny-sd', 'model', 'vae_decoder', 'model.onnx'));
     await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('swapped', { 'unet/model.onnx': swapped })), /unet\/model\.onnx: has no input 'sample', input 'timestep', input 'encoder_hidden_states', output 'out_sample'/);
-    await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('inpaintunet', { 'unet/config.json': JSON.stringify({ in_channels: 9 }) })), /in_channels 9; text-to-image needs a 4-channel U-Net/);
+    await assert.rejects(StableDiffusionPipeline.fromPretrained(tinyModel('sevenchannels', { 'unet/config.json': JSON.stringify({ in_channels: 7 }) })), /in_channels 7; the autoencoder's 4 latent channels need a U-Net of 4 \(or 9 for inpainting\)/);
   });
 });
