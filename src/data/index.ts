@@ -9,3 +9,4 @@ export * from './safe-file.js';
 export * from './image-header.js';
 export * from './png-chunks.js';
 export { imagePaths } from './image-paths.js';
+export { DATASET_PACKAGES } from './packages.js';

