@@ -5,6 +5,7 @@
  *   diffuse sample   --run runs/mnist --scheduler ddim --steps 50 --out grid.png --frames strip.png
  *   diffuse img2img  --run runs/mnist --image mnist:7 --strength 0.6 --out edited.png --compare side.png
  *   diffuse inpaint  --run runs/mnist --image mnist:7 --mask lower-half.png --out filled.png
+ *   diffuse invert   --run runs/mnist --image mnist:7 --out x_T.safetensors --check side.png
  *   diffuse noise    IMAGE|mnist:INDEX --schedule cosine --steps 8 --out strip.png
  *   diffuse schedule --schedule linear,cosine --out schedule.png
  *   diffuse eval     --run runs/mnist --count 1000
@@ -22,6 +23,7 @@ import { commandStudio } from './studio.js';
 import { commandTrain } from './train.js';
 import { commandTrainVae } from './train-vae.js';
 import { commandExport } from './export.js';
+import { commandInvert } from './invert.js';
 import { commandDetector, commandInspect } from './inspect.js';
 import { commandKeygen, commandWatermark } from './watermark.js';
 import { commandScan, commandWorker } from './scan.js';
@@ -32,6 +34,7 @@ const COMMANDS: Record<string, Command> = {
   sample: commandSample,
   img2img: commandImg2Img,
   inpaint: commandInpaint,
+  invert: commandInvert,
   noise: commandNoise,
   schedule: commandSchedule,
   eval: commandEval,

@@ -20,6 +20,7 @@ import { conditionRecord, openCredentials, runName, signFiles } from './credenti
 import type { GenerationRecord, SigningCredentials } from '../provenance/index.js';
 import { WatermarkKey, gaussianShading } from '../forensics/index.js';
 import { watermarkFlags } from './watermark.js';
+import { readLatentsFile } from './invert.js';
 
 /** Flags that only a Diffuse run honours (with the value they have when not given). */
 const RUN_ONLY: [string, unknown][] = [
@@ -169,13 +170,28 @@ async function runLatent(
 
 /** `diffuse sample --model DIR`: text to image. */
 export async function sampleLatent(v: FlagValues): Promise<void> {
-  const a = await latentArgs(v, { watermark: true });
-  const width = num(v, 'width', { int: true, min: 8 });
-  const height = num(v, 'height', { int: true, min: 8 });
+  const start = v.latents === undefined ? undefined : await readLatentsFile(String(v.latents));
+  // With --latents the image's size is x_T's, and DDIM (the inversion's own) the default scheduler.
+  const a = await latentArgs(start && v.scheduler === undefined ? { ...v, scheduler: 'ddim' } : v, { watermark: true });
+  let width = num(v, 'width', { int: true, min: 8 });
+  let height = num(v, 'height', { int: true, min: 8 });
+  if (start) {
+    const file = String(v.latents);
+    if (width !== undefined || height !== undefined) throw new UsageError(`--width and --height come from ${file} (x_T of ${start.shape.slice(2).join('x')} latents)`);
+    if (a.key) throw new UsageError('--latents and --key both choose x_T: give one');
+    if (start.shape[0] !== a.prompts.length) throw new UsageError(`${file} holds ${start.shape[0]} x_T but --prompt and --count ask for ${a.prompts.length} image(s)`);
+    if (start.metadata.steps && Number(start.metadata.steps) !== a.steps) process.stderr.write(`note: ${file} was inverted with ${start.metadata.steps} steps; with ${a.steps} the image does not come back exactly\n`);
+  }
   const watermark = a.key ? { watermark: gaussianShading(a.key, a.payload) } : {};
-  await runLatent(a, v, 'text to image', (pipe, scheduler, onStep) =>
-    pipe.generate({ prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance, steps: a.steps, seed: a.seed, width, height, scheduler, onStep, ...watermark }),
-  );
+  await runLatent(a, v, 'text to image', async (pipe, scheduler, onStep) => {
+    if (start) {
+      const [, c, h, w] = start.shape;
+      if (c !== pipe.latentChannels) throw new UsageError(`${String(v.latents)}: x_T has ${c} channels, this folder's latents ${pipe.latentChannels}`);
+      [width, height] = [w * pipe.vaeScale, h * pipe.vaeScale];
+      if (start.metadata.modelHash && start.metadata.modelHash !== (await pipe.modelHash())) process.stderr.write(`note: ${String(v.latents)} was inverted with another model (${start.metadata.model ?? start.metadata.run ?? 'unknown'}); it will not give that image back here\n`);
+    }
+    return pipe.generate({ prompt: a.prompts, ...(a.negative !== undefined ? { negativePrompt: a.negative } : {}), guidance: a.guidance, steps: a.steps, seed: a.seed, width, height, scheduler, onStep, ...watermark, ...(start ? { latents: start.data } : {}) });
+  });
 }
 
 /** The --image of an edit: its size rounded down to a multiple of the autoencoder's factor, or --width x --height. */

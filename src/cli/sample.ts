@@ -8,6 +8,7 @@ import { runImageShape } from '../run/autoencoder.js';
 import type { GenerationRecord } from '../provenance/index.js';
 import { CREDENTIAL_FLAGS, conditionRecord, openCredentials, runName, signFiles } from './credentials.js';
 import type { Command } from './flags.js';
+import { LatentsFile, readLatentsFile } from './invert.js';
 import { UsageError, num, oneOf } from './flags.js';
 import { CONDITION_FLAGS, DIVERGED_WARNING, SAMPLING_FLAGS, conditionFlags, divergedWarning, parseSampling, withRunDefaults } from './sampling-flags.js';
 import { ProgressLine } from './progress.js';
@@ -17,7 +18,7 @@ import { sampleThroughQueue } from './scan.js';
 
 export const commandSample: Command = {
   summary: 'generate images from a trained run (grid, and the reverse process as a strip or GIF)',
-  usage: 'diffuse sample --run DIR | --model DIR [--width W --height H] [--prompt "a cat face" [--negative-prompt P] | --class K] [--guidance W] [--scheduler ddim|pndm|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif] [--images DIR] [--key key.json --payload ID] [--c2pa DIR]',
+  usage: 'diffuse sample --run DIR | --model DIR [--width W --height H] [--prompt "a cat face" [--negative-prompt P] | --class K] [--guidance W] [--scheduler ddim|pndm|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif] [--images DIR] [--latents xT.safetensors] [--key key.json --payload ID] [--c2pa DIR]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
     model: { type: 'string', description: 'a Stable Diffusion folder of ONNX components (Optimum\'s export layout) instead of a run' },
@@ -31,6 +32,7 @@ export const commandSample: Command = {
     out: { type: 'string', description: 'grid PNG to write', default: 'samples.png' },
     frames: { type: 'string', description: 'also write the reverse process: a .png strip or an animated .gif' },
     images: { type: 'string', description: 'also write each image as its own PNG in this folder (0000.png, 0001.png, ...)' },
+    latents: { type: 'string', description: 'start from this x_T (diffuse invert --out): with the same prompt and DDIM steps the inverted image comes back; with another prompt, an edit of it' },
     'per-image-seeds': { type: 'boolean', description: 'image k gets seed --seed + k and its own noise generator: any range of images is the same made alone or on another machine (as with --redis)' },
     redis: { type: 'string', description: 'generate through a Redis queue: `diffuse worker --run DIR` processes on any machines write --images (per-image seeds; no grid). Default URL: $DIFFUSE_REDIS_URL' },
     chunk: { type: 'string', description: 'with --redis: images per job', default: '64' },
@@ -53,7 +55,8 @@ export const commandSample: Command = {
     const flags = parseSampling(v);
     const config = readRunConfig(runDir);
     const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(flags, config);
-    const count = num(v, 'count', { int: true, min: 1 }) ?? 64;
+    const start = v.latents === undefined ? undefined : await readLatentsFile(String(v.latents));
+    const count = num(v, 'count', { int: true, min: 1 }) ?? start?.shape[0] ?? 64;
     const perImageSeeds = Boolean(v['per-image-seeds']) || v.redis !== undefined;
     // One grid holds every image in memory (float32): refuse what cannot fit before any work.
     const perImage = runImageShape(runDir, config).reduce((a, b) => a * b, 4);
@@ -69,7 +72,10 @@ export const commandSample: Command = {
     const T = config.schedule.numTrainTimesteps;
     if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
     const generatorKind = oneOf(v, 'generator', ['torch', 'fast'] as const, 'torch');
-    const { key, payload, eta: sampleEta } = watermarkFlags(v, { given: flags.eta, otherwise: eta }, kind, say);
+    const { key, payload, eta: markEta } = watermarkFlags(v, { given: flags.eta, otherwise: eta }, kind, say);
+    // x_T from an inversion comes back with eta 0: it is the default with --latents, as with --key.
+    const sampleEta = start && flags.eta === undefined ? 0 : markEta;
+    if (start) checkLatents(String(v.latents), start, { key: Boolean(key), count, redis: v.redis !== undefined, scheduler: kind, eta: sampleEta, steps, say });
     const { condition, cols } = conditionFlags(v, config, count, say);
     if (v.redis !== undefined) {
       if (frames) throw new UsageError('--frames needs the images in one process; with --redis the workers write --images only');
@@ -84,6 +90,11 @@ export const commandSample: Command = {
     for (const file of [out, frames, each && path.join(each, '0000.png')]) if (file) await ensureWritable(file);
     const credentials = await openCredentials(v, say);
     const pipe = await DiffusionPipeline.fromRun(runDir, { device });
+    if (start && start.shape.slice(1).some((d, i) => d !== pipe.latentShape[i])) {
+      await pipe.release();
+      throw new UsageError(`${String(v.latents)}: x_T of ${start.shape.slice(1).join('x')}, but this run starts from ${pipe.latentShape.join('x')}`);
+    }
+    if (start && start.metadata.modelHash && start.metadata.modelHash !== pipe.modelHash) say(`note: ${String(v.latents)} was inverted with another model (${start.metadata.run ?? start.metadata.model ?? 'unknown'}); it will not give that image back here`);
     const shape = pipe.imageShape;
     const per = shape.reduce((a, b) => a * b, 1);
     // onStep's samples are what the denoiser sees: a latent run's latents (decoded below).
@@ -108,6 +119,7 @@ export const commandSample: Command = {
         ...(perImageSeeds ? { seeds: Array.from({ length: count }, (_, k) => seed + k) } : { seed }),
         generatorKind,
         ...(key ? { watermark: gaussianShading(key, payload) } : {}),
+        ...(start ? { initialNoise: start.data } : {}),
         onStep: ({ index, total, timestep, sample, offset, batchCount }) => {
           if (frames && offset === 0) {
             keepAt ??= new Set([0, ...Array.from({ length: frameCount - 1 }, (_, k) => Math.round(((k + 1) * (total - 1)) / (frameCount - 1)))]);
@@ -158,3 +170,12 @@ export const commandSample: Command = {
     }
   },
 };
+
+/** --latents checked against the other flags (the count is the file's unless --count gives the same). */
+export function checkLatents(file: string, start: LatentsFile, o: { key: boolean; count: number; redis: boolean; scheduler: string; eta: number; steps: number; say: (msg: string) => void }): void {
+  if (o.key) throw new UsageError('--latents and --key both choose x_T: give one');
+  if (o.redis) throw new UsageError('--latents applies without --redis');
+  if (o.count !== start.shape[0]) throw new UsageError(`--count ${o.count}, but ${file} holds ${start.shape[0]} x_T; leave --count out`);
+  if (start.metadata.steps && Number(start.metadata.steps) !== o.steps) o.say(`note: ${file} was inverted with ${start.metadata.steps} steps; with ${o.steps} the image does not come back exactly`);
+  if (o.scheduler !== 'ddim' || o.eta !== 0) o.say(`note: x_T from DDIM inversion comes back to its image with --scheduler ddim --eta 0 and the inversion's steps (${start.metadata.steps ?? '?'}); ${o.scheduler}${o.scheduler === 'ddim' ? ` with eta ${o.eta}` : ''} only approximates it`);
+}

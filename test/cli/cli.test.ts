@@ -35,7 +35,7 @@ describe('CLI errors are one line with a non-zero exit code', () => {
   });
 
   const cases: [string, string[], RegExp][] = [
-    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, train-vae, sample, img2img, inpaint, noise, schedule, eval, keygen, watermark, inspect, detector, scan, worker, export, studio\)/],
+    ['unknown command', ['fly'], /unknown command 'fly' \(commands: train, train-vae, sample, img2img, inpaint, invert, noise, schedule, eval, keygen, watermark, inspect, detector, scan, worker, export, studio\)/],
     ['unknown flag', ['train', '--stpes', '3'], /Unknown option '--stpes'.*see 'diffuse train --help'/],
     ['no stopping rule', ['train', '--data', 'mnist'], /give --steps N or --minutes M/],
     ['lr decay without steps', ['train', '--minutes', '1', '--lr-decay', 'cosine'], /--lr-decay cosine decays over the run: give --steps N/],
