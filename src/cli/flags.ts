@@ -47,3 +47,30 @@ export function list(values: FlagValues, flag: string): string[] {
   const v = values[flag];
   return v === undefined || typeof v === 'boolean' ? [] : Array.isArray(v) ? v : [v];
 }
+
+/**
+ * Library option names (as OptionError messages spell them, in backticks) whose flag is not
+ * simply the name in kebab case: `batchSize` is --batch, `classLabel` --class.
+ */
+const FLAG_OF_OPTION: Record<string, string> = {
+  batchSize: 'batch',
+  classLabel: 'class',
+  classConditioning: 'class-cond',
+  learningRate: 'lr',
+  'data.size': 'size',
+  'data.channels': 'channels',
+  'data.limit': 'limit',
+  'data.source': 'data',
+  runDir: 'run',
+  model: 'preset',
+};
+
+/** The flag of a library option: `batchSize` -> --batch, `strength` -> --strength, `sendBytes` -> --send-bytes. */
+export function flagOfOption(option: string): string {
+  return `--${FLAG_OF_OPTION[option] ?? option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** An OptionError's message as the CLI says it: each backticked option name becomes its flag. */
+export function withFlags(message: string): string {
+  return message.replace(/`([A-Za-z][\w.]*)`/g, (_, name: string) => flagOfOption(name));
+}

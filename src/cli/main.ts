@@ -15,6 +15,8 @@
  */
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import type { Command, FlagValues } from './flags.js';
+import { withFlags } from './flags.js';
+import { OptionError } from '../engine/errors.js';
 import { commandImg2Img, commandInpaint } from './edit.js';
 import { commandEval } from './eval.js';
 import { commandNoise, commandSchedule } from './pictures.js';
@@ -102,7 +104,7 @@ export async function main(argv: string[]): Promise<number> {
 export function errorLine(command: string, e: unknown): string {
   const err = e as Error & { code?: string };
   if (isInternal(err)) return `diffuse ${command}: internal error: ${String(err?.message ?? err).split('\n')[0]} (a bug in Diffuse; DIFFUSE_DEBUG=1 prints the stack; please report it)`;
-  const msg = err.code?.startsWith('ERR_PARSE_ARGS') ? `${err.message} (see 'diffuse ${command} --help')` : err.message;
+  const msg = err.code?.startsWith('ERR_PARSE_ARGS') ? `${err.message} (see 'diffuse ${command} --help')` : err instanceof OptionError ? withFlags(err.message) : err.message;
   return `diffuse ${command}: ${msg.split('\n')[0]}`;
 }
 

@@ -14,3 +14,4 @@ export type { Init, Param } from './params.js';
 export { TrainStep, NonFiniteError } from './optim.js';
 export type { AdamWOptions, BatchSpec, StepResult } from './optim.js';
 export * from './safetensors.js';
+export { OptionError } from './errors.js';

@@ -11,6 +11,7 @@ import { DiffusionPipeline, GenerateOptions } from '../pipelines/index.js';
 import type { RunConfig } from '../run/config.js';
 import { Classifier, FEATURE_DIM } from './classifier.js';
 import { confidence, frechetDistance, precisionRecall } from './metrics.js';
+import { OptionError } from '../engine/errors.js';
 
 export interface EvalOptions {
   count: number;
@@ -137,7 +138,7 @@ export interface AdherenceReport {
  */
 export async function evaluateAdherence(runDir: string, config: RunConfig, o: EvalOptions & { guidances: readonly number[] }): Promise<AdherenceReport> {
   const log = o.log ?? (() => {});
-  if (!config.text && config.model.numClasses === undefined) throw new Error(`${runDir}: adherence needs a text- or class-conditional run (train with --text or --class-cond)`);
+  if (!config.text && config.model.numClasses === undefined) throw new OptionError(`${runDir}: adherence needs a run trained with \`text\` or \`classConditioning\``);
   const train: ImageDataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
   if (!train.classNames || !train.labels) throw new Error(`${config.data.source}: adherence needs a labelled set (mnist, fashion-mnist, or class subfolders)`);
   const classNames = train.classNames;
@@ -200,7 +201,7 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
   // The classifier learns from the same training images as the model (and is cached per set).
   const train: ImageDataset = await loadDataset(source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
   const test = await loadDataset(source, 'test', { size: config.data.size, channels: config.data.channels });
-  if (test.count < 2 * o.count) throw new Error(`--count ${o.count} needs ${2 * o.count} held-out images for the floor; ${source} has ${test.count} (use --count ${Math.floor(test.count / 2)} or less)`);
+  if (test.count < 2 * o.count) throw new OptionError(`\`count\` ${o.count} needs ${2 * o.count} held-out images for the floor; ${source} has ${test.count} (use a \`count\` of ${Math.floor(test.count / 2)} or less)`);
   const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
 
   const started = Date.now();

@@ -7,6 +7,7 @@
 import type { Denoiser } from '../samplers/scheduler.js';
 import type { RunConfig } from '../run/config.js';
 import type { Feeds } from '../run/run.js';
+import { OptionError } from '../engine/errors.js';
 
 /**
  * What guidance needs of a network: the run's config, the image shape, prompt feeds (text runs),
@@ -53,10 +54,10 @@ export function checkGuidance(config: RunConfig, guidance: Guidance): void {
   const classes = config.model.numClasses !== undefined;
   const conditional = classes || config.text !== undefined;
   if (!conditional && (guidance.labels || guidance.prompts || guidance.negativePrompts || (guidance.scale ?? 1) !== 1)) {
-    throw new Error('this run is unconditional: it takes no class labels, prompts or guidance (train with --class-cond or --text)');
+    throw new OptionError('this run is unconditional: it takes no `classLabel`, `prompt` or `guidance` (a run takes them when trained with `classConditioning` or `text` conditioning)');
   }
   if (!classes && guidance.labels) throw new Error('this run is text-conditional: give prompts, not class labels');
-  if (!config.text && (guidance.prompts || guidance.negativePrompts)) throw new Error('this run is not text-conditional: it takes no prompts (train with --text)');
+  if (!config.text && (guidance.prompts || guidance.negativePrompts)) throw new OptionError('this run is not text-conditional: it takes no `prompt` (a run takes prompts when trained with `text` conditioning)');
   if (classes && guidance.labels) {
     const K = config.model.numClasses as number;
     for (const l of guidance.labels) if (!(l >= 0 && l < K)) throw new Error(`class ${l} is out of range: the model has classes 0..${K - 1}`);

@@ -21,6 +21,7 @@ import { defaultEta, defaultSpacing, defaultThresholding, schedulerConfigOf } fr
 import { ConditionedNetwork, Guidance, guidedDenoiser } from './guidance.js';
 import { invertDDIM } from './invert.js';
 import { RepaintOptions, repaint } from './inpaint.js';
+import { OptionError } from '../engine/errors.js';
 
 /** A batch of images: NCHW, flattened, values in [-1, 1] (a diverged sampler may stray beyond). */
 export interface ImageBatch {
@@ -231,7 +232,7 @@ export class SamplingPipeline {
       scheduler.setTimesteps(steps);
       // diffusers' get_timesteps: run the last int(steps * strength) steps.
       const kept = Math.min(Math.floor(steps * strength), steps);
-      if (kept < 1) throw new Error(`strength ${strength} with ${steps} steps leaves no step to run; raise --strength or --steps (strength x steps >= 1)`);
+      if (kept < 1) throw new OptionError(`strength ${strength} with ${steps} steps leaves no step to run; raise \`strength\` or \`steps\` (strength x steps >= 1)`);
       const beginIndex = (steps - kept) * scheduler.order;
       scheduler.setBeginIndex(beginIndex);
       const t = scheduler.timesteps[beginIndex];
@@ -393,8 +394,8 @@ export class SamplingPipeline {
       return [...(v as readonly T[])];
     };
     if (kind === 'none') {
-      if (o.prompt !== undefined || o.negativePrompt !== undefined) throw new Error('this run is unconditional: it takes no prompt (train with --text)');
-      if (o.classLabel !== undefined) throw new Error('this run is unconditional: it takes no class label (train with --class-cond)');
+      if (o.prompt !== undefined || o.negativePrompt !== undefined) throw new OptionError('this run is unconditional: it takes no `prompt` (a run takes prompts when trained with `text` conditioning)');
+      if (o.classLabel !== undefined) throw new OptionError('this run is unconditional: it takes no `classLabel` (a run takes class labels when trained with `classConditioning`)');
       if (o.guidance !== undefined && o.guidance !== 1) throw new Error('this run is unconditional: guidance needs a class- or text-conditional run');
       return {};
     }

@@ -19,6 +19,7 @@ import { HeunDiscreteScheduler } from './heun.js';
 import { PNDMScheduler } from './pndm.js';
 import type { SchedulerName } from './registry.js';
 import type { Scheduler } from './scheduler.js';
+import { OptionError } from '../engine/errors.js';
 
 /** A key of a class: diffusers' default, and Diffuse's option name (null: not implemented, its default only). */
 type Key = [unknown, string | null];
@@ -149,7 +150,7 @@ export function readSchedulerConfig(json: unknown, source = 'scheduler_config.js
   const className = file._class_name;
   if (typeof className !== 'string') throw new Error(`${source}: no _class_name`);
   const spec = CLASSES[className];
-  if (!spec) throw new Error(`${source}: ${className} is not supported (supported: ${DIFFUSERS_SCHEDULER_CLASSES.join(', ')}); choose another with --scheduler`);
+  if (!spec) throw new OptionError(`${source}: ${className} is not supported (supported: ${DIFFUSERS_SCHEDULER_CLASSES.join(', ')}); choose another \`scheduler\``);
   const config: Record<string, unknown> = {};
   for (const [key, [def, to]] of Object.entries(spec.keys)) {
     const given = key in file ? file[key] : def;

@@ -8,6 +8,7 @@ import { EulerDiscreteScheduler } from './euler.js';
 import { HeunDiscreteScheduler } from './heun.js';
 import { PNDMScheduler } from './pndm.js';
 import type { Scheduler } from './scheduler.js';
+import { OptionError } from '../engine/errors.js';
 
 export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'euler', 'euler_a', 'heun', 'dpm++2m', 'dpm++1'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
@@ -27,7 +28,7 @@ function dpmCosine(base: Partial<SchedulerConfig>): { lambdaMinClipped?: number 
  */
 export function makeScheduler(name: SchedulerName, base: Partial<SchedulerConfig>, opts: { karras?: boolean; thresholding?: boolean } = {}): Scheduler {
   const k = { ...base, useKarrasSigmas: Boolean(opts.karras) };
-  if (opts.karras && (name === 'ddpm' || name === 'ddim' || name === 'pndm')) throw new Error(`--karras applies to euler, euler_a, heun and dpm++ schedulers, not ${name}`);
+  if (opts.karras && (name === 'ddpm' || name === 'ddim' || name === 'pndm')) throw new OptionError(`\`karras\` applies to euler, euler_a, heun and dpm++ schedulers, not ${name}`);
   switch (name) {
     case 'ddpm':
       return new DDPMScheduler(base);

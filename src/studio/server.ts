@@ -9,6 +9,7 @@
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import { OptionError } from '../engine/errors.js';
 
 /** What a route serves: bytes (or a function making them) with a content type. */
 export interface Route {
@@ -97,7 +98,7 @@ export async function serveRoutes(routes: ReadonlyMap<string, Route>, o: { host?
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
       const port = o.port ?? 8080;
-      if (e.code === 'EADDRINUSE') reject(new Error(`port ${port} on ${host} is in use; try --port ${port + 1}`));
+      if (e.code === 'EADDRINUSE') reject(new OptionError(`port ${port} on ${host} is in use; try \`port\` ${port + 1}`));
       else if (e.code === 'EACCES') reject(new Error(`no permission to listen on port ${port}; try a port above 1024`));
       else reject(e);
     });

@@ -22,6 +22,7 @@ import { saveGrid } from '../pipelines/output.js';
 import { EpochOrder } from './epochs.js';
 import { LoopOptions, LoopResult, trainingLoop } from './loop.js';
 import { mirrorImages } from './latents.js';
+import { OptionError } from '../engine/errors.js';
 
 export interface AutoencoderTrainOptions extends LoopOptions {
   /** Continue from the run folder's checkpoint. */
@@ -124,14 +125,14 @@ export async function trainAutoencoder(runDir: string, config: AutoencoderRunCon
   const paths = runPaths(runDir);
   const m = config.model;
   if (data.channels !== m.inChannels || data.height !== config.imageSize || data.width !== config.imageSize) {
-    throw new Error(`data is ${data.channels}x${data.height}x${data.width} but the autoencoder is configured for ${m.inChannels}x${config.imageSize}x${config.imageSize}; pass --size and --channels to match`);
+    throw new OptionError(`data is ${data.channels}x${data.height}x${data.width} but the autoencoder is configured for ${m.inChannels}x${config.imageSize}x${config.imageSize}; set \`data.size\` and \`data.channels\` to match`);
   }
   if (opts.resume) {
     const saved = readAutoencoderConfig(runDir);
-    if (JSON.stringify(saved.model) !== JSON.stringify(config.model)) throw new Error(`${paths.config}: the run was trained with another autoencoder config; resume without changing --preset, or start a new --run`);
+    if (JSON.stringify(saved.model) !== JSON.stringify(config.model)) throw new OptionError(`${paths.config}: the run was trained with another autoencoder config; resume without changing the \`model\`, or start a new run in another \`runDir\``);
     if (!existsSync(paths.checkpoint)) throw new Error(`${runDir}: nothing to resume (no ${paths.checkpoint})`);
   } else if (existsSync(runDir) && readdirSync(runDir).length > 0) {
-    throw new Error(`${runDir} already holds a run; pass --resume to continue it or choose another --run folder`);
+    throw new OptionError(`${runDir} already holds a run; set \`resume\` to continue it, or choose another \`runDir\``);
   }
   const batches = new AutoencoderBatchMaker(data, config);
   mkdirSync(paths.checkpoints, { recursive: true });

@@ -1,5 +1,6 @@
 import { FastGenerator } from '../diffusion/index.js';
 import { shuffled } from '../data/index.js';
+import { OptionError } from '../engine/errors.js';
 
 /**
  * Which images a step trains on: consecutive slices of a shuffle drawn afresh each epoch from
@@ -13,7 +14,7 @@ export class EpochOrder {
     readonly batchSize: number,
     readonly seed: number,
   ) {
-    if (Math.floor(count / batchSize) < 1) throw new Error(`batch size ${batchSize} is larger than the ${count} training images; lower --batch`);
+    if (Math.floor(count / batchSize) < 1) throw new OptionError(`batch size ${batchSize} is larger than the ${count} training images; lower \`batchSize\``);
   }
 
   indices(step: number): number[] {

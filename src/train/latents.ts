@@ -10,6 +10,7 @@ import { NamedTensor, loadSafetensors, saveSafetensors } from '../engine/index.j
 import { FastGenerator } from '../diffusion/index.js';
 import type { ImageDataset } from '../data/index.js';
 import type { AutoencoderNetwork } from '../run/autoencoder.js';
+import { OptionError } from '../engine/errors.js';
 
 export interface LatentCache {
   readonly count: number;
@@ -37,7 +38,7 @@ export async function encodeDataset(
 ): Promise<LatentCache> {
   const [c, h, w] = autoencoder.imageShape;
   if (data.channels !== c || data.height !== h || data.width !== w) {
-    throw new Error(`the data are ${data.channels}x${data.height}x${data.width} images but the autoencoder was trained on ${c}x${h}x${w}; pass --size ${h}${c !== data.channels ? ` --channels ${c}` : ''}`);
+    throw new OptionError(`the data are ${data.channels}x${data.height}x${data.width} images but the autoencoder was trained on ${c}x${h}x${w}; set \`data.size\` to ${h}${c !== data.channels ? ` and \`data.channels\` to ${c}` : ''}`);
   }
   const chunk = 256;
   const total = data.count * (o.flip ? 2 : 1);
@@ -95,13 +96,13 @@ export async function saveLatentCache(file: string, cache: LatentCache, metadata
 
 /** Reads a cache that saveLatentCache wrote, checking it against what the run needs. */
 export async function loadLatentCache(file: string, expect: { count: number; shape: readonly number[]; flip: boolean }): Promise<LatentCache> {
-  if (!existsSync(file)) throw new Error(`${file}: missing; the latent run's cache of encoded images is gone (start a new run with --vae)`);
+  if (!existsSync(file)) throw new OptionError(`${file}: missing; the latent run's cache of encoded images is gone (start a new run from the autoencoder, \`vae\`)`);
   const { tensors } = await loadSafetensors(file);
   const get = (name: string): Float32Array => {
     const t = tensors.get(name);
     const want = [expect.count, ...expect.shape];
     if (!t || !(t.data instanceof Float32Array) || t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-      throw new Error(`${file}: '${name}' is missing or not float32 [${want.join(', ')}]; the data changed since the run started (same --data, --size and --limit as the run's config.json)`);
+      throw new OptionError(`${file}: '${name}' is missing or not float32 [${want.join(', ')}]; the data changed since the run started (resume with the same \`data.source\`, \`data.size\` and \`data.limit\` as the run's config.json)`);
     }
     return t.data;
   };

@@ -5,6 +5,7 @@
  */
 import { appendFile } from 'node:fs/promises';
 import { NonFiniteError, TensorData, TrainStep } from '../engine/index.js';
+import { OptionError } from '../engine/errors.js';
 
 export interface Progress {
   step: number;
@@ -93,7 +94,7 @@ export async function trainingLoop(spec: LoopSpec, opts: LoopOptions): Promise<L
       // The step did not touch the weights: keep the last good state on disk, then stop.
       await flushLog();
       await spec.save();
-      throw e instanceof NonFiniteError ? new Error(`${e.message} The last good state is in ${spec.checkpoint}; resume with a lower --lr.`) : e;
+      throw e instanceof NonFiniteError ? new OptionError(`${e.message} The last good state is in ${spec.checkpoint}; resume with a lower \`lr\`.`) : e;
     }
     lossAvg = s === startStep ? r.loss : 0.98 * lossAvg + 0.02 * r.loss;
     const elapsed = (performance.now() - started) / 1000;

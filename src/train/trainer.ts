@@ -18,6 +18,7 @@ import { TextConditioner, readTokenizer, writeTokenizer } from '../run/text.js';
 import { AutoencoderNetwork, LatentCodec, latentCodec, saveAutoencoderCopy } from '../run/autoencoder.js';
 import { LoopOptions, LoopResult, trainingLoop } from './loop.js';
 import { LatentCache, loadLatentCache, saveLatentCache } from './latents.js';
+import { OptionError } from '../engine/errors.js';
 
 export type { Progress } from './loop.js';
 
@@ -197,17 +198,17 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
   const m = config.model;
   if (!config.latent && (data.channels !== m.inChannels || data.height !== m.imageSize || data.width !== m.imageSize)) {
     throw new Error(
-      `data is ${data.channels}x${data.height}x${data.width} but the model expects ${m.inChannels}x${m.imageSize}x${m.imageSize}; pick a matching --preset or --size/--channels`,
+      `data is ${data.channels}x${data.height}x${data.width} but the model expects ${m.inChannels}x${m.imageSize}x${m.imageSize}; pick a matching \`model\` (preset), or \`data.size\` and \`data.channels\``,
     );
   }
   if (opts.resume) {
     const saved = readRunConfig(runDir);
     if (JSON.stringify(saved.model) !== JSON.stringify(config.model)) {
-      throw new Error(`${paths.config}: the run was trained with another model config; resume without changing --preset, or start a new --run`);
+      throw new OptionError(`${paths.config}: the run was trained with another model config; resume without changing the \`model\`, or start a new run in another \`runDir\``);
     }
     if (!existsSync(paths.checkpoint)) throw new Error(`${runDir}: nothing to resume (no ${paths.checkpoint})`);
   } else if (existsSync(runDir) && readdirSync(runDir).length > 0) {
-    throw new Error(`${runDir} already holds a run; pass --resume to continue it or choose another --run folder`);
+    throw new OptionError(`${runDir} already holds a run; set \`resume\` to continue it, or choose another \`runDir\``);
   }
   // Everything that can be checked is checked before the run folder is touched.
   let ownedAutoencoder: AutoencoderNetwork | undefined;
@@ -223,7 +224,7 @@ export async function train(runDir: string, config: RunConfig, data: ImageDatase
       ({ autoencoder, cache: latents } = opts.latent);
     }
     const [c, h, w] = autoencoder.imageShape;
-    if (data.channels !== c || data.height !== h || data.width !== w) throw new Error(`data is ${data.channels}x${data.height}x${data.width} but the autoencoder takes ${c}x${h}x${w}; pass --size ${h}`);
+    if (data.channels !== c || data.height !== h || data.width !== w) throw new OptionError(`data is ${data.channels}x${data.height}x${data.width} but the autoencoder takes ${c}x${h}x${w}; set \`data.size\` to ${h}`);
     const [lc, lh] = autoencoder.latentShape;
     if (m.inChannels !== lc || m.outChannels !== lc || m.imageSize !== lh) throw new Error(`the U-Net takes ${m.inChannels}x${m.imageSize}x${m.imageSize} but the autoencoder's latents are ${autoencoder.latentShape.join('x')}`);
     codec = latentCodec(autoencoder, config.latent.scalingFactor);

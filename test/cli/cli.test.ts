@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import { errorLine } from '../../src/cli/main.js';
+import { OptionError } from '../../src/engine/errors.js';
 import { cli } from './helpers.js';
 import { BpeTokenizer, ParamScope, ParamStore, exportTextEncoder, input, transformerTextEncoder } from '../../src/index.js';
 
@@ -85,7 +86,7 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.match(r.err, /Stopped by steps at step 3/);
     r = await cli('train', '--data', path.join(root, 'ok'), '--run', run, '--steps', '3');
     assert.equal(r.code, 1);
-    assert.match(r.err, /already holds a run; pass --resume/);
+    assert.match(r.err, /already holds a run; set --resume to continue it, or choose another --run$/m);
     r = await cli('train', '--run', run, '--resume', '--steps', '5');
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /at step 5/);
@@ -320,6 +321,15 @@ describe('CLI end to end on a tiny folder data set', () => {
     assert.equal(errorLine('sample', new Error('runs/x: not a run folder\nsecond line')), 'diffuse sample: runs/x: not a run folder');
   });
 
+  it('says library options as flags: an OptionError names `batchSize`, the CLI --batch', () => {
+    const e = new OptionError('batch size 64 is larger than the 4 training images; lower `batchSize` (or `data.size`, `sendBytes`, `strength`)');
+    assert.deepEqual(e.options, ['batchSize', 'data.size', 'sendBytes', 'strength']);
+    assert.equal(e.code, 'DIFFUSE_BAD_OPTION');
+    assert.equal(errorLine('train', e), 'diffuse train: batch size 64 is larger than the 4 training images; lower --batch (or --size, --send-bytes, --strength)');
+    // Other errors keep their words: a file name in backticks is not an option.
+    assert.equal(errorLine('train', new Error('`weird`.png: no such file')), 'diffuse train: `weird`.png: no such file');
+  });
+
   it('draws the forward process and schedules', async () => {
     let r = await cli('noise', 'mnist:3', '--schedule', 'cosine', '--steps', '5', '--out', path.join(root, 'noise.png'));
     assert.equal(r.code, 0, r.err);
@@ -364,7 +374,7 @@ describe('CLI text conditioning', () => {
     r = await cli('train', '--data', data, '--text', '--preset', 'tiny', '--cross-attention', '5', '--steps', '1', '--run', path.join(root, 'bad-cross'));
     assert.match(r.err, /--cross-attention: 5 is not a resolution of this model \(levels: 8, 4\)/);
     r = await cli('eval', '--run', path.join(root, 'run'), '--adherence', '--count', '10');
-    assert.match(r.err, /adherence needs a text- or class-conditional run/);
+    assert.match(r.err, /adherence needs a run trained with --text or --class-cond$/m);
   });
 
   it("trains on a frozen ONNX encoder with the encoder's own Hugging Face tokenizer", async () => {

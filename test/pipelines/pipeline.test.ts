@@ -97,8 +97,8 @@ describe('DiffusionPipeline.generate', () => {
   it('refuses what the run cannot do, in one line naming it', async () => {
     const pipe = await DiffusionPipeline.fromRun(uncondDir);
     const cond = await DiffusionPipeline.fromRun(condDir);
-    await assert.rejects(pipe.generate({ prompt: 'a cat' }), /this run is unconditional: it takes no prompt/);
-    await assert.rejects(pipe.generate({ classLabel: 1 }), /this run is unconditional: it takes no class label/);
+    await assert.rejects(pipe.generate({ prompt: 'a cat' }), /this run is unconditional: it takes no `prompt` \(a run takes prompts when trained with `text` conditioning\)/);
+    await assert.rejects(pipe.generate({ classLabel: 1 }), /this run is unconditional: it takes no `classLabel`/);
     await assert.rejects(pipe.generate({ guidance: 3 }), /guidance needs a class- or text-conditional run/);
     await assert.rejects(cond.generate({ classLabel: 'purple' }), /class must be 0\.\.3 or one of black, dark, light, white, got 'purple'/);
     await assert.rejects(cond.generate({ count: 3, classLabel: [1, 2] }), /2 class labels for 3 images/);

@@ -42,7 +42,7 @@ describe('studio server', () => {
       assert.equal((await get(s.url, '/', 'POST')).status, 404);
       // The same port again: a clear error with another port to try.
       const port = Number(new URL(s.url).port);
-      await assert.rejects(serveRoutes(new Map(), { port }), new RegExp(`port ${port} on 127.0.0.1 is in use; try --port ${port + 1}`));
+      await assert.rejects(serveRoutes(new Map(), { port }), new RegExp(`port ${port} on 127.0.0.1 is in use; try \\x60port\\x60 ${port + 1}`));
     } finally {
       await s.close();
     }

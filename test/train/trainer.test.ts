@@ -112,7 +112,7 @@ describe('training runs', () => {
     const dir = path.join(root, 'diverge');
     const bad = blobs();
     bad.images[5] = Number.NaN; // one corrupt pixel: the first batch that holds it diverges
-    await assert.rejects(train(dir, tinyConfig(), bad, { ...quiet, maxSteps: 50 }), /training diverged at step \d+.*last good state is in .*latest\.safetensors; resume with a lower --lr/);
+    await assert.rejects(train(dir, tinyConfig(), bad, { ...quiet, maxSteps: 50 }), /training diverged at step \d+.*last good state is in .*latest\.safetensors; resume with a lower `lr`/);
     const saved = await loadSafetensors(path.join(dir, 'checkpoints', 'latest.safetensors'));
     for (const [, t] of saved.tensors) assert.ok((t.data as Float32Array).every(Number.isFinite));
   });
@@ -128,7 +128,7 @@ describe('training runs', () => {
 
   it('refuses what would lose or mix work, with messages that say what to do', async () => {
     const dir = path.join(root, 'plain-straight');
-    await assert.rejects(train(dir, tinyConfig(), blobs(), quiet), /already holds a run; pass --resume to continue it or choose another --run folder/);
+    await assert.rejects(train(dir, tinyConfig(), blobs(), quiet), /already holds a run; set `resume` to continue it, or choose another `runDir`/);
     const other = tinyConfig({ model: { ...unetPreset('tiny'), baseChannels: 16 } });
     await assert.rejects(train(dir, other, blobs(), { ...quiet, resume: true }), /trained with another model config/);
     const wrongData = { ...blobs(), height: 4, width: 16 };
@@ -163,6 +163,6 @@ describe('class-conditional training and classifier-free guidance', () => {
     const guided = await means(3);
     const perClass = [0, 1, 2, 3].map((k) => guided.filter((_, i) => labels[i] === k));
     for (let k = 1; k < 4; k++) assert.ok(Math.min(...perClass[k]) > Math.max(...perClass[k - 1]), `guided class ${k} overlaps class ${k - 1}`);
-    assert.throws(() => makeDenoiser(tinyConfig(), weights, {}, { scale: 3 }), /this run is unconditional: it takes no class labels, prompts or guidance/);
+    assert.throws(() => makeDenoiser(tinyConfig(), weights, {}, { scale: 3 }), /this run is unconditional: it takes no `classLabel`, `prompt` or `guidance`/);
   });
 });
