@@ -13,7 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
-import { Program, Rng, conv2d, convOptions, grad, input, mul, sum } from '../src/index.js';
+import { Program, Rng, conv2d, convOptions, grad, input, mul, sum } from '../src/engine/index.js';
 import { flag, log } from './args.js';
 import { torchPythons } from './torch-python.js';
 

@@ -13,22 +13,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import {
-  DetectorProfile,
-  DiffusionPipeline,
-  ImageBatch,
-  averagePrecision,
-  calibrateDetector,
-  calibrationStart,
-  chooseProfile,
-  detectSynthetic,
-  jpegRoundTrip,
-  loadDataset,
-  quantize8,
-  resizeRoundTrip,
-  rocAuc,
-  syntheticFeatures,
-} from '../src/index.js';
+import { DiffusionPipeline, ImageBatch, calibrateDetector, detectSynthetic, loadDataset } from '../src/index.js';
+import { DetectorProfile, calibrationStart, chooseProfile, jpegRoundTrip, quantize8, resizeRoundTrip, syntheticFeatures } from '../src/forensics/index.js';
+import { averagePrecision, rocAuc } from '../src/eval/index.js';
 import { flag, has, log, runFlag } from './args.js';
 
 const run = runFlag('npm run bench:detect -- --run DIR [--count 1000] [--calibration 1000] [--other DIR[,DIR...]] [--save]');

@@ -10,7 +10,9 @@
  *
  *   npm run bench:editing -- --run runs/mnist [--count 500] [--invert-count 100] [--sections img2img,inpaint,invert]
  */
-import { Classifier, DiffusionPipeline, FEATURE_DIM, TorchGenerator, frechetDistance, loadMnist } from '../src/index.js';
+import { DiffusionPipeline, TorchGenerator } from '../src/index.js';
+import { Classifier, FEATURE_DIM, frechetDistance } from '../src/eval/index.js';
+import { loadMnist } from '../src/data/index.js';
 import { flag, log, runFlag } from './args.js';
 
 const runDir = runFlag('npm run bench:editing -- --run DIR [--count 500] [--invert-count 100]');

@@ -16,19 +16,8 @@
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  ParamScope,
-  ParamStore,
-  Program,
-  REFERENCE_UNET,
-  Rng,
-  TrainStep,
-  convOptions,
-  countFlops,
-  input,
-  mseLoss,
-  unet,
-} from '../src/index.js';
+import { REFERENCE_UNET, unet } from '../src/index.js';
+import { ParamScope, ParamStore, Program, Rng, TrainStep, convOptions, countFlops, input, mseLoss } from '../src/engine/index.js';
 import { torchPythons } from './torch-python.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -7,7 +7,8 @@
  *
  *   node --import tsx bench/evaluator.ts [--data mnist|fashion-mnist|emoji] [--size 64] [--count 2000]
  */
-import { Classifier, FastGenerator, confidence, loadDataset, overlays } from '../src/index.js';
+import { FastGenerator, loadDataset } from '../src/index.js';
+import { Classifier, confidence, overlays } from '../src/eval/index.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => {

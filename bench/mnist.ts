@@ -9,7 +9,10 @@
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BatchMaker, ParamStore, RunConfig, TRAIN_DEFAULTS, TrainStep, diffusionLoss, loadMnist, unetPreset } from '../src/index.js';
+import { RunConfig, TRAIN_DEFAULTS, unetPreset } from '../src/index.js';
+import { BatchMaker, diffusionLoss } from '../src/train/index.js';
+import { ParamStore, TrainStep } from '../src/engine/index.js';
+import { loadMnist } from '../src/data/index.js';
 import { torchPythons } from './torch-python.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

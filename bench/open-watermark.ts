@@ -17,7 +17,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { TorchGenerator, loadDataset, readOpenWatermark } from '../src/index.js';
+import { TorchGenerator, loadDataset } from '../src/index.js';
+import { readOpenWatermark } from '../src/forensics/index.js';
 import { flag, log } from './args.js';
 
 const root = path.resolve(import.meta.dirname, '..');

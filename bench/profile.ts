@@ -10,7 +10,8 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { ParamStore, REFERENCE_UNET, Rng, TrainStep, mseLoss, unet, unetPreset, ParamScope } from '../src/index.js';
+import { REFERENCE_UNET, unet, unetPreset } from '../src/index.js';
+import { ParamStore, Rng, TrainStep, mseLoss, ParamScope } from '../src/engine/index.js';
 import { flag, has, log } from './args.js';
 
 const reference = has('reference');

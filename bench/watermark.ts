@@ -19,25 +19,9 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import sharp from 'sharp';
-import {
-  Classifier,
-  DiffusionPipeline,
-  FEATURE_DIM,
-  FastGenerator,
-  ImageBatch,
-  WatermarkKey,
-  confidence,
-  detectWatermark,
-  frechetDistance,
-  gaussianShading,
-  generateKey,
-  imageBytes,
-  imageFromBytes,
-  loadDataset,
-  precisionRecall,
-  rocAuc,
-  readRunConfig,
-} from '../src/index.js';
+import { DiffusionPipeline, FastGenerator, ImageBatch, WatermarkKey, detectWatermark, gaussianShading, generateKey, loadDataset, readRunConfig } from '../src/index.js';
+import { Classifier, FEATURE_DIM, confidence, frechetDistance, precisionRecall, rocAuc } from '../src/eval/index.js';
+import { imageBytes, imageFromBytes } from '../src/forensics/index.js';
 import { flag, has, log, runFlag } from './args.js';
 
 const runDir = runFlag('npm run bench:watermark -- --run DIR [--count 1000] [--null-count 10000] [--steps 50] [--inversion-steps N] [--attacks a,b,...] [--max-rotation 0 | --geometric] [--skip-quality]');

@@ -8,7 +8,8 @@ import sharp from 'sharp';
 import { errorLine } from '../../src/cli/main.js';
 import { OptionError } from '../../src/engine/errors.js';
 import { cli } from './helpers.js';
-import { BpeTokenizer, ParamScope, ParamStore, exportTextEncoder, input, transformerTextEncoder } from '../../src/index.js';
+import { BpeTokenizer, exportTextEncoder, transformerTextEncoder } from '../../src/text/index.js';
+import { ParamScope, ParamStore, input } from '../../src/engine/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));

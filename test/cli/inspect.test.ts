@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import type { InspectReport } from '../../src/index.js';
+import { type InspectReport } from '../../src/index.js';
 import { changeOnePixel } from '../provenance/tamper.js';
 import { cli } from './helpers.js';
 

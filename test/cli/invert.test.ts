@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { DiffusionPipeline, StableDiffusionPipeline, loadSafetensors, readImage } from '../../src/index.js';
+import { DiffusionPipeline, StableDiffusionPipeline, readImage } from '../../src/index.js';
+import { loadSafetensors } from '../../src/engine/index.js';
 import { cli } from './helpers.js';
 import { tinyModel } from '../latent/helpers.js';
 

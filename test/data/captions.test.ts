@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { DIGIT_NAMES, EMOJI_CATEGORIES, captionsFromLabels, classPrompt, emojiCatalogue, loadDataset, loadEmoji, loadImageFolder, loadMnist } from '../../src/index.js';
+import { loadDataset } from '../../src/index.js';
+import { DIGIT_NAMES, EMOJI_CATEGORIES, captionsFromLabels, classPrompt, emojiCatalogue, loadEmoji, loadImageFolder, loadMnist } from '../../src/data/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-captions-'));
 after(() => rmSync(root, { recursive: true, force: true }));

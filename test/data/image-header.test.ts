@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { quickHeader } from '../../src/index.js';
+import { quickHeader } from '../../src/data/index.js';
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures');
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FastGenerator, NoiseSchedule, lossWeight, makeBetas, qSample, qStep, trainingTarget } from '../../src/index.js';
+import { FastGenerator, NoiseSchedule } from '../../src/index.js';
+import { lossWeight, makeBetas, qSample, qStep, trainingTarget } from '../../src/diffusion/index.js';
 
 describe('noise schedules (float64)', () => {
   it('linear betas run from betaStart to betaEnd in equal steps', () => {

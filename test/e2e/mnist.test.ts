@@ -9,26 +9,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import {
-  Classifier,
-  DDIMScheduler,
-  FEATURE_DIM,
-  ParamScope,
-  ParamStore,
-  RunConfig,
-  TRAIN_DEFAULTS,
-  TorchGenerator,
-  confidence,
-  frechetDistance,
-  runReverseProcess,
-  input,
-  loadMnist,
-  makeDenoiser,
-  train,
-  unet,
-  unetPreset,
-  loadSamplingWeights,
-} from '../../src/index.js';
+import { DDIMScheduler, RunConfig, TRAIN_DEFAULTS, TorchGenerator, train, unet, unetPreset } from '../../src/index.js';
+import { Classifier, FEATURE_DIM, confidence, frechetDistance } from '../../src/eval/index.js';
+import { ParamScope, ParamStore, input } from '../../src/engine/index.js';
+import { runReverseProcess } from '../../src/samplers/index.js';
+import { loadMnist } from '../../src/data/index.js';
+import { makeDenoiser } from '../../src/pipelines/index.js';
+import { loadSamplingWeights } from '../../src/run/index.js';
 import { main } from '../../src/cli/main.js';
 
 const slow = process.env.DIFFUSE_SLOW === '1';

@@ -50,7 +50,8 @@ console.log(JSON.stringify({ pipeline: typeof DiffusionPipeline.fromRun, timeste
     // The geometric search's worker threads load the shipped JavaScript (dist/), and give what one thread gives.
     writeFileSync(
       path.join(user, 'threads.mjs'),
-      `import { detectInMovedNoise, detectInMovedNoises, TorchGenerator } from 'diffuse';
+      `import { TorchGenerator } from 'diffuse';
+import { detectInMovedNoise, detectInMovedNoises } from 'diffuse/forensics';
 const key = { format: 'diffuse-watermark-key-1', scheme: 'gaussian-shading', secret: Buffer.alloc(32, 3).toString('base64'), created: '2026-12-01' };
 const g = new TorchGenerator(2);
 const noises = [g.randn(3 * 32 * 32), g.randn(3 * 32 * 32)];

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
 
 describe('compileModel', () => {
   it("drops LayerNormalization's 1/std output where nothing reads it, and keeps it for the backward pass", async () => {

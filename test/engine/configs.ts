@@ -1,4 +1,4 @@
-import type { UNetConfig } from '../../src/index.js';
+import { type UNetConfig } from '../../src/index.js';
 
 /** A small U-Net with every block type: two levels, multi-head attention, middle attention. */
 export const TINY_UNET: UNetConfig = {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
 
 describe('bad input gets a clear error at trace time', () => {
   const x = E.input('x', [2, 3]);

@@ -1,5 +1,5 @@
 import { describe, it } from 'node:test';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
 import { assertGrad, refConv2d } from './gradcheck.js';
 
 const positive = (_i: number, n: number, rng: E.Rng) => Float64Array.from({ length: n }, () => 0.5 + rng.uniform() * 2);

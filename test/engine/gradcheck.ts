@@ -8,7 +8,7 @@
  * reference written in plain TypeScript.
  */
 import assert from 'node:assert/strict';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
 
 export function randn(n: number, rng: E.Rng, scale = 1): Float64Array {
   return rng.fillNormal(new Float64Array(n), scale) as Float64Array;

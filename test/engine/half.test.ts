@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { float32ToHalf, halfToFloat32 } from '../../src/index.js';
+import { float32ToHalf, halfToFloat32 } from '../../src/engine/index.js';
 
 const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
 const asFloat = halfToFloat32(all, 'F16');

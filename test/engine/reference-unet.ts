@@ -4,7 +4,7 @@
  * from the engine's ops, so that the engine's U-Net graph, its ONNX export and
  * its gradients can be checked against it.
  */
-import type { UNetConfig } from '../../src/index.js';
+import { type UNetConfig } from '../../src/index.js';
 import { refConv2d } from './gradcheck.js';
 
 export type Params64 = Map<string, { shape: readonly number[]; data: Float64Array }>;

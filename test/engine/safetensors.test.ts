@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeSafetensors, encodeSafetensors, halfToFloat32 } from '../../src/index.js';
+import { decodeSafetensors, encodeSafetensors, halfToFloat32 } from '../../src/engine/index.js';
 
 /** A safetensors file written by hand, as PyTorch's safetensors.torch.save_file lays it out. */
 function handWritten(dtype: string, shape: number[], data: Uint8Array): Uint8Array {

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'diffuse-train-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

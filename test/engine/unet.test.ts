@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
+import { REFERENCE_UNET, unet, type UNetConfig } from '../../src/index.js';
 import { TINY_UNET } from './configs.js';
 import { referenceUNet, Params64 } from './reference-unet.js';
 
 againstReference('U-Net against an independent float64 reference', TINY_UNET);
 againstReference('U-Net with scale-shift norm against the reference', { ...TINY_UNET, scaleShiftNorm: true });
 
-function againstReference(title: string, TINY: E.UNetConfig): void {
+function againstReference(title: string, TINY: UNetConfig): void {
   describe(title, () => {
     const N = 2;
     const xShape = [N, 2, 8, 8];
@@ -17,7 +18,7 @@ function againstReference(title: string, TINY: E.UNetConfig): void {
     const t = Float64Array.of(17, 640);
     const store = new E.ParamStore(11);
     // Trace once to create the parameters; give norms non-trivial scales and shifts.
-    E.unet(new E.ParamScope(store), TINY, E.input('x', xShape), E.input('t', [N]));
+    unet(new E.ParamScope(store), TINY, E.input('x', xShape), E.input('t', [N]));
     for (const [name, p] of store.params) {
       if (/norm.*\.(weight|bias)$/.test(name)) p.data = p.data.map(() => rng.normal() * 0.3 + (name.endsWith('weight') ? 1 : 0));
     }
@@ -31,14 +32,14 @@ function againstReference(title: string, TINY: E.UNetConfig): void {
     it('has the parameter count of its config', () => {
       assert.equal(names.length > 20, true);
       const big = new E.ParamStore(0);
-      E.unet(new E.ParamScope(big), E.REFERENCE_UNET, E.input('x', [1, 3, 32, 32]), E.input('t', [1]));
+      unet(new E.ParamScope(big), REFERENCE_UNET, E.input('x', [1, 3, 32, 32]), E.input('t', [1]));
       assert.equal(big.count(), 1_590_787);
     });
 
     it('matches the reference loss and every parameter gradient (finite differences)', async () => {
       const program = new E.Program((ins) => {
         const scope = new E.ParamScope(store);
-        const loss = E.mseLoss(E.unet(scope, TINY, ins.x, ins.t), ins.eps);
+        const loss = E.mseLoss(unet(scope, TINY, ins.x, ins.t), ins.eps);
         const params = names.map((n) => scope.used.get(n) as E.Tensor);
         const grads = E.grad(loss, params);
         return Object.fromEntries([['loss', loss], ...grads.map((g, i) => [`g:${names[i]}`, g])]);
@@ -92,8 +93,8 @@ describe('zero-initialised U-Net (zeroInit)', () => {
     const zero = new E.ParamStore(4);
     const x = E.input('x', [1, 2, 8, 8]);
     const t = E.input('t', [1]);
-    E.unet(new E.ParamScope(plain), TINY_UNET, x, t);
-    E.unet(new E.ParamScope(zero), { ...TINY_UNET, zeroInit: true }, x, t);
+    unet(new E.ParamScope(plain), TINY_UNET, x, t);
+    unet(new E.ParamScope(zero), { ...TINY_UNET, zeroInit: true }, x, t);
     const zeroed = [...zero.params.keys()].filter((n) => /(conv2|attn\.proj|^out)\.(weight|bias)$/.test(n));
     assert.ok(zeroed.some((n) => n.startsWith('mid.attn.proj')) && zeroed.includes('out.weight') && zeroed.some((n) => n.endsWith('conv2.weight')), zeroed.join(', '));
     for (const [n, p] of zero.params) {
@@ -105,8 +106,8 @@ describe('zero-initialised U-Net (zeroInit)', () => {
   it('outputs zero at initialisation, whatever the input', async () => {
     const store = new E.ParamStore(4);
     const config = { ...TINY_UNET, zeroInit: true };
-    E.unet(new E.ParamScope(store), config, E.input('x', [2, 2, 8, 8]), E.input('t', [2]));
-    const program = new E.Program((ins) => ({ y: E.unet(new E.ParamScope(store), config, ins.x, ins.t) }), { weights: store.values() });
+    unet(new E.ParamScope(store), config, E.input('x', [2, 2, 8, 8]), E.input('t', [2]));
+    const program = new E.Program((ins) => ({ y: unet(new E.ParamScope(store), config, ins.x, ins.t) }), { weights: store.values() });
     const rng = new E.Rng(1);
     const out = await program.run({ x: { data: rng.fillNormal(new Float32Array(2 * 128)) as Float32Array, shape: [2, 2, 8, 8] }, t: { data: Float32Array.of(3, 900), shape: [2] } });
     assert.ok((out.y.data as Float32Array).every((v) => v === 0));
@@ -114,7 +115,7 @@ describe('zero-initialised U-Net (zeroInit)', () => {
   });
 });
 
-async function trainsOnToy(TINY: E.UNetConfig): Promise<void> {
+async function trainsOnToy(TINY: UNetConfig): Promise<void> {
   {
     const s = new E.ParamStore(5);
     const B = 8;
@@ -122,7 +123,7 @@ async function trainsOnToy(TINY: E.UNetConfig): Promise<void> {
     const step = await E.TrainStep.create({
       store: s,
       batch: { x: { shape }, t: { shape: [B] }, eps: { shape } },
-      loss: (scope, b) => E.mseLoss(E.unet(scope, TINY, b.x, b.t), b.eps),
+      loss: (scope, b) => E.mseLoss(unet(scope, TINY, b.x, b.t), b.eps),
       optimizer: { lr: 3e-3, clipGradNorm: 1, emaDecay: 0.9 },
     });
     // Data: smooth "images" plus noise; the network must predict the noise.

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as ortWeb from 'onnxruntime-web';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
+import { unet } from '../../src/index.js';
 import { TINY_UNET } from './configs.js';
 
 describe('onnxruntime-web (wasm) runs the same models', () => {
@@ -12,7 +13,7 @@ describe('onnxruntime-web (wasm) runs the same models', () => {
     const x = E.input('x', [2, 2, 8, 8]);
     const t = E.input('t', [2]);
     const scope = new E.ParamScope(store);
-    const loss = E.mseLoss(E.unet(scope, cfg, x, t), E.constant(new Array(256).fill(0.1), [2, 2, 8, 8]));
+    const loss = E.mseLoss(unet(scope, cfg, x, t), E.constant(new Array(256).fill(0.1), [2, 2, 8, 8]));
     const params = [...scope.used.values()];
     const grads = E.grad(loss, params);
     const model = E.compileModel({

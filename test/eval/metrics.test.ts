@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FastGenerator, clipToImageRange, confidence, frechetDistance, overlays, precisionRecall } from '../../src/index.js';
+import { FastGenerator } from '../../src/index.js';
+import { clipToImageRange, confidence, frechetDistance, overlays, precisionRecall } from '../../src/eval/index.js';
 
 /** n samples of a diagonal Gaussian with the given means and standard deviations. */
 function gaussian(n: number, mean: number[], std: number[], seed: number): Float32Array {

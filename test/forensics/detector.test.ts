@@ -3,30 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  DiffusionPipeline,
-  FastGenerator,
-  ImageBatch,
-  averagePrecision,
-  calibrateDetector,
-  chooseProfile,
-  estimateJpegQuality,
-  ijgLumaTable,
-  jpegLumaTable,
-  checkCalibration,
-  crossValidatedLogistic,
-  detectSynthetic,
-  fitLogistic,
-  jpegRoundTrip,
-  loadSamplingWeights,
-  logistic,
-  logit,
-  makeDenoiser,
-  quantize8,
-  resizeRoundTrip,
-  rocAuc,
-  train,
-} from '../../src/index.js';
+import { DiffusionPipeline, FastGenerator, ImageBatch, calibrateDetector, detectSynthetic, train } from '../../src/index.js';
+import { averagePrecision, rocAuc } from '../../src/eval/index.js';
+import { chooseProfile, estimateJpegQuality, ijgLumaTable, jpegLumaTable, checkCalibration, crossValidatedLogistic, fitLogistic, jpegRoundTrip, logistic, logit, quantize8, resizeRoundTrip } from '../../src/forensics/index.js';
+import { loadSamplingWeights } from '../../src/run/index.js';
+import { makeDenoiser } from '../../src/pipelines/index.js';
 import { blobs, tinyConfig } from '../train/helpers.js';
 
 describe('ranking metrics', () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { IDENTITY_MAP, NoiseMap, TorchGenerator, describeMap, SearchThreads, detectInMovedNoise, detectInMovedNoises, detectInNoise, rotateNoise, shadeNoise, warpNoise } from '../../src/index.js';
+import { TorchGenerator } from '../../src/index.js';
+import { IDENTITY_MAP, NoiseMap, describeMap, SearchThreads, detectInMovedNoise, detectInMovedNoises, detectInNoise, rotateNoise, shadeNoise, warpNoise } from '../../src/forensics/index.js';
 
 const key = { format: 'diffuse-watermark-key-1' as const, scheme: 'gaussian-shading' as const, secret: Buffer.alloc(32, 9).toString('base64'), created: '2026-12-01' };
 const shape: [number, number, number] = [3, 32, 32];

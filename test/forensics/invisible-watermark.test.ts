@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { CONVENTIONS, OPEN_MARKS, allBlockBits, binomialTail, blockBits, inspectImage, meanScores, readOpenWatermark } from '../../src/index.js';
+import { inspectImage } from '../../src/index.js';
+import { CONVENTIONS, OPEN_MARKS, allBlockBits, binomialTail, blockBits, meanScores, readOpenWatermark } from '../../src/forensics/index.js';
 
 const dir = path.join(import.meta.dirname, '..', 'fixtures', 'invisible-watermark');
 const expected = JSON.parse(readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { sdxlBits: number[]; files: Record<string, Record<string, Record<string, number[]>>> };

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { NONCES, RELIABLE_SHARE, TorchGenerator, reliablePositions, detectInNoise, generateKey, keystreamBits, nullLogSurvival, readKey, shadeNoise, watermarkedNoise } from '../../src/index.js';
+import { TorchGenerator, generateKey, readKey } from '../../src/index.js';
+import { NONCES, RELIABLE_SHARE, reliablePositions, detectInNoise, keystreamBits, nullLogSurvival, shadeNoise, watermarkedNoise } from '../../src/forensics/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-wm-'));
 after(() => rmSync(root, { recursive: true, force: true }));

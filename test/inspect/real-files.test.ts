@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { readTrustFile } from '../../src/cli/credentials.js';
-import { InspectReport, inspectImage, makeSigningChain, readCredentials, readMetadata, readSigningCredentials, signImage, verdict } from '../../src/index.js';
+import { InspectReport, inspectImage, makeSigningChain, readCredentials, readMetadata, readSigningCredentials, signImage } from '../../src/index.js';
+import { verdict } from '../../src/inspect/index.js';
 import { cli } from '../cli/helpers.js';
 
 const dir = path.join(import.meta.dirname, '..', 'fixtures', 'inspect');

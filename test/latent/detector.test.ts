@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { emojiCatalogue } from '../../src/data/emoji.js';
-import { StableDiffusionPipeline, calibrateAutoencoderDetector, reconstructionFeatures } from '../../src/index.js';
+import { StableDiffusionPipeline, calibrateAutoencoderDetector } from '../../src/index.js';
+import { reconstructionFeatures } from '../../src/forensics/index.js';
 import { cli } from '../cli/helpers.js';
 import { tinyModel } from './helpers.js';
 

@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { StableDiffusionPipeline, TorchGenerator, WatermarkKey, detectWatermark, gaussianShading, quantize8 } from '../../src/index.js';
+import { StableDiffusionPipeline, TorchGenerator, WatermarkKey, detectWatermark, gaussianShading } from '../../src/index.js';
+import { quantize8 } from '../../src/forensics/index.js';
 import { cli } from '../cli/helpers.js';
 import { tinyModel } from './helpers.js';
 

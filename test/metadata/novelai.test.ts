@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { inspectImage, parsePyJson, pythonFloatRepr, pythonJsonDumps, readStealthText, verifyNovelAiSignature } from '../../src/index.js';
+import { inspectImage } from '../../src/index.js';
+import { parsePyJson, pythonFloatRepr, pythonJsonDumps, readStealthText, verifyNovelAiSignature } from '../../src/metadata/index.js';
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures');
 const nai = (f: string) => path.join(fixtures, 'novelai', f);

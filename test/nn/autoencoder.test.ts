@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
+import * as nn from '../../src/nn/index.js';
 
 /**
  * The autoencoder against an independent PyTorch build of diffusers' AutoencoderKL
@@ -14,7 +15,7 @@ interface Arr {
   data: number[];
 }
 const ref = JSON.parse(readFileSync(new URL('expected.json', dir), 'utf8')) as {
-  config: E.nn.AutoencoderConfig;
+  config: nn.AutoencoderConfig;
   x: Arr;
   eps: Arr;
   moments: Arr;
@@ -36,12 +37,12 @@ describe('KL autoencoder against a PyTorch AutoencoderKL (float64 reference)', (
   const store = new E.ParamStore(0);
   const x = E.input('x', ref.x.shape);
   const eps = E.input('eps', ref.eps.shape);
-  E.nn.decodeLatents(new E.ParamScope(store), ref.config, E.nn.samplePosterior(E.nn.encodeMoments(new E.ParamScope(store), ref.config, x), eps));
+  nn.decodeLatents(new E.ParamScope(store), ref.config, nn.samplePosterior(nn.encodeMoments(new E.ParamScope(store), ref.config, x), eps));
 
   it('names and shapes every parameter as diffusers does', () => {
     assert.deepEqual([...store.params.keys()].sort(), [...ref.names].sort());
     for (const [name, p] of store.params) assert.deepEqual(p.shape, [...weights.tensors.get(name)!.shape], name);
-    assert.equal(E.nn.downsamplingFactor(ref.config), 2);
+    assert.equal(nn.downsamplingFactor(ref.config), 2);
   });
 
   it('gives the reference moments, reconstruction, KL and L1', async () => {
@@ -49,9 +50,9 @@ describe('KL autoencoder against a PyTorch AutoencoderKL (float64 reference)', (
     const program = new E.Program(
       (ins) => {
         const p = new E.ParamScope(store);
-        const moments = E.nn.encodeMoments(p, ref.config, ins.x);
-        const recon = E.nn.decodeLatents(p, ref.config, E.nn.samplePosterior(moments, ins.eps));
-        return { moments, recon, kl: E.nn.klDivergence(moments), l1: E.nn.l1PerImage(ins.x, recon) };
+        const moments = nn.encodeMoments(p, ref.config, ins.x);
+        const recon = nn.decodeLatents(p, ref.config, nn.samplePosterior(moments, ins.eps));
+        return { moments, recon, kl: nn.klDivergence(moments), l1: nn.l1PerImage(ins.x, recon) };
       },
       { weights: baked },
     );
@@ -67,7 +68,7 @@ describe('KL autoencoder against a PyTorch AutoencoderKL (float64 reference)', (
   });
 
   it('refuses a config whose groups do not divide the channels, naming the field', () => {
-    assert.throws(() => E.nn.validateAutoencoderConfig({ ...ref.config, normGroups: 3 }), /normGroups/);
-    assert.throws(() => E.nn.validateAutoencoderConfig({ ...ref.config, blockOutChannels: [] }), /blockOutChannels/);
+    assert.throws(() => nn.validateAutoencoderConfig({ ...ref.config, normGroups: 3 }), /normGroups/);
+    assert.throws(() => nn.validateAutoencoderConfig({ ...ref.config, blockOutChannels: [] }), /blockOutChannels/);
   });
 });

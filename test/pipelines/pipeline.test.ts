@@ -3,22 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  DDIMScheduler,
-  DiffusionPipeline,
-  ImageBatch,
-  detectWatermark,
-  gaussianShading,
-  TorchGenerator,
-  invertDDIM,
-  loadSamplingWeights,
-  makeDenoiser,
-  repaintWalk,
-  runReverseProcess,
-  schedulerConfigOf,
-  train,
-  unetPreset,
-} from '../../src/index.js';
+import { DDIMScheduler, DiffusionPipeline, ImageBatch, detectWatermark, gaussianShading, TorchGenerator, train, unetPreset } from '../../src/index.js';
+import { invertDDIM, makeDenoiser, repaintWalk } from '../../src/pipelines/index.js';
+import { loadSamplingWeights, schedulerConfigOf } from '../../src/run/index.js';
+import { runReverseProcess } from '../../src/samplers/index.js';
 import { blobs, levels, tinyConfig } from '../train/helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-pipeline-'));

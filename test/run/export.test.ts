@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { ExportManifest, FastGenerator, exportRun, loadSafetensors, loadSamplingWeights, makeDenoiser, train, unetPreset } from '../../src/index.js';
+import { ExportManifest, FastGenerator, exportRun, train, unetPreset } from '../../src/index.js';
+import { loadSafetensors } from '../../src/engine/index.js';
+import { loadSamplingWeights } from '../../src/run/index.js';
+import { makeDenoiser } from '../../src/pipelines/index.js';
 import { blobs, tinyConfig } from '../train/helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-export-'));

@@ -1,17 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  DDIMScheduler,
-  DDPMScheduler,
-  DPMSolverMultistepScheduler,
-  EulerAncestralDiscreteScheduler,
-  EulerDiscreteScheduler,
-  HeunDiscreteScheduler,
-  SCHEDULER_NAMES,
-  TorchGenerator,
-  makeScheduler,
-} from '../../src/index.js';
-import type { Scheduler } from '../../src/index.js';
+import { DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, SCHEDULER_NAMES, TorchGenerator, makeScheduler } from '../../src/index.js';
+import { type Scheduler } from '../../src/index.js';
 
 /** float64 alphaBar of diffusers' linear schedule (betas from linspace(1e-4, 0.02, 1000)). */
 const alphaBar = (t: number) => {

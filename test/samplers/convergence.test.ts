@@ -7,18 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  DDIMScheduler,
-  DPMSolverMultistepScheduler,
-  EulerAncestralDiscreteScheduler,
-  EulerDiscreteScheduler,
-  FastGenerator,
-  TorchGenerator,
-  runReverseProcess,
-  HeunDiscreteScheduler,
-  PNDMScheduler,
-  Scheduler,
-} from '../../src/index.js';
+import { DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, FastGenerator, TorchGenerator, HeunDiscreteScheduler, PNDMScheduler, Scheduler } from '../../src/index.js';
+import { runReverseProcess } from '../../src/samplers/index.js';
 
 const D = 16;
 const mu = Float64Array.from({ length: D }, (_, i) => Math.sin(i) * 0.8);

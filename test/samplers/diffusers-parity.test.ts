@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { DDIMScheduler, DDPMScheduler, TorchGenerator } from '../../src/index.js';
-import type { DDIMSchedulerConfig, DDPMSchedulerConfig, TimestepSpacing } from '../../src/index.js';
+import { type TimestepSpacing } from '../../src/index.js';
+import { type DDIMSchedulerConfig, type DDPMSchedulerConfig } from '../../src/samplers/index.js';
 
 /** Reference outputs of diffusers' scheduler arithmetic in PyTorch (see make_scheduler_fixtures.py). */
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/schedulers.json', import.meta.url), 'utf8')) as {

@@ -6,16 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  DDIMScheduler,
-  DPMSolverMultistepScheduler,
-  EulerAncestralDiscreteScheduler,
-  EulerDiscreteScheduler,
-  PNDMScheduler,
-  parsePythonJson,
-  readSchedulerConfig,
-  schedulerFromConfig,
-} from '../../src/index.js';
+import { DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, PNDMScheduler, readSchedulerConfig, schedulerFromConfig } from '../../src/index.js';
+import { parsePythonJson } from '../../src/samplers/index.js';
 
 const SD15 = {
   _class_name: 'PNDMScheduler',

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PNDMScheduler } from '../../src/index.js';
-import type { PNDMSchedulerConfig } from '../../src/index.js';
+import { type PNDMSchedulerConfig } from '../../src/samplers/index.js';
 
 const f = Math.fround;
 

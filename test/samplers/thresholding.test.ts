@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DPMSolverMultistepScheduler, FastGenerator, dynamicThreshold } from '../../src/index.js';
+import { DPMSolverMultistepScheduler, FastGenerator } from '../../src/index.js';
+import { dynamicThreshold } from '../../src/samplers/index.js';
 
 /** torch.quantile's linear interpolation, in float64, written out directly. */
 function quantile(values: number[], q: number): number {

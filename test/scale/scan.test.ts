@@ -13,7 +13,7 @@ import { before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { Redis } from 'ioredis';
 import { Inspector, generateKey, readKey } from '../../src/index.js';
-import type { InspectReport } from '../../src/index.js';
+import { type InspectReport } from '../../src/index.js';
 import { ScanClient, ScanStatus } from '../../src/scale/scans.js';
 import { ScanWorker } from '../../src/scale/scan-worker.js';
 import { keyFingerprint, queueName, requirementsOf } from '../../src/scale/scan-settings.js';
@@ -374,7 +374,7 @@ describe('diffuse scan and worker on the command line', () => {
     await noSigner.close();
     assert.ok(lines.some((l) => l.includes(`generation`) || l.includes(`scan ${gid}`)), lines.join('\n'));
     assert.ok(lines.some((l) => l.includes(`not taking the jobs of scan ${gid}: it needs the signing certificate with fingerprint`)), lines.join('\n'));
-    const { loadSigningCredentials } = await import('../../src/index.js');
+    const { loadSigningCredentials } = await import('../../src/provenance/index.js');
     const w = await ScanWorker.start({ redis: server.redis.url, run, key: readKey(key), signing: await loadSigningCredentials({ dir: c2pa }), concurrency: 1 });
     try {
       r = await cli('scan', 'status', gid, '--redis', server.redis.url, '--follow');

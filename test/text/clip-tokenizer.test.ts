@@ -8,7 +8,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { HuggingFaceTokenizer, clipSpecialTokens, clipTokenizerJson, parseMerges } from '../../src/index.js';
+import { HuggingFaceTokenizer, clipSpecialTokens, clipTokenizerJson, parseMerges } from '../../src/text/index.js';
 
 const dir = path.join(import.meta.dirname, '..', 'fixtures', 'clip-tokenizer');
 const folder = path.join(dir, 'tokenizer');

@@ -3,11 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import * as E from '../../src/index.js';
+import * as E from '../../src/engine/index.js';
+import * as T from '../../src/text/index.js';
+import * as nn from '../../src/nn/index.js';
 import { P64, refAttention, refEncoder, refLayerNorm } from './reference-text.js';
 import { maxDiff } from '../numeric.js';
 
-const CFG: E.TransformerEncoderConfig = { kind: 'transformer', maxLength: 6, vocabSize: 11, width: 8, layers: 2, heads: 2 };
+const CFG: T.TransformerEncoderConfig = { kind: 'transformer', maxLength: 6, vocabSize: 11, width: 8, layers: 2, heads: 2 };
 const IDS = [
   [1, 5, 7, 2, 0, 0],
   [1, 9, 2, 0, 0, 0],
@@ -15,9 +17,9 @@ const IDS = [
 const idsData = BigInt64Array.from(IDS.flat(), BigInt);
 
 /** A store with the encoder's parameters, norms given non-trivial scales. */
-function encoderStore(cfg: E.TransformerEncoderConfig, seed = 5): E.ParamStore {
+function encoderStore(cfg: T.TransformerEncoderConfig, seed = 5): E.ParamStore {
   const store = new E.ParamStore(seed);
-  E.transformerTextEncoder(new E.ParamScope(store), cfg, E.input('ids', [1, cfg.maxLength], 'int64'));
+  T.transformerTextEncoder(new E.ParamScope(store), cfg, E.input('ids', [1, cfg.maxLength], 'int64'));
   const rng = new E.Rng(seed + 1);
   for (const [name, p] of store.params) {
     if (name.includes('norm')) p.data = p.data.map(() => rng.normal() * 0.3 + (name.endsWith('weight') ? 1 : 0));
@@ -27,9 +29,9 @@ function encoderStore(cfg: E.TransformerEncoderConfig, seed = 5): E.ParamStore {
 }
 const to64 = (store: E.ParamStore): P64 => new Map([...store.params].map(([k, v]) => [k, Float64Array.from(v.data)]));
 
-async function runEncoder(cfg: E.TransformerEncoderConfig, store: E.ParamStore) {
+async function runEncoder(cfg: T.TransformerEncoderConfig, store: E.ParamStore) {
   const program = new E.Program((ins) => {
-    const s = E.transformerTextEncoder(new E.ParamScope(store), cfg, ins.ids);
+    const s = T.transformerTextEncoder(new E.ParamScope(store), cfg, ins.ids);
     return { states: s.states, pooled: s.pooled, mask: s.mask };
   }, { weights: store.values() });
   const out = await program.run({ ids: { data: idsData, shape: [2, cfg.maxLength] } });
@@ -70,8 +72,8 @@ describe('transformer text encoder against a float64 reference', () => {
 
   it('rejects ids of the wrong length and impossible configs', () => {
     const store = new E.ParamStore(0);
-    assert.throws(() => E.transformerTextEncoder(new E.ParamScope(store), CFG, E.input('ids', [1, 4], 'int64')), /4 tokens per prompt, the encoder takes 6/);
-    assert.throws(() => E.validateEncoderConfig({ ...CFG, heads: 3 }), /heads 3 does not divide width 8/);
+    assert.throws(() => T.transformerTextEncoder(new E.ParamScope(store), CFG, E.input('ids', [1, 4], 'int64')), /4 tokens per prompt, the encoder takes 6/);
+    assert.throws(() => T.validateEncoderConfig({ ...CFG, heads: 3 }), /heads 3 does not divide width 8/);
   });
 });
 
@@ -80,7 +82,7 @@ describe('cross-attention block against a float64 reference', () => {
     const [n, c, h, w, L, D] = [2, 8, 3, 3, 6, 5];
     const store = new E.ParamStore(7);
     const build = (ins: Record<string, E.Tensor>) =>
-      E.nn.crossAttentionBlock(new E.ParamScope(store), ins.x, { states: ins.states, mask: ins.mask, pooled: ins.pooled }, 2, 4);
+      nn.crossAttentionBlock(new E.ParamScope(store), ins.x, { states: ins.states, mask: ins.mask, pooled: ins.pooled }, 2, 4);
     build({ x: E.input('x', [n, c, h, w]), states: E.input('states', [n, L, D]), mask: E.input('mask', [n, L]), pooled: E.input('pooled', [n, D]) });
     const rng = new E.Rng(9);
     for (const [name, p] of store.params) if (name.startsWith('norm')) p.data = p.data.map(() => rng.normal() * 0.3 + (name.endsWith('weight') ? 1 : 0));
@@ -128,8 +130,8 @@ describe('a frozen ONNX text encoder plugs in with the same contract', () => {
   it('an exported Diffuse encoder, loaded from its file, gives the in-graph encoder\'s states', async () => {
     const store = encoderStore(CFG);
     const file = path.join(dir, 'enc.onnx');
-    await E.exportTextEncoder(CFG, store.values(), file);
-    const enc = await E.OnnxTextEncoder.load({ kind: 'onnx', file, maxLength: CFG.maxLength, pooledOutput: 'pooler_output' });
+    await T.exportTextEncoder(CFG, store.values(), file);
+    const enc = await T.OnnxTextEncoder.load({ kind: 'onnx', file, maxLength: CFG.maxLength, pooledOutput: 'pooler_output' });
     assert.equal(enc.width, CFG.width);
     const got = await enc.encode(idsData, 2);
     const want = await runEncoder(CFG, store);
@@ -137,19 +139,19 @@ describe('a frozen ONNX text encoder plugs in with the same contract', () => {
     assert.ok(maxDiff(got.pooled, want.pooled.data as Float32Array) < 1e-5);
     assert.deepEqual(Array.from(got.mask), Array.from(want.mask.data as Float32Array));
     // Without a pooled output, the pooled vector is the masked mean of the states, computed on the host.
-    const meanOnly = await E.OnnxTextEncoder.load({ kind: 'onnx', file, maxLength: CFG.maxLength });
+    const meanOnly = await T.OnnxTextEncoder.load({ kind: 'onnx', file, maxLength: CFG.maxLength });
     assert.ok(maxDiff((await meanOnly.encode(idsData, 2)).pooled, want.pooled.data as Float32Array) < 1e-5);
     await enc.release();
     await meanOnly.release();
   });
 
   it('names the problem when the file or its outputs are wrong', async () => {
-    await assert.rejects(E.OnnxTextEncoder.load({ kind: 'onnx', file: path.join(dir, 'missing.onnx'), maxLength: 6 }), /missing.onnx: no such ONNX text encoder file/);
+    await assert.rejects(T.OnnxTextEncoder.load({ kind: 'onnx', file: path.join(dir, 'missing.onnx'), maxLength: 6 }), /missing.onnx: no such ONNX text encoder file/);
     const junk = path.join(dir, 'junk.onnx');
     writeFileSync(junk, 'not a model');
-    await assert.rejects(E.OnnxTextEncoder.load({ kind: 'onnx', file: junk, maxLength: 6 }), /junk.onnx: ONNX Runtime cannot load it/);
+    await assert.rejects(T.OnnxTextEncoder.load({ kind: 'onnx', file: junk, maxLength: 6 }), /junk.onnx: ONNX Runtime cannot load it/);
     const file = path.join(dir, 'enc2.onnx');
-    await E.exportTextEncoder(CFG, encoderStore(CFG).values(), file);
-    await assert.rejects(E.OnnxTextEncoder.load({ kind: 'onnx', file, maxLength: 6, statesOutput: 'hidden' }), /has no output 'hidden' \(outputs: last_hidden_state, pooler_output\)/);
+    await T.exportTextEncoder(CFG, encoderStore(CFG).values(), file);
+    await assert.rejects(T.OnnxTextEncoder.load({ kind: 'onnx', file, maxLength: 6, statesOutput: 'hidden' }), /has no output 'hidden' \(outputs: last_hidden_state, pooler_output\)/);
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BOS, BpeTokenizer, EOS, PAD, UNK, splitWords } from '../../src/index.js';
+import { BOS, BpeTokenizer, EOS, PAD, UNK, splitWords } from '../../src/text/index.js';
 
 describe('BPE tokenizer', () => {
   it('splits text into lower-case words of letters and digits', () => {
@@ -87,7 +87,7 @@ describe("the tokenizer in Hugging Face's format", () => {
 
 describe("a pretrained encoder's own tokenizer (HuggingFaceTokenizer)", () => {
   it('encodes as the tokenizer it was saved from: special tokens, padding to maxLength, cut with the end token kept', async () => {
-    const { HuggingFaceTokenizer } = await import('../../src/index.js');
+    const { HuggingFaceTokenizer } = await import('../../src/text/index.js');
     const tok = BpeTokenizer.train(['a red apple', 'a green apple', 'a cat face', 'a red heart']);
     const hf = new HuggingFaceTokenizer(tok.toHuggingFace() as never, {}, undefined, 'tok.json');
     assert.equal(hf.maxLength, tok.maxLength);

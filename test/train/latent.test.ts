@@ -3,37 +3,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import {
-  AUTOENCODER_DEFAULTS,
-  AutoencoderBatchMaker,
-  AutoencoderNetwork,
-  AutoencoderRunConfig,
-  BatchMaker,
-  calibrateDetector,
-  checkCalibration,
-  detectSynthetic,
-  featureCount,
-  syntheticFeatures,
-  DiffusionPipeline,
-  ImageDataset,
-  LatentCache,
-  RunNetwork,
-  SamplingPipeline,
-  encodeDataset,
-  latentCodec,
-  loadSafetensors,
-  loadSamplingWeights,
-  mirrorImages,
-  nn,
-  readRunConfig,
-  reconstructionQuality,
-  runPaths,
-  scalingFactorOf,
-  train,
-  trainAutoencoder,
-  validateAutoencoderRunConfig,
-  weightsHash,
-} from '../../src/index.js';
+import { AutoencoderRunConfig, calibrateDetector, detectSynthetic, DiffusionPipeline, ImageDataset, SamplingPipeline, encodeDataset, readRunConfig, train, trainAutoencoder } from '../../src/index.js';
+import * as nn from '../../src/nn/index.js';
+import { AUTOENCODER_DEFAULTS, AutoencoderNetwork, RunNetwork, latentCodec, loadSamplingWeights, runPaths, validateAutoencoderRunConfig, weightsHash } from '../../src/run/index.js';
+import { AutoencoderBatchMaker, BatchMaker, LatentCache, mirrorImages, reconstructionQuality, scalingFactorOf } from '../../src/train/index.js';
+import { checkCalibration, featureCount, syntheticFeatures } from '../../src/forensics/index.js';
+import { loadSafetensors } from '../../src/engine/index.js';
 import { tinyConfig } from './helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-latent-'));

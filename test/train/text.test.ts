@@ -3,31 +3,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import {
-  BatchMaker,
-  BpeTokenizer,
-  DDIMScheduler,
-  ImageDataset,
-  ParamScope,
-  ParamStore,
-  RunConfig,
-  TorchGenerator,
-  exportTextEncoder,
-  runReverseProcess,
-  input,
-  loadSafetensors,
-  loadSamplingWeights,
-  makeDenoiser,
-  openTextConditioner,
-  readRunConfig,
-  defaultEta,
-  defaultSpacing,
-  NoiseSchedule,
-  schedulerConfigOf,
-  train,
-  transformerTextEncoder,
-  unetPreset,
-} from '../../src/index.js';
+import { DDIMScheduler, ImageDataset, RunConfig, TorchGenerator, readRunConfig, NoiseSchedule, train, unetPreset } from '../../src/index.js';
+import { BatchMaker } from '../../src/train/index.js';
+import { BpeTokenizer, exportTextEncoder, transformerTextEncoder } from '../../src/text/index.js';
+import { ParamScope, ParamStore, input, loadSafetensors } from '../../src/engine/index.js';
+import { runReverseProcess } from '../../src/samplers/index.js';
+import { loadSamplingWeights, openTextConditioner, defaultEta, defaultSpacing, schedulerConfigOf } from '../../src/run/index.js';
+import { makeDenoiser } from '../../src/pipelines/index.js';
 import { LEVELS, levels, tinyConfig } from './helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-text-'));

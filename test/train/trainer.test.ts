@@ -3,7 +3,12 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BatchMaker, DDIMScheduler, FastGenerator, drawTimesteps, learningRate, validateRunConfig, TorchGenerator, runReverseProcess, loadSafetensors, loadSamplingWeights, makeDenoiser, readRunConfig, train, unetPreset } from '../../src/index.js';
+import { DDIMScheduler, FastGenerator, validateRunConfig, TorchGenerator, readRunConfig, train, unetPreset } from '../../src/index.js';
+import { BatchMaker, drawTimesteps } from '../../src/train/index.js';
+import { learningRate, loadSamplingWeights } from '../../src/run/index.js';
+import { runReverseProcess } from '../../src/samplers/index.js';
+import { loadSafetensors } from '../../src/engine/index.js';
+import { makeDenoiser } from '../../src/pipelines/index.js';
 import { LEVELS, blobs, levels, tinyConfig } from './helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-trainer-'));
