@@ -55,7 +55,7 @@ interface EditSetup {
 }
 
 /** Everything a user can get wrong is checked here, before the model loads or a file is written. */
-async function setup(v: FlagValues): Promise<EditSetup> {
+async function setup(v: FlagValues, operation: 'img2img' | 'inpaint'): Promise<EditSetup> {
   const say = (msg: string) => process.stderr.write(`${msg}\n`);
   for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model only (a run's images have its size)`);
   if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
@@ -63,8 +63,9 @@ async function setup(v: FlagValues): Promise<EditSetup> {
   const runDir = String(v.run);
   const config = readRunConfig(runDir);
   const parsed = parseSampling(v);
-  const { scheduler, karras, steps, eta: runEta, seed, device, clipSample, timestepSpacing } = withRunDefaults(parsed, config);
-  const { key, payload, eta } = watermarkFlags(v, { given: parsed.eta, otherwise: runEta }, scheduler, say);
+  const { key, payload } = watermarkFlags(v);
+  // The plan: the run's defaults, eta 0 with a watermark, and the schedulers inpainting runs on.
+  const { scheduler, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(parsed, config, { operation, ...(key ? { start: 'watermark' } : {}) }, say);
   const T = config.schedule.numTrainTimesteps;
   if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
   const count = num(v, 'count', { int: true, min: 1 }) as number;
@@ -155,7 +156,7 @@ export const commandImg2Img: Command = {
       return img2imgLatent(v, strength);
     }
     for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model only (a run's images have its size)`);
-    const s = await setup(v);
+    const s = await setup(v, 'img2img');
     const steps = s.options.steps as number;
     if (Math.floor(steps * strength) < 1 && strength > 0) throw new UsageError(`--strength ${strength} with --steps ${steps} leaves no step to run (strength x steps must be >= 1)`);
     await runEdit(s, `img2img, strength ${strength}`, (pipe, o) => pipe.img2img({ ...o, image: s.image, strength, watermark: s.watermark?.source }), { operation: 'img2img', strength });
@@ -181,12 +182,11 @@ export const commandInpaint: Command = {
     }
     if (v.strength !== undefined) throw new UsageError("--strength applies to --model only (a run's inpainting runs the whole schedule)");
     const jumpLength = num(v, 'jump-length', { int: true, min: 1 }) as number;
-    const s = await setup(v);
+    const s = await setup(v, 'inpaint');
     // A watermark in x_T needs plain replacement: RePaint's jumps add fresh noise that washes it out (docs/WATERMARK.md "Edits").
     const jumpRepeats = (num(v, 'jump-repeats', { int: true, min: 1 }) ?? (s.watermark ? 1 : 5)) as number;
     if (s.watermark && v['jump-repeats'] === undefined) s.say('with --key: no resampling (--jump-repeats 1) and eta 0, so that the watermark reaches the image; the seam may show more');
     if (s.watermark && jumpRepeats > 1) s.say(`warning: --jump-repeats ${jumpRepeats} adds fresh noise at every jump, which washes out the watermark (found in 0 of 100 images with 5); use 1`);
-    if (s.options.scheduler !== 'ddim' && s.options.scheduler !== 'ddpm') throw new UsageError(`inpaint runs RePaint's resampling on ddim or ddpm steps; --scheduler ${String(s.options.scheduler)} is not supported`);
     const [, h, w] = s.image.shape;
     const maskFile = String(v.mask);
     let read;

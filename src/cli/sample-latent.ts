@@ -20,6 +20,7 @@ import { conditionRecord, openCredentials, runName, signFiles } from './credenti
 import type { GenerationRecord, SigningCredentials } from '../provenance/index.js';
 import { WatermarkKey, gaussianShading } from '../forensics/index.js';
 import { watermarkFlags } from './watermark.js';
+import { STOCHASTIC_SCHEDULERS } from '../pipelines/sampling-plan.js';
 import { readLatentsFile } from './invert.js';
 
 /** Flags that only a Diffuse run honours (with the value they have when not given). */
@@ -77,7 +78,8 @@ async function latentArgs(v: FlagValues, o: { watermark?: boolean } = {}): Promi
   if (!named && (v.karras || spacing)) throw new UsageError("--karras and --spacing apply with --scheduler NAME (the folder's scheduler is used as it is configured)");
   for (const file of [out, each && path.join(each, '0000.png')]) if (file) await ensureWritable(file);
   const credentials = await openCredentials(v, (msg) => process.stderr.write(`${msg}\n`));
-  const { key, payload } = o.watermark ? watermarkFlags(v, { otherwise: 0 }, named ?? 'ddim', (msg) => process.stderr.write(`${msg}\n`)) : { key: undefined, payload: 0 };
+  const { key, payload } = o.watermark ? watermarkFlags(v) : { key: undefined, payload: 0 };
+  if (key && named && STOCHASTIC_SCHEDULERS.includes(named)) process.stderr.write(`warning: ${named} adds fresh noise at every step, which washes out the watermark in x_T; use ddim (eta 0), dpm++2m, euler or heun\n`);
   return {
     dir: String(v.model),
     ...(credentials ? { credentials } : {}),

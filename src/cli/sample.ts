@@ -54,7 +54,7 @@ export const commandSample: Command = {
     const runDir = String(v.run);
     const flags = parseSampling(v);
     const config = readRunConfig(runDir);
-    const { scheduler: kind, karras, steps, eta, seed, device, clipSample, timestepSpacing } = withRunDefaults(flags, config);
+    const { key, payload } = watermarkFlags(v);
     const start = v.latents === undefined ? undefined : await readLatentsFile(String(v.latents));
     const count = num(v, 'count', { int: true, min: 1 }) ?? start?.shape[0] ?? 64;
     const perImageSeeds = Boolean(v['per-image-seeds']) || v.redis !== undefined;
@@ -70,12 +70,11 @@ export const commandSample: Command = {
     if (frames && !/\.(png|gif)$/i.test(frames)) throw new UsageError(`--frames must end in .png (a strip) or .gif (an animation), got '${frames}'`);
     if (!/\.png$/i.test(out)) throw new UsageError(`--out must be a .png file, got '${out}'`);
     const T = config.schedule.numTrainTimesteps;
-    if (steps > T) throw new UsageError(`--steps ${steps} exceeds the run's ${T} training timesteps`);
+    if (flags.steps > T) throw new UsageError(`--steps ${flags.steps} exceeds the run's ${T} training timesteps`);
     const generatorKind = oneOf(v, 'generator', ['torch', 'fast'] as const, 'torch');
-    const { key, payload, eta: markEta } = watermarkFlags(v, { given: flags.eta, otherwise: eta }, kind, say);
-    // x_T from an inversion comes back with eta 0: it is the default with --latents, as with --key.
-    const sampleEta = start && flags.eta === undefined ? 0 : markEta;
-    if (start) checkLatents(String(v.latents), start, { key: Boolean(key), count, redis: v.redis !== undefined, scheduler: kind, eta: sampleEta, steps, say });
+    if (start) checkLatents(String(v.latents), start, { key: Boolean(key), count, redis: v.redis !== undefined, steps: flags.steps, say });
+    // The plan: eta 0 by default when x_T is given (--key, --latents), and what each costs.
+    const { scheduler: kind, karras, steps, eta: sampleEta, seed, device, clipSample, timestepSpacing } = withRunDefaults(flags, config, { operation: 'generate', ...(key ? { start: 'watermark' } : start ? { start: 'latents' } : {}) }, say);
     const { condition, cols } = conditionFlags(v, config, count, say);
     if (v.redis !== undefined) {
       if (frames) throw new UsageError('--frames needs the images in one process; with --redis the workers write --images only');
@@ -172,10 +171,9 @@ export const commandSample: Command = {
 };
 
 /** --latents checked against the other flags (the count is the file's unless --count gives the same). */
-export function checkLatents(file: string, start: LatentsFile, o: { key: boolean; count: number; redis: boolean; scheduler: string; eta: number; steps: number; say: (msg: string) => void }): void {
+export function checkLatents(file: string, start: LatentsFile, o: { key: boolean; count: number; redis: boolean; steps: number; say: (msg: string) => void }): void {
   if (o.key) throw new UsageError('--latents and --key both choose x_T: give one');
   if (o.redis) throw new UsageError('--latents applies without --redis');
   if (o.count !== start.shape[0]) throw new UsageError(`--count ${o.count}, but ${file} holds ${start.shape[0]} x_T; leave --count out`);
   if (start.metadata.steps && Number(start.metadata.steps) !== o.steps) o.say(`note: ${file} was inverted with ${start.metadata.steps} steps; with ${o.steps} the image does not come back exactly`);
-  if (o.scheduler !== 'ddim' || o.eta !== 0) o.say(`note: x_T from DDIM inversion comes back to its image with --scheduler ddim --eta 0 and the inversion's steps (${start.metadata.steps ?? '?'}); ${o.scheduler}${o.scheduler === 'ddim' ? ` with eta ${o.eta}` : ''} only approximates it`);
 }

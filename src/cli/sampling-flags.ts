@@ -3,11 +3,11 @@ import { safeText } from '../inspect/format.js';
 import { SCHEDULER_NAMES, SchedulerName } from '../samplers/registry.js';
 import type { TimestepSpacing } from '../samplers/common.js';
 import type { RunConfig } from '../run/config.js';
-import { defaultEta, defaultSpacing } from '../run/sampling-defaults.js';
 import type { GenerateOptions } from '../pipelines/index.js';
+import { SamplingRequest, planSampling } from '../pipelines/sampling-plan.js';
 import { readTokenizer } from '../run/text.js';
 import type { Flag } from './flags.js';
-import { UsageError, num, oneOf } from './flags.js';
+import { UsageError, num, oneOf, withFlags } from './flags.js';
 
 export const SAMPLING_FLAGS: Record<string, Flag> = {
   scheduler: { type: 'string', description: `${SCHEDULER_NAMES.join(', ')} (default ddim; with --model, the folder's scheduler)` },
@@ -47,9 +47,15 @@ export function parseSampling(v: Record<string, unknown>): SamplingArgs {
   };
 }
 
-/** The parsed flags with the run's own defaults where they said auto: eta (`defaultEta`) and timestep spacing (`defaultSpacing`). */
-export function withRunDefaults(args: SamplingArgs, config: RunConfig): SamplingArgs & { eta: number } {
-  return { ...args, eta: args.eta ?? defaultEta(config), timestepSpacing: args.timestepSpacing ?? defaultSpacing(config, args.scheduler) };
+/**
+ * The parsed flags as the plan for this run (planSampling): the run's defaults where they said
+ * auto, what cannot work refused (an OptionError, which the CLI says with flags), and the plan's
+ * warnings passed to `say` with flags.
+ */
+export function withRunDefaults(args: SamplingArgs, config: RunConfig, request: Pick<SamplingRequest, 'operation' | 'start'> = {}, say: (msg: string) => void = () => {}): SamplingArgs & { eta: number } {
+  const plan = planSampling(config, { ...request, scheduler: args.scheduler, karras: args.karras, spacing: args.timestepSpacing, eta: args.eta, clipSample: args.clipSample });
+  for (const w of plan.warnings) say(withFlags(w));
+  return { ...args, scheduler: plan.scheduler, karras: plan.karras, eta: plan.eta, timestepSpacing: plan.spacing };
 }
 
 function parseEta(flag: unknown): number | undefined {

@@ -34,22 +34,14 @@ export const WATERMARK_FLAGS: Record<string, Flag> = {
 };
 
 /**
- * The watermark flags, checked, and the eta to sample with: a watermark needs deterministic
- * steps, so eta is 0 with --key unless the user gave one (then a warning says what it costs).
+ * The watermark flags, checked: the key and the payload. What a watermark asks of the sampler
+ * (eta 0, no stochastic scheduler) is the sampling plan's to say (pipelines/sampling-plan.ts).
  */
-export function watermarkFlags(
-  v: FlagValues,
-  eta: { given?: number; otherwise: number },
-  scheduler: string,
-  say: (msg: string) => void,
-): { key?: WatermarkKey; payload: number; eta: number } {
+export function watermarkFlags(v: FlagValues): { key?: WatermarkKey; payload: number } {
   const key = v.key === undefined ? undefined : readKey(String(v.key));
   const payload = num(v, 'payload', { int: true, min: 0, max: MAX_PAYLOAD }) as number;
   if (!key && v.payload !== '0' && v.payload !== undefined) throw new UsageError('--payload needs --key (the watermark that carries it)');
-  if (!key) return { payload, eta: eta.given ?? eta.otherwise };
-  if ((eta.given ?? 0) > 0) say(`warning: --eta ${eta.given} adds fresh noise at every step, which washes out the watermark in x_T; detection needs eta 0 (the default with --key)`);
-  if (scheduler === 'ddpm' || scheduler === 'euler_a') say(`warning: ${scheduler} adds fresh noise at every step, which washes out the watermark in x_T; use ddim (eta 0), dpm++2m, euler or heun`);
-  return { key, payload, eta: eta.given ?? 0 };
+  return { key, payload };
 }
 
 export const commandKeygen: Command = {

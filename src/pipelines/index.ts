@@ -6,3 +6,4 @@ export * from './denoiser.js';
 export * from './inpaint.js';
 export * from './invert.js';
 export * from './output.js';
+export * from './sampling-plan.js';

@@ -13,11 +13,12 @@ import { SCHEDULER_DEFAULTS, TimestepSpacing, predictX0Eps, schedulerTables } fr
 import type { DDIMScheduler } from '../samplers/ddim.js';
 import type { DDPMScheduler } from '../samplers/ddpm.js';
 import { StepCallback, runReverseProcess } from '../samplers/loop.js';
-import { SCHEDULER_NAMES, SchedulerName, makeScheduler } from '../samplers/registry.js';
+import { SchedulerName, makeScheduler } from '../samplers/registry.js';
 import type { Denoiser, Scheduler } from '../samplers/scheduler.js';
 import type { RunConfig } from '../run/config.js';
 import type { LatentCodec } from '../run/autoencoder.js';
-import { defaultEta, defaultSpacing, defaultThresholding, schedulerConfigOf } from '../run/sampling-defaults.js';
+import { defaultEta, defaultThresholding, schedulerConfigOf } from '../run/sampling-defaults.js';
+import { INPAINT_SCHEDULERS, SamplingRequest, planSampling } from './sampling-plan.js';
 import { ConditionedNetwork, Guidance, guidedDenoiser } from './guidance.js';
 import { invertDDIM } from './invert.js';
 import { RepaintOptions, repaint } from './inpaint.js';
@@ -210,10 +211,10 @@ export class SamplingPipeline {
     }
     if (o.initialNoise && o.watermark) throw new Error('give initialNoise or watermark, not both: the watermark is written into the initial noise');
     // A watermark lives in x_T: deterministic sampling (eta 0) carries it to the image, noise added along the way washes it out.
-    return this.batched(o.watermark ? { ...o, eta: o.eta ?? 0 } : o, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) => {
+    return this.batched(o, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) => {
       const initialNoise = o.watermark ? drawInitialNoise(o.watermark, n, per, generator) : o.initialNoise?.subarray(at * per, (at + n) * per);
       return runReverseProcess({ denoise, scheduler, count: n, shape: this.latentShape, steps, eta, generator, initialNoise, onStep });
-    }, true);
+    }, true, { operation: 'generate', ...(o.watermark ? { start: 'watermark' } : {}) });
   }
 
   /**
@@ -227,8 +228,8 @@ export class SamplingPipeline {
     if (strength === 0) return { data: pixels.slice(), count, shape: this.imageShape };
     const images = await this.encode(pixels, count);
     const per = this.perLatent;
-    // As in generate: a watermark needs deterministic steps (eta 0) to reach the image.
-    return this.batched({ ...o, count, ...(o.watermark ? { eta: o.eta ?? 0 } : {}) }, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) => {
+    // As in generate: a watermark needs deterministic steps (eta 0, the plan's default) to reach the image.
+    return this.batched({ ...o, count }, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) => {
       scheduler.setTimesteps(steps);
       // diffusers' get_timesteps: run the last int(steps * strength) steps.
       const kept = Math.min(Math.floor(steps * strength), steps);
@@ -239,7 +240,7 @@ export class SamplingPipeline {
       const noise = o.watermark ? drawInitialNoise(o.watermark, n, per, generator) : generator.randn(n * per);
       const start = scheduler.addNoise(images.subarray(at * per, (at + n) * per), noise, new Array<number>(n).fill(t));
       return runReverseProcess({ denoise, scheduler, count: n, shape: this.latentShape, steps, eta, generator, start: { sample: start, beginIndex }, onStep });
-    }, true);
+    }, true, { operation: 'img2img', ...(o.watermark ? { start: 'watermark' } : {}) });
   }
 
   /**
@@ -255,11 +256,10 @@ export class SamplingPipeline {
     const pixelMask = this.mask(o.mask, count);
     const images = await this.encode(pixels, count);
     const mask = this.codec ? this.latentMask(pixelMask, count) : pixelMask;
-    const kind = o.scheduler ?? 'ddim';
-    if (kind !== 'ddim' && kind !== 'ddpm') throw new Error(`inpaint runs RePaint's resampling on ddim or ddpm steps, not ${typeof kind === 'string' ? kind : 'a custom scheduler'}`);
+    if (o.scheduler !== undefined && typeof o.scheduler !== 'string') throw new OptionError(`inpainting runs RePaint's resampling on ${INPAINT_SCHEDULERS.join(' or ')} steps, not a custom \`scheduler\``);
     const per = this.perLatent;
-    // RePaint adds the DDPM posterior's noise at each step (eta 1) so that each resampling round can change the content.
-    return this.batched({ ...o, count, eta: o.eta ?? (o.watermark ? 0 : 1) }, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) =>
+    // RePaint adds the DDPM posterior's noise at each step (eta 1, the plan's default) so that each resampling round can change the content.
+    return this.batched({ ...o, count }, count, async ({ scheduler, denoise, steps, eta, generator, at, n, onStep }) =>
       repaint({
         initialNoise: o.watermark ? drawInitialNoise(o.watermark, n, per, generator) : undefined,
         scheduler: scheduler as DDIMScheduler | DDPMScheduler,
@@ -275,6 +275,7 @@ export class SamplingPipeline {
         onStep,
       }),
       true,
+      { operation: 'inpaint', ...(o.watermark ? { start: 'watermark' } : {}) },
     );
   }
 
@@ -313,6 +314,7 @@ export class SamplingPipeline {
     return this.batched({ ...o, count, guidance: o.guidance ?? 1, scheduler: 'ddim', eta: 0, clipSample: false }, count, async ({ scheduler, denoise, steps, at, n, onStep }) =>
       invertDDIM({ scheduler: scheduler as DDIMScheduler, denoise, image: images.subarray(at * per, (at + n) * per), count: n, steps, refine: o.refine, onStep }),
       false,
+      { operation: 'invert' },
     );
   }
 
@@ -441,23 +443,25 @@ export class SamplingPipeline {
       onStep: StepCallback;
     }) => Promise<Float32Array>,
     decode: boolean,
+    /** What is sampled, for the plan's defaults and checks (planSampling). */
+    request: Pick<SamplingRequest, 'operation' | 'start'> = {},
   ): Promise<ImageBatch> {
     const steps = positiveInt(o.steps ?? 50, 'steps');
     const T = this.config.schedule.numTrainTimesteps;
     if (steps > T) throw new Error(`${steps} steps exceed the run's ${T} training timesteps`);
-    const eta = o.eta ?? defaultEta(this.config);
-    if (!(eta >= 0)) throw new Error(`eta must be a number >= 0, got ${o.eta}`);
+    // A scheduler object is the caller's own; a name goes through the plan (defaults and checks).
+    const custom = o.scheduler !== undefined && typeof o.scheduler !== 'string' ? o.scheduler : undefined;
+    const plan = custom ? undefined : planSampling(this.config, { ...request, scheduler: o.scheduler as string | undefined, karras: o.karras, spacing: o.spacing, eta: o.eta, clipSample: o.clipSample });
+    const eta = plan?.eta ?? o.eta ?? defaultEta(this.config);
+    if (!(eta >= 0)) throw new OptionError(`\`eta\` must be a number >= 0, got ${o.eta}`);
     const batchSize = positiveInt(o.batchSize ?? 250, 'batchSize');
     const guidance = this.guidanceFor(o, count);
     if (o.seeds && (o.generator || o.seed !== undefined)) throw new Error('give seeds (one per image) or a seed or generator, not both');
     if (o.seeds && o.seeds.length !== count) throw new Error(`seeds: ${o.seeds.length} given for ${count} images; give one per image`);
     const shared = o.seeds ? undefined : (o.generator ?? createGenerator(o.generatorKind ?? 'torch', o.seed ?? 0));
     const makeSched = (): Scheduler => {
-      const kind = o.scheduler ?? 'ddim';
-      if (typeof kind !== 'string') return kind;
-      if (!SCHEDULER_NAMES.includes(kind)) throw new Error(`unknown scheduler '${String(kind)}' (known: ${SCHEDULER_NAMES.join(', ')})`);
-      const spacing = o.spacing ?? defaultSpacing(this.config, kind);
-      return makeScheduler(kind, schedulerConfigOf(this.config, { clipSample: o.clipSample, timestepSpacing: spacing }), { karras: o.karras, thresholding: o.thresholding ?? defaultThresholding(this.config) });
+      if (custom || !plan) return custom as Scheduler;
+      return makeScheduler(plan.scheduler, schedulerConfigOf(this.config, { clipSample: o.clipSample, timestepSpacing: plan.spacing }), { karras: plan.karras, thresholding: o.thresholding ?? defaultThresholding(this.config) });
     };
     const codec = decode ? this.codec : undefined;
     const shape = codec ? codec.imageShape : this.latentShape;

@@ -92,7 +92,7 @@ describe('DiffusionPipeline.generate', () => {
     await assert.rejects(cond.generate({ count: 3, classLabel: [1, 2] }), /2 class labels for 3 images/);
     await assert.rejects(cond.generate({ prompt: 'x' }), /class-conditional: give a class label, not a prompt/);
     await assert.rejects(pipe.generate({ steps: 101 }), /101 steps exceed the run's 100 training timesteps/);
-    await assert.rejects(pipe.generate({ scheduler: 'plms' as never }), /unknown scheduler 'plms'/);
+    await assert.rejects(pipe.generate({ scheduler: 'plms' as never }), /unknown `scheduler` 'plms'/);
     await assert.rejects(pipe.generate({ count: 2, initialNoise: new Float32Array(64) }), /initialNoise has 64 values; 2 images of \[1, 8, 8\] need 128/);
     await pipe.release();
     await cond.release();
@@ -189,7 +189,7 @@ describe('inpainting (RePaint)', () => {
     assert.ok(meanAbs(kept.data, image) < 1e-6, 'an empty mask keeps the image');
     await assert.rejects(pipe.inpaint({ image, mask: new Float32Array(50) }), /the mask has 50 values; the image is 8x8/);
     await assert.rejects(pipe.inpaint({ image, mask: { data: new Float32Array(16), count: 1, shape: [1, 4, 4] } }), /the mask is 4x4 but the image is 8x8/);
-    await assert.rejects(pipe.inpaint({ image, mask, scheduler: 'euler' }), /inpaint runs RePaint's resampling on ddim or ddpm steps/);
+    await assert.rejects(pipe.inpaint({ image, mask, scheduler: 'euler' }), /inpainting runs RePaint's resampling on ddim or ddpm steps; `scheduler` euler is not supported/);
     await pipe.release();
   });
 });

@@ -5,7 +5,7 @@
  */
 import { SamplingPipeline } from '../../pipelines/sampling-pipeline.js';
 import type { ImageBatch, SamplingOptions, StepInfo } from '../../pipelines/sampling-pipeline.js';
-import { defaultEta } from '../../run/sampling-defaults.js';
+import { INPAINT_SCHEDULERS, planSampling } from '../../pipelines/sampling-plan.js';
 import { SCHEDULER_NAMES, SchedulerName } from '../../samplers/registry.js';
 import { BpeTokenizer } from '../../text/tokenizer.js';
 import type { StudioInfo } from '../info.js';
@@ -48,10 +48,9 @@ export async function setupGenerate(info: StudioInfo): Promise<void> {
   const mode = $<HTMLSelectElement>('mode');
   const schedulerPick = $<HTMLSelectElement>('scheduler');
   const eta = $<HTMLInputElement>('eta');
-  const etaDefault = defaultEta(info.config);
   for (const s of SCHEDULER_NAMES) schedulerPick.append(new Option(s, s));
   schedulerPick.value = 'ddim';
-  eta.value = String(etaDefault);
+  eta.value = String(planSampling(info.config).eta);
 
   // ---- conditioning: a class, or a prompt and a negative prompt; classifier-free guidance ----
   $('cond-class-row').hidden = info.conditioning !== 'class';
@@ -148,10 +147,10 @@ export async function setupGenerate(info: StudioInfo): Promise<void> {
     $('edit').hidden = m === 'generate';
     $('strength-row').hidden = m !== 'img2img';
     $('mask-row').hidden = m !== 'inpaint';
-    // RePaint steps with DDIM or DDPM and adds the posterior's noise (eta 1), as diffuse inpaint does.
-    for (const o of Array.from(schedulerPick.options)) o.disabled = m === 'inpaint' && o.value !== 'ddim' && o.value !== 'ddpm';
+    // The plan's rules (as diffuse inpaint's): RePaint steps with DDIM or DDPM and adds the posterior's noise (eta 1).
+    for (const o of Array.from(schedulerPick.options)) o.disabled = m === 'inpaint' && !INPAINT_SCHEDULERS.includes(o.value as SchedulerName);
     if (m === 'inpaint' && schedulerPick.selectedOptions[0]?.disabled) schedulerPick.value = 'ddim';
-    eta.value = String(m === 'inpaint' ? 1 : etaDefault);
+    eta.value = String(planSampling(info.config, { operation: m, scheduler: schedulerPick.value }).eta);
     redraw();
   };
   mode.addEventListener('input', showMode);
