@@ -68,7 +68,7 @@ export const commandInspect: Command = {
     const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;
     const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
     const geometric = Boolean(v.geometric);
-    if (config?.latent && (geometric || maxRotation > 0)) throw new UsageError(`${runDir} is a latent run: --max-rotation and --geometric work with pixel-space runs only (the watermark is checked on the image as it is)`);
+    if (config?.latent && maxRotation > 0) throw new UsageError(`${runDir} is a latent run: it is searched for turns with --geometric (any angle; about 120 inversions per image), not --max-rotation`);
     if (geometric && maxRotation > 0) throw new UsageError('choose --geometric or --max-rotation: the geometric search already covers every turn');
     const threads = num(v, 'threads', { int: true, min: 1, max: 256 });
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');

@@ -140,7 +140,7 @@ export const commandScan: Command = {
     const key = v.key === undefined ? undefined : readKey(String(v.key));
     const config = runDir === undefined ? undefined : readRunConfig(runDir);
     const maxRotation = num(v, 'max-rotation', { int: true, min: 0, max: 45 }) as number;
-    if (config?.latent && (v.geometric || maxRotation > 0)) throw new UsageError(`${runDir} is a latent run: --max-rotation and --geometric work with pixel-space runs only`);
+    if (config?.latent && maxRotation > 0) throw new UsageError(`${runDir} is a latent run: it is searched for turns with --geometric (any angle; about 120 inversions per image), not --max-rotation`);
     if (v.geometric && maxRotation > 0) throw new UsageError('choose --geometric or --max-rotation: the geometric search already covers every turn');
     const trust = readTrustSettings(list(v, 'trust'), list(v, 'trust-allowed'), v['trust-config'] === undefined ? undefined : String(v['trust-config']));
     const settings: ScanSettings = {

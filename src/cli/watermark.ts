@@ -104,7 +104,7 @@ export const commandWatermark: Command = {
     steps: { type: 'string', description: 'DDIM inversion steps (fewer: faster, less accurate)', default: '50' },
     fpr: { type: 'string', description: 'false-positive rate of the decision', default: '0.01' },
     'max-rotation': { type: 'string', description: 'also look for the mark with the image turned back by up to this many degrees (0-45; for photos or scans turned a little; the p-value pays for the search)', default: '0' },
-    geometric: { type: 'boolean', description: 'also look for the mark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; the p-value pays for the search)' },
+    geometric: { type: 'boolean', description: 'also look for the mark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; the p-value pays for the search); on a latent run, turns only, at about 120 inversions per image' },
     threads: { type: 'string', description: "threads of --geometric's search (default: one per core)" },
     prompt: { type: 'string', description: 'text-conditional runs and --model: the prompt to invert with (the empty prompt works without knowing the one used)', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (the result is then less reliable)" },
@@ -130,7 +130,7 @@ export const commandWatermark: Command = {
     const threads = num(v, 'threads', { int: true, min: 1, max: 256 });
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const [channels, size] = runImageShape(String(v.run), config);
-    if (config.latent && (geometric || maxRotation > 0)) throw new UsageError('--geometric and --max-rotation search pixel-space runs; a latent run is checked unmoved only');
+    if (config.latent && maxRotation > 0) throw new UsageError('a latent run is searched for turns with --geometric (any angle; about 120 inversions per image), not --max-rotation');
     const pipe = await DiffusionPipeline.fromRun(String(v.run), { device });
     const bar = new ProgressLine();
     let failed = 0;
@@ -202,7 +202,7 @@ function detectionLine(file: string, d: WatermarkDetection, extra: Record<string
  */
 async function detectWithModel(v: FlagValues, files: string[], key: WatermarkKey): Promise<void> {
   for (const flag of ['max-rotation', 'geometric', 'threads', 'resize'] as const) {
-    if (v[flag] !== undefined && v[flag] !== '0' && v[flag] !== false) throw new UsageError(`--${flag} applies to --run (a Stable Diffusion image is checked as it is, at its own size; --width and --height resize it)`);
+    if (v[flag] !== undefined && v[flag] !== '0' && v[flag] !== false) throw new UsageError(`--${flag} applies to --run (a Stable Diffusion image is checked as it is, at its own size; --width and --height resize it; the library's detectWatermark searches turns with geometric, at about 120 inversions of the folder's U-Net per image)`);
   }
   const steps = num(v, 'steps', { int: true, min: 1 }) as number;
   const fpr = num(v, 'fpr', { min: 1e-12, max: 0.5 }) as number;

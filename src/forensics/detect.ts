@@ -10,6 +10,8 @@ import type { WatermarkKey } from './key.js';
 import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap } from './geometry-search.js';
 import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
 import { SearchThreads, checkThreadCount, detectInMovedNoises } from './geometry-threads.js';
+import { detectTurned } from './turn-search.js';
+import { OptionError } from '../engine/errors.js';
 
 export interface WatermarkDetection extends RotatedNoiseDetection {
   /** The map from x_T to the image's inverted noise at which the key was found (turn, scale, shift); the identity without a search. */
@@ -37,6 +39,9 @@ export interface DetectOptions {
    * enlarged back to size (default off; see geometry-search.ts). Costs most of a second of one core
    * per unmarked 32 x 32 colour image on top of the inversion (a mark found unmoved skips it); a
    * batch's searches share the cores (`threads`). The p-value pays for the search. Not with maxRotation.
+   * On a latent model (a latent run, a Stable Diffusion folder): turns only, each tried by turning
+   * the image back and inverting it again (turn-search.ts): about 120 inversions per image not
+   * found unturned.
    */
   geometric?: boolean | GeometrySearchOptions;
   /**
@@ -64,14 +69,29 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
   if (!(Number.isInteger(maxRotation) && maxRotation >= 0 && maxRotation <= 45)) throw new Error(`the rotation search takes whole degrees in 0..45, got ${o.maxRotation}`);
   if (typeof o.threads === 'number') checkThreadCount(o.threads);
   if (o.geometric && maxRotation > 0) throw new Error('choose one search: the geometric search already covers every turn (leave maxRotation at 0)');
-  // The searches move the inverted noise as the image was moved, pixel for pixel; a latent grid is
-  // not the image's (searching it was tried: a turn of 75 degrees still went unfound, AUC 0.57).
+  // The pixel-space searches move the inverted noise as the image was moved, pixel for pixel; a
+  // latent grid is not the image's, so a latent model's search turns the image itself (turn-search.ts).
   const latent = pipe instanceof StableDiffusionPipeline || pipe.codec !== undefined;
-  if (latent && (o.geometric || maxRotation > 0)) throw new Error('the rotation and geometric searches work on pixel-space runs; a latent model is checked unmoved only');
-  const invert = { image: images, steps: o.steps ?? 50, refine: o.refine, ...(o.prompt !== undefined ? { prompt: o.prompt } : {}), onStep: (s: { index: number; total: number }) => o.onStep?.(s.index, s.total) };
-  const noise = pipe instanceof StableDiffusionPipeline ? (await pipe.invert(invert)).latents : (await pipe.invert(invert)).data;
-  const per = noise.length / images.count;
-  const noises = Array.from({ length: images.count }, (_, k) => noise.subarray(k * per, (k + 1) * per));
+  if (latent && maxRotation > 0) throw new OptionError('a latent model is searched for turns by `geometric` (any angle), not `maxRotation`');
+  const invert = { steps: o.steps ?? 50, refine: o.refine, ...(o.prompt !== undefined ? { prompt: o.prompt } : {}), onStep: (s: { index: number; total: number }) => o.onStep?.(s.index, s.total) };
+  const inverted = async (batch: ImageBatch): Promise<Float32Array[]> => {
+    // A Stable Diffusion folder inverts its batch at once: a few images at a time keep memory in bounds.
+    const chunk = pipe instanceof StableDiffusionPipeline ? 4 : batch.count;
+    const per = batch.data.length / batch.count;
+    const out: Float32Array[] = [];
+    for (let at = 0; at < batch.count; at += chunk) {
+      const n = Math.min(chunk, batch.count - at);
+      const image = { data: batch.data.subarray(at * per, (at + n) * per), count: n, shape: batch.shape };
+      const noise = pipe instanceof StableDiffusionPipeline ? (await pipe.invert({ ...invert, image })).latents : (await pipe.invert({ ...invert, image })).data;
+      for (let k = 0; k < n; k++) out.push(noise.subarray((k * noise.length) / n, ((k + 1) * noise.length) / n));
+    }
+    return out;
+  };
+  if (latent && o.geometric) {
+    const found = await detectTurned(images, key, inverted);
+    return found.map((d) => ({ ...d, map: { ...IDENTITY_MAP, degrees: d.rotation }, detected: d.pValue < fpr, fpr }));
+  }
+  const noises = await inverted(images);
   if (o.geometric) {
     const found = await detectInMovedNoises(key, noises, images.shape, o.geometric === true ? {} : o.geometric, o.threads);
     return found.map((g) => ({ ...g, rotation: g.map.degrees, detected: g.pValue < fpr, fpr }));

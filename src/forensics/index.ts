@@ -2,6 +2,7 @@
 export * from './key.js';
 export * from './gaussian-shading.js';
 export * from './rotation-search.js';
+export * from './turn-search.js';
 export * from './geometry-search.js';
 export { SearchThreads, detectInMovedNoises } from './geometry-threads.js';
 export * from './detect.js';

@@ -75,7 +75,7 @@ export class Inspector {
    */
   private readonly pixelThreads?: ThreadPool<PixelRequest, PixelSignals>;
 
-  /** A Stable Diffusion folder's pipeline (openStableDiffusion), whose watermark is checked. */
+  /** A Stable Diffusion folder's pipeline (openStableDiffusion), whose watermark and autoencoder detector are checked. */
   private folder?: StableDiffusionPipeline;
 
   private constructor(
@@ -87,7 +87,8 @@ export class Inspector {
     readonly calibrationMissing?: string,
   ) {
     const threads = o.threads ?? availableParallelism();
-    if (pipe && o.key && o.geometric && threads > 1) this.searchThreads = new SearchThreads(threads);
+    // A latent run's search inverts turned images (turn-search.ts): the model already uses every core.
+    if (pipe && !pipe.codec && o.key && o.geometric && threads > 1) this.searchThreads = new SearchThreads(threads);
     if (!pipe && !o.metadataOnly && threads > 1) {
       checkThreadCount(threads, 'inspect');
       this.pixelThreads = new ThreadPool(workerModule(import.meta.url, 'pixel-worker'), 'pixel check', threads);
@@ -112,10 +113,10 @@ export class Inspector {
   static async open(runDir: string | undefined, o: InspectorOptions = {}): Promise<Inspector> {
     if (runDir === undefined) return new Inspector(undefined, o);
     const pipe = await DiffusionPipeline.fromRun(runDir, { device: o.device ?? 'cpu' });
-    // The searches move the inverted noise as the image moved, pixel for pixel; a latent grid is not the image's.
-    if (pipe.codec && (o.geometric || (o.maxRotation ?? 0) > 0)) {
+    // A latent run searches turns by turning the image itself (turn-search.ts); the small turns of maxRotation move the inverted noise, which a latent grid does not follow.
+    if (pipe.codec && (o.maxRotation ?? 0) > 0) {
       await pipe.release();
-      throw new Error(`${runDir} is a latent run: its watermark is checked on the image as it is; the rotation and geometric searches work with pixel-space runs only`);
+      throw new Error(`${runDir} is a latent run: it is searched for turns with geometric (any angle), not maxRotation`);
     }
     const calFile = path.join(runDir, DETECTOR_FILE);
     if (!existsSync(calFile)) return new Inspector(pipe, o, undefined, `no detector calibration (${calFile}); make one with diffuse detector calibrate --run ${runDir}`);
@@ -127,9 +128,10 @@ export class Inspector {
   }
 
   /**
-   * An inspector with a Stable Diffusion folder of ONNX components: the file-level signals and,
-   * with a key, the watermark `diffuse sample --model --key` writes. One image at a time (the
-   * folder's networks already use every core).
+   * An inspector with a Stable Diffusion folder of ONNX components: the file-level signals, the
+   * autoencoder detector when the folder holds its calibration (detector.json, from `diffuse
+   * detector calibrate --model`) and, with a key, the watermark `diffuse sample --model --key`
+   * writes. One image at a time (the folder's networks already use every core).
    */
   static async openStableDiffusion(dir: string, o: InspectorOptions = {}): Promise<Inspector> {
     if (o.geometric || (o.maxRotation ?? 0) > 0) throw new Error(`${dir}: a Stable Diffusion image's watermark is checked as it is; the rotation and geometric searches work with pixel-space runs only`);

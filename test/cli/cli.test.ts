@@ -148,7 +148,7 @@ describe('CLI end to end on a tiny folder data set', () => {
       [['train', '--vae', vae, '--data', path.join(root, 'ok'), '--run', latent, '--steps', '5'], /already holds a run/],
       [['train', '--vae', latent, '--data', path.join(root, 'ok'), '--run', path.join(root, 'latent-2'), '--steps', '5'], /not an autoencoder config .*this is a U-Net run/],
       [['train', '--vae', path.join(root, 'nowhere'), '--data', path.join(root, 'ok'), '--run', path.join(root, 'latent-3'), '--steps', '5'], /not an autoencoder folder \(no config\.json\)/],
-      [['inspect', colour, '--run', latent, '--geometric'], /is a latent run: --max-rotation and --geometric work with pixel-space runs only/],
+      [['inspect', colour, '--run', latent, '--max-rotation', '5'], /is a latent run: it is searched for turns with --geometric \(any angle; about 120 inversions per image\), not --max-rotation/],
     ] as [string[], RegExp][]) {
       r = await cli(...args);
       assert.equal(r.code, 1, args.join(' '));

@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { StableDiffusionPipeline, TorchGenerator, WatermarkKey, detectWatermark, gaussianShading } from '../../src/index.js';
-import { quantize8 } from '../../src/forensics/index.js';
+import { ImageBatch, StableDiffusionPipeline, TorchGenerator, WatermarkKey, detectWatermark, gaussianShading } from '../../src/index.js';
+import { imageBytes, imageFromBytes, quantize8, turnAngles } from '../../src/forensics/index.js';
 import { cli } from '../cli/helpers.js';
 import { tinyModel } from './helpers.js';
 
@@ -56,7 +56,35 @@ describe('the watermark with a Stable Diffusion folder', () => {
     // Another key does not find it either.
     const other = { ...key, secret: Buffer.alloc(32, 8).toString('base64') };
     for (const d of await detectWatermark(marked, pipe, other, { steps: 20 })) assert.ok(!d.detected, `other key: p = ${d.pValue}`);
-    await assert.rejects(detectWatermark(marked, pipe, key, { geometric: true }), /latent model is checked unmoved only/);
+  });
+
+  it('finds the mark in an image turned by any angle through the turn search, paying for the angles it tries', async () => {
+    const o = { prompt: ['a cat', 'a dog'], guidance: 7.5, steps: 20, seed: 3 };
+    const marked = quantize8(await pipe.generate({ ...o, watermark: gaussianShading(key, 99) }));
+    const clean = quantize8(await pipe.generate({ ...o, seed: 4 }));
+    // Turned clockwise by 90 degrees: a lossless turn, which the search's turn back by 90 undoes exactly.
+    const turn = async (b: ImageBatch) => {
+      const out = new Float32Array(b.data.length);
+      const per = b.data.length / b.count;
+      for (let k = 0; k < b.count; k++) {
+        const { data, info } = await sharp(imageBytes(b, k), { raw: { width: 64, height: 64, channels: 3 } }).rotate(90).raw().toBuffer({ resolveWithObject: true });
+        out.set(imageFromBytes(data, info.channels, b.shape), k * per);
+      }
+      return { ...b, data: out };
+    };
+    const turned = await turn(marked);
+    const plain = await detectWatermark(turned, pipe, key, { steps: 20 });
+    assert.ok(plain.every((d) => !d.detected), `unsearched: p = ${plain.map((d) => d.pValue).join(', ')}`);
+    const found = await detectWatermark(turned, pipe, key, { steps: 20, geometric: true });
+    const unturned = await detectWatermark(marked, pipe, key, { steps: 20 });
+    for (const [k, d] of found.entries()) {
+      assert.ok(d.detected, `turned image ${k}: p = ${d.pValue}`);
+      assert.equal(d.map.degrees, 90);
+      // The same test as unturned, paid for the 2 x 119 candidates of the search.
+      assert.ok(Math.abs(d.log10P - Math.min(0, unturned[k].log10P + Math.log10(2 * turnAngles().length))) < 1e-9, `${d.log10P} vs ${unturned[k].log10P}`);
+    }
+    for (const d of await detectWatermark(await turn(clean), pipe, key, { steps: 20, geometric: true })) assert.ok(!d.detected, `clean, searched: p = ${d.pValue}`);
+    await assert.rejects(detectWatermark(turned, pipe, key, { maxRotation: 5 }), /searched for turns by `geometric` \(any angle\), not `maxRotation`/);
   });
 
   it('sample --model --key, then watermark detect --model and inspect --model', async () => {
