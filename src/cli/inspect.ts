@@ -4,7 +4,7 @@
  * fits the detector for a run.
  */
 import * as path from 'node:path';
-import { BUILTIN_DATASETS, DatasetName, decodeImages, ensureWritable, imagePaths, listImages, loadDataset } from '../data/index.js';
+import { BUILTIN_DATASETS, DataError, DatasetName, decodeImages, ensureWritable, imagePaths, listImages, loadDataset } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
 import { DEFAULT_DETECTOR_CROP, calibrateAutoencoderDetector, calibrateDetector, calibrationStart, readKey } from '../forensics/index.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
@@ -20,6 +20,7 @@ import type { Command, FlagValues } from './flags.js';
 import { UsageError, list, num, oneOf } from './flags.js';
 import { readTrustSettings } from './credentials.js';
 import { ProgressLine } from './progress.js';
+import { safeText } from '../inspect/format.js';
 
 export const commandInspect: Command = {
   summary: "an analyst's report on any image: content credentials, generation metadata, the SD invisible mark; with --run, a Diffuse model's watermark and detector",
@@ -202,17 +203,20 @@ export const commandDetector: Command = {
 };
 
 /** Reads up to `count` images of a folder as centred squares of `crop`, leaving out smaller ones; with how many are JPEG files. */
-async function readSquares(folder: string, count: number, crop: number, what: string): Promise<{ batch: ImageBatch; jpegs: number; smaller: number; source: string }> {
+async function readSquares(folder: string, count: number, crop: number, what: string): Promise<{ batch: ImageBatch; jpegs: number; smaller: number; unreadable: string[]; source: string }> {
   const files = listImages(folder);
   const data: Float32Array[] = [];
   let [jpegs, smaller] = [0, 0];
+  // Files that are not images (a FIFO, a device, a corrupt file) are left out and named, not fatal.
+  const unreadable: string[] = [];
   for (const file of files) {
     if (data.length === count) break;
     try {
       data.push((await readImage(file, { channels: 3, convert: true, crop })).data);
     } catch (e) {
-      if (!/smaller than the/.test((e as Error).message)) throw e;
-      smaller++;
+      if (!(e instanceof DataError)) throw e;
+      if (/smaller than the/.test(e.message)) smaller++;
+      else unreadable.push(e.message.replace(/; skipped$/, ''));
       continue;
     }
     if ((await readRegularFile(file)).subarray(0, 3).equals(Buffer.from([0xff, 0xd8, 0xff]))) jpegs++;
@@ -220,7 +224,7 @@ async function readSquares(folder: string, count: number, crop: number, what: st
   if (data.length < 50) throw new UsageError(`${folder}: ${data.length} ${what} images of at least ${crop}x${crop}${smaller ? ` (${smaller} smaller left out)` : ''}; calibration needs at least 50 (--crop sets the square's side)`);
   const all = new Float32Array(data.length * 3 * crop * crop);
   data.forEach((d, k) => all.set(d, k * d.length));
-  return { batch: { data: all, count: data.length, shape: [3, crop, crop] }, jpegs, smaller, source: `${path.basename(path.resolve(folder))} (${data.length} images${jpegs ? `, ${jpegs} JPEG` : ''})` };
+  return { batch: { data: all, count: data.length, shape: [3, crop, crop] }, jpegs, smaller, unreadable, source: `${path.basename(path.resolve(folder))} (${data.length} images${jpegs ? `, ${jpegs} JPEG` : ''})` };
 }
 
 /** `detector calibrate --model DIR`: the autoencoder detector of a Stable Diffusion folder (forensics/autoencoder-detector.ts). */
@@ -253,7 +257,10 @@ async function calibrateFolder(v: FlagValues): Promise<void> {
   const bar = new ProgressLine();
   const started = Date.now();
   try {
-    for (const s of [real, generated]) if (s.smaller) bar.say(`note: ${s.smaller} image(s) smaller than ${crop}x${crop} left out of ${s.source}`);
+    for (const s of [real, generated]) {
+      if (s.smaller) bar.say(`note: ${s.smaller} image(s) smaller than ${crop}x${crop} left out of ${s.source}`);
+      for (const u of s.unreadable) bar.say(`note: left out ${safeText(u)}`);
+    }
     const cal = await calibrateAutoencoderDetector(folder, {
       real: real.batch,
       generated: generated.batch,

@@ -6,7 +6,8 @@
  */
 import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
-import { loadSafetensors, saveSafetensors } from '../engine/index.js';
+import { decodeSafetensors, saveSafetensors } from '../engine/index.js';
+import { readRegularFile } from '../data/safe-file.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
 import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
@@ -25,9 +26,15 @@ export interface LatentsFile {
   metadata: Record<string, string>;
 }
 
-/** Reads what `diffuse invert` wrote; every problem is one line naming the file. */
+/** The largest inversion file read: 64 images of 1024x1024 (4 x 128 x 128 latents) take 16 MiB. */
+const MAX_LATENTS_BYTES = 256 * 2 ** 20;
+
+/**
+ * Reads what `diffuse invert` wrote; every problem is one line naming the file. Read as a regular
+ * file within a size limit: a FIFO or a device (--latents /dev/zero) is refused, not waited on.
+ */
 export async function readLatentsFile(file: string): Promise<LatentsFile> {
-  const st = await loadSafetensors(file);
+  const st = decodeSafetensors(await readRegularFile(file, MAX_LATENTS_BYTES, { what: 'a .safetensors file', limitFor: 'an inversion file', skipped: false }), file);
   if (st.metadata.format !== LATENTS_FORMAT) throw new UsageError(`${file}: not an inversion written by diffuse invert (format '${st.metadata.format ?? 'none'}', expected ${LATENTS_FORMAT})`);
   const t = st.tensors.get('latents');
   if (!t || !(t.data instanceof Float32Array) || t.shape.length !== 4) throw new UsageError(`${file}: no float32 'latents' tensor of rank 4`);

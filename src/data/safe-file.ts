@@ -30,18 +30,25 @@ function kindOf(st: { isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDe
  * the open itself; the type is then checked on the open descriptor (no race with a swapped path),
  * and the read stops at the limit even if the file grows meanwhile.
  */
-export async function readRegularFile(file: string, maxBytes = MAX_IMAGE_BYTES): Promise<Buffer> {
+export async function readRegularFile(
+  file: string,
+  maxBytes = MAX_IMAGE_BYTES,
+  /** How the error lines name what was expected (default: an image file among others, skipped). */
+  o: { what?: string; limitFor?: string; skipped?: boolean } = {},
+): Promise<Buffer> {
+  const what = o.what ?? 'an image file';
+  const tail = o.skipped === false ? '' : '; skipped';
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new DataError(code === 'ENOENT' ? `${file}: no such file` : code === 'EISDIR' ? `${file}: a folder, not an image` : code === 'EACCES' ? `${file}: permission denied` : `${file}: cannot open (${code ?? (e as Error).message})`);
+    throw new DataError(code === 'ENOENT' ? `${file}: no such file` : code === 'EISDIR' ? `${file}: a folder, not ${what}` : code === 'EACCES' ? `${file}: permission denied` : `${file}: cannot open (${code ?? (e as Error).message})`);
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new DataError(`${file}: ${kindOf(st)}, not an image file; skipped`);
-    if (st.size > maxBytes) throw new DataError(`${file}: ${st.size} bytes, over the ${maxBytes}-byte limit for one image; skipped`);
+    if (!st.isFile()) throw new DataError(`${file}: ${kindOf(st)}, not ${what}${tail}`);
+    if (st.size > maxBytes) throw new DataError(`${file}: ${st.size} bytes, over the ${maxBytes}-byte limit for ${o.limitFor ?? 'one image'}${tail}`);
     const out = Buffer.alloc(st.size);
     let got = 0;
     while (got < out.length) {

@@ -5,6 +5,7 @@
  * made to give back what it decodes; test/latent/helpers.ts).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -101,6 +102,13 @@ describe('diffuse invert and sample --latents', () => {
     ] as [string[], RegExp][]) {
       const e = await cli(...args);
       assert.equal(e.code, 1, `${args.join(' ')}: ${e.err}`);
+      assert.match(e.err, message);
+    }
+    // Hostile --latents: a FIFO and a device are refused at once, not read for ever.
+    execFileSync('mkfifo', [path.join(root, 'pipe.safetensors')]);
+    for (const [file, message] of [[path.join(root, 'pipe.safetensors'), /pipe\.safetensors: a FIFO \(named pipe\), not a \.safetensors file$/m], ['/dev/zero', /\/dev\/zero: a device, not a \.safetensors file$/m]] as [string, RegExp][]) {
+      const e = await cli('sample', '--run', run, '--latents', file, '--steps', '8', '--out', grid);
+      assert.equal(e.code, 1, e.err);
       assert.match(e.err, message);
     }
     writeFileSync(path.join(root, 'other.safetensors'), Buffer.alloc(16));

@@ -7,7 +7,8 @@
  * profiles, thresholds, refusals), not how well the signal does on a real autoencoder.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -32,6 +33,9 @@ describe("a Stable Diffusion folder's autoencoder detector", () => {
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
     emoji.slice(0, 60).forEach((e, k) => copyFileSync(e.file, path.join(dirs.real, `${k}.png`)));
     emoji.slice(60, 70).forEach((e, k) => copyFileSync(e.file, path.join(dirs['real-test'], `${k}.png`)));
+    // Hostile entries in a calibration folder are left out and named, not fatal (and never waited on).
+    execFileSync('mkfifo', [path.join(dirs.real, 'zz-pipe.png')]);
+    writeFileSync(path.join(dirs.real, 'zz-junk.png'), 'not a png');
     // Generated: 60 to calibrate (seed 1) and 10 to test (seed 2), DDIM 10 steps.
     for (const [dir, seed, count] of [[dirs.generated, '1', '20'], [dirs['generated-test'], '2', '5']]) {
       const r = await cli('sample', '--model', model, '--prompt', 'a cat|a red car|a house', '--count', count, '--seed', seed, '--steps', '10', '--out', path.join(tmp, 'grid.png'), '--images', dir);
@@ -62,6 +66,8 @@ describe("a Stable Diffusion folder's autoencoder detector", () => {
     const r = await cli('detector', 'calibrate', '--model', model, '--real', dirs.real, '--generated', dirs.generated, '--crop', '64', '--jpeg', '90');
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /wrote .*detector\.json \(calibrated on real \(60 images\) and generated \(60 images\), 64x64 squares/);
+    assert.match(r.err, /note: left out .*zz-pipe\.png: a FIFO \(named pipe\), not an image file$/m);
+    assert.match(r.err, /note: left out .*zz-junk\.png: cannot decode image/);
     const cal = JSON.parse(readFileSync(path.join(model, 'detector.json'), 'utf8')) as { space: string; crop: number; profiles: Record<string, unknown> };
     assert.equal(cal.space, 'autoencoder');
     assert.equal(cal.crop, 64);
