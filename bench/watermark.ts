@@ -32,7 +32,7 @@ const steps = Number(flag('steps', '50'));
 const inversionSteps = Number(flag('inversion-steps', String(steps)));
 const maxRotation = Number(flag('max-rotation', '0'));
 const geometric = has('geometric');
-const searched = maxRotation ? ` and a search over turns of up to ${maxRotation} degrees` : geometric ? ' and the search over turns and crops' : '';
+const searched = maxRotation ? ` and a search over turns of up to ${maxRotation} degrees` : geometric ? ' and the geometric search (turns and crops; turns only on a latent run)' : '';
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 
@@ -326,19 +326,21 @@ for (const [s, turns, geo] of [[50, 0, false], [20, 0, false], [10, 0, false], [
   const sub: ImageBatch = { data: marked.data.slice(0, batch * per), count: batch, shape: [C, H, W] };
   const t = Date.now();
   const ds = await detectWatermark(sub, pipe, key, { steps: s, maxRotation: turns, geometric: geo });
-  console.log(`| ${s}${turns ? `, turns up to ${turns} degrees` : ''}${geo ? ', turns and crops searched (found unmoved: the search is skipped)' : ''} | ${((Date.now() - t) / 1000 / batch).toFixed(4)} | ${(ds.filter((d) => d.pValue < 0.01).length / batch).toFixed(2)} |`);
+  console.log(`| ${s}${turns ? `, turns up to ${turns} degrees` : ''}${geo ? `, ${pipe.codec ? 'turns' : 'turns and crops'} searched (found unmoved: the search is skipped)` : ''} | ${((Date.now() - t) / 1000 / batch).toFixed(4)} | ${(ds.filter((d) => d.pValue < 0.01).length / batch).toFixed(2)} |`);
 }
 if (geometric) {
   // Unwatermarked images get the whole search: its cost per image on one thread and on every core
   // (the rows above use every core), and how many of them are flagged.
   const sub: ImageBatch = { data: clean.data.slice(0, batch * per), count: batch, shape: [C, H, W] };
   const seconds: number[] = [];
-  for (const threads of new Set([1, availableParallelism()])) {
+  // A latent run's search (turn-search.ts) inverts turned images and takes no threads: timed once.
+  for (const threads of new Set(pipe.codec ? [1] : [1, availableParallelism()])) {
     const t = Date.now();
     const ds = await detectWatermark(sub, pipe, key, { steps: inversionSteps, geometric, threads });
     seconds.push((Date.now() - t) / 1000 / batch);
     const ratio = seconds.length > 1 ? `, ${(seconds[0] / seconds[1]).toFixed(2)}x faster than 1 thread` : '';
-    console.log(`| ${inversionSteps}, turns and crops searched, ${batch} clean images (the whole search), ${threads} thread${threads > 1 ? 's' : ''}${ratio} | ${seconds[seconds.length - 1].toFixed(4)} | (clean: ${ds.filter((d) => d.pValue < 0.01).length} of ${batch} flagged) |`);
+    const what = pipe.codec ? 'turns searched (image turned back and inverted again at every 3 degrees)' : 'turns and crops searched';
+    console.log(`| ${inversionSteps}, ${what}, ${batch} clean images (the whole search), ${threads} thread${threads > 1 ? 's' : ''}${ratio} | ${seconds[seconds.length - 1].toFixed(4)} | (clean: ${ds.filter((d) => d.pValue < 0.01).length} of ${batch} flagged) |`);
   }
 }
 console.log(`\nEmbedding: ${(embed * 1000).toFixed(2)} ms per image (the keystream and the sign flips; the sampling itself costs what unwatermarked sampling costs). Total ${elapsed()}.`);
