@@ -102,15 +102,12 @@ async function latentArgs(v: FlagValues, o: { watermark?: boolean } = {}): Promi
 /** The folder's scheduler, or the one --scheduler names on the folder's noise schedule. */
 function chooseScheduler(a: LatentArgs, pipe: StableDiffusionPipeline, karras: boolean, say: (msg: string) => void): { scheduler: Scheduler; name: string } {
   if (!a.named) {
-    const name = readSchedulerConfig(pipe.schedulerConfig).className;
-    if (a.key && NOISY_SCHEDULERS.test(name)) say(`warning: the folder's ${name} adds fresh noise at every step, which washes out the watermark in x_T; pass --scheduler ddim (or dpm++2m, euler, heun)`);
+    const { className: name, name: kind } = readSchedulerConfig(pipe.schedulerConfig);
+    if (a.key && STOCHASTIC_SCHEDULERS.includes(kind)) say(`warning: the folder's ${name} adds fresh noise at every step, which washes out the watermark in x_T; pass --scheduler ddim (or dpm++2m, euler, heun)`);
     return { scheduler: pipe.makeScheduler(), name };
   }
   return { scheduler: pipe.schedulerNamed(a.named, { spacing: a.spacing, karras }), name: a.named };
 }
-
-/** Scheduler classes that add fresh noise at every step (diffusers' names). */
-const NOISY_SCHEDULERS = /^(DDPMScheduler|EulerAncestralDiscreteScheduler)$/;
 
 /** Loads the model, runs `work` with a progress line, writes the grid (one row per prompt) and each image. */
 async function runLatent(

@@ -60,7 +60,7 @@ export interface InspectOptions extends FileOptions {
 export async function inspectImage(file: string, o: InspectOptions = {}): Promise<InspectReport> {
   const report = await inspectFile(file, o);
   if (o.pipe && !report.error) await addModelSignals(report, await readRegularFile(file, o.maxBytes), file, o.pipe, o);
-  else if (o.folder && !report.error) await addFolderSignals(report, file, o.folder, o);
+  else if (o.folder && !report.error) await addFolderSignals(report, await readRegularFile(file, o.maxBytes), file, o.folder, o);
   if (!report.error) report.verdict = verdict(report);
   return report;
 }
@@ -121,11 +121,11 @@ async function addModelSignals(report: InspectReport, bytes: Buffer, file: strin
  * (`diffuse sample --model --key`) for images whose sides are multiples of 8 (the size they were
  * made at; the mark lives on that size's latent grid).
  */
-async function addFolderSignals(report: InspectReport, file: string, folder: StableDiffusionPipeline, o: InspectOptions): Promise<void> {
+async function addFolderSignals(report: InspectReport, bytes: Buffer, file: string, folder: StableDiffusionPipeline, o: InspectOptions): Promise<void> {
   const [w, h] = [report.width ?? 0, report.height ?? 0];
   const maxPixels = o.maxPixels ?? MAX_IMAGE_PIXELS;
   const tooLarge = w * h > maxPixels ? `the image declares ${w}x${h} pixels, over the ${(maxPixels / 1e6).toFixed(0)}-megapixel decoding limit; not decoded` : undefined;
-  await addFolderDetector(report, file, folder, o, tooLarge);
+  await addFolderDetector(report, bytes, file, folder, o, tooLarge);
   if (!o.key) {
     report.watermark = { status: 'skipped', reason: 'no watermark key given (--key)' };
     return;
@@ -147,7 +147,7 @@ async function addFolderSignals(report: InspectReport, file: string, folder: Sta
 }
 
 /** The autoencoder detector on the image's centred square of the calibration's side. */
-async function addFolderDetector(report: InspectReport, file: string, folder: StableDiffusionPipeline, o: InspectOptions, tooLarge: string | undefined): Promise<void> {
+async function addFolderDetector(report: InspectReport, bytes: Buffer, file: string, folder: StableDiffusionPipeline, o: InspectOptions, tooLarge: string | undefined): Promise<void> {
   const cal = o.calibration;
   if (!cal) {
     report.detector = { status: 'skipped', reason: o.calibrationMissing ?? 'no detector calibration' };
@@ -162,7 +162,6 @@ async function addFolderDetector(report: InspectReport, file: string, folder: St
   }
   o.onStep?.('detector: reconstructing');
   const image = await readImage(file, { channels: 3, convert: true, crop: side });
-  const bytes = await readRegularFile(file, o.maxBytes);
   const profile = chooseProfile(cal, report.format === 'jpeg' ? estimateJpegQuality(bytes) : undefined);
   const [d] = await detectWithAutoencoder({ data: image.data, count: 1, shape: image.shape }, folder, cal, { profile, hash: cal.modelHash });
   report.detector = { status: 'checked', score: d.score, probability: d.probability, flagged: d.flagged, profile };
