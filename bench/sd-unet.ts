@@ -16,7 +16,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { OnnxComponent } from '../src/latent/onnx-component.js';
+import { openComponentFile } from '../src/latent/model-folder.js';
 import { TorchGenerator } from '../src/diffusion/index.js';
 import { flag, has, log } from './args.js';
 
@@ -28,7 +28,7 @@ const batch = 2;
 /** The child: load the file, time `repeats` steps after one warm-up, print JSON. */
 async function child(file: string): Promise<void> {
   const t0 = performance.now();
-  const unet = await OnnxComponent.open(file, { inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: ['out_sample'] }, { cpuMemArena: !has('no-arena') });
+  const unet = await openComponentFile(file, { inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: ['out_sample'] }, { cpuMemArena: !has('no-arena') });
   const loadSeconds = (performance.now() - t0) / 1000;
   const g = new TorchGenerator(0);
   const feeds = {

@@ -8,9 +8,10 @@ import { UsageError, num, oneOf } from './flags.js';
 
 export const commandStudio: Command = {
   summary: 'serve a local page (127.0.0.1) to watch the forward and reverse processes, generate and edit in the browser, and inspect images',
-  usage: 'diffuse studio --run DIR [--port 8080] [--host 127.0.0.1] [--key key.json] [--geometric] [--trust root.pem]',
+  usage: 'diffuse studio --run DIR | --model DIR [--port 8080] [--host 127.0.0.1] [--key key.json] [--geometric] [--trust root.pem]',
   options: {
     run: { type: 'string', description: 'the run folder' },
+    model: { type: 'string', description: 'a Stable Diffusion-class model folder of ONNX components (Optimum\'s layout), instead of a run: generation runs its networks in the browser' },
     port: { type: 'string', description: 'the port to listen on', default: '8080' },
     host: { type: 'string', description: 'the address to listen on (0.0.0.0 would let other machines in)', default: '127.0.0.1' },
     key: { type: 'string', description: "the Inspect tab's watermark key (diffuse keygen); without it the watermark is not checked" },
@@ -19,13 +20,15 @@ export const commandStudio: Command = {
     device: { type: 'string', description: 'where the Inspect tab runs the model: cpu or cuda (generation runs in the browser)', default: 'cpu' },
   },
   async run(v) {
-    if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
+    if (!v.run === !v.model) throw new UsageError('give --run DIR (a folder written by diffuse train) or --model DIR (a model folder of ONNX components), one of them');
+    if (v.model && v.geometric) throw new UsageError("--geometric searches a run's images; a model folder's watermark is checked as the image is");
     const port = num(v, 'port', { int: true, min: 0, max: 65535 }) as number;
     const key = v.key === undefined ? undefined : readKey(String(v.key));
     const trustAnchors = v.trust === undefined ? undefined : readTrustFile(String(v.trust));
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
-    const studio = await startStudio({ run: String(v.run), port, host: String(v.host), inspect: { key, trustAnchors, device, geometric: Boolean(v.geometric) }, onProgress: (m) => process.stderr.write(`${m}...\n`) });
-    process.stderr.write(`${startLine(String(v.run), studio.url, String(v.host))}\n`);
+    const source = v.model ? { model: String(v.model) } : { run: String(v.run) };
+    const studio = await startStudio({ ...source, port, host: String(v.host), inspect: { key, trustAnchors, device, geometric: Boolean(v.geometric) }, onProgress: (m) => process.stderr.write(`${m}...\n`) });
+    process.stderr.write(`${startLine(String(v.model ?? v.run), studio.url, String(v.host))}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void studio.stop().then(resolve);
       process.once('SIGINT', stop);

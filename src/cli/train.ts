@@ -3,7 +3,7 @@ import { BETA_SCHEDULES, LossWeighting, PREDICTION_TYPES, PredictionType } from 
 import { loadDataset } from '../data/index.js';
 import { unetPreset } from '../nn/presets.js';
 import { BpeTokenizer, TextTokenizer } from '../text/tokenizer.js';
-import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
+import { readTokenizerFile } from '../text/tokenizer-folder.js';
 import { TextConditioner } from '../run/text.js';
 import { RunConfig, TIMESTEP_SAMPLINGS, TRAIN_DEFAULTS, TimestepSampling } from '../run/config.js';
 import { readRunConfig } from '../run/run.js';
@@ -196,7 +196,7 @@ export const commandTrain: Command = {
         if (file && v.tokenizer === undefined) throw new UsageError("--text-encoder needs the encoder's own tokenizer: --tokenizer tokenizer.json (Hugging Face's format, as the encoder was published with)");
         if (!file && v.tokenizer !== undefined) throw new UsageError('--tokenizer goes with --text-encoder (a jointly trained encoder learns its tokenizer from the captions)');
         // A pretrained encoder reads the ids of its own tokenizer; a jointly trained one learns a BPE from the captions.
-        tokenizer = file ? HuggingFaceTokenizer.fromFile(String(v.tokenizer)) : BpeTokenizer.train(dataset.captions, { vocabSize: num(v, 'text-vocab', { int: true, min: 8 }) });
+        tokenizer = file ? readTokenizerFile(String(v.tokenizer)) : BpeTokenizer.train(dataset.captions, { vocabSize: num(v, 'text-vocab', { int: true, min: 8 }) });
         const pUncond = num(v, 'p-uncond', { min: 0, max: 0.99 }) as number;
         config.text = file
           ? { encoder: { kind: 'onnx', file: path.resolve(file), maxLength: tokenizer.maxLength }, pUncond }

@@ -5,17 +5,23 @@
  * early Optimum: int32 input_ids and an int64 timestep of shape [1]; `--dtype fp16` exports: float16
  * inputs and outputs). Float values stay float32 outside the network: a float16 input is
  * rounded to half precision (ties to even) on the way in, a float16 output widened on the way out.
+ * Node-free: model-folder.ts opens the files of a folder on disk, the studio page opens URLs.
  */
-import { stat } from 'node:fs/promises';
 import type * as Ort from 'onnxruntime-common';
-import { defaultOrt, float32ToHalf, halfToFloat32 } from '../engine/index.js';
-import type { Device, OrtModule } from '../engine/index.js';
+import { float32ToHalf, halfToFloat32 } from '../engine/half.js';
+import type { OrtModule } from '../engine/runtime.js';
 
 /** An input value before conversion: floats, or integers given as numbers. */
 export interface ComponentInput {
   data: Float32Array | number[];
   /** Dimensions of the value; a scalar is []. */
   dims: number[];
+}
+
+/** The inputs a pipeline feeds a component and the outputs it reads, by name. */
+export interface ComponentNeeds {
+  inputs: string[];
+  outputs: string[];
 }
 
 interface InputInfo {
@@ -27,27 +33,21 @@ export class OnnxComponent {
   private constructor(
     private readonly ort: OrtModule,
     private readonly session: Ort.InferenceSession,
-    /** The .onnx file, for errors. */
+    /** The .onnx file (a path or a URL), for errors. */
     readonly file: string,
     private readonly inputs: Map<string, InputInfo>,
   ) {}
 
-  /** Opens `file`, checking that it is a regular file with the named inputs and outputs. */
-  static async open(file: string, need: { inputs: string[]; outputs: string[] }, o: { device?: Device; ort?: OrtModule; cpuMemArena?: boolean } = {}): Promise<OnnxComponent> {
-    let st;
-    try {
-      st = await stat(file);
-    } catch {
-      throw new Error(`${file}: no such file`);
-    }
-    if (!st.isFile()) throw new Error(`${file}: not a regular file`);
-    const ort = o.ort ?? (await defaultOrt());
+  /**
+   * Creates the session for a model (a path in Node, a URL or the bytes in a browser) with any ONNX
+   * Runtime module, and checks that it has the named inputs and outputs. `file` names it in errors.
+   */
+  static async create(ort: OrtModule, model: string | Uint8Array, file: string, need: ComponentNeeds, options: Ort.InferenceSession.SessionOptions = {}): Promise<OnnxComponent> {
     let session: Ort.InferenceSession;
     try {
-      // By path, so that ONNX Runtime also finds a large model's external weights beside it.
-      session = await ort.InferenceSession.create(file, { executionProviders: o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'], logSeverityLevel: 3, ...(o.cpuMemArena === false ? { enableCpuMemArena: false } : {}) });
+      session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
     } catch (e) {
-      throw new Error(`${file}: ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`);
+      throw new Error(`${file}: ONNX Runtime cannot load it (${String((e as Error).message ?? e).split('\n')[0]})`);
     }
     const missing = [...need.inputs.filter((n) => !session.inputNames.includes(n)).map((n) => `input '${n}'`), ...need.outputs.filter((n) => !session.outputNames.includes(n)).map((n) => `output '${n}'`)];
     if (missing.length) {
@@ -93,7 +93,8 @@ export class OnnxComponent {
     const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
     for (const name of outputs) {
       const t = out[name];
-      if (t.type === 'float16') result[name] = { data: halfToFloat32(t.data as Uint16Array, 'F16'), dims: t.dims };
+      // A float16 output is the bits in a Uint16Array, or, where the JS engine has Float16Array (Chromium's does), the values.
+      if (t.type === 'float16') result[name] = { data: t.data instanceof Uint16Array ? halfToFloat32(t.data, 'F16') : Float32Array.from(t.data as ArrayLike<number>), dims: t.dims };
       else if (t.type === 'float32') result[name] = { data: t.data as Float32Array, dims: t.dims };
       else throw new Error(`${this.file}: output '${name}' is ${t.type}; float32 and float16 outputs only`);
     }

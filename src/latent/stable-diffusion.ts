@@ -19,12 +19,11 @@
  * inpaint keeps the unmasked part of the latent grid on the encoded image's noised path, or, with
  * an inpainting U-Net (9 input channels), feeds it the mask and the masked image's latents.
  * test/fixtures/tiny-sd holds a tiny model in exactly this layout and reference runs.
+ *
+ * Node-free: the files come through ModelFiles (a folder on disk with fromPretrained, the studio's
+ * server in a browser with fromFiles).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import * as path from 'node:path';
 import { TorchGenerator } from '../diffusion/index.js';
-import type { Device, OrtModule } from '../engine/index.js';
 import { f32 } from '../samplers/common.js';
 import type { DDIMScheduler } from '../samplers/ddim.js';
 import type { TimestepSpacing } from '../samplers/common.js';
@@ -33,8 +32,11 @@ import { parsePythonJson, readSchedulerConfig, schedulerFromConfig } from '../sa
 import { invertDDIM } from '../pipelines/invert.js';
 import { InitialNoiseSource, StepInfo, repeatPlane } from '../pipelines/sampling-pipeline.js';
 import type { Scheduler } from '../samplers/scheduler.js';
-import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
-import { OnnxComponent } from './onnx-component.js';
+import { HuggingFaceTokenizer, TOKENIZER_FILE_NAMES } from '../text/hf-tokenizer.js';
+import type { TokenizerFileName } from '../text/hf-tokenizer.js';
+import type { ModelFiles } from './model-files.js';
+import type { FolderOptions } from './model-folder.js';
+import type { OnnxComponent } from './onnx-component.js';
 
 /** A batch of decoded images: NCHW, flattened, values in [-1, 1] (the decoder's range). */
 export interface LatentImageBatch {
@@ -116,30 +118,29 @@ export interface LatentInpaintOptions extends LatentImg2ImgOptions {
   mask: { data: Float32Array; shape: readonly [number, number, number] };
 }
 
-export interface LatentPipelineOptions {
-  device?: Device;
-  ort?: OrtModule;
-  /**
-   * ONNX Runtime's CPU memory arena (default on). Off, an SD 1.5 U-Net step at 512x512 peaked at
-   * 6.1 GB instead of 7.9 GB, for a slightly slower step (docs/BENCHMARKS.md, "Stable Diffusion U-Net").
-   */
-  cpuMemArena?: boolean;
-}
+/** How fromPretrained opens a folder's networks: the device, another ONNX Runtime module, the CPU memory arena. */
+export type LatentPipelineOptions = FolderOptions;
 
 /** The pipeline classes whose folders this reads (a single CLIP text encoder, a 4-channel U-Net). */
 const SUPPORTED = /^(ORT|Onnx)?StableDiffusion(Img2Img|Inpaint)?Pipeline$/;
 
-const readJson = (file: string): Record<string, unknown> => {
-  if (!existsSync(file)) throw new Error(`${file}: no such file`);
-  const v = parsePythonJson(readFileSync(file, 'utf8'), file);
+/** A JSON object file of the folder (Python's NaN and Infinity allowed, as diffusers writes them); undefined when absent and optional. */
+async function readJson(files: ModelFiles, parts: string[], optional = false): Promise<Record<string, unknown> | undefined> {
+  const text = await files.readText(...parts);
+  const file = files.where(...parts);
+  if (text === undefined) {
+    if (optional) return undefined;
+    throw new Error(`${file}: no such file`);
+  }
+  const v = parsePythonJson(text, file);
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: not a JSON object`);
   return v as Record<string, unknown>;
-};
+}
 
 export class StableDiffusionPipeline {
   private constructor(
-    /** The model folder. */
-    readonly dir: string,
+    /** Where the model's files are. */
+    readonly files: ModelFiles,
     readonly tokenizer: HuggingFaceTokenizer,
     private readonly textEncoder: OnnxComponent,
     private readonly unet: OnnxComponent,
@@ -160,46 +161,31 @@ export class StableDiffusionPipeline {
     readonly defaultSize: number,
     /** What the folder left to defaults, said once. */
     readonly notes: string[],
-    private readonly openOptions: LatentPipelineOptions,
   ) {}
+
+  /** The model folder (a path, or a URL in a browser). */
+  get dir(): string {
+    return this.files.where();
+  }
 
   /** The VAE encoder, opened on first use (only img2img needs it). */
   private vaeEncoder?: Promise<OnnxComponent>;
 
-  /** Opens a model folder (see the file's comment); errors name the file and what is wrong. */
+  /** Opens a model folder on disk (Node; see the file's comment); errors name the file and what is wrong. */
   static async fromPretrained(dir: string, o: LatentPipelineOptions = {}): Promise<StableDiffusionPipeline> {
-    const at = (...p: string[]) => path.join(dir, ...p);
-    if (!existsSync(dir)) throw new Error(`${dir}: no such model folder`);
-    const index = readJson(at('model_index.json'));
-    const cls = String(index._class_name ?? '');
-    if (/XL/.test(cls)) throw new Error(`${at('model_index.json')}: ${cls} (two text encoders, extra U-Net inputs) is not supported yet; Stable Diffusion 1.x, 2.x and SD-Turbo folders are`);
-    if (!SUPPORTED.test(cls)) throw new Error(`${at('model_index.json')}: a ${cls || 'pipeline without _class_name'}; Stable Diffusion pipelines only (StableDiffusionPipeline and its ONNX forms)`);
-    if (!existsSync(at('unet', 'model.onnx'))) {
-      const torchWeights = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin'].some((f) => existsSync(at('unet', f)));
-      throw new Error(`${at('unet', 'model.onnx')}: no such file${torchWeights ? ' (this is a PyTorch folder: export it to ONNX first, e.g. optimum-cli export onnx --model DIR out/)' : ''}`);
-    }
-    const notes: string[] = [];
-    const unetConfig = existsSync(at('unet', 'config.json')) ? readJson(at('unet', 'config.json')) : {};
-    const vaeConfig = existsSync(at('vae_decoder', 'config.json')) ? readJson(at('vae_decoder', 'config.json')) : {};
-    let scalingFactor = vaeConfig.scaling_factor;
-    if (typeof scalingFactor !== 'number' || !(scalingFactor > 0)) {
-      scalingFactor = 0.18215;
-      notes.push(`${at('vae_decoder', 'config.json')} gives no scaling_factor; using Stable Diffusion 1.x/2.x's 0.18215`);
-    }
-    const blocks = Array.isArray(vaeConfig.block_out_channels) ? vaeConfig.block_out_channels.length : 4;
-    const vaeScale = 2 ** (blocks - 1);
-    const latentChannels = typeof vaeConfig.latent_channels === 'number' ? vaeConfig.latent_channels : 4;
-    const unetChannels = typeof unetConfig.in_channels === 'number' ? unetConfig.in_channels : latentChannels;
-    // An inpainting U-Net reads the latents, the mask (1 channel) and the masked image's latents.
-    const inpainting = unetChannels === 2 * latentChannels + 1;
-    if (unetChannels !== latentChannels && !inpainting) throw new Error(`${at('unet', 'config.json')}: in_channels ${unetChannels}; the autoencoder's ${latentChannels} latent channels need a U-Net of ${latentChannels} (or ${2 * latentChannels + 1} for inpainting)`);
-    const sampleSize = typeof unetConfig.sample_size === 'number' ? unetConfig.sample_size : 64;
-    const schedulerConfig = readJson(at('scheduler', 'scheduler_config.json'));
-    readSchedulerConfig(schedulerConfig, at('scheduler', 'scheduler_config.json'));
-    const tokenizer = HuggingFaceTokenizer.fromFolder(at('tokenizer'), 77);
+    // Imported here, not above: the folder reader needs node:fs, and the browser page never calls this.
+    const { folderFiles } = await import('./model-folder.js');
+    if (!(await folderFiles(dir).exists())) throw new Error(`${dir}: no such model folder`);
+    return StableDiffusionPipeline.fromFiles(folderFiles(dir, o));
+  }
+
+  /** Opens a model from its files, wherever they are (ModelFiles); errors name the file and what is wrong. */
+  static async fromFiles(files: ModelFiles): Promise<StableDiffusionPipeline> {
+    const config = await readModelConfig(files);
+    const tokenizer = await readTokenizer(files);
     const opened: OnnxComponent[] = [];
     const open = async (name: string, inputs: string[], outputs: string[]) => {
-      const c = await OnnxComponent.open(at(name, 'model.onnx'), { inputs, outputs }, o);
+      const c = await files.open(name, { inputs, outputs });
       opened.push(c);
       return c;
     };
@@ -207,7 +193,8 @@ export class StableDiffusionPipeline {
       const textEncoder = await open('text_encoder', ['input_ids'], ['last_hidden_state']);
       const unet = await open('unet', ['sample', 'timestep', 'encoder_hidden_states'], ['out_sample']);
       const vaeDecoder = await open('vae_decoder', ['latent_sample'], ['sample']);
-      return new StableDiffusionPipeline(dir, tokenizer, textEncoder, unet, vaeDecoder, schedulerConfig, scalingFactor as number, vaeScale, latentChannels, inpainting, sampleSize * vaeScale, notes, o);
+      const c = config;
+      return new StableDiffusionPipeline(files, tokenizer, textEncoder, unet, vaeDecoder, c.schedulerConfig, c.scalingFactor, c.vaeScale, c.latentChannels, c.inpainting, c.defaultSize, c.notes);
     } catch (e) {
       await Promise.all(opened.map((c) => c.release()));
       throw e;
@@ -216,11 +203,10 @@ export class StableDiffusionPipeline {
 
   /**
    * SHA-256 of the U-Net's files (unet/model.onnx and any external weights beside it, in name
-   * order): which exact model this is, for content credentials. Read in a stream: a Stable
-   * Diffusion U-Net is 3.4 GB in float32.
+   * order): which exact model this is, for content credentials.
    */
   async modelHash(): Promise<string> {
-    return this.hashFolders(['unet']);
+    return this.hash(['unet']);
   }
 
   /**
@@ -229,26 +215,17 @@ export class StableDiffusionPipeline {
    * the autoencoder share it.
    */
   async autoencoderHash(): Promise<string> {
-    return this.hashFolders(['vae_encoder', 'vae_decoder']);
+    return this.hash(['vae_encoder', 'vae_decoder']);
   }
 
-  private async hashFolders(folders: readonly string[]): Promise<string> {
-    const hash = createHash('sha256');
-    for (const folder of folders) {
-      const dir = path.join(this.dir, folder);
-      if (!existsSync(dir)) throw new Error(`${dir}: no such folder (the model folder lacks its ${folder})`);
-      for (const name of readdirSync(dir).filter((f) => f !== 'config.json').sort()) {
-        const file = path.join(dir, name);
-        if (!statSync(file).isFile()) continue;
-        for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-      }
-    }
-    return hash.digest('hex');
+  private hash(components: readonly string[]): Promise<string> {
+    if (!this.files.hash) throw new Error(`${this.dir}: the model's files cannot be hashed here (open the folder with fromPretrained in Node)`);
+    return this.files.hash(components);
   }
 
   /** The folder's scheduler, new (schedulers keep state between steps). */
   makeScheduler(overrides: Record<string, unknown> = {}): Scheduler {
-    return schedulerFromConfig(this.schedulerConfig, path.join(this.dir, 'scheduler', 'scheduler_config.json'), overrides);
+    return schedulerFromConfig(this.schedulerConfig, this.files.where('scheduler', 'scheduler_config.json'), overrides);
   }
 
   /**
@@ -432,7 +409,7 @@ export class StableDiffusionPipeline {
    * times scaling_factor; without a generator, the mean times scaling_factor.
    */
   async encode(pixels: Float32Array, n: number, height: number, width: number, generator: TorchGenerator | undefined): Promise<Float32Array> {
-    this.vaeEncoder ??= OnnxComponent.open(path.join(this.dir, 'vae_encoder', 'model.onnx'), { inputs: ['sample'], outputs: ['latent_parameters'] }, this.openOptions).catch((e: Error) => {
+    this.vaeEncoder ??= this.files.open('vae_encoder', { inputs: ['sample'], outputs: ['latent_parameters'] }).catch((e: Error) => {
       this.vaeEncoder = undefined;
       throw new Error(`${e.message} (img2img, inversion and the detector need the folder's vae_encoder)`);
     });
@@ -532,7 +509,7 @@ export class StableDiffusionPipeline {
   }
 
   private refuseInpaintingUnet(what: string): void {
-    if (this.inpainting) throw new Error(`${path.join(this.dir, 'unet')}: an inpainting U-Net (${2 * this.latentChannels + 1} input channels) only inpaints; ${what} needs a folder with an ordinary ${this.latentChannels}-channel U-Net`);
+    if (this.inpainting) throw new Error(`${this.files.where('unet')}: an inpainting U-Net (${2 * this.latentChannels + 1} input channels) only inpaints; ${what} needs a folder with an ordinary ${this.latentChannels}-channel U-Net`);
   }
 
   /** The prompts, negative prompts, guidance and steps of a call, checked. */
@@ -578,4 +555,64 @@ export class StableDiffusionPipeline {
     const encoder = await this.vaeEncoder?.catch(() => undefined);
     await Promise.all([this.textEncoder.release(), this.unet.release(), this.vaeDecoder.release(), encoder?.release()]);
   }
+}
+
+/** What a model folder's configs say, checked: everything fromFiles needs before opening a network. */
+export interface LatentModelConfig {
+  schedulerConfig: Record<string, unknown>;
+  scalingFactor: number;
+  vaeScale: number;
+  latentChannels: number;
+  inpainting: boolean;
+  /** Default image side in pixels. */
+  defaultSize: number;
+  /** What the folder left to defaults. */
+  notes: string[];
+}
+
+/**
+ * Reads and checks a model folder's configs (model_index.json's pipeline class, the U-Net's and
+ * the autoencoder's config.json, the scheduler's config) without opening a network: the studio's
+ * server checks a folder with it before serving the folder to the page.
+ */
+export async function readModelConfig(files: ModelFiles): Promise<LatentModelConfig> {
+  const at = (...parts: string[]) => files.where(...parts);
+  const index = (await readJson(files, ['model_index.json'])) as Record<string, unknown>;
+  const cls = String(index._class_name ?? '');
+  if (/XL/.test(cls)) throw new Error(`${at('model_index.json')}: ${cls} (two text encoders, extra U-Net inputs) is not supported yet; Stable Diffusion 1.x, 2.x and SD-Turbo folders are`);
+  if (!SUPPORTED.test(cls)) throw new Error(`${at('model_index.json')}: a ${cls || 'pipeline without _class_name'}; Stable Diffusion pipelines only (StableDiffusionPipeline and its ONNX forms)`);
+  if (!(await files.exists('unet', 'model.onnx'))) {
+    let torchWeights = false;
+    for (const f of ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin']) torchWeights ||= await files.exists('unet', f);
+    throw new Error(`${at('unet', 'model.onnx')}: no such file${torchWeights ? ' (this is a PyTorch folder: export it to ONNX first, e.g. optimum-cli export onnx --model DIR out/)' : ''}`);
+  }
+  const notes: string[] = [];
+  const unetConfig = (await readJson(files, ['unet', 'config.json'], true)) ?? {};
+  const vaeConfig = (await readJson(files, ['vae_decoder', 'config.json'], true)) ?? {};
+  let scalingFactor = vaeConfig.scaling_factor;
+  if (typeof scalingFactor !== 'number' || !(scalingFactor > 0)) {
+    scalingFactor = 0.18215;
+    notes.push(`${at('vae_decoder', 'config.json')} gives no scaling_factor; using Stable Diffusion 1.x/2.x's 0.18215`);
+  }
+  const blocks = Array.isArray(vaeConfig.block_out_channels) ? vaeConfig.block_out_channels.length : 4;
+  const vaeScale = 2 ** (blocks - 1);
+  const latentChannels = typeof vaeConfig.latent_channels === 'number' ? vaeConfig.latent_channels : 4;
+  const unetChannels = typeof unetConfig.in_channels === 'number' ? unetConfig.in_channels : latentChannels;
+  // An inpainting U-Net reads the latents, the mask (1 channel) and the masked image's latents.
+  const inpainting = unetChannels === 2 * latentChannels + 1;
+  if (unetChannels !== latentChannels && !inpainting) throw new Error(`${at('unet', 'config.json')}: in_channels ${unetChannels}; the autoencoder's ${latentChannels} latent channels need a U-Net of ${latentChannels} (or ${2 * latentChannels + 1} for inpainting)`);
+  const sampleSize = typeof unetConfig.sample_size === 'number' ? unetConfig.sample_size : 64;
+  const schedulerConfig = (await readJson(files, ['scheduler', 'scheduler_config.json'])) as Record<string, unknown>;
+  readSchedulerConfig(schedulerConfig, at('scheduler', 'scheduler_config.json'));
+  return { schedulerConfig, scalingFactor: scalingFactor as number, vaeScale, latentChannels, inpainting, defaultSize: sampleSize * vaeScale, notes };
+}
+
+/** The folder's tokenizer/ (CLIP's, 77 tokens per prompt). */
+async function readTokenizer(files: ModelFiles): Promise<HuggingFaceTokenizer> {
+  const texts: Partial<Record<TokenizerFileName, string>> = {};
+  for (const name of TOKENIZER_FILE_NAMES) {
+    const text = await files.readText('tokenizer', name);
+    if (text !== undefined) texts[name] = text;
+  }
+  return HuggingFaceTokenizer.fromTexts(texts, (name) => files.where('tokenizer', name), 77);
 }

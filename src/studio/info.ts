@@ -1,7 +1,16 @@
-/** What the studio page learns about the run from the server (/studio.json). */
+/** What the studio page learns from the server (/studio.json): a run of Diffuse's, or a model folder. */
 import type { RunConfig } from '../run/config.js';
 
-export interface StudioInfo {
+/** What the Inspect tab can check: a watermark key given, trust anchors given, a detector calibration found (or why not). */
+export interface InspectChecks {
+  key: boolean;
+  trust: boolean;
+  detector: string;
+}
+
+/** A training run of Diffuse's: the page runs its exported denoiser. */
+export interface RunStudioInfo {
+  kind: 'run';
   /** The run folder's name. */
   run: string;
   /** The run's config.json, whole: the page builds its schedulers and pipeline from it, as Node does. */
@@ -11,6 +20,25 @@ export interface StudioInfo {
   conditioning: 'none' | 'class' | 'text';
   /** A few images of the run's data set, [-1, 1], for the Forward tab and as sources to edit. */
   images: number[][];
-  /** What the Inspect tab can check: a watermark key given, trust anchors given, a detector calibration found (or why not). */
-  inspect: { key: boolean; trust: boolean; detector: string };
+  inspect: InspectChecks;
 }
+
+/** A Stable Diffusion-class model folder (Optimum's layout): the page opens its files from /model/. */
+export interface ModelStudioInfo {
+  kind: 'model';
+  /** The folder's name. */
+  run: string;
+  /** The files the server serves, by component folder ('' for the folder itself): the page opens only these. */
+  files: Record<string, string[]>;
+  /** The image side the U-Net was made for, in pixels. */
+  defaultSize: number;
+  /** Pixels per latent position along each side. */
+  vaeScale: number;
+  /** An inpainting U-Net (9 input channels): it only inpaints. */
+  inpainting: boolean;
+  /** The folder scheduler's class name (diffusers'). */
+  scheduler: string;
+  inspect: InspectChecks;
+}
+
+export type StudioInfo = RunStudioInfo | ModelStudioInfo;

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { Inspector, InspectorOptions, reportHtml } from '../inspect/index.js';
+import { Inspector, reportHtml } from '../inspect/index.js';
 import { sendJson } from './server.js';
 
 /** The largest file the tab accepts. */
@@ -39,11 +39,14 @@ function safeName(header: string | string[] | undefined): string {
   return path.basename(name).replace(/[^\w.-]+/g, '_').replace(/^\.+/, '').slice(-100) || 'image';
 }
 
-export function inspectHandler(runDir: string, workDir: string, o: InspectorOptions): { handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>; release(): Promise<void> } {
+/**
+ * The route's handler: `open` makes the Inspector on the first request (a run's, or a model
+ * folder's); `name` is the run or folder the report pages name; uploads are written under `workDir`.
+ */
+export function inspectHandler(name: string, workDir: string, open: () => Promise<Inspector>): { handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>; release(): Promise<void> } {
   let inspector: Promise<Inspector> | undefined;
   let queue: Promise<unknown> = Promise.resolve();
   let pending = 0;
-  const run = path.basename(path.resolve(runDir));
   return {
     async handle(req, res) {
       const url = new URL(req.url ?? '/', 'http://localhost');
@@ -93,16 +96,16 @@ export function inspectHandler(runDir: string, workDir: string, o: InspectorOpti
       sendJson(res, 400, { error: 'the request holds no file' });
       return true;
     }
-    const name = safeName(req.headers['x-file-name']);
+    const fileName = safeName(req.headers['x-file-name']);
     const task = queue.then(async () => {
-      inspector ??= Inspector.open(runDir, o);
+      inspector ??= open();
       const dir = await mkdtemp(path.join(workDir, 'inspect-'));
       try {
-        const file = path.join(dir, name);
+        const file = path.join(dir, fileName);
         await writeFile(file, body);
         const { report, pictures } = await (await inspector).inspect(file, { pictures: true });
-        report.file = name;
-        return { report, html: reportHtml([{ report, pictures: pictures ?? {} }], { run, created: new Date().toISOString() }) };
+        report.file = fileName;
+        return { report, html: reportHtml([{ report, pictures: pictures ?? {} }], { run: name, created: new Date().toISOString() }) };
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -111,7 +114,7 @@ export function inspectHandler(runDir: string, workDir: string, o: InspectorOpti
     try {
       sendJson(res, 200, await task);
     } catch (e) {
-      sendJson(res, 500, { error: `could not inspect ${name}: ${(e as Error).message.split('\n')[0]}` });
+      sendJson(res, 500, { error: `could not inspect ${fileName}: ${(e as Error).message.split('\n')[0]}` });
     }
     return true;
   }

@@ -7,15 +7,14 @@
  * rebinding) and read the studio as if it were its own origin.
  */
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { OptionError } from '../engine/errors.js';
 
-/** What a route serves: bytes (or a function making them) with a content type. */
-export interface Route {
-  type: string;
-  body: Uint8Array | string | (() => Promise<Uint8Array | string>);
-}
+/** What a route serves: bytes (or a function making them), or a file streamed from disk, with a content type. */
+export type Route = { type: string; body: Uint8Array | string | (() => Promise<Uint8Array | string>) } | { type: string; file: string };
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -28,9 +27,9 @@ const TYPES: Record<string, string> = {
   '.css': 'text/css; charset=utf-8',
 };
 
-/** A route for a file on disk, read when asked for. */
+/** A route for a file on disk, streamed when asked for (a model's weights may be gigabytes). */
 export function fileRoute(file: string): Route {
-  return { type: TYPES[path.extname(file)] ?? 'application/octet-stream', body: () => readFile(file) };
+  return { type: TYPES[path.extname(file)] ?? 'application/octet-stream', file };
 }
 
 /** Headers on every response: cross-origin isolation, no caching, no sniffing. */
@@ -84,6 +83,15 @@ export async function serveRoutes(routes: ReadonlyMap<string, Route>, o: { host?
         const route = req.method === 'GET' || req.method === 'HEAD' ? routes.get(url.pathname) : undefined;
         if (!route) {
           res.writeHead(404, { ...HEADERS, 'Content-Type': 'text/plain; charset=utf-8' }).end('not found\n');
+          return;
+        }
+        if ('file' in route) {
+          // Checked when asked for: a file replaced by something else since the server started is not served.
+          const st = await stat(route.file);
+          if (!st.isFile()) throw new Error('not a regular file');
+          res.writeHead(200, { ...HEADERS, 'Content-Type': route.type, 'Content-Length': st.size });
+          if (req.method === 'HEAD') res.end();
+          else await pipeline(createReadStream(route.file), res);
           return;
         }
         const body = typeof route.body === 'function' ? await route.body() : route.body;

@@ -1,10 +1,11 @@
 /**
- * `diffuse studio`: a local page to watch diffusion happen. The run is exported once (model.onnx
- * for onnxruntime-web), the page's TypeScript is bundled from src/ with esbuild (Diffuse's own
- * schedulers and noise generator, not rewritten), and onnxruntime-web's files are served from
- * node_modules.
+ * `diffuse studio`: a local page to watch diffusion happen. For a run, the run is exported once
+ * (model.onnx for onnxruntime-web); for a model folder (Optimum's layout), the folder's files are
+ * served as they are and the page opens them with the same StableDiffusionPipeline that Node runs.
+ * The page's TypeScript is bundled from src/ with esbuild (Diffuse's own schedulers, noise
+ * generator and pipelines, not rewritten), and onnxruntime-web's files are served from node_modules.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -13,93 +14,174 @@ import { loadDataset } from '../data/index.js';
 import { EXPORT_FILES, exportRun } from '../run/export.js';
 import { readRunConfig } from '../run/run.js';
 import { tokenizerConfigPath, tokenizerPath } from '../run/text.js';
-import { DETECTOR_FILE } from '../inspect/index.js';
+import { DETECTOR_FILE, Inspector } from '../inspect/index.js';
 import type { InspectorOptions } from '../inspect/index.js';
-import type { StudioInfo } from './info.js';
+import { folderFiles, readModelConfig } from '../latent/index.js';
+import { readSchedulerConfig } from '../samplers/from-config.js';
+import type { InspectChecks, ModelStudioInfo, RunStudioInfo, StudioInfo } from './info.js';
 import { inspectHandler } from './inspect-route.js';
 import { STUDIO_HTML } from './page/html.js';
 import { Route, StaticServer, fileRoute, serveRoutes } from './server.js';
 
 export interface StudioOptions {
-  run: string;
+  /** A run folder (diffuse train); or give `model`. */
+  run?: string;
+  /** A Stable Diffusion-class model folder of ONNX components (Optimum's layout); or give `run`. */
+  model?: string;
   port?: number;
   host?: string;
-  /** What the Inspect tab checks with: a watermark key, trust anchors, the device, the geometric search. */
+  /** What the Inspect tab checks with: a watermark key, trust anchors, the device, the geometric search (runs only). */
   inspect?: Pick<InspectorOptions, 'key' | 'trustAnchors' | 'device' | 'geometric'>;
   onProgress?: (message: string) => void;
 }
 
 export interface Studio extends StaticServer {
-  /** Stops the server and removes the temporary export. */
+  /** Stops the server and removes the temporary files. */
   stop(): Promise<void>;
 }
+
+/** The component folders of a model folder that the page may read. */
+const MODEL_COMPONENTS = ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder', 'tokenizer', 'scheduler'] as const;
 
 /** The page's bundle: src/studio/page/main.ts (or its compiled .js in a package) with its imports. */
 async function bundlePage(): Promise<string> {
   const here = fileURLToPath(import.meta.url);
   const entry = path.join(path.dirname(here), 'page', `main${path.extname(here)}`);
   const esbuild = await import('esbuild');
-  const out = await esbuild.build({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'browser', target: 'es2022', write: false, logLevel: 'silent', minify: false });
+  const out = await esbuild.build({
+    entryPoints: [entry],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    logLevel: 'silent',
+    minify: false,
+    plugins: [
+      {
+        // StableDiffusionPipeline.fromPretrained imports the Node folder reader when called, which the page never does.
+        name: 'node-only',
+        setup(build) {
+          build.onResolve({ filter: /[\\/]model-folder\.(js|ts)$/ }, (a) => ({ path: a.path, external: true }));
+        },
+      },
+    ],
+  });
   return out.outputFiles[0].text;
 }
 
-/** Starts the studio for a run; resolves once the page can be opened. */
+/** The routes every studio has: the page, its bundle, /studio.json, and onnxruntime-web's files. */
+async function pageRoutes(info: StudioInfo): Promise<Map<string, Route>> {
+  const app = await bundlePage();
+  const ortDir = path.dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
+  const routes = new Map<string, Route>([
+    ['/', { type: 'text/html; charset=utf-8', body: STUDIO_HTML }],
+    ['/app.js', { type: 'text/javascript; charset=utf-8', body: app }],
+    ['/studio.json', { type: 'application/json', body: JSON.stringify(info) }],
+  ]);
+  // onnxruntime-web fetches its wasm build and its loader by name from wasmPaths.
+  for (const f of readdirSync(ortDir)) if (/^ort-wasm-simd-threaded(\.jsep)?\.(mjs|wasm)$/.test(f)) routes.set(`/ort/${f}`, fileRoute(path.join(ortDir, f)));
+  return routes;
+}
+
+/** Starts the studio for a run or a model folder; resolves once the page can be opened. */
 export async function startStudio(o: StudioOptions): Promise<Studio> {
-  const say = o.onProgress ?? (() => {});
-  const config = readRunConfig(o.run);
-  if (config.latent) throw new Error(`${o.run} is a latent run; the studio does not run latent runs yet (sample it with diffuse sample --run ${o.run})`);
-  const exportDir = mkdtempSync(path.join(tmpdir(), 'diffuse-studio-'));
+  if ((o.run === undefined) === (o.model === undefined)) throw new Error('startStudio: give a run or a model folder (one of them)');
+  const work = mkdtempSync(path.join(tmpdir(), 'diffuse-studio-'));
   try {
-    say('exporting the model');
-    await exportRun(o.run, exportDir, { batch: 1 });
-    say('bundling the page');
-    const app = await bundlePage();
-    const m = config.model;
-    const shape: [number, number, number] = [m.inChannels, m.imageSize, m.imageSize];
-    const per = shape[0] * shape[1] * shape[2];
-    let images: number[][] = [];
-    try {
-      const builtin = config.data.source === 'mnist' || config.data.source === 'fashion-mnist';
-      const d = await loadDataset(config.data.source, builtin ? 'test' : 'train', { size: config.data.size, channels: config.data.channels, limit: 8 });
-      if (d.channels * d.height * d.width === per) images = Array.from({ length: Math.min(8, d.count) }, (_, k) => Array.from(d.images.subarray(k * per, (k + 1) * per)));
-    } catch {
-      // The data set is not on this machine: the Forward tab shows a sample of noise instead.
-    }
-    if (!images.length) images = [Array.from({ length: per }, (_, i) => (i % m.imageSize < m.imageSize / 2 ? -1 : 1))];
-    const calibration = path.join(o.run, DETECTOR_FILE);
-    const info: StudioInfo = {
-      run: path.basename(path.resolve(o.run)),
-      config,
-      shape,
-      conditioning: config.text ? 'text' : m.numClasses !== undefined ? 'class' : 'none',
-      images,
-      inspect: { key: Boolean(o.inspect?.key), trust: Boolean(o.inspect?.trustAnchors), detector: existsSync(calibration) ? 'calibrated' : `no ${DETECTOR_FILE} in the run; make one with diffuse detector calibrate` },
-    };
-    const ortDir = path.dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
-    const routes = new Map<string, Route>([
-      ['/', { type: 'text/html; charset=utf-8', body: STUDIO_HTML }],
-      ['/app.js', { type: 'text/javascript; charset=utf-8', body: app }],
-      ['/studio.json', { type: 'application/json', body: JSON.stringify(info) }],
-      ['/model/model.onnx', fileRoute(path.join(exportDir, EXPORT_FILES.model))],
-      ['/model/export.json', fileRoute(path.join(exportDir, EXPORT_FILES.config))],
-    ]);
-    // A text run's tokenizer, for prompts typed in the page.
-    for (const f of [tokenizerPath(exportDir), tokenizerConfigPath(exportDir)]) if (existsSync(f)) routes.set(`/model/${path.basename(f)}`, fileRoute(f));
-    // onnxruntime-web fetches its wasm build and its loader by name from wasmPaths.
-    for (const f of readdirSync(ortDir)) if (/^ort-wasm-simd-threaded(\.jsep)?\.(mjs|wasm)$/.test(f)) routes.set(`/ort/${f}`, fileRoute(path.join(ortDir, f)));
-    say('starting the server');
-    const inspect = inspectHandler(o.run, exportDir, o.inspect ?? {});
+    const { routes, inspect } = o.model !== undefined ? await modelStudio(o.model, work, o) : await runStudio(o.run as string, work, o);
+    (o.onProgress ?? (() => {}))('starting the server');
     const server = await serveRoutes(routes, { host: o.host, port: o.port, handle: inspect.handle });
     return {
       ...server,
       stop: async () => {
         await server.close();
         await inspect.release();
-        rmSync(exportDir, { recursive: true, force: true });
+        rmSync(work, { recursive: true, force: true });
       },
     };
   } catch (e) {
-    rmSync(exportDir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** A run: exported to `work` for onnxruntime-web, with a few images of its data set. */
+async function runStudio(run: string, work: string, o: StudioOptions) {
+  const say = o.onProgress ?? (() => {});
+  const config = readRunConfig(run);
+  if (config.latent) throw new Error(`${run} is a latent run; the studio does not run latent runs yet (sample it with diffuse sample --run ${run})`);
+  say('exporting the model');
+  await exportRun(run, work, { batch: 1 });
+  const m = config.model;
+  const shape: [number, number, number] = [m.inChannels, m.imageSize, m.imageSize];
+  const per = shape[0] * shape[1] * shape[2];
+  let images: number[][] = [];
+  try {
+    const builtin = config.data.source === 'mnist' || config.data.source === 'fashion-mnist';
+    const d = await loadDataset(config.data.source, builtin ? 'test' : 'train', { size: config.data.size, channels: config.data.channels, limit: 8 });
+    if (d.channels * d.height * d.width === per) images = Array.from({ length: Math.min(8, d.count) }, (_, k) => Array.from(d.images.subarray(k * per, (k + 1) * per)));
+  } catch {
+    // The data set is not on this machine: the Forward tab shows a sample of noise instead.
+  }
+  if (!images.length) images = [Array.from({ length: per }, (_, i) => (i % m.imageSize < m.imageSize / 2 ? -1 : 1))];
+  const calibration = path.join(run, DETECTOR_FILE);
+  const info: RunStudioInfo = {
+    kind: 'run',
+    run: path.basename(path.resolve(run)),
+    config,
+    shape,
+    conditioning: config.text ? 'text' : m.numClasses !== undefined ? 'class' : 'none',
+    images,
+    inspect: checks(o, existsSync(calibration) ? 'calibrated' : `no ${DETECTOR_FILE} in the run; make one with diffuse detector calibrate`),
+  };
+  say('bundling the page');
+  const routes = await pageRoutes(info);
+  routes.set('/model/model.onnx', fileRoute(path.join(work, EXPORT_FILES.model)));
+  routes.set('/model/export.json', fileRoute(path.join(work, EXPORT_FILES.config)));
+  // A text run's tokenizer, for prompts typed in the page.
+  for (const f of [tokenizerPath(work), tokenizerConfigPath(work)]) if (existsSync(f)) routes.set(`/model/${path.basename(f)}`, fileRoute(f));
+  const inspect = inspectHandler(info.run, work, () => Inspector.open(run, o.inspect ?? {}));
+  return { routes, inspect };
+}
+
+/**
+ * A model folder: its configs checked here (the page would otherwise fail later, in the browser),
+ * then its files served under /model/ as they are: model_index.json and the regular files of the
+ * component folders. Nothing else in the folder is served, and no folder is listed.
+ */
+async function modelStudio(dir: string, work: string, o: StudioOptions) {
+  const say = o.onProgress ?? (() => {});
+  if (!existsSync(dir)) throw new Error(`${dir}: no such model folder`);
+  if (o.inspect?.geometric) throw new Error(`${dir}: the studio checks a model folder's watermark as the image is; the geometric search is for runs (the library's detectWatermark runs it for folders)`);
+  say('reading the model folder');
+  const config = await readModelConfig(folderFiles(dir));
+  const files: Record<string, string[]> = { '': ['model_index.json'] };
+  const routes = new Map<string, Route>();
+  for (const component of MODEL_COMPONENTS) {
+    const folder = path.join(dir, component);
+    if (!existsSync(folder) || !statSync(folder).isDirectory()) continue;
+    // Regular files only (a symbolic link to one, as Hugging Face's cache writes, counts): never a FIFO or a device.
+    files[component] = readdirSync(folder).filter((f) => /^[\w.-]+$/.test(f) && statSync(path.join(folder, f)).isFile()).sort();
+  }
+  for (const [component, names] of Object.entries(files)) for (const f of names) routes.set(`/model/${component ? `${component}/` : ''}${f}`, fileRoute(path.join(dir, component, f)));
+  const calibration = path.join(dir, DETECTOR_FILE);
+  const info: ModelStudioInfo = {
+    kind: 'model',
+    run: path.basename(path.resolve(dir)),
+    files,
+    defaultSize: config.defaultSize,
+    vaeScale: config.vaeScale,
+    inpainting: config.inpainting,
+    scheduler: readSchedulerConfig(config.schedulerConfig).name,
+    inspect: checks(o, existsSync(calibration) ? 'calibrated' : `no ${DETECTOR_FILE} in the folder; make one with diffuse detector calibrate --model`),
+  };
+  say('bundling the page');
+  for (const [p, r] of await pageRoutes(info)) routes.set(p, r);
+  const inspect = inspectHandler(info.run, work, () => Inspector.openStableDiffusion(dir, o.inspect ?? {}));
+  return { routes, inspect };
+}
+
+function checks(o: StudioOptions, detector: string): InspectChecks {
+  return { key: Boolean(o.inspect?.key), trust: Boolean(o.inspect?.trustAnchors), detector };
 }

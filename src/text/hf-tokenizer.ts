@@ -4,21 +4,28 @@
  * merges.txt, clip-tokenizer.ts), run by @huggingface/tokenizers, so that a frozen ONNX encoder
  * (`diffuse train --text-encoder enc.onnx --tokenizer tokenizer.json`, a Stable Diffusion
  * folder's text encoder) receives the token ids it was trained on. Prompts are encoded with the
- * special tokens, cut to maxLength and padded.
+ * special tokens, cut to maxLength and padded. Node-free: the files are given as text
+ * (fromTexts); tokenizer-folder.ts reads them from disk, the studio page fetches them.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { clipSpecialTokens, clipTokenizerJson, parseMerges, specialTokenText } from './clip-tokenizer.js';
 import { idBlock } from './tokenizer.js';
 import type { TextTokenizer, TokenizerFiles } from './tokenizer.js';
 
-const readJson = (file: string): Record<string, unknown> => {
+/** The files of a tokenizer folder that are read, by name. */
+export type TokenizerFileName = 'tokenizer.json' | 'tokenizer_config.json' | 'vocab.json' | 'merges.txt' | 'special_tokens_map.json';
+/** The names of TokenizerFileName, in the order they are looked for. */
+export const TOKENIZER_FILE_NAMES: readonly TokenizerFileName[] = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json'];
+
+const parseJson = (text: string, file: string): Record<string, unknown> => {
+  let v: unknown;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch (e) {
     throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
   }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: not a JSON object`);
+  return v as Record<string, unknown>;
 };
 
 export class HuggingFaceTokenizer implements TextTokenizer {
@@ -57,31 +64,26 @@ export class HuggingFaceTokenizer implements TextTokenizer {
     this.unkId = unk === undefined ? undefined : this.hf.token_to_id(unk);
   }
 
-  /** Reads tokenizer.json, and tokenizer_config.json from the same folder if it is there. */
-  static fromFile(file: string, maxLength?: number): HuggingFaceTokenizer {
-    if (!existsSync(file)) throw new Error(`${file}: no such tokenizer file (give the pretrained encoder's tokenizer.json)`);
-    const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
-    return new HuggingFaceTokenizer(readJson(file), existsSync(configFile) ? readJson(configFile) : {}, maxLength, file);
-  }
-
   /**
-   * The tokenizer of a model folder's `tokenizer/`: its tokenizer.json when there is one, else
-   * CLIP's tokenizer from vocab.json and merges.txt (what diffusers and Optimum write for Stable
-   * Diffusion), with the special tokens of tokenizer_config.json and special_tokens_map.json.
+   * The tokenizer of a folder's files, given as text (a missing file is undefined): its
+   * tokenizer.json when there is one, else CLIP's tokenizer from vocab.json and merges.txt (what
+   * diffusers and Optimum write for Stable Diffusion), with the special tokens of
+   * tokenizer_config.json and special_tokens_map.json. `where(name)` names a file in errors.
    */
-  static fromFolder(dir: string, maxLength?: number): HuggingFaceTokenizer {
-    const file = (name: string) => path.join(dir, name);
-    if (existsSync(file('tokenizer.json'))) return HuggingFaceTokenizer.fromFile(file('tokenizer.json'), maxLength);
-    if (!existsSync(file('vocab.json')) || !existsSync(file('merges.txt'))) throw new Error(`${dir}: no tokenizer.json, nor vocab.json and merges.txt`);
-    const config = existsSync(file('tokenizer_config.json')) ? readJson(file('tokenizer_config.json')) : {};
-    const map = existsSync(file('special_tokens_map.json')) ? readJson(file('special_tokens_map.json')) : {};
+  static fromTexts(files: Partial<Record<TokenizerFileName, string>>, where: (name: TokenizerFileName) => string, maxLength?: number): HuggingFaceTokenizer {
+    const json = (name: TokenizerFileName): Record<string, unknown> => (files[name] === undefined ? {} : parseJson(files[name] as string, where(name)));
+    if (files['tokenizer.json'] !== undefined) return new HuggingFaceTokenizer(json('tokenizer.json'), json('tokenizer_config.json'), maxLength, where('tokenizer.json'));
+    const folder = where('tokenizer.json').replace(/[/\\]?tokenizer\.json$/, '') || '.';
+    if (files['vocab.json'] === undefined || files['merges.txt'] === undefined) throw new Error(`${folder}: no tokenizer.json, nor vocab.json and merges.txt`);
+    const config = json('tokenizer_config.json');
+    const map = json('special_tokens_map.json');
     const cls = typeof config.tokenizer_class === 'string' ? config.tokenizer_class : 'CLIPTokenizer';
-    if (!/^CLIPTokenizer(Fast)?$/.test(cls)) throw new Error(`${file('tokenizer_config.json')}: a ${cls} without tokenizer.json is not supported (CLIP's vocab.json and merges.txt are; for others, give the folder a tokenizer.json)`);
-    const vocab = readJson(file('vocab.json'));
-    for (const [token, id] of Object.entries(vocab)) if (!Number.isInteger(id)) throw new Error(`${file('vocab.json')}: the id of ${JSON.stringify(token)} is not a whole number`);
+    if (!/^CLIPTokenizer(Fast)?$/.test(cls)) throw new Error(`${where('tokenizer_config.json')}: a ${cls} without tokenizer.json is not supported (CLIP's vocab.json and merges.txt are; for others, give the folder a tokenizer.json)`);
+    const vocab = json('vocab.json');
+    for (const [token, id] of Object.entries(vocab)) if (!Number.isInteger(id)) throw new Error(`${where('vocab.json')}: the id of ${JSON.stringify(token)} is not a whole number`);
     const special = clipSpecialTokens(config, map);
-    const json = clipTokenizerJson(vocab as Record<string, number>, parseMerges(readFileSync(file('merges.txt'), 'utf8'), file('merges.txt')), special, file('vocab.json'));
-    return new HuggingFaceTokenizer(json, { ...config, pad_token: special.pad, unk_token: special.unk }, maxLength, dir);
+    const tokenizer = clipTokenizerJson(vocab as Record<string, number>, parseMerges(files['merges.txt'], where('merges.txt')), special, where('vocab.json'));
+    return new HuggingFaceTokenizer(tokenizer, { ...config, pad_token: special.pad, unk_token: special.unk }, maxLength, folder);
   }
 
   private encode(text: string): { ids: number[]; truncated: boolean; unknown: number } {

@@ -4,3 +4,4 @@ export * from './hf-tokenizer.js';
 export * from './clip-tokenizer.js';
 export * from './encoder.js';
 export * from './onnx-encoder.js';
+export * from './tokenizer-folder.js';

@@ -14,7 +14,7 @@ import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { errorLine } from '../../src/cli/main.js';
 import { DataError, InspectReport, inspectImage, readImage, readMetadata, reportText } from '../../src/index.js';
-import { csvRow } from '../../src/inspect/index.js';
+import { Inspector, csvRow } from '../../src/inspect/index.js';
 import { validateKey } from '../../src/forensics/index.js';
 import { serveRoutes } from '../../src/studio/server.js';
 import { inspectHandler } from '../../src/studio/inspect-route.js';
@@ -117,7 +117,7 @@ describe('hostile requests to the studio', () => {
   }
 
   it("answers only its own Host (DNS rebinding), refuses an oversized upload by its Content-Length, and bounds uploads in hand", { timeout: 60_000 }, async () => {
-    const handler = inspectHandler(path.join(root, 'no-run'), root, {});
+    const handler = inspectHandler('no-run', root, () => Inspector.open(path.join(root, 'no-run')));
     const s = await serveRoutes(new Map([['/', { type: 'text/plain', body: 'hi' }]]), { port: 0, handle: handler.handle });
     const port = new URL(s.url).port;
     const held: ReturnType<typeof request>[] = [];

@@ -64,6 +64,18 @@ describe('diffuse studio: bad run folders', () => {
       r = await cli('studio', '--run', root, '--port', '99999');
       assert.equal(r.code, 1);
       assert.match(r.err, /--port/);
+      // A run or a model folder, one of them; a model folder that is not one says which file is missing.
+      for (const args of [[], ['--run', root, '--model', root]]) {
+        r = await cli('studio', ...args, '--port', '0');
+        assert.equal(r.code, 1, args.join(' '));
+        assert.match(r.err, /give --run DIR .* or --model DIR .*, one of them/);
+      }
+      r = await cli('studio', '--model', root, '--port', '0');
+      assert.equal(r.code, 1);
+      assert.match(r.err, /model_index\.json: no such file/);
+      r = await cli('studio', '--model', root, '--geometric', '--port', '0');
+      assert.equal(r.code, 1);
+      assert.match(r.err, /--geometric searches a run's images/);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -8,7 +8,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { HuggingFaceTokenizer, clipSpecialTokens, clipTokenizerJson, parseMerges } from '../../src/text/index.js';
+import { clipSpecialTokens, clipTokenizerJson, parseMerges, readTokenizerFolder } from '../../src/text/index.js';
 
 const dir = path.join(import.meta.dirname, '..', 'fixtures', 'clip-tokenizer');
 const folder = path.join(dir, 'tokenizer');
@@ -32,7 +32,7 @@ function copyFolder(name: string, replace: Record<string, string>): string {
 }
 
 describe("CLIP's tokenizer from a model folder", () => {
-  const tok = HuggingFaceTokenizer.fromFolder(folder);
+  const tok = readTokenizerFolder(folder);
 
   it('builds the tokenizer.json that transformers builds from the same files', () => {
     const cfg = JSON.parse(readFileSync(path.join(folder, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
@@ -53,7 +53,7 @@ describe("CLIP's tokenizer from a model folder", () => {
   });
 
   it('gives the unpadded reference ids, beyond 77 tokens too', () => {
-    const long = HuggingFaceTokenizer.fromFolder(folder, 256);
+    const long = readTokenizerFolder(folder, 256);
     for (const c of expected.cases) {
       const ids = [...long.encodeBatch([c.prompt])].map(Number);
       assert.deepEqual(ids.slice(0, c.ids.length), c.ids, JSON.stringify(c.prompt));
@@ -62,7 +62,7 @@ describe("CLIP's tokenizer from a model folder", () => {
   });
 
   it('pads with the folder\'s pad token ("!" in SD 2.x folders, as an AddedToken object)', () => {
-    const bang = HuggingFaceTokenizer.fromFolder(copyFolder('bang', { 'special_tokens_map.json': JSON.stringify({ pad_token: { content: '!', lstrip: false } }) }));
+    const bang = readTokenizerFolder(copyFolder('bang', { 'special_tokens_map.json': JSON.stringify({ pad_token: { content: '!', lstrip: false } }) }));
     const got = bang.encodeBatch(expected.cases.map((c) => c.prompt));
     expected.cases.forEach((c, i) => assert.deepEqual([...got.subarray(i * 77, (i + 1) * 77)].map(Number), c.paddedBang, JSON.stringify(c.prompt)));
   });
@@ -74,10 +74,10 @@ describe("CLIP's tokenizer from a model folder", () => {
   });
 
   it('refuses bad folders in one line naming the file', () => {
-    assert.throws(() => HuggingFaceTokenizer.fromFolder(tmp), /no tokenizer\.json, nor vocab\.json and merges\.txt/);
-    assert.throws(() => HuggingFaceTokenizer.fromFolder(copyFolder('t5', { 'tokenizer_config.json': JSON.stringify({ tokenizer_class: 'T5Tokenizer' }) })), /a T5Tokenizer without tokenizer\.json is not supported/);
-    assert.throws(() => HuggingFaceTokenizer.fromFolder(copyFolder('badmerge', { 'merges.txt': '#version: 0.2\ni n\nthree symbols here\n' })), /merges\.txt: line 3 is not a pair of symbols/);
-    assert.throws(() => HuggingFaceTokenizer.fromFolder(copyFolder('nobos', { 'vocab.json': JSON.stringify({ a: 0, '<|endoftext|>': 1 }) })), /the start token "<\|startoftext\|>" is not in the vocabulary/);
-    assert.throws(() => HuggingFaceTokenizer.fromFolder(copyFolder('badjson', { 'vocab.json': '{"a": ' })), /vocab\.json: not valid JSON/);
+    assert.throws(() => readTokenizerFolder(tmp), /no tokenizer\.json, nor vocab\.json and merges\.txt/);
+    assert.throws(() => readTokenizerFolder(copyFolder('t5', { 'tokenizer_config.json': JSON.stringify({ tokenizer_class: 'T5Tokenizer' }) })), /a T5Tokenizer without tokenizer\.json is not supported/);
+    assert.throws(() => readTokenizerFolder(copyFolder('badmerge', { 'merges.txt': '#version: 0.2\ni n\nthree symbols here\n' })), /merges\.txt: line 3 is not a pair of symbols/);
+    assert.throws(() => readTokenizerFolder(copyFolder('nobos', { 'vocab.json': JSON.stringify({ a: 0, '<|endoftext|>': 1 }) })), /the start token "<\|startoftext\|>" is not in the vocabulary/);
+    assert.throws(() => readTokenizerFolder(copyFolder('badjson', { 'vocab.json': '{"a": ' })), /vocab\.json: not valid JSON/);
   });
 });

@@ -3,7 +3,7 @@ import { TorchGenerator } from '../../diffusion/random.js';
 import { SCHEDULER_DEFAULTS, schedulerTables } from '../../samplers/common.js';
 import type { SchedulerConfig } from '../../samplers/common.js';
 import { schedulerConfigOf } from '../../run/sampling-defaults.js';
-import type { StudioInfo } from '../info.js';
+import type { RunStudioInfo } from '../info.js';
 import { Curve, drawImage, plotSchedules } from './draw.js';
 import { dropZone, readDroppedImage } from './dropped-file.js';
 import { $ } from './dom.js';
@@ -13,7 +13,7 @@ function alphaBars(config: Partial<SchedulerConfig>): Float32Array {
   return schedulerTables({ ...SCHEDULER_DEFAULTS, ...config }).alphasCumprod;
 }
 
-export function setupForward(info: StudioInfo): void {
+export function setupForward(info: RunStudioInfo): void {
   const schedule = schedulerConfigOf(info.config);
   const runAb = alphaBars(schedule);
   const T = runAb.length;

@@ -8,11 +8,12 @@ import type { ImageBatch, SamplingOptions, StepInfo } from '../../pipelines/samp
 import { INPAINT_SCHEDULERS, planSampling } from '../../pipelines/sampling-plan.js';
 import { SCHEDULER_NAMES, SchedulerName } from '../../samplers/registry.js';
 import { BpeTokenizer } from '../../text/tokenizer.js';
-import type { StudioInfo } from '../info.js';
+import type { RunStudioInfo } from '../info.js';
 import { $ } from './dom.js';
 import { drawImage, drawMask } from './draw.js';
 import { dropZone, readDroppedImage } from './dropped-file.js';
-import { Backend, BrowserNetwork } from './network.js';
+import { attachBrush } from './brush.js';
+import { Backend, BrowserNetwork, offerBackends } from './network.js';
 
 /** What tests and benchmarks read from the page. */
 interface StudioHooks {
@@ -25,23 +26,7 @@ const hooks = window as unknown as StudioHooks;
 
 type Mode = 'generate' | 'img2img' | 'inpaint';
 
-/** Whether the browser offers a WebGPU adapter, and whether it is a real GPU or a software fallback. */
-async function webgpuAdapter(): Promise<{ available: boolean; software: boolean; name: string }> {
-  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<{ info?: { vendor?: string; architecture?: string; description?: string; isFallbackAdapter?: boolean } } | null> } }).gpu;
-  if (!gpu) return { available: false, software: false, name: 'this browser has no WebGPU' };
-  try {
-    const adapter = await gpu.requestAdapter();
-    if (!adapter) return { available: false, software: false, name: 'no WebGPU adapter' };
-    const i = adapter.info ?? {};
-    const name = [i.vendor, i.architecture, i.description].filter(Boolean).join(' ') || 'unnamed adapter';
-    const software = Boolean(i.isFallbackAdapter) || /swiftshader|llvmpipe|software/i.test(name);
-    return { available: true, software, name };
-  } catch {
-    return { available: false, software: false, name: 'WebGPU adapter request failed' };
-  }
-}
-
-export async function setupGenerate(info: StudioInfo): Promise<void> {
+export async function setupGenerate(info: RunStudioInfo): Promise<void> {
   const [, h, w] = info.shape;
   const status = $('status');
   const button = $<HTMLButtonElement>('generate');
@@ -80,11 +65,7 @@ export async function setupGenerate(info: StudioInfo): Promise<void> {
 
   // ---- the backend: wasm by default; WebGPU offered where the browser has an adapter ----
   const backendPick = $<HTMLSelectElement>('backend');
-  const gpu = await webgpuAdapter();
-  backendPick.append(new Option('wasm (CPU)', 'wasm'));
-  const gpuOption = new Option(gpu.available ? `WebGPU (${gpu.name}${gpu.software ? ', a software adapter: slower than wasm' : ''})` : `WebGPU (${gpu.name})`, 'webgpu');
-  gpuOption.disabled = !gpu.available;
-  backendPick.append(gpuOption);
+  await offerBackends(backendPick);
   let pipe: SamplingPipeline | undefined;
   let network: BrowserNetwork | undefined;
   const load = async (backend: Backend) => {
@@ -112,24 +93,7 @@ export async function setupGenerate(info: StudioInfo): Promise<void> {
     drawImage(canvas, sources[Number(sourcePick.value)].data, info.shape, 8);
     if (mode.value === 'inpaint') drawMask(canvas, mask, h, w);
   };
-  const paint = (e: PointerEvent) => {
-    if (mode.value !== 'inpaint' || !(e.buttons & 1)) return;
-    const r = canvas.getBoundingClientRect();
-    const x = ((e.clientX - r.left) / r.width) * w;
-    const y = ((e.clientY - r.top) / r.height) * h;
-    const radius = Number($<HTMLInputElement>('brush').value);
-    for (let yy = 0; yy < h; yy++) for (let xx = 0; xx < w; xx++) if ((xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= radius * radius) mask[yy * w + xx] = e.shiftKey ? 0 : 1;
-    redraw();
-  };
-  canvas.addEventListener('pointerdown', (e) => {
-    canvas.setPointerCapture(e.pointerId);
-    paint(e);
-  });
-  canvas.addEventListener('pointermove', paint);
-  $('clear-mask').addEventListener('click', () => {
-    mask.fill(0);
-    redraw();
-  });
+  attachBrush(canvas, { active: () => mode.value === 'inpaint', mask: () => mask, size: () => [h, w], radius: () => Number($<HTMLInputElement>('brush').value), redraw });
   sourcePick.addEventListener('input', redraw);
   dropZone($('edit-drop'), (file) => {
     void readDroppedImage(file, info.shape).then((r) => {

@@ -33,16 +33,17 @@ label{margin-right:1rem;white-space:nowrap}.row{margin:.5rem 0}
 </section>
 
 <section id="panel-generate" hidden>
-<p>The reverse process in your browser: the run's denoiser in onnxruntime-web, Diffuse's own pipeline and schedulers.</p>
+<p id="generate-intro">The reverse process in your browser: the run's denoiser in onnxruntime-web, Diffuse's own pipeline and schedulers.</p>
 <div class="row"><label>what <select id="mode"><option value="generate">generate from noise</option><option value="img2img">img2img (SDEdit)</option><option value="inpaint">inpaint (RePaint)</option></select></label>
 <label>backend <select id="backend"></select></label></div>
 <div class="row"><label>scheduler <select id="scheduler"></select></label>
 <label>steps <input id="steps" type="number" value="20" min="1" style="width:4rem"></label>
-<label>eta <input id="eta" type="number" value="0" step="0.1" min="0" style="width:4rem"></label>
+<label id="eta-row">eta <input id="eta" type="number" value="0" step="0.1" min="0" style="width:4rem"></label>
 <label>seed <input id="seed" type="number" value="0" style="width:5rem"></label></div>
 <div class="row" id="cond-class-row" hidden><label>class <select id="cond-class"></select></label></div>
 <div class="row" id="cond-text-row" hidden><label>prompt <input id="prompt" value="" style="width:18rem"></label>
 <label>negative prompt <input id="negative" value="" style="width:12rem"></label> <span id="prompt-warnings" class="warn"></span></div>
+<div class="row" id="size-row" hidden><label>size <input id="width" type="number" min="8" step="8" style="width:5rem"> x <input id="height" type="number" min="8" step="8" style="width:5rem"></label> <span class="warn">pixels; multiples of the autoencoder's factor</span></div>
 <div class="row" id="guidance-row" hidden><label>guidance <input id="guidance" type="number" value="3" step="0.5" min="0" style="width:4rem"></label></div>
 <div id="edit" hidden>
 <div class="row"><label>source <select id="source"></select></label>
@@ -55,8 +56,8 @@ label{margin-right:1rem;white-space:nowrap}.row{margin:.5rem 0}
 <p><button id="generate" disabled>Generate</button></p>
 <p id="status">loading...</p>
 <p id="step"></p>
-<figure><canvas id="gen-xt"></canvas><figcaption>x_t</figcaption></figure>
-<figure><canvas id="gen-x0"></canvas><figcaption>x_0 estimate (the result when done)</figcaption></figure>
+<figure><canvas id="gen-xt"></canvas><figcaption id="gen-xt-caption">x_t</figcaption></figure>
+<figure><canvas id="gen-x0"></canvas><figcaption id="gen-x0-caption">x_0 estimate (the result when done)</figcaption></figure>
 </section>
 
 <section id="panel-inspect" hidden>

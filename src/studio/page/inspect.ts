@@ -12,12 +12,11 @@ import { decodeDropped, dropZone } from './dropped-file.js';
 export type InspectResponse = { report: InspectReport; html: string } | { error: string };
 
 export function setupInspect(info: StudioInfo): void {
-  const size = info.shape[1];
   const said = $('inspect-drop-status');
   const checks = [
     info.inspect.trust ? 'content credentials against your trust anchors' : 'content credentials (no --trust given: valid signatures read as untrusted)',
     info.inspect.key ? 'the watermark with your key' : 'no watermark check (no --key given)',
-    info.inspect.detector === 'calibrated' ? "the detector of this run's samples" : `no detector (${info.inspect.detector})`,
+    info.inspect.detector === 'calibrated' ? (info.kind === 'run' ? "the detector of this run's samples" : "the detector of this model's autoencoder") : `no detector (${info.inspect.detector})`,
   ];
   $('inspect-checks').textContent = `Checks: ${checks.join('; ')}.`;
   dropZone($('inspect-drop'), (file) => {
@@ -30,8 +29,10 @@ export function setupInspect(info: StudioInfo): void {
       }
       const { width, height } = decoded.bitmap;
       decoded.bitmap.close();
-      const wrongSize = width !== size || height !== size;
-      said.textContent = wrongSize ? `${file.name} is ${width}x${height}; this model takes ${size}x${size}: its credentials are read, the watermark and detector cannot score it` : `${file.name}: inspecting (the watermark check inverts the model, a few seconds)...`;
+      // A run's model takes its own size; a model folder's, any size in whole latent cells (checked as it is, not resized).
+      const wrongSize = info.kind === 'run' ? width !== info.shape[2] || height !== info.shape[1] : width % info.vaeScale !== 0 || height % info.vaeScale !== 0;
+      const takes = info.kind === 'run' ? `this model takes ${info.shape[2]}x${info.shape[1]}` : `this model takes sides that are multiples of ${info.vaeScale}`;
+      said.textContent = wrongSize ? `${file.name} is ${width}x${height}; ${takes}: its credentials are read, the watermark and detector cannot score it` : `${file.name}: inspecting (the watermark check inverts the model, a few seconds)...`;
       said.className = wrongSize ? 'problem' : 'ok';
       const res = await fetch('/api/inspect', { method: 'POST', headers: { 'X-File-Name': encodeURIComponent(file.name) }, body: file });
       const answer = (await res.json()) as InspectResponse;

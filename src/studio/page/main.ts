@@ -9,6 +9,7 @@ import type { StudioInfo } from '../info.js';
 import { $ } from './dom.js';
 import { setupForward } from './forward.js';
 import { setupGenerate } from './generate.js';
+import { setupModelGenerate } from './model-generate.js';
 import { setupInspect } from './inspect.js';
 
 const TABS = ['forward', 'generate', 'inspect'] as const;
@@ -25,9 +26,16 @@ async function main(): Promise<void> {
     });
   }
   ort.env.wasm.wasmPaths = '/ort/';
-  setupForward(info);
   setupInspect(info);
-  await setupGenerate(info);
+  if (info.kind === 'run') {
+    setupForward(info);
+    await setupGenerate(info);
+    return;
+  }
+  // A model folder: its latent space has no Forward tab to show; the page opens on Generate.
+  $('tab-forward').hidden = true;
+  $('tab-generate').click();
+  await setupModelGenerate(info);
 }
 
 main().catch((e: Error) => {

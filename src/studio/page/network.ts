@@ -59,3 +59,28 @@ export class BrowserNetwork implements ConditionedNetwork {
     await this.session.release();
   }
 }
+
+/** Whether the browser offers a WebGPU adapter, and whether it is a real GPU or a software fallback. */
+async function webgpuAdapter(): Promise<{ available: boolean; software: boolean; name: string }> {
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<{ info?: { vendor?: string; architecture?: string; description?: string; isFallbackAdapter?: boolean } } | null> } }).gpu;
+  if (!gpu) return { available: false, software: false, name: 'this browser has no WebGPU' };
+  try {
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) return { available: false, software: false, name: 'no WebGPU adapter' };
+    const i = adapter.info ?? {};
+    const name = [i.vendor, i.architecture, i.description].filter(Boolean).join(' ') || 'unnamed adapter';
+    const software = Boolean(i.isFallbackAdapter) || /swiftshader|llvmpipe|software/i.test(name);
+    return { available: true, software, name };
+  } catch {
+    return { available: false, software: false, name: 'WebGPU adapter request failed' };
+  }
+}
+
+/** Fills a backend picker: wasm (the default), and WebGPU, named, where the browser has an adapter (marked when it is a software one). */
+export async function offerBackends(pick: HTMLSelectElement): Promise<void> {
+  const gpu = await webgpuAdapter();
+  pick.append(new Option('wasm (CPU)', 'wasm'));
+  const gpuOption = new Option(gpu.available ? `WebGPU (${gpu.name}${gpu.software ? ', a software adapter: slower than wasm' : ''})` : `WebGPU (${gpu.name})`, 'webgpu');
+  gpuOption.disabled = !gpu.available;
+  pick.append(gpuOption);
+}
