@@ -5,6 +5,8 @@ states at the first three levels and in the middle, GEGLU feed-forward), written
 with random weights, for timing and memory only: 859,520,964 parameters, as SD 1.5's.
 
   python bench/sd15_unet.py --export DIR      # DIR/unet/model.onnx (+ external weights), Optimum's input names
+  python bench/sd15_unet.py --export DIR --half [--external]   # float16 weights, sample and states (as Optimum's --dtype fp16), 1.7 GB;
+                                                             # --external: the weights in model.onnx_data beside the graph
   python bench/sd15_unet.py --time [--repeats 3] [--size 64] [--threads 2]   # PyTorch's time for one step, JSON
 
 Run by `npm run bench:sd-unet` (bench/sd-unet.ts), which times the same network in ONNX Runtime.
@@ -141,7 +143,7 @@ class UNet(nn.Module):
         freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
         t = timestep.float().reshape(-1)[:1].expand(sample.shape[0])
         e = t[:, None] * freqs[None]
-        temb = self.time_2(F.silu(self.time_1(torch.cat([torch.cos(e), torch.sin(e)], dim=-1))))
+        temb = self.time_2(F.silu(self.time_1(torch.cat([torch.cos(e), torch.sin(e)], dim=-1).to(sample.dtype))))
         x = self.conv_in(sample)
         skips = [x]
         for blk in self.down:
@@ -177,6 +179,8 @@ def main():
     ap.add_argument("--size", type=int, default=64, help="latent side (64 = 512x512 images)")
     ap.add_argument("--batch", type=int, default=2, help="2 = one guided step")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--half", action="store_true", help="export in float16 (traced at a small size: the axes are dynamic)")
+    ap.add_argument("--external", action="store_true", help="weights in model.onnx_data (float32 exports always are: over 2 GB)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -186,10 +190,16 @@ def main():
     if a.export:
         os.makedirs(os.path.join(a.export, "unet"), exist_ok=True)
         out = os.path.join(a.export, "unet", "model.onnx")
+        example = inputs(a.batch, a.size)
+        if a.half:
+            # Half precision on the CPU is slow: trace at 64x64 pixels, batch 1 (the axes stay dynamic).
+            m = m.half()
+            x, t, c = inputs(1, 8)
+            example = (x.half(), t, c.half())
         with torch.no_grad():
             torch.onnx.export(
                 m,
-                inputs(a.batch, a.size),
+                example,
                 out,
                 input_names=["sample", "timestep", "encoder_hidden_states"],
                 output_names=["out_sample"],
@@ -197,6 +207,11 @@ def main():
                 opset_version=17,
                 dynamo=False,
             )
+        if a.external:
+            import onnx
+
+            model = onnx.load(out)
+            onnx.save_model(model, out, save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=1024)
         print(json.dumps({"exported": out, "parameters": params}))
     if a.time:
         x, t, c = inputs(a.batch, a.size)

@@ -168,6 +168,11 @@ export class StableDiffusionPipeline {
     return this.files.where();
   }
 
+  /** Whether the U-Net or the decoder takes float16 (an `--dtype fp16` export): a WebGPU adapter then needs shader-f16. */
+  get usesFloat16(): boolean {
+    return this.unet.inputType('sample') === 'float16' || this.vaeDecoder.inputType('latent_sample') === 'float16';
+  }
+
   /** The VAE encoder, opened on first use (only img2img needs it). */
   private vaeEncoder?: Promise<OnnxComponent>;
 

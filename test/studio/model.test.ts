@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { StableDiffusionPipeline } from '../../src/latent/index.js';
 import { Studio, startStudio } from '../../src/studio/studio.js';
 import { tinyModel } from '../latent/helpers.js';
-import { generateInPage, maxDiff, openStudio } from './browser.js';
+import { WEBGPU_FLAGS, generateInPage, maxDiff, openStudio } from './browser.js';
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures');
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-studio-model-'));
@@ -136,7 +136,7 @@ describe('diffuse studio --model: a Stable Diffusion folder in the browser', () 
     await assert.rejects(startStudio({ model: dir, port: 0, inspect: { geometric: true } }), /geometric search is for runs/);
   });
 
-  it("runs a float16 export in the browser as diffusers' reference does", async () => {
+  it("runs a float16 export in the browser as diffusers' reference does, and refuses WebGPU without float16 shaders", async () => {
     // The fixture's four networks as Optimum's --dtype fp16 export has them; the reference run is diffusers' (expected.json).
     const half = tinyModel(path.join(root, 'fp16'), { randomVae: true });
     for (const part of ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder']) cpSync(path.join(fixtures, 'tiny-sd', 'fp16', part, 'model.onnx'), path.join(half, part, 'model.onnx'));
@@ -144,7 +144,8 @@ describe('diffuse studio --model: a Stable Diffusion folder in the browser', () 
     const c = expected.fp16.cases[0];
     const want = new Float32Array(Uint8Array.from(Buffer.from(c.image, 'base64')).buffer);
     const halfStudio = await startStudio({ model: half, port: 0 });
-    const { browser, page, errors } = await openStudio(halfStudio.url);
+    // With SwiftShader's WebGPU adapter, which has no shader-f16.
+    const { browser, page, errors } = await openStudio(halfStudio.url, WEBGPU_FLAGS);
     try {
       await page.fill('#prompt', c.prompt);
       await page.fill('#negative', c.negativePrompt);
@@ -158,6 +159,10 @@ describe('diffuse studio --model: a Stable Diffusion folder in the browser', () 
       // half-precision values one step (ulp) away from onnxruntime-node's (2.4e-4 and 4.9e-4 seen,
       // ad hoc; the U-Net's step was identical), and guidance 7.5 over four steps grows that to 0.008.
       assert.ok(maxDiff(want, got) < 2e-2, `browser float16 vs diffusers: max difference ${maxDiff(want, got)}`);
+      // WebGPU without float16 shaders would compile nothing and read garbage: refused in words instead.
+      await page.selectOption('#backend', 'webgpu');
+      await page.waitForFunction(() => /^error/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 60_000 });
+      assert.match((await page.textContent('#status')) ?? '', /this model is float16, and the WebGPU adapter \(.*\) has no float16 shaders \(shader-f16\): use wasm/);
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

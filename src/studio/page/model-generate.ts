@@ -70,7 +70,7 @@ export async function setupModelGenerate(info: ModelStudioInfo): Promise<void> {
 
   // ---- the backend: wasm by default; WebGPU offered where the browser has an adapter ----
   const backendPick = $<HTMLSelectElement>('backend');
-  await offerBackends(backendPick);
+  const gpu = await offerBackends(backendPick);
   let pipe: StableDiffusionPipeline | undefined;
   const load = async (backend: Backend) => {
     button.disabled = true;
@@ -80,6 +80,12 @@ export async function setupModelGenerate(info: ModelStudioInfo): Promise<void> {
     status.textContent = `loading the model's networks (${backend}: onnxruntime-web compiles them)...`;
     const started = performance.now();
     pipe = await StableDiffusionPipeline.fromFiles(servedModelFiles(info, backend));
+    // Without shader-f16, onnxruntime-web's float16 kernels fail to compile on the GPU and a run reads garbage: refused before one.
+    if (backend === 'webgpu' && pipe.usesFloat16 && !gpu.f16) {
+      await pipe.release();
+      pipe = undefined;
+      throw new Error(`this model is float16, and the WebGPU adapter (${gpu.name}) has no float16 shaders (shader-f16): use wasm`);
+    }
     const notes = pipe.notes.length ? ` (${pipe.notes.join('; ')})` : '';
     status.textContent = `model loaded (${backend}) in ${((performance.now() - started) / 1000).toFixed(1)} s${notes}`;
     hooks.studioBackend = backend;
