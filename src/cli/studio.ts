@@ -17,7 +17,7 @@ export const commandStudio: Command = {
     key: { type: 'string', description: "the Inspect tab's watermark key (diffuse keygen); without it the watermark is not checked" },
     geometric: { type: 'boolean', description: "the Inspect tab also looks for the watermark after a turn by any angle or a crop (about a second more per image)" },
     trust: { type: 'string', description: "the Inspect tab's trusted root certificates for content credentials (PEM)" },
-    device: { type: 'string', description: 'where the Inspect tab runs the model: cpu or cuda (generation runs in the browser)', default: 'cpu' },
+    device: { type: 'string', description: "where the server runs the model: cpu or cuda (the Inspect tab, and a model folder's server backend; the browser backends run in the page)", default: 'cpu' },
   },
   async run(v) {
     if (!v.run === !v.model) throw new UsageError('give --run DIR (a folder written by diffuse train) or --model DIR (a model folder of ONNX components), one of them');
@@ -27,7 +27,10 @@ export const commandStudio: Command = {
     const trustAnchors = v.trust === undefined ? undefined : readTrustFile(String(v.trust));
     const device = oneOf(v, 'device', ['cpu', 'cuda'] as const, 'cpu');
     const source = v.model ? { model: String(v.model) } : { run: String(v.run) };
-    const studio = await startStudio({ ...source, port, host: String(v.host), inspect: { key, trustAnchors, device, geometric: Boolean(v.geometric) }, onProgress: (m) => process.stderr.write(`${m}...\n`) });
+    // Before the server starts, progress lines ("bundling the page..."); after, what happened (a run the page left).
+    let started = false;
+    const studio = await startStudio({ ...source, port, host: String(v.host), inspect: { key, trustAnchors, device, geometric: Boolean(v.geometric) }, onProgress: (m) => process.stderr.write(started ? `${m}\n` : `${m}...\n`) });
+    started = true;
     process.stderr.write(`${startLine(String(v.model ?? v.run), studio.url, String(v.host))}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void studio.stop().then(resolve);

@@ -77,6 +77,8 @@ export class Inspector {
 
   /** A Stable Diffusion folder's pipeline (openStableDiffusion), whose watermark and autoencoder detector are checked. */
   private folder?: StableDiffusionPipeline;
+  /** Whether release() releases the folder (false when it was given already open). */
+  private ownsFolder = true;
 
   private constructor(
     /** The run's model; undefined for file-level inspection only. */
@@ -133,10 +135,11 @@ export class Inspector {
    * detector calibrate --model`) and, with a key, the watermark `diffuse sample --model --key`
    * writes. One image at a time (the folder's networks already use every core).
    */
-  static async openStableDiffusion(dir: string, o: InspectorOptions = {}): Promise<Inspector> {
+  static async openStableDiffusion(dir: string, o: InspectorOptions = {}, opened?: StableDiffusionPipeline): Promise<Inspector> {
     if (o.geometric || (o.maxRotation ?? 0) > 0) throw new Error(`${dir}: a Stable Diffusion image's watermark is checked as it is; the rotation and geometric searches work with pixel-space runs only`);
     if (o.resize) throw new Error(`${dir}: a Stable Diffusion image is checked at its own size (resize option not taken)`);
-    const folder = await StableDiffusionPipeline.fromPretrained(dir, { device: o.device ?? 'cpu' });
+    // A pipeline already open on the folder (the studio's, shared with its Generate tab) is used, not released.
+    const folder = opened ?? (await StableDiffusionPipeline.fromPretrained(dir, { device: o.device ?? 'cpu' }));
     const calFile = path.join(dir, DETECTOR_FILE);
     let calibration: DetectorCalibration | undefined;
     let missing: string | undefined;
@@ -152,6 +155,7 @@ export class Inspector {
     }
     const inspector = new Inspector(undefined, { ...o, threads: 1 }, calibration, missing);
     inspector.folder = folder;
+    inspector.ownsFolder = !opened;
     return inspector;
   }
 
@@ -202,7 +206,7 @@ export class Inspector {
     await this.searchThreads?.close();
     await this.pixelThreads?.close();
     await this.pipe?.release();
-    await this.folder?.release();
+    if (this.ownsFolder) await this.folder?.release();
   }
 }
 

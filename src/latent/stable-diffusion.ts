@@ -187,7 +187,7 @@ export class StableDiffusionPipeline {
   /** Opens a model from its files, wherever they are (ModelFiles); errors name the file and what is wrong. */
   static async fromFiles(files: ModelFiles): Promise<StableDiffusionPipeline> {
     const config = await readModelConfig(files);
-    const tokenizer = await readTokenizer(files);
+    const tokenizer = await readModelTokenizer(files);
     const opened: OnnxComponent[] = [];
     const open = async (name: string, inputs: string[], outputs: string[]) => {
       const c = await files.open(name, { inputs, outputs });
@@ -613,7 +613,7 @@ export async function readModelConfig(files: ModelFiles): Promise<LatentModelCon
 }
 
 /** The folder's tokenizer/ (CLIP's, 77 tokens per prompt). */
-async function readTokenizer(files: ModelFiles): Promise<HuggingFaceTokenizer> {
+export async function readModelTokenizer(files: ModelFiles): Promise<HuggingFaceTokenizer> {
   const texts: Partial<Record<TokenizerFileName, string>> = {};
   for (const name of TOKENIZER_FILE_NAMES) {
     const text = await files.readText('tokenizer', name);

@@ -38,6 +38,8 @@ export interface ModelStudioInfo {
   inpainting: boolean;
   /** The folder scheduler's class name (diffusers'). */
   scheduler: string;
+  /** Bytes of the U-Net's files: over a gigabyte, the page runs the model on the server by default (32-bit WebAssembly cannot). */
+  unetBytes: number;
   inspect: InspectChecks;
 }
 

@@ -9,24 +9,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Inspector, reportHtml } from '../inspect/index.js';
-import { sendJson } from './server.js';
+import { readBody, refuseForeignOrigin, sendJson } from './server.js';
 
 /** The largest file the tab accepts. */
 export const MAX_INSPECT_BYTES = 50 * 1024 * 1024;
 /** Uploads held at once (being read or waiting for their turn); more are answered 503. */
 export const MAX_PENDING_UPLOADS = 4;
-
-/** Reads a request body up to `limit` bytes; undefined when it is larger. */
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) return undefined;
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
 
 /** A file name safe to use inside the temporary folder: its last part, plain characters only. */
 function safeName(header: string | string[] | undefined): string {
@@ -55,11 +43,7 @@ export function inspectHandler(name: string, workDir: string, open: () => Promis
         sendJson(res, 405, { error: 'POST an image file to /api/inspect' });
         return true;
       }
-      const origin = req.headers.origin;
-      if (origin !== undefined && origin !== `http://${req.headers.host}`) {
-        sendJson(res, 403, { error: `requests from ${origin} are refused; only the studio's own page may inspect` });
-        return true;
-      }
+      if (refuseForeignOrigin(req, res, 'inspect')) return true;
       // Refused before a byte of the body is read: an announced size over the limit, or too many uploads in hand.
       const announced = Number(req.headers['content-length'] ?? NaN);
       if (announced > MAX_INSPECT_BYTES) {

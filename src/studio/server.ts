@@ -47,6 +47,29 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.writeHead(status, { ...HEADERS, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
 }
 
+/** Reads a request body up to `limit` bytes; undefined when it is larger. */
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Answers 403 (and returns true) for a request that another web page sent: its Origin is not the
+ * studio's own. The Host header is already checked, so the studio's origin is http://HOST.
+ */
+export function refuseForeignOrigin(req: IncomingMessage, res: ServerResponse, what: string): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined || origin === `http://${req.headers.host}`) return false;
+  sendJson(res, 403, { error: `requests from ${origin} are refused; only the studio's own page may ${what}` });
+  return true;
+}
+
 export interface StaticServer {
   server: Server;
   url: string;

@@ -6,6 +6,7 @@
  * generator and pipelines, not rewritten), and onnxruntime-web's files are served from node_modules.
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -16,9 +17,10 @@ import { readRunConfig } from '../run/run.js';
 import { tokenizerConfigPath, tokenizerPath } from '../run/text.js';
 import { DETECTOR_FILE, Inspector } from '../inspect/index.js';
 import type { InspectorOptions } from '../inspect/index.js';
-import { folderFiles, readModelConfig } from '../latent/index.js';
+import { StableDiffusionPipeline, folderFiles, readModelConfig } from '../latent/index.js';
 import { readSchedulerConfig } from '../samplers/from-config.js';
 import type { InspectChecks, ModelStudioInfo, RunStudioInfo, StudioInfo } from './info.js';
+import { generateHandler } from './generate-route.js';
 import { inspectHandler } from './inspect-route.js';
 import { STUDIO_HTML } from './page/html.js';
 import { Route, StaticServer, fileRoute, serveRoutes } from './server.js';
@@ -89,14 +91,18 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
   if ((o.run === undefined) === (o.model === undefined)) throw new Error('startStudio: give a run or a model folder (one of them)');
   const work = mkdtempSync(path.join(tmpdir(), 'diffuse-studio-'));
   try {
-    const { routes, inspect } = o.model !== undefined ? await modelStudio(o.model, work, o) : await runStudio(o.run as string, work, o);
+    const { routes, handlers } = o.model !== undefined ? await modelStudio(o.model, work, o) : await runStudio(o.run as string, work, o);
     (o.onProgress ?? (() => {}))('starting the server');
-    const server = await serveRoutes(routes, { host: o.host, port: o.port, handle: inspect.handle });
+    const handle = async (req: IncomingMessage, res: ServerResponse) => {
+      for (const h of handlers) if (await h.handle(req, res)) return true;
+      return false;
+    };
+    const server = await serveRoutes(routes, { host: o.host, port: o.port, handle });
     return {
       ...server,
       stop: async () => {
         await server.close();
-        await inspect.release();
+        for (const h of handlers) await h.release();
         rmSync(work, { recursive: true, force: true });
       },
     };
@@ -142,7 +148,7 @@ async function runStudio(run: string, work: string, o: StudioOptions) {
   // A text run's tokenizer, for prompts typed in the page.
   for (const f of [tokenizerPath(work), tokenizerConfigPath(work)]) if (existsSync(f)) routes.set(`/model/${path.basename(f)}`, fileRoute(f));
   const inspect = inspectHandler(info.run, work, () => Inspector.open(run, o.inspect ?? {}));
-  return { routes, inspect };
+  return { routes, handlers: [inspect] };
 }
 
 /**
@@ -174,12 +180,21 @@ async function modelStudio(dir: string, work: string, o: StudioOptions) {
     vaeScale: config.vaeScale,
     inpainting: config.inpainting,
     scheduler: readSchedulerConfig(config.schedulerConfig).name,
+    unetBytes: (files.unet ?? []).reduce((sum, f) => sum + statSync(path.join(dir, 'unet', f)).size, 0),
     inspect: checks(o, existsSync(calibration) ? 'calibrated' : `no ${DETECTOR_FILE} in the folder; make one with diffuse detector calibrate --model`),
   };
   say('bundling the page');
   for (const [p, r] of await pageRoutes(info)) routes.set(p, r);
-  const inspect = inspectHandler(info.run, work, () => Inspector.openStableDiffusion(dir, o.inspect ?? {}));
-  return { routes, inspect };
+  // One pipeline in Node for both tabs, opened when first needed (SD 1.5 takes gigabytes).
+  let pipe: Promise<StableDiffusionPipeline> | undefined;
+  const shared = () => (pipe ??= StableDiffusionPipeline.fromPretrained(dir, { device: o.inspect?.device ?? 'cpu' }).catch((e: Error) => {
+    pipe = undefined;
+    throw e;
+  }));
+  const inspect = inspectHandler(info.run, work, async () => Inspector.openStableDiffusion(dir, o.inspect ?? {}, await shared()));
+  const generate = generateHandler(shared, say);
+  const release = { handle: async () => false, release: async () => void (await (await pipe?.catch(() => undefined))?.release()) };
+  return { routes, handlers: [inspect, generate, release] };
 }
 
 function checks(o: StudioOptions, detector: string): InspectChecks {

@@ -169,4 +169,77 @@ describe('diffuse studio --model: a Stable Diffusion folder in the browser', () 
       await halfStudio.stop();
     }
   });
+
+  it("runs the model on the studio's server when asked (or when the U-Net is too large for the browser), streaming each step", async () => {
+    const { browser, page, errors } = await openStudio(studio.url);
+    try {
+      await page.selectOption('#backend', 'server');
+      await page.waitForFunction(() => /studio's server/.test(document.getElementById('status')?.textContent ?? ''));
+      await page.fill('#prompt', 'a green square');
+      await page.fill('#negative', 'red');
+      await page.fill('#guidance', '3');
+      await page.fill('#steps', '5');
+      await page.fill('#seed', '9');
+      await page.selectOption('#scheduler', 'euler_a');
+      const got = await generateInPage(page);
+      const want = await pipe.generate({ prompt: 'a green square', negativePrompt: 'red', guidance: 3, steps: 5, seed: 9, scheduler: pipe.schedulerNamed('euler_a') });
+      assert.equal(maxDiff(want.data, got), 0, 'the same code on the same runtime: the same image');
+      const steps = await page.evaluate(() => (window as unknown as { studioStepMs: number[] }).studioStepMs.length);
+      assert.equal(steps, 5, 'every step was streamed and drawn');
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('checks /api/generate requests before running anything, one at a time, and stops a run whose page left', async () => {
+    const api = new URL('/api/generate', studio.url);
+    const post = (body: unknown, headers: Record<string, string> = {}) => fetch(api, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers });
+    const ok = { prompt: 'x', guidance: 1, steps: 2, seed: 0, width: pipe.defaultSize, height: pipe.defaultSize };
+    const bad: [unknown, RegExp][] = [
+      ['{not json', /not valid JSON/],
+      [[1, 2], /not a JSON object/],
+      [{ ...ok, steps: 1e9 }, /steps must be a whole number from 1 to 500/],
+      [{ ...ok, width: pipe.defaultSize + 3 }, /width must be a multiple of/],
+      [{ ...ok, width: 1 << 20 }, /width must be a whole number from/],
+      [{ ...ok, scheduler: 'rm -rf' }, /scheduler must be '' \(the folder's\) or one of/],
+      [{ ...ok, prompt: 7 }, /prompt must be a string/],
+      [{ ...ok, mode: 'img2img' }, /img2img needs the source image/],
+      [{ ...ok, mode: 'img2img', image: 'AAAA' }, /image has 3 bytes, expected/],
+      [{ ...ok, mode: 'inpaint', image: Buffer.alloc(12 * ok.width * ok.height).toString('base64'), mask: Buffer.alloc(4 * ok.width * ok.height, 0xff).toString('base64') }, /mask holds a value that is not a finite number/],
+    ];
+    for (const [body, error] of bad) {
+      const r = await post(body);
+      assert.equal(r.status, 400, JSON.stringify(body).slice(0, 80));
+      assert.match(((await r.json()) as { error: string }).error, error);
+    }
+    assert.equal((await fetch(api)).status, 405);
+    assert.equal((await post(ok, { Origin: 'http://evil.example' })).status, 403);
+    // A long run holds the server; a second request meanwhile is told to wait; leaving the first stops
+    // it (the studio says after how many steps), and the server is free again.
+    const said: string[] = [];
+    const own = await startStudio({ model: dir, port: 0, onProgress: (m) => said.push(m) });
+    try {
+      const controller = new AbortController();
+      const long = await fetch(new URL('/api/generate', own.url), { method: 'POST', body: JSON.stringify({ ...ok, steps: 500, guidance: 7, width: 2048, height: 2048 }), signal: controller.signal });
+      const reader = (long.body as ReadableStream<Uint8Array>).getReader();
+      await reader.read();
+      const second = await fetch(new URL('/api/generate', own.url), { method: 'POST', body: JSON.stringify(ok) });
+      assert.equal(second.status, 503);
+      assert.match(((await second.json()) as { error: string }).error, /already generating/);
+      controller.abort();
+      let free = 0;
+      while (free !== 200) {
+        await new Promise((r) => setTimeout(r, 100));
+        const r = await fetch(new URL('/api/generate', own.url), { method: 'POST', body: JSON.stringify(ok) });
+        free = r.status;
+        await r.text();
+      }
+      const stopped = said.find((m) => m.startsWith('generation stopped')) ?? '';
+      const m = /^generation stopped after (\d+) of 500 steps: the page left$/.exec(stopped);
+      assert.ok(m && Number(m[1]) < 500, `the run stopped early: ${JSON.stringify(said)}`);
+    } finally {
+      await own.stop();
+    }
+  });
 });
