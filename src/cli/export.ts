@@ -23,7 +23,7 @@ export const commandExport: Command = {
     const started = Date.now();
     const m = await exportRun(String(v.run), out, { batch });
     process.stderr.write(
-      `wrote ${path.join(out, EXPORT_FILES.model)} (inputs ${m.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')}; output ${m.outputs.map((o) => `${o.name} [${o.shape.join(', ')}]`).join(', ')}: the ${m.predictionType} prediction), ${EXPORT_FILES.weights} and ${EXPORT_FILES.config} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+      `wrote ${path.join(out, EXPORT_FILES.model)} (inputs ${m.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')}; output ${m.outputs.map((o) => `${o.name} [${o.shape.join(', ')}]`).join(', ')}: the ${m.predictionType} prediction), ${m.latent ? `${m.latent.encoder} and ${m.latent.decoder} (the autoencoder: images are the decoder's output for latents / ${m.latent.scalingFactor}), ` : ''}${EXPORT_FILES.weights} and ${EXPORT_FILES.config} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
     );
   },
 };

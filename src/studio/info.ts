@@ -15,8 +15,10 @@ export interface RunStudioInfo {
   run: string;
   /** The run's config.json, whole: the page builds its schedulers and pipeline from it, as Node does. */
   config: RunConfig;
-  /** [channels, height, width] */
+  /** [channels, height, width] of the images (a latent run's are the autoencoder's). */
   shape: [number, number, number];
+  /** A latent run: the U-Net works on latents of this shape, and its images are vae_decoder.onnx's output for latents / scalingFactor. */
+  latent?: { scalingFactor: number; latentShape: [number, number, number] };
   conditioning: 'none' | 'class' | 'text';
   /** A few images of the run's data set, [-1, 1], for the Forward tab and as sources to edit. */
   images: number[][];

@@ -116,11 +116,11 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
 async function runStudio(run: string, work: string, o: StudioOptions) {
   const say = o.onProgress ?? (() => {});
   const config = readRunConfig(run);
-  if (config.latent) throw new Error(`${run} is a latent run; the studio does not run latent runs yet (sample it with diffuse sample --run ${run})`);
   say('exporting the model');
-  await exportRun(run, work, { batch: 1 });
+  const exported = await exportRun(run, work, { batch: 1 });
   const m = config.model;
-  const shape: [number, number, number] = [m.inChannels, m.imageSize, m.imageSize];
+  // A latent run's pictures are its autoencoder's images; its U-Net's shape is the latents'.
+  const shape: [number, number, number] = exported.latent?.imageShape ?? [m.inChannels, m.imageSize, m.imageSize];
   const per = shape[0] * shape[1] * shape[2];
   let images: number[][] = [];
   try {
@@ -130,13 +130,14 @@ async function runStudio(run: string, work: string, o: StudioOptions) {
   } catch {
     // The data set is not on this machine: the Forward tab shows a sample of noise instead.
   }
-  if (!images.length) images = [Array.from({ length: per }, (_, i) => (i % m.imageSize < m.imageSize / 2 ? -1 : 1))];
+  if (!images.length) images = [Array.from({ length: per }, (_, i) => (i % shape[2] < shape[2] / 2 ? -1 : 1))];
   const calibration = path.join(run, DETECTOR_FILE);
   const info: RunStudioInfo = {
     kind: 'run',
     run: path.basename(path.resolve(run)),
     config,
     shape,
+    ...(exported.latent ? { latent: { scalingFactor: exported.latent.scalingFactor, latentShape: exported.latent.latentShape } } : {}),
     conditioning: config.text ? 'text' : m.numClasses !== undefined ? 'class' : 'none',
     images,
     inspect: checks(o, existsSync(calibration) ? 'calibrated' : `no ${DETECTOR_FILE} in the run; make one with diffuse detector calibrate`),
@@ -145,6 +146,7 @@ async function runStudio(run: string, work: string, o: StudioOptions) {
   const routes = await pageRoutes(info);
   routes.set('/model/model.onnx', fileRoute(path.join(work, EXPORT_FILES.model)));
   routes.set('/model/export.json', fileRoute(path.join(work, EXPORT_FILES.config)));
+  if (exported.latent) for (const f of [EXPORT_FILES.encoder, EXPORT_FILES.decoder]) routes.set(`/model/${f}`, fileRoute(path.join(work, f)));
   // A text run's tokenizer, for prompts typed in the page.
   for (const f of [tokenizerPath(work), tokenizerConfigPath(work)]) if (existsSync(f)) routes.set(`/model/${path.basename(f)}`, fileRoute(f));
   const inspect = inspectHandler(info.run, work, () => Inspector.open(run, o.inspect ?? {}));

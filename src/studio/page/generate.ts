@@ -13,7 +13,7 @@ import { $ } from './dom.js';
 import { drawImage, drawMask } from './draw.js';
 import { dropZone, readDroppedImage } from './dropped-file.js';
 import { attachBrush } from './brush.js';
-import { Backend, BrowserNetwork, offerBackends } from './network.js';
+import { Backend, BrowserCodec, BrowserNetwork, offerBackends } from './network.js';
 
 /** What tests and benchmarks read from the page. */
 interface StudioHooks {
@@ -68,6 +68,10 @@ export async function setupGenerate(info: RunStudioInfo): Promise<void> {
   await offerBackends(backendPick);
   let pipe: SamplingPipeline | undefined;
   let network: BrowserNetwork | undefined;
+  let codec: BrowserCodec | undefined;
+  // A latent run's steps are latents: drawn as their first three channels, as the model folder's are.
+  const stepShape: [number, number, number] = info.latent ? [3, info.latent.latentShape[1], info.latent.latentShape[2]] : info.shape;
+  const stepScale = info.latent ? 1 / 2.5 : 1;
   const load = async (backend: Backend) => {
     button.disabled = true;
     hooks.studioReady = false;
@@ -75,7 +79,9 @@ export async function setupGenerate(info: RunStudioInfo): Promise<void> {
     status.textContent = `loading the model (${backend}: compiling onnxruntime-web)...`;
     const started = performance.now();
     network = await BrowserNetwork.load('/model/model.onnx', info.config, backend, tokenizer);
-    pipe = new SamplingPipeline(info.config, network);
+    await codec?.release();
+    codec = info.latent ? await BrowserCodec.load({ encoder: '/model/vae_encoder.onnx', decoder: '/model/vae_decoder.onnx' }, info.shape, info.latent, backend) : undefined;
+    pipe = new SamplingPipeline(info.config, network, codec);
     status.textContent = `model loaded (${backend}) in ${((performance.now() - started) / 1000).toFixed(1)} s`;
     hooks.studioBackend = backend;
     button.disabled = false;
@@ -130,8 +136,8 @@ export async function setupGenerate(info: RunStudioInfo): Promise<void> {
       eta: Number(eta.value),
       seed: Number($<HTMLInputElement>('seed').value),
       onStep: async (s: StepInfo) => {
-        drawImage($<HTMLCanvasElement>('gen-xt'), s.sample, info.shape);
-        drawImage($<HTMLCanvasElement>('gen-x0'), s.predOriginal, info.shape);
+        drawImage($<HTMLCanvasElement>('gen-xt'), stepScale === 1 ? s.sample : s.sample.map((v) => v * stepScale), stepShape);
+        drawImage($<HTMLCanvasElement>('gen-x0'), stepScale === 1 ? s.predOriginal : s.predOriginal.map((v) => v * stepScale), stepShape);
         const now = performance.now();
         $('step').textContent = `step ${s.index + 1}/${s.total} (t = ${+s.timestep.toFixed(2)}), ${(now - last).toFixed(0)} ms`;
         last = now;

@@ -27,14 +27,20 @@ async function main(): Promise<void> {
   }
   ort.env.wasm.wasmPaths = '/ort/';
   setupInspect(info);
-  if (info.kind === 'run') {
+  if (info.kind === 'run' && !info.latent) {
     setupForward(info);
     await setupGenerate(info);
     return;
   }
-  // A model folder: its latent space has no Forward tab to show; the page opens on Generate.
+  // A latent model (a latent run, or a model folder): the forward process runs on latents, which the Forward tab does not show; the page opens on Generate.
   $('tab-forward').hidden = true;
   $('tab-generate').click();
+  if (info.kind === 'run') {
+    $('gen-xt-caption').textContent = 'the latents x_t (channels 1-3)';
+    $('gen-x0-caption').textContent = 'the x_0 estimate, in latents (the image when done)';
+    await setupGenerate(info);
+    return;
+  }
   await setupModelGenerate(info);
 }
 

@@ -6,6 +6,7 @@
  */
 import * as ort from 'onnxruntime-web';
 import type { ConditionedNetwork } from '../../pipelines/guidance.js';
+import type { LatentCodec } from '../../run/autoencoder.js';
 import type { RunConfig } from '../../run/config.js';
 import type { Feeds } from '../../run/run.js';
 import type { TextTokenizer } from '../../text/tokenizer.js';
@@ -57,6 +58,55 @@ export class BrowserNetwork implements ConditionedNetwork {
 
   async release(): Promise<void> {
     await this.session.release();
+  }
+}
+
+/**
+ * A latent run's autoencoder in onnxruntime-web (the export's vae_encoder.onnx and vae_decoder.onnx,
+ * batch 1): the LatentCodec that SamplingPipeline takes in Node, so that the page runs the same
+ * latent generate, img2img and inpaint. Latents are the posterior's mean times the scaling factor.
+ */
+export class BrowserCodec implements LatentCodec {
+  private constructor(
+    readonly imageShape: [number, number, number],
+    readonly latentShape: [number, number, number],
+    private readonly scalingFactor: number,
+    private readonly encoder: ort.InferenceSession,
+    private readonly decoder: ort.InferenceSession,
+  ) {}
+
+  static async load(urls: { encoder: string; decoder: string }, imageShape: [number, number, number], latent: { scalingFactor: number; latentShape: [number, number, number] }, backend: Backend): Promise<BrowserCodec> {
+    const [encoder, decoder] = await Promise.all([urls.encoder, urls.decoder].map((u) => ort.InferenceSession.create(u, { executionProviders: [backend] })));
+    return new BrowserCodec(imageShape, latent.latentShape, latent.scalingFactor, encoder, decoder);
+  }
+
+  async encode(images: Float32Array, n: number): Promise<Float32Array> {
+    const per = this.imageShape.reduce((a, b) => a * b, 1);
+    const lper = this.latentShape.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(n * lper);
+    for (let k = 0; k < n; k++) {
+      const r = await this.encoder.run({ x: new ort.Tensor('float32', images.slice(k * per, (k + 1) * per), [1, ...this.imageShape]) });
+      // moments: the mean's channels, then the log-variance's.
+      const mean = (r.moments.data as Float32Array).subarray(0, lper);
+      for (let i = 0; i < lper; i++) out[k * lper + i] = mean[i] * this.scalingFactor;
+    }
+    return out;
+  }
+
+  async decode(latents: Float32Array, n: number): Promise<Float32Array> {
+    const per = this.imageShape.reduce((a, b) => a * b, 1);
+    const lper = this.latentShape.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(n * per);
+    for (let k = 0; k < n; k++) {
+      const z = latents.slice(k * lper, (k + 1) * lper).map((v) => v / this.scalingFactor);
+      const r = await this.decoder.run({ z: new ort.Tensor('float32', z, [1, ...this.latentShape]) });
+      out.set(r.sample.data as Float32Array, k * per);
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.encoder.release(), this.decoder.release()]);
   }
 }
 
