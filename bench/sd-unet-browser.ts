@@ -17,7 +17,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { TorchGenerator } from '../src/diffusion/index.js';
-import { openComponentFile } from '../src/latent/model-folder.js';
+import { openComponentFile } from '../src/components/model-folder.js';
 import { Route, fileRoute, serveRoutes } from '../src/studio/server.js';
 import { WEBGPU_FLAGS, launchChromium } from '../test/studio/browser.js';
 import { flag, has, log } from './args.js';

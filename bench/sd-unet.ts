@@ -16,7 +16,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { openComponentFile } from '../src/latent/model-folder.js';
+import { openComponentFile } from '../src/components/model-folder.js';
 import { TorchGenerator } from '../src/diffusion/index.js';
 import { flag, has, log } from './args.js';
 

@@ -5,7 +5,7 @@
  * watermark, the detectors and the analyst's report. Each folder's whole public surface is its
  * own entry point, for code that goes deeper: `diffuse/engine` (tensors, autodiff, ONNX
  * compilation and execution), `diffuse/nn`, `diffuse/diffusion`, `diffuse/samplers`,
- * `diffuse/data`, `diffuse/run`, `diffuse/pipelines`, `diffuse/latent`, `diffuse/forensics`,
+ * `diffuse/data`, `diffuse/run`, `diffuse/components` (model folders and their ONNX networks), `diffuse/pipelines`, `diffuse/latent`, `diffuse/forensics`,
  * `diffuse/provenance`, `diffuse/metadata`, `diffuse/inspect`, `diffuse/train`, `diffuse/eval`
  * and `diffuse/text`. docs/API.md lists every name; a test keeps that list true.
  * @packageDocumentation

@@ -27,7 +27,7 @@ const EDIT_FLAGS: Record<string, Flag> = {
   ...CONDITION_FLAGS,
   generator: { type: 'string', description: "'torch' (same noise as torch.manual_seed) or 'fast'", default: 'torch' },
   count: { type: 'string', description: 'results to generate from the one input (default 4; with --model, 1 per prompt)' },
-  model: { type: 'string', description: 'a Stable Diffusion folder of ONNX components (Optimum\'s export layout) instead of a run' },
+  model: { type: 'string', description: 'a model folder instead of a run: a Stable Diffusion folder of ONNX components (Optimum\'s export layout) or a Diffuse export' },
   width: { type: 'string', description: 'with --model: resize the input to this width (default: its own, rounded down to a multiple of 8)' },
   height: { type: 'string', description: 'with --model: resize the input to this height (default: its own, rounded down to a multiple of 8)' },
   out: { type: 'string', description: 'grid PNG of the results', default: 'edited.png' },

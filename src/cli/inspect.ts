@@ -29,7 +29,7 @@ export const commandInspect: Command = {
   positionals: true,
   options: {
     run: { type: 'string', description: "a Diffuse run folder: adds its watermark and detector for images of the model's size (without it: file-level signals of any image)" },
-    model: { type: 'string', description: "or a Stable Diffusion folder of ONNX components: adds its autoencoder detector (DIR/detector.json, from diffuse detector calibrate --model) and, with --key, the watermark diffuse sample --model --key writes" },
+    model: { type: 'string', description: "or a model folder: a Diffuse export (as its run), or a Stable Diffusion folder of ONNX components: adds its autoencoder detector (DIR/detector.json, from diffuse detector calibrate --model) and, with --key, the watermark diffuse sample --model --key writes" },
     key: { type: 'string', description: "the watermark key (diffuse keygen) of --run's watermark; without it the watermark is not checked" },
     trust: { type: 'string', multiple: true, description: 'trust anchors for content credentials: a PEM bundle (the C2PA trust list, its interim list, your own c2pa-root.pem from diffuse keygen --c2pa) or the C2PA trust list in JSON' },
     'trust-allowed': { type: 'string', multiple: true, description: 'allowed list of end-entity signing certificates (PEM, or base64 SHA-256 hashes one per line), trusted as they are' },
@@ -140,7 +140,7 @@ export const commandDetector: Command = {
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder' },
-    model: { type: 'string', description: "or a Stable Diffusion folder of ONNX components: calibrates the detector of its autoencoder's reconstructions" },
+    model: { type: 'string', description: "or a model folder: a Diffuse export (as its run), or a Stable Diffusion folder of ONNX components: calibrates the detector of its autoencoder's reconstructions" },
     real: { type: 'string', description: 'held-out real images the model never trained on (default for the built-in sets: their test split from index 5000, or from its middle for emoji)' },
     generated: { type: 'string', description: "with --model: images made through the folder's autoencoder (e.g. diffuse sample --model DIR --images OUT), saved as the real ones are" },
     count: { type: 'string', description: 'real images to use; as many samples are drawn (default 1000, or as many as a built-in set keeps for calibration if fewer: 373 for emoji); with --model, at most this many of each folder' },

@@ -47,7 +47,7 @@ export const commandInvert: Command = {
   usage: 'diffuse invert --run DIR | --model DIR --image FILE [--prompt P] [--steps 50] [--refine 0] --out xT.safetensors [--check side.png]',
   options: {
     run: { type: 'string', description: 'the run folder of the model to invert with' },
-    model: { type: 'string', description: 'or a Stable Diffusion folder of ONNX components' },
+    model: { type: 'string', description: 'or a model folder: a Stable Diffusion folder of ONNX components, or a Diffuse export' },
     image: { type: 'string', description: 'the image to invert (a file, or mnist:INDEX for a run)' },
     prompt: { type: 'string', description: 'text-conditional models: the prompt to invert with (default empty)' },
     steps: { type: 'string', description: 'DDIM steps; sample --latents regenerates with as many', default: '50' },

@@ -15,7 +15,8 @@
  */
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import type { Command, FlagValues } from './flags.js';
-import { withFlags } from './flags.js';
+import { UsageError, withFlags } from './flags.js';
+import { isExportFolder } from '../run/export-folder.js';
 import { OptionError } from '../engine/errors.js';
 import { commandImg2Img, commandInpaint } from './edit.js';
 import { commandEval } from './eval.js';
@@ -49,6 +50,24 @@ const COMMANDS: Record<string, Command> = {
   export: commandExport,
   studio: commandStudio,
 };
+
+/**
+ * Every command that reads a trained model from --run also takes --model DIR, a model folder: a
+ * Diffuse export (diffuse export) stands in for its run; a Stable Diffusion folder goes to the
+ * commands that say they take one.
+ */
+const WRITES_RUNS = new Set(['train', 'train-vae', 'export']);
+for (const [name, c] of Object.entries(COMMANDS)) {
+  if (c.options.run && !c.options.model && !WRITES_RUNS.has(name)) c.options.model = { type: 'string', description: 'a model folder written by diffuse export, in place of --run' };
+}
+
+/** --model naming a Diffuse export becomes --run: the run's code paths read exports as runs. */
+function modelAsRun(cmd: Command, v: FlagValues): void {
+  if (typeof v.model !== 'string' || !cmd.options.run || !isExportFolder(v.model)) return;
+  if (v.run !== undefined) throw new UsageError('give --run DIR or --model DIR, not both');
+  v.run = v.model;
+  delete v.model;
+}
 
 function help(): string {
   const lines = ['diffuse: denoising diffusion models in TypeScript', '', 'Commands:'];
@@ -88,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
     const { values, positionals } = parseArgs({ args: rest, options: options as ParseArgsConfig['options'], allowPositionals: cmd.positionals ?? false, strict: true });
     const withDefaults: FlagValues = { ...values };
     for (const [k, o] of Object.entries(cmd.options)) if (withDefaults[k] === undefined && o.default !== undefined) withDefaults[k] = o.default;
+    modelAsRun(cmd, withDefaults);
     await cmd.run(withDefaults, positionals);
     return 0;
   } catch (e) {

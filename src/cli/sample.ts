@@ -21,7 +21,7 @@ export const commandSample: Command = {
   usage: 'diffuse sample --run DIR | --model DIR [--width W --height H] [--prompt "a cat face" [--negative-prompt P] | --class K] [--guidance W] [--scheduler ddim|pndm|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--count K] --out grid.png [--frames strip.png|anim.gif] [--images DIR] [--latents xT.safetensors] [--key key.json --payload ID] [--c2pa DIR]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
-    model: { type: 'string', description: 'a Stable Diffusion folder of ONNX components (Optimum\'s export layout) instead of a run' },
+    model: { type: 'string', description: 'a model folder instead of a run: a Stable Diffusion folder of ONNX components (Optimum\'s export layout) or a Diffuse export' },
     width: { type: 'string', description: 'with --model: image width in pixels (default: the model\'s)' },
     height: { type: 'string', description: 'with --model: image height in pixels (default: the model\'s)' },
     ...SAMPLING_FLAGS,

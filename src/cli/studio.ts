@@ -11,7 +11,7 @@ export const commandStudio: Command = {
   usage: 'diffuse studio --run DIR | --model DIR [--port 8080] [--host 127.0.0.1] [--key key.json] [--geometric] [--trust root.pem]',
   options: {
     run: { type: 'string', description: 'the run folder' },
-    model: { type: 'string', description: 'a Stable Diffusion-class model folder of ONNX components (Optimum\'s layout), instead of a run: generation runs its networks in the browser' },
+    model: { type: 'string', description: 'a model folder instead of a run: a Diffuse export, or a Stable Diffusion-class folder of ONNX components (Optimum\'s layout); generation runs its networks in the browser' },
     port: { type: 'string', description: 'the port to listen on', default: '8080' },
     host: { type: 'string', description: 'the address to listen on (0.0.0.0 would let other machines in)', default: '127.0.0.1' },
     key: { type: 'string', description: "the Inspect tab's watermark key (diffuse keygen); without it the watermark is not checked" },

@@ -97,7 +97,7 @@ export const commandWatermark: Command = {
   positionals: true,
   options: {
     run: { type: 'string', description: 'the run folder of the model that made the images' },
-    model: { type: 'string', description: 'or the Stable Diffusion folder (ONNX components) that made them with diffuse sample --model --key' },
+    model: { type: 'string', description: 'or the model folder that made them with diffuse sample --model --key: a Stable Diffusion folder (ONNX components) or a Diffuse export' },
     width: { type: 'string', description: 'with --model: resize each image to this width first (the size it was made at)' },
     height: { type: 'string', description: 'with --model: and this height' },
     key: { type: 'string', description: 'the watermark key (diffuse keygen)' },

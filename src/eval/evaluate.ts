@@ -146,7 +146,8 @@ export async function evaluateAdherence(runDir: string, config: RunConfig, o: Ev
   const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
   const started = Date.now();
   const pipe = await DiffusionPipeline.fromRun(runDir, { runtime: o.runtime });
-  const text = pipe.text;
+  // From the config: an export whose text encoder is inside its U-Net has no pipe.text.
+  const text = config.text !== undefined;
   const perClass = Math.max(1, Math.floor(o.count / K));
   const count = perClass * K;
   const want = Int32Array.from({ length: count }, (_, i) => Math.floor(i / perClass));

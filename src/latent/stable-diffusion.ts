@@ -34,9 +34,9 @@ import { InitialNoiseSource, StepInfo, repeatPlane } from '../pipelines/sampling
 import type { Scheduler } from '../samplers/scheduler.js';
 import { HuggingFaceTokenizer, TOKENIZER_FILE_NAMES } from '../text/hf-tokenizer.js';
 import type { TokenizerFileName } from '../text/hf-tokenizer.js';
-import type { ModelFiles } from './model-files.js';
-import type { FolderOptions } from './model-folder.js';
-import type { OnnxComponent } from './onnx-component.js';
+import type { ModelFiles } from '../components/model-files.js';
+import type { FolderOptions } from '../components/model-folder.js';
+import type { OnnxComponent } from '../components/onnx-component.js';
 
 /** A batch of decoded images: NCHW, flattened, values in [-1, 1] (the decoder's range). */
 export interface LatentImageBatch {
@@ -179,7 +179,7 @@ export class StableDiffusionPipeline {
   /** Opens a model folder on disk (Node; see the file's comment); errors name the file and what is wrong. */
   static async fromPretrained(dir: string, o: LatentPipelineOptions = {}): Promise<StableDiffusionPipeline> {
     // Imported here, not above: the folder reader needs node:fs, and the browser page never calls this.
-    const { folderFiles } = await import('./model-folder.js');
+    const { folderFiles } = await import('../components/model-folder.js');
     if (!(await folderFiles(dir).exists())) throw new Error(`${dir}: no such model folder`);
     return StableDiffusionPipeline.fromFiles(folderFiles(dir, o));
   }

@@ -8,14 +8,26 @@
  *   await pipe.release();
  *
  * The sampling procedures (generate, img2img, inpaint, invert, predictNoise) live in
- * SamplingPipeline, which the browser studio runs too; this file loads a run in Node.
+ * SamplingPipeline, which the browser studio runs too; this file loads a run in Node, or what
+ * `diffuse export` made of one:
+ *
+ *   const pipe = await DiffusionPipeline.fromPretrained('models/mnist');   // model_index.json, unet/, scheduler/, ...
  */
 import type { Device, RuntimeOptions } from '../engine/index.js';
 import type { RunConfig } from '../run/config.js';
-import { RunNetwork, loadSamplingWeights, openTextConditioner, readRunConfig, runPaths, weightsHash } from '../run/run.js';
+import { RunNetwork, loadSamplingWeights, openTextConditioner, readRunConfig, runModelHash, runPaths, weightsHash } from '../run/run.js';
 import { AutoencoderNetwork, LatentCodec, latentCodec } from '../run/autoencoder.js';
 import type { TextConditioner } from '../run/text.js';
 import { SamplingPipeline } from './sampling-pipeline.js';
+import type { ConditionedNetwork } from './guidance.js';
+import { folderFiles } from '../components/model-folder.js';
+import { isExportFolder } from '../run/export-folder.js';
+import { DIFFUSE_PIPELINE_CLASS } from '../run/export-layout.js';
+import { readSettingsJson } from '../data/safe-file.js';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { openExportedModel } from './exported-model.js';
+import { TextConditioner as RunTextConditioner, readTokenizer } from '../run/text.js';
 
 export interface PipelineOptions {
   /** 'cpu' (default) or 'cuda'. */
@@ -27,7 +39,8 @@ export interface PipelineOptions {
 export class DiffusionPipeline extends SamplingPipeline {
   private constructor(
     config: RunConfig,
-    private readonly compiled: RunNetwork,
+    /** The denoiser: the run's graph compiled here, or an export's unet/model.onnx. */
+    private readonly compiled: ConditionedNetwork & { release(): Promise<void> },
     /** The run's text conditioning (tokenizer, encoder) for text-conditional runs. */
     readonly text?: TextConditioner,
     /** Whether release() frees `text` (fromRun opened it) or leaves it to the caller (fromWeights). */
@@ -35,8 +48,8 @@ export class DiffusionPipeline extends SamplingPipeline {
     /** SHA-256 of the weights (see weightsHash): which exact model this is (a latent run opened with fromRun: the U-Net and its autoencoder). */
     readonly modelHash = '',
     codec?: LatentCodec,
-    /** A latent run's autoencoder that fromRun opened (released with the pipeline). */
-    private readonly ownedAutoencoder?: AutoencoderNetwork,
+    /** A latent run's autoencoder that fromRun or fromPretrained opened (released with the pipeline). */
+    private readonly ownedAutoencoder?: { release(): Promise<void> },
   ) {
     super(config, compiled, codec);
   }
@@ -46,6 +59,8 @@ export class DiffusionPipeline extends SamplingPipeline {
    * encoder, and for a latent run its autoencoder/ folder.
    */
   static async fromRun(dir: string, opts: PipelineOptions = {}): Promise<DiffusionPipeline> {
+    // What `diffuse export` wrote stands in for its run wherever a run is asked for.
+    if (isExportFolder(dir)) return DiffusionPipeline.fromPretrained(dir, opts);
     const config = readRunConfig(dir);
     const runtime: RuntimeOptions = { ...opts.runtime, ...(opts.device ? { device: opts.device } : {}) };
     const text = await openTextConditioner(dir, config, runtime);
@@ -55,11 +70,42 @@ export class DiffusionPipeline extends SamplingPipeline {
       autoencoder = config.latent ? await AutoencoderNetwork.open(runPaths(dir).autoencoder, runtime) : undefined;
       const codec = autoencoder && latentCodec(autoencoder, (config.latent as { scalingFactor: number }).scalingFactor);
       // A latent run's images are the decoder's: its hash covers the autoencoder's weights too.
-      const hashed = autoencoder ? new Map([...weights, ...[...autoencoder.weights].map(([k, w]) => [`autoencoder/${k}`, w] as const)]) : weights;
-      return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, text), text, true, weightsHash(hashed), codec, autoencoder);
+      return new DiffusionPipeline(config, new RunNetwork(config, weights, runtime, text), text, true, runModelHash(weights, autoencoder?.weights), codec, autoencoder);
     } catch (e) {
       await text?.release();
       await autoencoder?.release();
+      throw e;
+    }
+  }
+
+  /**
+   * Loads a model folder that `diffuse export` wrote (the diffusers layout: model_index.json,
+   * unet/, scheduler/, and vae_encoder/ and vae_decoder/ for a latent run, tokenizer/ for a text
+   * run): the same images as fromRun on the run it came from. A Stable Diffusion folder (Optimum's
+   * export) is StableDiffusionPipeline.fromPretrained's.
+   */
+  static async fromPretrained(dir: string, opts: PipelineOptions = {}): Promise<DiffusionPipeline> {
+    if (!isExportFolder(dir)) {
+      const index = path.join(dir, 'model_index.json');
+      const cls = existsSync(index) ? String((readSettingsJson(index) as { _class_name?: unknown })?._class_name ?? '') : '';
+      if (/StableDiffusion/.test(cls)) throw new Error(`${dir}: a ${cls} folder; open it with StableDiffusionPipeline.fromPretrained`);
+      throw new Error(`${dir}: not a Diffuse export (no model_index.json naming ${DIFFUSE_PIPELINE_CLASS}); write one with 'diffuse export --run RUN --out ${dir}'`);
+    }
+    const files = folderFiles(dir, { device: opts.device ?? opts.runtime?.device, ort: opts.runtime?.ort });
+    const config = readRunConfig(dir);
+    // A frozen text encoder runs outside the U-Net's graph: Diffuse's TextConditioner, on the export's copy of it.
+    let text: RunTextConditioner | undefined;
+    if (config.text?.encoder.kind === 'onnx') {
+      const runtime: RuntimeOptions = { ...opts.runtime, ...(opts.device ? { device: opts.device } : {}) };
+      const local = { ...config.text, encoder: { ...config.text.encoder, file: path.join(dir, 'text_encoder', 'model.onnx') } };
+      text = await RunTextConditioner.open(local, readTokenizer(dir, local), runtime);
+    }
+    try {
+      const opened = await openExportedModel(files, text ? { text } : {});
+      const network = Object.assign(opened.network, { config });
+      return new DiffusionPipeline(config, network, text, true, opened.manifest.modelHash, opened.codec, opened.codec);
+    } catch (e) {
+      await text?.release();
       throw e;
     }
   }

@@ -18,6 +18,7 @@ import { AutoencoderConfig, decodeLatents, downsamplingFactor, encodeMoments, va
 import type { DataConfig, OptimizerConfig, RunConfig } from './config.js';
 import { validateOptimizerConfig } from './config.js';
 import { runPaths } from './run.js';
+import { isExportFolder, readExportFolder } from './export-folder.js';
 
 export interface AutoencoderRunConfig extends OptimizerConfig {
   format: 'diffuse-autoencoder-1';
@@ -204,6 +205,8 @@ export function latentCodec(network: AutoencoderNetwork, scalingFactor: number):
  */
 export function runImageShape(dir: string, config: RunConfig): [number, number, number] {
   if (!config.latent) return [config.model.inChannels, config.model.imageSize, config.model.imageSize];
+  const exported = isExportFolder(dir) ? readExportFolder(dir).latent : undefined;
+  if (exported) return exported.imageShape;
   const ae = readAutoencoderConfig(runPaths(dir).autoencoder);
   return [ae.model.inChannels, ae.imageSize, ae.imageSize];
 }

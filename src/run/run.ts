@@ -10,6 +10,7 @@ import { HostTensor, ParamScope, ParamStore, Program, RuntimeOptions, Tensor, in
 import { unet } from '../nn/unet.js';
 import { RunConfig, validateRunConfig } from './config.js';
 import { TextConditioner, readTokenizer } from './text.js';
+import { isExportFolder, readExportFolder } from './export-folder.js';
 
 export const runPaths = (dir: string) => ({
   config: path.join(dir, 'config.json'),
@@ -22,8 +23,14 @@ export const runPaths = (dir: string) => ({
   latents: path.join(dir, 'latents.safetensors'),
 });
 
+/** A run folder's config.json, or an export's run config (with the schedule its scheduler_config.json gives). */
 export function readRunConfig(dir: string): RunConfig {
   const file = runPaths(dir).config;
+  if (!existsSync(file) && isExportFolder(dir)) {
+    const c = readExportFolder(dir).run;
+    validateRunConfig(c);
+    return c;
+  }
   if (!existsSync(file)) throw new Error(`${dir}: not a run folder (no config.json); train one with 'diffuse train --run ${dir}'`);
   const c = readSettingsJson(file) as RunConfig;
   if (c.format !== 'diffuse-run-1') throw new Error(`${file}: unknown format '${c.format}' (expected diffuse-run-1)`);
@@ -91,6 +98,15 @@ export function weightsHash(weights: ReadonlyMap<string, Float32Array>): string 
     h.update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
   }
   return h.digest('hex');
+}
+
+/**
+ * A run's modelHash: weightsHash of its U-Net's sampling weights, and for a latent run also of its
+ * autoencoder's (under autoencoder/), whose decoder makes the images.
+ */
+export function runModelHash(weights: ReadonlyMap<string, Float32Array>, autoencoder?: ReadonlyMap<string, Float32Array>): string {
+  if (!autoencoder) return weightsHash(weights);
+  return weightsHash(new Map([...weights, ...[...autoencoder].map(([k, w]) => [`autoencoder/${k}`, w] as const)]));
 }
 
 /** Graph feeds by input name. */

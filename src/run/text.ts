@@ -11,6 +11,7 @@ import type { TextStates } from '../nn/attention.js';
 import { BpeTokenizer, TextTokenizer } from '../text/tokenizer.js';
 import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
 import { TransformerEncoderConfig, transformerTextEncoder, validateEncoderConfig } from '../text/encoder.js';
+import { isExportFolder } from './export-folder.js';
 import { HostTextStates, OnnxEncoderConfig, OnnxTextEncoder } from '../text/onnx-encoder.js';
 
 export interface TextConditioning {
@@ -19,8 +20,9 @@ export interface TextConditioning {
   pUncond: number;
 }
 
-export const tokenizerPath = (runDir: string) => path.join(runDir, 'tokenizer.json');
-export const tokenizerConfigPath = (runDir: string) => path.join(runDir, 'tokenizer_config.json');
+/** A run's tokenizer files (an export keeps them in tokenizer/). */
+export const tokenizerPath = (runDir: string) => path.join(runDir, ...(isExportFolder(runDir) ? ['tokenizer'] : []), 'tokenizer.json');
+export const tokenizerConfigPath = (runDir: string) => path.join(runDir, ...(isExportFolder(runDir) ? ['tokenizer'] : []), 'tokenizer_config.json');
 
 /**
  * A run's tokenizer: Hugging Face's tokenizer.json with tokenizer_config.json (written since

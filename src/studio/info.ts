@@ -17,7 +17,9 @@ export interface RunStudioInfo {
   config: RunConfig;
   /** [channels, height, width] of the images (a latent run's are the autoencoder's). */
   shape: [number, number, number];
-  /** A latent run: the U-Net works on latents of this shape, and its images are vae_decoder.onnx's output for latents / scalingFactor. */
+  /** The export's files the server serves (under /model/), by component folder ('' for the folder itself). */
+  files: Record<string, string[]>;
+  /** A latent run: the U-Net works on latents of this shape, and its images are vae_decoder's output for latents / scalingFactor. */
   latent?: { scalingFactor: number; latentShape: [number, number, number] };
   conditioning: 'none' | 'class' | 'text';
   /** A few images of the run's data set, [-1, 1], for the Forward tab and as sources to edit. */

@@ -1,7 +1,9 @@
 /**
  * `diffuse studio`: a local page to watch diffusion happen. For a run, the run is exported once
- * (model.onnx for onnxruntime-web); for a model folder (Optimum's layout), the folder's files are
- * served as they are and the page opens them with the same StableDiffusionPipeline that Node runs.
+ * (diffuse export's model folder) and the page runs it with SamplingPipeline in onnxruntime-web;
+ * a Diffuse export is served as it is. For a Stable Diffusion folder (Optimum's layout), the
+ * folder's files are served as they are and the page opens them with the same
+ * StableDiffusionPipeline that Node runs.
  * The page's TypeScript is bundled from src/ with esbuild (Diffuse's own schedulers, noise
  * generator and pipelines, not rewritten), and onnxruntime-web's files are served from node_modules.
  */
@@ -12,12 +14,12 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../data/index.js';
-import { EXPORT_FILES, exportRun } from '../run/export.js';
-import { readRunConfig } from '../run/run.js';
-import { tokenizerConfigPath, tokenizerPath } from '../run/text.js';
+import { exportRun } from '../run/export.js';
+import { isExportFolder, readExportFolder } from '../run/export-folder.js';
 import { DETECTOR_FILE, Inspector } from '../inspect/index.js';
 import type { InspectorOptions } from '../inspect/index.js';
-import { StableDiffusionPipeline, folderFiles, readModelConfig } from '../latent/index.js';
+import { StableDiffusionPipeline, readModelConfig } from '../latent/index.js';
+import { folderFiles } from '../components/index.js';
 import { readSchedulerConfig } from '../samplers/from-config.js';
 import type { InspectChecks, ModelStudioInfo, RunStudioInfo, StudioInfo } from './info.js';
 import { generateHandler } from './generate-route.js';
@@ -91,7 +93,8 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
   if ((o.run === undefined) === (o.model === undefined)) throw new Error('startStudio: give a run or a model folder (one of them)');
   const work = mkdtempSync(path.join(tmpdir(), 'diffuse-studio-'));
   try {
-    const { routes, handlers } = o.model !== undefined ? await modelStudio(o.model, work, o) : await runStudio(o.run as string, work, o);
+    // A Diffuse export given as a model folder is a run's studio over its files.
+    const { routes, handlers } = o.model !== undefined && !isExportFolder(o.model) ? await modelStudio(o.model, work, o) : await runStudio((o.run ?? o.model) as string, work, o);
     (o.onProgress ?? (() => {}))('starting the server');
     const handle = async (req: IncomingMessage, res: ServerResponse) => {
       for (const h of handlers) if (await h.handle(req, res)) return true;
@@ -112,15 +115,24 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
   }
 }
 
-/** A run: exported to `work` for onnxruntime-web, with a few images of its data set. */
+/**
+ * A run, exported to `work` for onnxruntime-web, or what `diffuse export` wrote (served as it is),
+ * with a few images of its data set.
+ */
 async function runStudio(run: string, work: string, o: StudioOptions) {
   const say = o.onProgress ?? (() => {});
-  const config = readRunConfig(run);
-  say('exporting the model');
-  const exported = await exportRun(run, work, { batch: 1 });
+  const exported = isExportFolder(run);
+  if (!exported) {
+    say('exporting the model');
+    await exportRun(run, work, { batch: 1 });
+  }
+  const folder = exported ? run : work;
+  const manifest = readExportFolder(folder);
+  const config = manifest.run;
+  if (manifest.text?.encoder) throw new Error(`${run}: a run with a frozen ONNX text encoder; the studio runs runs whose text encoder was trained with them`);
   const m = config.model;
   // A latent run's pictures are its autoencoder's images; its U-Net's shape is the latents'.
-  const shape: [number, number, number] = exported.latent?.imageShape ?? [m.inChannels, m.imageSize, m.imageSize];
+  const shape: [number, number, number] = manifest.latent?.imageShape ?? [m.inChannels, m.imageSize, m.imageSize];
   const per = shape[0] * shape[1] * shape[2];
   let images: number[][] = [];
   try {
@@ -132,25 +144,40 @@ async function runStudio(run: string, work: string, o: StudioOptions) {
   }
   if (!images.length) images = [Array.from({ length: per }, (_, i) => (i % shape[2] < shape[2] / 2 ? -1 : 1))];
   const calibration = path.join(run, DETECTOR_FILE);
+  const { files, routes } = serveComponents(folder);
   const info: RunStudioInfo = {
     kind: 'run',
     run: path.basename(path.resolve(run)),
     config,
     shape,
-    ...(exported.latent ? { latent: { scalingFactor: exported.latent.scalingFactor, latentShape: exported.latent.latentShape } } : {}),
+    files,
+    ...(manifest.latent ? { latent: { scalingFactor: manifest.latent.scalingFactor, latentShape: manifest.latent.latentShape } } : {}),
     conditioning: config.text ? 'text' : m.numClasses !== undefined ? 'class' : 'none',
     images,
     inspect: checks(o, existsSync(calibration) ? 'calibrated' : `no ${DETECTOR_FILE} in the run; make one with diffuse detector calibrate`),
   };
   say('bundling the page');
-  const routes = await pageRoutes(info);
-  routes.set('/model/model.onnx', fileRoute(path.join(work, EXPORT_FILES.model)));
-  routes.set('/model/export.json', fileRoute(path.join(work, EXPORT_FILES.config)));
-  if (exported.latent) for (const f of [EXPORT_FILES.encoder, EXPORT_FILES.decoder]) routes.set(`/model/${f}`, fileRoute(path.join(work, f)));
-  // A text run's tokenizer, for prompts typed in the page.
-  for (const f of [tokenizerPath(work), tokenizerConfigPath(work)]) if (existsSync(f)) routes.set(`/model/${path.basename(f)}`, fileRoute(f));
+  for (const [p, r] of await pageRoutes(info)) routes.set(p, r);
   const inspect = inspectHandler(info.run, work, () => Inspector.open(run, o.inspect ?? {}));
   return { routes, handlers: [inspect] };
+}
+
+/**
+ * The files of a model folder that the page may read, as routes under /model/: model_index.json
+ * and the regular files of its component folders. Nothing else in the folder is served, and no
+ * folder is listed.
+ */
+function serveComponents(dir: string): { files: Record<string, string[]>; routes: Map<string, Route> } {
+  const files: Record<string, string[]> = { '': ['model_index.json'] };
+  const routes = new Map<string, Route>();
+  for (const component of MODEL_COMPONENTS) {
+    const folder = path.join(dir, component);
+    if (!existsSync(folder) || !statSync(folder).isDirectory()) continue;
+    // Regular files only (a symbolic link to one, as Hugging Face's cache writes, counts): never a FIFO or a device.
+    files[component] = readdirSync(folder).filter((f) => /^[\w.-]+$/.test(f) && statSync(path.join(folder, f)).isFile()).sort();
+  }
+  for (const [component, names] of Object.entries(files)) for (const f of names) routes.set(`/model/${component ? `${component}/` : ''}${f}`, fileRoute(path.join(dir, component, f)));
+  return { files, routes };
 }
 
 /**
@@ -164,15 +191,7 @@ async function modelStudio(dir: string, work: string, o: StudioOptions) {
   if (o.inspect?.geometric) throw new Error(`${dir}: the studio checks a model folder's watermark as the image is; the geometric search is for runs (the library's detectWatermark runs it for folders)`);
   say('reading the model folder');
   const config = await readModelConfig(folderFiles(dir));
-  const files: Record<string, string[]> = { '': ['model_index.json'] };
-  const routes = new Map<string, Route>();
-  for (const component of MODEL_COMPONENTS) {
-    const folder = path.join(dir, component);
-    if (!existsSync(folder) || !statSync(folder).isDirectory()) continue;
-    // Regular files only (a symbolic link to one, as Hugging Face's cache writes, counts): never a FIFO or a device.
-    files[component] = readdirSync(folder).filter((f) => /^[\w.-]+$/.test(f) && statSync(path.join(folder, f)).isFile()).sort();
-  }
-  for (const [component, names] of Object.entries(files)) for (const f of names) routes.set(`/model/${component ? `${component}/` : ''}${f}`, fileRoute(path.join(dir, component, f)));
+  const { files, routes } = serveComponents(dir);
   const calibration = path.join(dir, DETECTOR_FILE);
   const info: ModelStudioInfo = {
     kind: 'model',

@@ -14,6 +14,7 @@ import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
 import { RunConfig, TimestepSampling, emaDecayAt, learningRate, validateRunConfig } from '../run/config.js';
 import { defaultEta } from '../run/sampling-defaults.js';
 import { readRunConfig, runModel, runPaths } from '../run/run.js';
+import { isExportFolder } from '../run/export-folder.js';
 import { TextConditioner, readTokenizer, writeTokenizer } from '../run/text.js';
 import { AutoencoderNetwork, LatentCodec, latentCodec, saveAutoencoderCopy } from '../run/autoencoder.js';
 import { LoopOptions, LoopResult, trainingLoop } from './loop.js';
@@ -194,6 +195,7 @@ export async function writeSampleGrid(
 
 export async function train(runDir: string, config: RunConfig, data: ImageDataset, opts: TrainOptions = {}): Promise<TrainResult> {
   validateRunConfig(config);
+  if (isExportFolder(runDir)) throw new Error(`${runDir}: a model folder that diffuse export wrote, not a run; train into a run folder (the export has no checkpoints to resume)`);
   const paths = runPaths(runDir);
   const m = config.model;
   if (!config.latent && (data.channels !== m.inChannels || data.height !== m.imageSize || data.width !== m.imageSize)) {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DiffusionPipeline, ImageDataset, encodeDataset, train, trainAutoencoder } from '../../src/index.js';
-import { AUTOENCODER_DEFAULTS, AutoencoderNetwork } from '../../src/run/index.js';
+import { AUTOENCODER_DEFAULTS, AutoencoderNetwork, readExportFolder } from '../../src/run/index.js';
 import * as nn from '../../src/nn/index.js';
 import { scalingFactorOf } from '../../src/train/index.js';
 import { Studio, startStudio } from '../../src/studio/studio.js';
@@ -49,11 +49,28 @@ describe('diffuse studio: a latent run (its autoencoder exported beside the deno
     const out = path.join(root, 'export');
     const r = await cli('export', '--run', run, '--out', out);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /vae_encoder\.onnx and vae_decoder\.onnx \(the autoencoder: images are the decoder's output for latents \/ [\d.]+\)/);
-    for (const f of ['model.onnx', 'vae_encoder.onnx', 'vae_decoder.onnx']) assert.ok(existsSync(path.join(out, f)), f);
-    const manifest = JSON.parse(readFileSync(path.join(out, 'export.json'), 'utf8')) as { latent: { imageShape: number[]; latentShape: number[] } };
-    assert.deepEqual(manifest.latent.imageShape, [3, 8, 8]);
-    assert.deepEqual(manifest.latent.latentShape, [4, 4, 4]);
+    assert.match(r.err, /vae_encoder\/ and vae_decoder\/ \(the autoencoder: images are the decoder's output for latents \/ [\d.]+\)/);
+    for (const f of ['unet/model.onnx', 'vae_encoder/model.onnx', 'vae_decoder/model.onnx', 'vae_decoder/config.json']) assert.ok(existsSync(path.join(out, f)), f);
+    const manifest = readExportFolder(out);
+    assert.deepEqual(manifest.latent?.imageShape, [3, 8, 8]);
+    assert.deepEqual(manifest.latent?.latentShape, [4, 4, 4]);
+    const vae = JSON.parse(readFileSync(path.join(out, 'vae_decoder', 'config.json'), 'utf8')) as { scaling_factor: number };
+    assert.equal(vae.scaling_factor, manifest.latent?.scalingFactor);
+    // Loaded back: the run's images (the codec is the export's encoder and decoder).
+    const pipe = await DiffusionPipeline.fromRun(run);
+    const exported = await DiffusionPipeline.fromPretrained(out);
+    try {
+      assert.equal(exported.modelHash, pipe.modelHash);
+      const want = await pipe.generate({ count: 3, seed: 4, steps: 6, scheduler: 'ddim', eta: 0 });
+      const got = await exported.generate({ count: 3, seed: 4, steps: 6, scheduler: 'ddim', eta: 0 });
+      assert.ok(maxDiff(want.data, got.data) < 1e-4, `generate: max difference ${maxDiff(want.data, got.data)}`);
+      const wantEdit = await pipe.img2img({ image: want.data.subarray(0, 3 * 64), strength: 0.5, steps: 6, seed: 4, count: 2 });
+      const gotEdit = await exported.img2img({ image: want.data.subarray(0, 3 * 64), strength: 0.5, steps: 6, seed: 4, count: 2 });
+      assert.ok(maxDiff(wantEdit.data, gotEdit.data) < 1e-4, `img2img: max difference ${maxDiff(wantEdit.data, gotEdit.data)}`);
+    } finally {
+      await pipe.release();
+      await exported.release();
+    }
   });
 
   it("gives DiffusionPipeline's images: generation decoded by the exported decoder, img2img through the exported encoder", async () => {
@@ -80,6 +97,30 @@ describe('diffuse studio: a latent run (its autoencoder exported beside the deno
     } finally {
       await pipe.release();
       await browser.close();
+    }
+  });
+
+  it('serves an export given as the model folder as it is, and the page gives the same images', async () => {
+    const out = path.join(root, 'export');
+    const served = await startStudio({ model: out, port: 0 });
+    const { browser, page, errors } = await openStudio(served.url);
+    const pipe = await DiffusionPipeline.fromPretrained(out);
+    try {
+      const info = (await page.evaluate(() => fetch('/studio.json').then((r) => r.json()))) as { kind: string; files: Record<string, string[]> };
+      assert.equal(info.kind, 'run');
+      assert.deepEqual(info.files.unet, ['config.json', 'model.onnx', 'weights.safetensors']);
+      await page.fill('#steps', '5');
+      await page.fill('#seed', '7');
+      await page.selectOption('#scheduler', 'ddim');
+      await page.fill('#eta', '0');
+      const got = await generateInPage(page);
+      const want = await pipe.generate({ count: 1, seed: 7, steps: 5, scheduler: 'ddim', eta: 0 });
+      assert.ok(maxDiff(want.data, got) < 1e-4, `max difference ${maxDiff(want.data, got)}`);
+      assert.deepEqual(errors, []);
+    } finally {
+      await pipe.release();
+      await browser.close();
+      await served.stop();
     }
   });
 });

@@ -13,7 +13,9 @@ import { $ } from './dom.js';
 import { drawImage, drawMask } from './draw.js';
 import { dropZone, readDroppedImage } from './dropped-file.js';
 import { attachBrush } from './brush.js';
-import { Backend, BrowserCodec, BrowserNetwork, offerBackends } from './network.js';
+import { Backend, offerBackends } from './network.js';
+import { OpenedExport, openExportedModel } from '../../pipelines/exported-model.js';
+import { servedModelFiles } from './model-files.js';
 
 /** What tests and benchmarks read from the page. */
 interface StudioHooks {
@@ -54,7 +56,7 @@ export async function setupGenerate(info: RunStudioInfo): Promise<void> {
       status.textContent = 'This run conditions on a frozen ONNX text encoder, which the studio does not load; use diffuse sample.';
       return;
     }
-    const [json, config] = await Promise.all(['/model/tokenizer.json', '/model/tokenizer_config.json'].map(async (u) => (await fetch(u)).json() as Promise<Record<string, unknown>>));
+    const [json, config] = await Promise.all(['/model/tokenizer/tokenizer.json', '/model/tokenizer/tokenizer_config.json'].map(async (u) => (await fetch(u)).json() as Promise<Record<string, unknown>>));
     tokenizer = BpeTokenizer.fromHuggingFace(json, config);
     const warn = () => {
       const words = [$<HTMLInputElement>('prompt').value, $<HTMLInputElement>('negative').value].flatMap((p) => (tokenizer as BpeTokenizer).warnings(p));
@@ -67,21 +69,20 @@ export async function setupGenerate(info: RunStudioInfo): Promise<void> {
   const backendPick = $<HTMLSelectElement>('backend');
   await offerBackends(backendPick);
   let pipe: SamplingPipeline | undefined;
-  let network: BrowserNetwork | undefined;
-  let codec: BrowserCodec | undefined;
+  let opened: OpenedExport | undefined;
   // A latent run's steps are latents: drawn as their first three channels, as the model folder's are.
   const stepShape: [number, number, number] = info.latent ? [3, info.latent.latentShape[1], info.latent.latentShape[2]] : info.shape;
   const stepScale = info.latent ? 1 / 2.5 : 1;
   const load = async (backend: Backend) => {
     button.disabled = true;
     hooks.studioReady = false;
-    await network?.release();
+    await opened?.network.release();
+    await opened?.codec?.release();
     status.textContent = `loading the model (${backend}: compiling onnxruntime-web)...`;
     const started = performance.now();
-    network = await BrowserNetwork.load('/model/model.onnx', info.config, backend, tokenizer);
-    await codec?.release();
-    codec = info.latent ? await BrowserCodec.load({ encoder: '/model/vae_encoder.onnx', decoder: '/model/vae_decoder.onnx' }, info.shape, info.latent, backend) : undefined;
-    pipe = new SamplingPipeline(info.config, network, codec);
+    // The export's U-Net (and autoencoder) through the same loader as DiffusionPipeline.fromPretrained in Node.
+    opened = await openExportedModel(servedModelFiles(info, backend));
+    pipe = new SamplingPipeline(info.config, opened.network, opened.codec);
     status.textContent = `model loaded (${backend}) in ${((performance.now() - started) / 1000).toFixed(1)} s`;
     hooks.studioBackend = backend;
     button.disabled = false;

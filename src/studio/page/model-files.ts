@@ -1,17 +1,17 @@
 /**
  * A model folder served by the studio (under /model/) as ModelFiles, for StableDiffusionPipeline
- * in the page: configs fetched, networks opened by URL in onnxruntime-web. Only the files the
+ * or a Diffuse export's SamplingPipeline in the page: configs fetched, networks opened by URL in onnxruntime-web. Only the files the
  * server listed in /studio.json are asked for; any other file of a component's folder (a large
  * model's external weights, model.onnx_data) is handed to onnxruntime-web as external data.
  */
 import * as ort from 'onnxruntime-web';
-import type { ModelFiles } from '../../latent/model-files.js';
-import { OnnxComponent } from '../../latent/onnx-component.js';
+import type { ModelFiles } from '../../components/model-files.js';
+import { OnnxComponent } from '../../components/onnx-component.js';
 import type { OrtModule } from '../../engine/runtime.js';
 import type { ModelStudioInfo } from '../info.js';
 import type { Backend } from './network.js';
 
-export function servedModelFiles(info: ModelStudioInfo, backend: Backend): ModelFiles {
+export function servedModelFiles(info: Pick<ModelStudioInfo, 'run' | 'files'>, backend: Backend): ModelFiles {
   const url = (...parts: string[]) => `/model/${parts.join('/')}`;
   const listed = (...parts: string[]) => {
     const name = parts.pop() as string;
@@ -27,7 +27,8 @@ export function servedModelFiles(info: ModelStudioInfo, backend: Backend): Model
       return res.text();
     },
     open: (component, need) => {
-      const externalData = (info.files[component] ?? []).filter((f) => f !== 'model.onnx' && f !== 'config.json').map((f) => ({ path: f, data: url(component, f) }));
+      // Not the configs, nor a Diffuse export's weights.safetensors (its graphs hold their weights).
+      const externalData = (info.files[component] ?? []).filter((f) => f !== 'model.onnx' && !/\.(json|safetensors)$/.test(f)).map((f) => ({ path: f, data: url(component, f) }));
       return OnnxComponent.create(ort as unknown as OrtModule, url(component, 'model.onnx'), url(component, 'model.onnx'), need, { executionProviders: [backend], ...(externalData.length ? { externalData } : {}) });
     },
   };

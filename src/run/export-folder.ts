@@ -1,0 +1,30 @@
+/**
+ * A Diffuse export on disk (Node): telling one from a run folder, and reading its manifest. The
+ * commands that take a run take an export in its place (`--model DIR`), through readRunConfig,
+ * runImageShape, readTokenizer and DiffusionPipeline.fromRun, which ask here first.
+ */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { readSettingsJson } from '../data/safe-file.js';
+import { DIFFUSE_PIPELINE_CLASS, ExportManifest, manifestOf } from './export-layout.js';
+
+/** Whether `dir` holds what `diffuse export` writes (model_index.json naming DiffusePipeline). */
+export function isExportFolder(dir: string): boolean {
+  const file = path.join(dir, 'model_index.json');
+  if (!existsSync(file)) return false;
+  try {
+    return (readSettingsJson(file) as { _class_name?: unknown })?._class_name === DIFFUSE_PIPELINE_CLASS;
+  } catch {
+    return false;
+  }
+}
+
+/** The manifest of the export in `dir` (see readExportedModel, which reads the same through ModelFiles). */
+export function readExportFolder(dir: string): ExportManifest {
+  const at = (...parts: string[]) => path.join(dir, ...parts);
+  const json = (...parts: string[]) => {
+    if (!existsSync(at(...parts))) throw new Error(`${at(...parts)}: missing (a Diffuse export has model_index.json, unet/config.json and scheduler/scheduler_config.json)`);
+    return readSettingsJson(at(...parts)) as Record<string, unknown>;
+  };
+  return manifestOf(json('model_index.json'), json('unet', 'config.json'), json('scheduler', 'scheduler_config.json'), at);
+}
