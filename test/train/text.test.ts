@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { DDIMScheduler, ImageDataset, RunConfig, TorchGenerator, readRunConfig, NoiseSchedule, train, unetPreset } from '../../src/index.js';
+import { DDIMScheduler, DiffusionPipeline, exportRun, ImageDataset, RunConfig, TorchGenerator, readRunConfig, NoiseSchedule, train, unetPreset } from '../../src/index.js';
 import { BatchMaker } from '../../src/train/index.js';
 import { BpeTokenizer, exportTextEncoder, transformerTextEncoder } from '../../src/text/index.js';
 import { ParamScope, ParamStore, input, loadSafetensors } from '../../src/engine/index.js';
@@ -147,5 +147,20 @@ describe('text-conditional training', () => {
     await text?.release();
     const [white, black] = meanOf(x, 2);
     assert.ok(white > black, `"white" ${white} vs "black" ${black}`);
+    // Its export carries a copy of the encoder (text_encoder/model.onnx) and gives the run's images without the original file.
+    const out = path.join(root, 'frozen-export');
+    const m = await exportRun(dir, out);
+    assert.deepEqual(m.inputs.map((i) => i.name).sort(), ['encoder_attention_mask', 'encoder_hidden_states', 'sample', 'text_embeds', 'timestep']);
+    const o = { count: 2, seed: 5, steps: 5, scheduler: 'ddim' as const, eta: 0, prompt: ['white', 'black'], guidance: 3 };
+    const run = await DiffusionPipeline.fromRun(dir);
+    const want = await run.generate(o);
+    await run.release();
+    renameSync(file, `${file}.away`);
+    const exported = await DiffusionPipeline.fromPretrained(out);
+    const got = await exported.generate(o);
+    await exported.release();
+    renameSync(`${file}.away`, file);
+    const diff = want.data.reduce((d, v, i) => Math.max(d, Math.abs(v - got.data[i])), 0);
+    assert.ok(diff < 1e-4, `export vs run: max difference ${diff}`);
   });
 });
