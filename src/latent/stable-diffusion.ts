@@ -584,8 +584,10 @@ export async function readModelConfig(files: ModelFiles): Promise<LatentModelCon
   const at = (...parts: string[]) => files.where(...parts);
   const index = (await readJson(files, ['model_index.json'])) as Record<string, unknown>;
   const cls = String(index._class_name ?? '');
-  if (/XL/.test(cls)) throw new Error(`${at('model_index.json')}: ${cls} (two text encoders, extra U-Net inputs) is not supported yet; Stable Diffusion 1.x, 2.x and SD-Turbo folders are`);
-  if (!SUPPORTED.test(cls)) throw new Error(`${at('model_index.json')}: a ${cls || 'pipeline without _class_name'}; Stable Diffusion pipelines only (StableDiffusionPipeline and its ONNX forms)`);
+  // A name from a file from elsewhere, quoted unless it is a plain identifier (no control characters reach the terminal).
+  const named = /^\w+$/.test(cls) ? cls : JSON.stringify(cls);
+  if (/XL/.test(cls)) throw new Error(`${at('model_index.json')}: ${named} (two text encoders, extra U-Net inputs) is not supported yet; Stable Diffusion 1.x, 2.x and SD-Turbo folders are`);
+  if (!SUPPORTED.test(cls)) throw new Error(`${at('model_index.json')}: a ${cls ? named : 'pipeline without _class_name'}; Stable Diffusion pipelines only (StableDiffusionPipeline and its ONNX forms)`);
   if (!(await files.exists('unet', 'model.onnx'))) {
     let torchWeights = false;
     for (const f of ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin']) torchWeights ||= await files.exists('unet', f);

@@ -88,7 +88,7 @@ export class DiffusionPipeline extends SamplingPipeline {
     if (!isExportFolder(dir)) {
       const index = path.join(dir, 'model_index.json');
       const cls = existsSync(index) ? String((readSettingsJson(index) as { _class_name?: unknown })?._class_name ?? '') : '';
-      if (/StableDiffusion/.test(cls)) throw new Error(`${dir}: a ${cls} folder; open it with StableDiffusionPipeline.fromPretrained`);
+      if (/^\w*StableDiffusion\w*$/.test(cls)) throw new Error(`${dir}: a ${cls} folder; open it with StableDiffusionPipeline.fromPretrained`);
       throw new Error(`${dir}: not a Diffuse export (no model_index.json naming ${DIFFUSE_PIPELINE_CLASS}); write one with 'diffuse export --run RUN --out ${dir}'`);
     }
     const files = folderFiles(dir, { device: opts.device ?? opts.runtime?.device, ort: opts.runtime?.ort });

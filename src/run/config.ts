@@ -113,6 +113,8 @@ export function validateRunConfig(c: RunConfig): void {
   if (!BETA_SCHEDULES.includes(c.schedule.betaSchedule)) fail('schedule', `'${c.schedule.betaSchedule}' is unknown (known: ${BETA_SCHEDULES.join(', ')})`);
   const positiveInt = (v: number, f: string) => (Number.isInteger(v) && v > 0) || fail(f, `must be a positive integer, got ${v}`);
   positiveInt(c.schedule.numTrainTimesteps, 'timesteps');
+  // Every table of the schedule has this length: a config from elsewhere must not ask for gigabytes.
+  if (c.schedule.numTrainTimesteps > 100_000) fail('timesteps', `must be at most 100000, got ${c.schedule.numTrainTimesteps}`);
   validateOptimizerConfig(c, fail);
   if (c.classConditioning) {
     if (c.model.numClasses === undefined) fail('model.numClasses', 'is needed for class-conditional training');

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { readSettingsJson } from '../data/safe-file.js';
 import { DIFFUSE_PIPELINE_CLASS, ExportManifest, manifestOf } from './export-layout.js';
+import { validateRunConfig } from './config.js';
 
 /** Whether `dir` holds what `diffuse export` writes (model_index.json naming DiffusePipeline). */
 export function isExportFolder(dir: string): boolean {
@@ -26,5 +27,11 @@ export function readExportFolder(dir: string): ExportManifest {
     if (!existsSync(at(...parts))) throw new Error(`${at(...parts)}: missing (a Diffuse export has model_index.json, unet/config.json and scheduler/scheduler_config.json)`);
     return readSettingsJson(at(...parts)) as Record<string, unknown>;
   };
-  return manifestOf(json('model_index.json'), json('unet', 'config.json'), json('scheduler', 'scheduler_config.json'), at);
+  const m = manifestOf(json('model_index.json'), json('unet', 'config.json'), json('scheduler', 'scheduler_config.json'), at);
+  try {
+    validateRunConfig(m.run);
+  } catch (e) {
+    throw new Error(`${at('unet', 'config.json')}: diffuse.run: ${(e as Error).message.replace(/^config: /, '')}`);
+  }
+  return m;
 }

@@ -43,6 +43,10 @@ export const EXPORT_INPUT_NAMES: Readonly<Record<string, string>> = {
 };
 export const EXPORT_OUTPUT_NAME = 'out_sample';
 
+/** Limits on what an export's configs may declare (sides in pixels or channels; graphs' batch). */
+const MAX_SIDE = 4096;
+const MAX_BATCH = 1024;
+
 /** One graph input or output as unet/config.json lists it. */
 export interface ExportedTensor {
   name: string;
@@ -130,7 +134,7 @@ export async function readExportedModel(files: ModelFiles): Promise<ExportManife
 }
 
 function checkIndex(index: Record<string, unknown>, where: string): void {
-  if (index._class_name !== DIFFUSE_PIPELINE_CLASS) throw new Error(`${where}: a ${String(index._class_name ?? 'pipeline without _class_name')}, not a Diffuse export (${DIFFUSE_PIPELINE_CLASS})`);
+  if (index._class_name !== DIFFUSE_PIPELINE_CLASS) throw new Error(`${where}: _class_name ${JSON.stringify(index._class_name ?? null)}, not a Diffuse export (${DIFFUSE_PIPELINE_CLASS})`);
   const meta = index.diffuse as { format?: unknown } | undefined;
   if (meta?.format !== EXPORT_FORMAT) throw new Error(`${where}: export format ${JSON.stringify(meta?.format)}; this Diffuse reads ${EXPORT_FORMAT} (export the run again)`);
 }
@@ -142,7 +146,15 @@ export function manifestOf(index: Record<string, unknown>, unet: Record<string, 
   const d = unet.diffuse as Omit<ExportManifest, 'format' | 'modelHash' | 'batch'> | undefined;
   if (!d?.run || !Array.isArray(d.inputs) || !Array.isArray(d.outputs)) throw new Error(`${where('unet', 'config.json')}: no diffuse section (the run's config and the graph's inputs)`);
   const batch = Number(meta.batch);
-  if (!Number.isInteger(batch) || batch < 1) throw new Error(`${where('model_index.json')}: diffuse.batch must be a positive integer, got ${JSON.stringify(meta.batch)}`);
+  if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) throw new Error(`${where('model_index.json')}: diffuse.batch must be an integer in 1..${MAX_BATCH}, got ${JSON.stringify(meta.batch)}`);
+  // The shapes size every buffer: a folder from elsewhere is checked before anything is allocated.
+  const side = (v: unknown) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= MAX_SIDE;
+  const shape = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every(side);
+  const m = d.run.model as { inChannels?: unknown; imageSize?: unknown } | undefined;
+  if (!m || !side(m.inChannels) || !side(m.imageSize)) throw new Error(`${where('unet', 'config.json')}: diffuse.run.model needs inChannels and imageSize, integers in 1..${MAX_SIDE}`);
+  if (d.latent && (!shape(d.latent.imageShape) || !shape(d.latent.latentShape) || !(d.latent.scalingFactor > 0 && Number.isFinite(d.latent.scalingFactor)))) {
+    throw new Error(`${where('unet', 'config.json')}: diffuse.latent needs imageShape and latentShape ([C, H, W], sides in 1..${MAX_SIDE}) and a finite scalingFactor > 0`);
+  }
   const source = where('scheduler', 'scheduler_config.json');
   const { config: s } = readSchedulerConfig(scheduler, source);
   if (s.trainedBetas) throw new Error(`${source}: trained_betas is not supported for a Diffuse export (give beta_schedule)`);

@@ -26,11 +26,7 @@ export const runPaths = (dir: string) => ({
 /** A run folder's config.json, or an export's run config (with the schedule its scheduler_config.json gives). */
 export function readRunConfig(dir: string): RunConfig {
   const file = runPaths(dir).config;
-  if (!existsSync(file) && isExportFolder(dir)) {
-    const c = readExportFolder(dir).run;
-    validateRunConfig(c);
-    return c;
-  }
+  if (!existsSync(file) && isExportFolder(dir)) return readExportFolder(dir).run;
   if (!existsSync(file)) throw new Error(`${dir}: not a run folder (no config.json); train one with 'diffuse train --run ${dir}'`);
   const c = readSettingsJson(file) as RunConfig;
   if (c.format !== 'diffuse-run-1') throw new Error(`${file}: unknown format '${c.format}' (expected diffuse-run-1)`);

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { DiffusionPipeline, FastGenerator, ImageDataset, exportRun, train, unetPreset } from '../../src/index.js';
+import { DiffusionPipeline, FastGenerator, ImageDataset, RunConfig, exportRun, train, unetPreset } from '../../src/index.js';
 import { loadSafetensors } from '../../src/engine/index.js';
 import { loadSamplingWeights, readExportFolder } from '../../src/run/index.js';
 import { makeDenoiser } from '../../src/pipelines/index.js';
@@ -169,6 +169,41 @@ describe('diffuse export: a run as a model folder in the diffusers layout', () =
     rmSync(path.join(out, 'scheduler'), { recursive: true });
     await assert.rejects(DiffusionPipeline.fromPretrained(out), /scheduler_config\.json: missing/);
   });
+  it('a hostile export: a FIFO for a config, shapes and schedules that would allocate gigabytes, control characters in a class name', async () => {
+    const make = async (name: string) => {
+      const out = path.join(root, name);
+      await exportRun(path.join(root, 'plain'), out);
+      return out;
+    };
+    const edit = (file: string, f: (j: Record<string, unknown>) => void) => {
+      const j = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      f(j);
+      writeFileSync(file, JSON.stringify(j));
+    };
+    // A FIFO in place of unet/config.json: refused at once (a reader would wait for ever).
+    const fifo = await make('hostile-fifo');
+    rmSync(path.join(fifo, 'unet', 'config.json'));
+    execFileSync('mkfifo', [path.join(fifo, 'unet', 'config.json')]);
+    let r = await cli('sample', '--model', fifo, '--out', path.join(root, 'h.png'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /unet\/config\.json: a FIFO \(named pipe\), not a settings file/);
+    // Sides that would size buffers of terabytes.
+    const big = await make('hostile-size');
+    edit(path.join(big, 'unet', 'config.json'), (j) => ((j.diffuse as { run: RunConfig }).run.model.imageSize = 1e9));
+    await assert.rejects(DiffusionPipeline.fromPretrained(big), /unet\/config\.json: diffuse\.run\.model needs inChannels and imageSize, integers in 1\.\.4096/);
+    // A schedule of a billion steps.
+    const steps = await make('hostile-steps');
+    edit(path.join(steps, 'scheduler', 'scheduler_config.json'), (j) => (j.num_train_timesteps = 1e9));
+    r = await cli('sample', '--model', steps, '--out', path.join(root, 'h.png'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /diffuse\.run: timesteps must be at most 100000, got 1000000000/);
+    // An escape sequence in a class name does not reach the terminal raw.
+    const esc = path.join(root, 'hostile-escape');
+    mkdirSync(esc);
+    writeFileSync(path.join(esc, 'model_index.json'), JSON.stringify({ _class_name: 'Evil\u001b[2JPipeline' }));
+    r = await cli('sample', '--model', esc, '--prompt', 'x', '--out', path.join(root, 'h.png'));
+    assert.equal(r.code, 1);
+    assert.ok(!r.err.includes('\u001b'), r.err);
+    assert.match(r.err, /"Evil\\u001b\[2JPipeline"/);
+  });
 });
-
-
