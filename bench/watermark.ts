@@ -194,6 +194,8 @@ async function detect(batch: ImageBatch) {
 }
 
 const rows: string[] = [];
+const payloadRows: string[] = [];
+const pct = (a: number, n: number) => (n ? `${((100 * a) / n).toFixed(1)}%` : '-');
 const summary: Record<string, { auc: number; tpr1: number }> = {};
 log(`${runDir}: ${count} watermarked + ${count} clean samples, DDIM ${steps} steps eta 0; inversion ${inversionSteps} steps${searched}`);
 const { marked, clean } = await samples();
@@ -213,6 +215,24 @@ for (const name of chosen) {
   dm.forEach((d, k) => {
     for (let j = 0; j < 32; j++) bits += ((d.payload >>> j) & 1) === ((payloads[k] >>> j) & 1) ? 1 : 0;
   });
+  // The decoder's own estimate of its payload's reliability against the truth, on the images it detects.
+  const found = dm.flatMap((d, k) => (d.pValue < 0.01 ? [{ d, k }] : []));
+  const right = found.filter(({ d, k }) => d.payload === payloads[k]).length;
+  const predicted = found.reduce((s, { d }) => s + d.payloadReliability, 0);
+  let bitErrors = 0;
+  let predictedBitErrors = 0;
+  // The bits the reports call certain (estimated under 1% wrong), and how many of them were wrong.
+  let certain = 0;
+  let certainWrong = 0;
+  for (const { d, k } of found) for (let j = 0; j < 32; j++) {
+    const wrong = ((d.payload >>> j) & 1) === ((payloads[k] >>> j) & 1) ? 0 : 1;
+    bitErrors += wrong;
+    predictedBitErrors += d.bitError[j];
+    if (d.bitError[j] < 0.01) [certain, certainWrong] = [certain + 1, certainWrong + wrong];
+  }
+  const sure = found.filter(({ d }) => d.payloadReliability >= 0.99);
+  const sureRight = sure.filter(({ d, k }) => d.payload === payloads[k]).length;
+  payloadRows.push(`| ${name} | ${found.length} | ${right} (${pct(right, found.length)}) | ${pct(predicted, found.length)} | ${bitErrors} | ${predictedBitErrors.toFixed(1)} | ${sure.length} | ${sureRight} (${pct(sureRight, sure.length)}) | ${certain} | ${certainWrong} (${pct(certainWrong, certain)}) |`);
   summary[name] = { auc: a, tpr1: rate(dm, 0.01) };
   rows.push(`| ${name} | ${change.toFixed(1)} | ${a.toFixed(4)} | ${rate(dm, 0.01).toFixed(3)} | ${rate(dc, 0.01).toFixed(3)} | ${rate(dm, 0.001).toFixed(3)} | ${rate(dc, 0.001).toFixed(3)} | ${(bits / (32 * count)).toFixed(3)} |`);
   log(`${rows[rows.length - 1]} (${elapsed()})`);
@@ -223,6 +243,10 @@ console.log('| attack | mean change (levels of 255) | AUC | TPR at p < 1% | FPR 
 console.log('(avgN rows: TPR after the averaged pattern is subtracted from watermarked images; FPR = clean images with the pattern added that are detected, i.e. forgeries)');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
+console.log(`\nPayloads of the watermarked images detected at p < 1%: exactly right, against the decoder's own estimate (the mean of payloadReliability, the probability that no bit's vote is wrong), and bit errors against the sum of the bits' estimated error probabilities:\n`);
+console.log('| attack | detected | payload right | estimated right | bit errors | estimated bit errors | estimated >= 0.99 | of those right | bits estimated < 1% wrong | of those wrong |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
+for (const r of payloadRows) console.log(r);
 const six = TREE_RING_SIX.filter((n) => n in summary);
 if (six.length) {
   const mean = (f: (s: { auc: number; tpr1: number }) => number) => six.reduce((a, n) => a + f(summary[n]), 0) / six.length;

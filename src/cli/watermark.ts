@@ -7,7 +7,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
-import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkDetection, WatermarkKey, describeMap, detectWatermark, generateKey, isMoved, readKey } from '../forensics/index.js';
+import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkDetection, WatermarkKey, describeMap, describePayload, detectWatermark, readPayload, generateKey, isMoved, readKey } from '../forensics/index.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { CREDENTIAL_FILES, makeSigningChain } from '../provenance/index.js';
@@ -187,10 +187,11 @@ export const commandWatermark: Command = {
 function detectionLine(file: string, d: WatermarkDetection, extra: Record<string, unknown>): { line: string; record: Record<string, unknown> } {
   const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
   const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
+  const reading = readPayload(d);
   const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
   return {
-    line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${d.fpr})${d.detected ? `, payload ${d.payload} (votes agree ${(100 * meanConfidence).toFixed(0)}%)${turned}` : ''}`,
-    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected ? d.payload : null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, positions: d.positions, ...extra },
+    line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${d.fpr})${d.detected ? `, ${describePayload(reading)}${turned}` : ''}`,
+    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected ? d.payload : null, payloadReliability: d.detected ? reading.reliability : null, uncertainBits: d.detected ? reading.uncertainBits : null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, positions: d.positions, ...extra },
   };
 }
 

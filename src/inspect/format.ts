@@ -4,6 +4,7 @@
  */
 import type { InspectReport } from './report.js';
 import { formatP } from './verdict.js';
+import { describePayload } from '../forensics/gaussian-shading.js';
 
 /**
  * A field from a file, safe to print on a terminal: control characters (newlines, escape
@@ -67,7 +68,7 @@ export function reportText(r: InspectReport): string {
     );
   }
   const wm = r.watermark;
-  if (wm) lines.push(`  watermark:   ${wm.status === 'skipped' ? `not checked: ${wm.reason}` : `${wm.detected ? `PRESENT, payload ${wm.payload}${wm.found ? `, image ${wm.found}` : wm.rotation ? `, image turned by ${wm.rotation} degrees` : ''}` : 'not found'} (p = ${formatP(wm.pValue, wm.log10P)}, decision at FPR ${wm.fpr}, ${wm.inversionSteps} inversion steps${wm.maxRotation ? `, turns up to ${wm.maxRotation} degrees searched` : ''}${wm.geometric ? ', turns and crops searched' : ''})`}`);
+  if (wm) lines.push(`  watermark:   ${wm.status === 'skipped' ? `not checked: ${wm.reason}` : `${wm.detected ? `PRESENT, ${payloadWords(wm)}${wm.found ? `, image ${wm.found}` : wm.rotation ? `, image turned by ${wm.rotation} degrees` : ''}` : 'not found'} (p = ${formatP(wm.pValue, wm.log10P)}, decision at FPR ${wm.fpr}, ${wm.inversionSteps} inversion steps${wm.maxRotation ? `, turns up to ${wm.maxRotation} degrees searched` : ''}${wm.geometric ? ', turns and crops searched' : ''})`}`);
   const det = r.detector;
   if (det) {
     lines.push(
@@ -77,7 +78,7 @@ export function reportText(r: InspectReport): string {
   return `${lines.map(safeText).join('\n')}\n`;
 }
 
-const CSV_COLUMNS = ['file', 'error', 'format', 'width', 'height', 'verdict', 'rests_on', 'credentials', 'integrity', 'signer', 'declared_source_type', 'generator_tool', 'generator_model', 'generator_seed', 'prompt', 'xmp_source_type', 'novelai_signature', 'sd_mark', 'sd_mark_bits', 'sd_mark_p', 'watermark', 'watermark_p', 'payload', 'detector_probability', 'detector_flagged', 'heat_map'] as const;
+const CSV_COLUMNS = ['file', 'error', 'format', 'width', 'height', 'verdict', 'rests_on', 'credentials', 'integrity', 'signer', 'declared_source_type', 'generator_tool', 'generator_model', 'generator_seed', 'prompt', 'xmp_source_type', 'novelai_signature', 'sd_mark', 'sd_mark_bits', 'sd_mark_p', 'watermark', 'watermark_p', 'payload', 'payload_reliability', 'payload_uncertain_bits', 'detector_probability', 'detector_flagged', 'heat_map'] as const;
 
 /** The CSV header line. */
 export function csvHeader(): string {
@@ -113,6 +114,8 @@ export function csvRow(r: InspectReport): string {
     watermark: wm ? (wm.detected ? 'present' : 'not found') : r.watermark ? 'not checked' : undefined,
     watermark_p: wm ? formatP(wm.pValue, wm.log10P) : undefined,
     payload: wm?.payload,
+    payload_reliability: wm?.payloadReliability?.toFixed(4),
+    payload_uncertain_bits: wm?.uncertainBits?.join(' '),
     detector_probability: det?.probability.toFixed(4),
     detector_flagged: det?.flagged,
     heat_map: det?.heatMap,
@@ -190,7 +193,7 @@ export function reportHtmlSection(r: InspectReport, pictures: ReportPictures = {
 <div class="signal"><h3>Content credentials ${badge(crCls, cr ? `${cr.state}${cr.integrity && cr.integrity !== 'intact' ? ` (${cr.integrity})` : ''}` : 'not read')}</h3><p>${escapeHtml(cr?.summary ?? '')}</p>${cr?.origin ? `<p><strong>Origin declared:</strong> ${escapeHtml(`${cr.origin.action}${cr.origin.sourceType ? `, ${cr.origin.sourceType} (${cr.origin.sourceWords})` : ''}${cr.origin.softwareAgent ? `, software ${cr.origin.softwareAgent}` : ''}${cr.origin.model ? `, model ${cr.origin.model}` : ''}`)}</p>` : ''}${chainRows ? `<table><tr><th>manifest</th><th>signer</th><th>actions</th></tr>${chainRows}</table>` : ''}${claimRows ? `<table>${claimRows}</table>` : ''}<p class="note">Absent credentials mean unknown provenance, not a fake. Intact but untrusted: the file is as signed, but the signer is not on your trust list (or its certificate has expired): a question of trust, not of tampering.</p></div>
 <div class="signal"><h3>Metadata ${badge(md?.generators.length || md?.sourceType?.generative ? 'warn' : 'none', md?.generators.length ? md.generators.map((g) => g.tool).join(', ') : md?.sourceType ? md.sourceType.name : 'no generator record')}</h3>${metaHtml}<p class="note">Declared, not proven: anyone can write or strip metadata, and most sites strip it on upload.</p></div>
 ${r.openWatermark ? `<div class="signal"><h3>Stable Diffusion invisible mark ${r.openWatermark.status === 'checked' ? badge(r.openWatermark.found ? 'bad' : 'none', r.openWatermark.found ? `found: ${r.openWatermark.mark}` : 'not found') : badge('none', 'not read')}</h3><p>${r.openWatermark.status === 'checked' ? escapeHtml(`Best reading: ${r.openWatermark.name}, ${r.openWatermark.matched} of ${r.openWatermark.bits} bits (${r.openWatermark.conventionWords}); p = ${r.openWatermark.pValue.toExponential(1)}, ${r.openWatermark.correctedP.toExponential(1)} over the ${r.openWatermark.tested} readings tried.`) : escapeHtml(r.openWatermark.reason)}</p><p class="note">The open dwtDct mark of the SD 1.x/2.x scripts and SDXL pipelines. Anyone can add it; JPEG (even at quality 90) and resizing remove it, so "not found" says little.</p></div>` : ''}
-${wm ? `<div class="signal"><h3>Diffuse watermark ${wm.status === 'checked' ? badge(wm.detected ? 'bad' : 'none', wm.detected ? 'present' : 'not found') : badge('none', 'not checked')}</h3><p>${wm.status === 'checked' ? `p = ${escapeHtml(formatP(wm.pValue, wm.log10P))} (decision at false-positive rate ${wm.fpr}, ${wm.inversionSteps} DDIM inversion steps)${wm.detected ? `; payload ${wm.payload}` : ''}` : escapeHtml(wm.reason)}</p><p class="note">Says whether this model made the image with this key. Stochastic sampling, heavy editing or regeneration remove it; "not found" is not proof of a real image.</p></div>` : ''}
+${wm ? `<div class="signal"><h3>Diffuse watermark ${wm.status === 'checked' ? badge(wm.detected ? 'bad' : 'none', wm.detected ? 'present' : 'not found') : badge('none', 'not checked')}</h3><p>${wm.status === 'checked' ? `p = ${escapeHtml(formatP(wm.pValue, wm.log10P))} (decision at false-positive rate ${wm.fpr}, ${wm.inversionSteps} DDIM inversion steps)${wm.detected ? `; ${escapeHtml(payloadWords(wm))}` : ''}` : escapeHtml(wm.reason)}</p><p class="note">Says whether this model made the image with this key. Stochastic sampling, heavy editing or regeneration remove it; "not found" is not proof of a real image.</p></div>` : ''}
 ${det ? `<div class="signal"><h3>Detector ${det.status === 'checked' ? badge(det.flagged ? 'bad' : 'none', det.flagged ? 'flagged' : 'not flagged') : badge('none', 'not run')}</h3><p>${det.status === 'checked' ? `Probability ${(100 * det.probability).toFixed(1)}% that it is a sample of this model (score ${det.score.toFixed(2)}, ${det.profile} calibration; flagged above the threshold that 1% of calibration real images exceed).` : escapeHtml(det.reason)}</p><p class="note">A statistical signal about this model only, calibrated with equal numbers of real and generated images; other generators are not covered.</p></div>` : ''}
 </div>
 </section>`;
@@ -218,4 +221,11 @@ table{font-size:.8rem;border-collapse:collapse;table-layout:fixed;width:100%}td{
 <h1>Diffuse inspect report</h1>
 <p class="meta">${o.run ? `Model: run ${escapeHtml(o.run)}. ` : 'File-level signals only (no Diffuse run given). '}Made ${escapeHtml(o.created)}. ${o.count} image(s).</p>
 `;
+}
+
+/** A detected watermark's payload in words, with what its votes say of it where the report has that. */
+function payloadWords(wm: { payload?: number; payloadReliability?: number; uncertainBits?: number[] }): string {
+  if (wm.payload === undefined) return 'payload unknown';
+  if (wm.payloadReliability === undefined || !wm.uncertainBits) return `payload ${wm.payload}`;
+  return describePayload({ payload: wm.payload, reliability: wm.payloadReliability, uncertainBits: wm.uncertainBits });
 }

@@ -12,6 +12,7 @@ import { DetectorCalibration, chooseProfile, detectSynthetic } from '../forensic
 import { detectWithAutoencoder } from '../forensics/autoencoder-detector.js';
 import { estimateJpegQuality } from '../forensics/jpeg-quality.js';
 import { detectWatermark } from '../forensics/detect.js';
+import { readPayload } from '../forensics/gaussian-shading.js';
 import { describeMap, isMoved } from '../forensics/geometry-search.js';
 import type { WatermarkKey } from '../forensics/key.js';
 import type { SearchThreads } from '../forensics/geometry-threads.js';
@@ -102,7 +103,7 @@ async function addModelSignals(report: InspectReport, bytes: Buffer, file: strin
       ...(o.maxRotation ? { maxRotation: o.maxRotation, ...(d.detected ? { rotation: d.rotation } : {}) } : {}),
       ...(o.geometric ? { geometric: true, ...(d.detected && isMoved(d.map) ? { found: describeMap(d.map) } : {}) } : {}),
     };
-    report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? { payload: d.payload } : {}), ...turned };
+    report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? payloadFields(d) : {}), ...turned };
   } else report.watermark = { status: 'skipped', reason: 'no watermark key given (--key)' };
   if (o.calibration) {
     o.onStep?.('detector');
@@ -143,7 +144,7 @@ async function addFolderSignals(report: InspectReport, bytes: Buffer, file: stri
     ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
     onStep: (i, total) => o.onStep?.(`watermark: inverting, step ${i + 1}/${total}`),
   });
-  report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? { payload: d.payload } : {}) };
+  report.watermark = { status: 'checked', detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, inversionSteps: steps, ...(d.detected ? payloadFields(d) : {}) };
 }
 
 /** The autoencoder detector on the image's centred square of the calibration's side. */
@@ -167,4 +168,10 @@ async function addFolderDetector(report: InspectReport, bytes: Buffer, file: str
   report.detector = { status: 'checked', score: d.score, probability: d.probability, flagged: d.flagged, profile };
   const saved = await o.saveHeatMap?.(file, d.heatMap, [side, side]);
   if (saved) report.detector.heatMap = saved;
+}
+
+/** A detected watermark's payload as the report gives it: the value, its estimated reliability and the bits that may be wrong. */
+function payloadFields(d: Parameters<typeof readPayload>[0]) {
+  const r = readPayload(d);
+  return { payload: r.payload, payloadReliability: r.reliability, uncertainBits: r.uncertainBits };
 }

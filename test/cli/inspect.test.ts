@@ -80,7 +80,8 @@ describe('diffuse keygen --c2pa, signed outputs, detector calibrate and inspect'
     assert.equal(signed.watermark?.status, 'checked');
     assert.equal(signed.detector?.status, 'checked');
     assert.equal(signed.verdict?.restsOn, 'credentials');
-    assert.match(signed.verdict!.summary, /^declared AI-GENERATED \(trainedAlgorithmicMedia\) by Diffuse 0\.1\.0 via content credentials; signature and hashes intact; signer on your trust list; Diffuse watermark present \(payload 9\)/);
+    // 64 values of x_T carry 2 positions per payload bit: no bit can be certain, and the verdict says so.
+    assert.match(signed.verdict!.summary, /^declared AI-GENERATED \(trainedAlgorithmicMedia\) by Diffuse 0\.1\.0 via content credentials; signature and hashes intact; signer on your trust list; Diffuse watermark present \(payload 9, 32 bits uncertain\)/);
     assert.equal(bad.credentials?.state, 'invalid');
     assert.ok(bad.credentials?.codes.includes('assertion.dataHash.mismatch'));
     assert.match(bad.verdict!.summary, /^TAMPERED OR DAMAGED CREDENTIALS/);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { TorchGenerator, generateKey, readKey } from '../../src/index.js';
-import { NONCES, RELIABLE_SHARE, reliablePositions, detectInNoise, keystreamBits, nullLogSurvival, shadeNoise, watermarkedNoise } from '../../src/forensics/index.js';
+import { NONCES, RELIABLE_SHARE, bitErrorProbabilities, describePayload, logGamma, readPayload, reliablePositions, detectInNoise, keystreamBits, nullLogSurvival, shadeNoise, watermarkedNoise } from '../../src/forensics/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-wm-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -147,5 +147,76 @@ describe('Gaussian Shading in the initial noise', () => {
     assert.throws(() => readKey(write('ring.json', JSON.stringify({ ...key, scheme: 'tree-ring' }))), /ring\.json: a key for the "tree-ring" scheme/);
     assert.throws(() => readKey(write('short.json', JSON.stringify({ ...key, secret: 'AAAA' }))), /short\.json: the secret is not 32 bytes of base64/);
     assert.throws(() => shadeNoise(key, 2 ** 32, 0, new Float32Array(64)), /payload must be an integer in 0\.\.4294967295/);
+  });
+
+  it('log Gamma matches Python\'s math.lgamma', () => {
+    // math.lgamma (CPython 3.11) of 0.1, 0.5, 3.7, 10 and 100.5.
+    for (const [x, want] of [[0.1, 2.2527126517342055], [0.5, 0.5723649429247001], [3.7, 1.4280723266653883], [10, 12.801827480081469], [100.5, 361.4355404677776]]) {
+      assert.ok(Math.abs(logGamma(x) - want) < 1e-12 * Math.max(1, Math.abs(want)), `logGamma(${x}) = ${logGamma(x)}, want ${want}`);
+    }
+  });
+
+  it("estimates each payload bit's chance of being wrong no lower than it is, and bits it calls certain are (bits simulated with varying agreement rates)", () => {
+    // Images of 32 bits x 19 counted positions (the latent emoji run's size); each bit's agreement
+    // rate drawn from Beta around q, per image q from 0.6 to 0.85: the model the estimate assumes,
+    // simulated, and its sum of error probabilities set against the errors made.
+    const g = new TorchGenerator(11);
+    const u = () => g.rand(1)[0];
+    const gammaDraw = (k: number): number => {
+      // Marsaglia-Tsang for k >= 1, boosted below 1.
+      if (k < 1) return gammaDraw(k + 1) * u() ** (1 / k);
+      const d = k - 1 / 3;
+      const c = 1 / Math.sqrt(9 * d);
+      for (;;) {
+        const z = g.randn(1)[0];
+        const v = (1 + c * z) ** 3;
+        if (v > 0 && Math.log(u()) < 0.5 * z * z + d - d * v + d * Math.log(v)) return d * v;
+      }
+    };
+    let predicted = 0;
+    let wrong = 0;
+    let sureBits = 0;
+    let sureWrong = 0;
+    for (let image = 0; image < 300; image++) {
+      const q = 0.6 + 0.25 * u();
+      const strength = 8; // a + b: over-dispersion 1 / 9
+      const ones: number[] = [];
+      const sizes: number[] = [];
+      const truth: number[] = [];
+      for (let j = 0; j < 32; j++) {
+        const x = gammaDraw(q * strength);
+        const rate = x / (x + gammaDraw((1 - q) * strength));
+        const bit = u() < 0.5 ? 1 : 0;
+        let c = 0;
+        for (let i = 0; i < 19; i++) c += (u() < rate ? bit : 1 - bit) === 1 ? 1 : 0;
+        ones.push(c);
+        sizes.push(19);
+        truth.push(bit);
+      }
+      const e = bitErrorProbabilities(ones, sizes);
+      for (let j = 0; j < 32; j++) {
+        const isWrong = (ones[j] > 9.5 ? 1 : 0) !== truth[j] ? 1 : 0;
+        predicted += e[j];
+        wrong += isWrong;
+        if (e[j] < 0.01) [sureBits, sureWrong] = [sureBits + 1, sureWrong + isWrong];
+      }
+    }
+    if (process.env.DIFFUSE_VERBOSE) console.log({ predicted, wrong, sureBits, sureWrong });
+    assert.ok(wrong > 200, `${wrong} wrong bits: the simulation makes errors to predict`);
+    // Conservative by design (averaged over the unknown rates), not overconfident, and not so cautious as to say nothing.
+    assert.ok(predicted > 0.9 * wrong && predicted < 2 * wrong, `predicted ${predicted.toFixed(1)} wrong bits, made ${wrong}`);
+    // Under 1% in expectation; 1.5% leaves room for the sampling error of a few hundred bits (0.84% here, seed 11).
+    assert.ok(sureBits > 300 && sureWrong / sureBits < 0.015, `${sureWrong} of ${sureBits} bits estimated under 1% wrong were wrong`);
+  });
+
+  it('reports the bits that may be wrong, and a tie as a coin flip', () => {
+    const ones = Array.from({ length: 32 }, (_, j) => (j === 3 ? 10 : j === 7 ? 11 : 18));
+    const e = bitErrorProbabilities(ones, new Array(32).fill(20));
+    assert.equal(e[3], 0.5);
+    assert.ok(e[7] > 0.01 && e[7] < 0.5, `bit 7 (11 of 20): ${e[7]}`);
+    assert.ok(e[0] < 0.01, `bit 0 (18 of 20): ${e[0]}`);
+    const reading = readPayload({ payload: 5, bitError: e, payloadReliability: e.reduce((r, x) => r * (1 - x), 1) });
+    assert.deepEqual(reading.uncertainBits, [3, 7]);
+    assert.match(describePayload(reading), /^payload 5, uncertain: 2 bits may be wrong \(3, 7\); right with probability 0\.\d{3} by its votes$/);
   });
 });
