@@ -21,7 +21,7 @@ import { availableParallelism } from 'node:os';
 import sharp from 'sharp';
 import { DiffusionPipeline, FastGenerator, ImageBatch, WatermarkKey, detectWatermark, gaussianShading, generateKey, loadDataset, readRunConfig } from '../src/index.js';
 import { Classifier, FEATURE_DIM, confidence, frechetDistance, precisionRecall, rocAuc } from '../src/eval/index.js';
-import { imageBytes, imageFromBytes } from '../src/forensics/index.js';
+import { imageBytes, imageFromBytes, readPayload } from '../src/forensics/index.js';
 import { flag, has, log, runFlag } from './args.js';
 
 const runDir = runFlag('npm run bench:watermark -- --run DIR [--count 1000] [--null-count 10000] [--steps 50] [--inversion-steps N] [--attacks a,b,...] [--max-rotation 0 | --geometric] [--skip-quality]');
@@ -216,21 +216,21 @@ for (const name of chosen) {
     for (let j = 0; j < 32; j++) bits += ((d.payload >>> j) & 1) === ((payloads[k] >>> j) & 1) ? 1 : 0;
   });
   // The decoder's own estimate of its payload's reliability against the truth, on the images it detects.
-  const found = dm.flatMap((d, k) => (d.pValue < 0.01 ? [{ d, k }] : []));
+  const found = dm.flatMap((d, k) => (d.pValue < 0.01 ? [{ d, r: readPayload(d), k }] : []));
   const right = found.filter(({ d, k }) => d.payload === payloads[k]).length;
-  const predicted = found.reduce((s, { d }) => s + d.payloadReliability, 0);
+  const predicted = found.reduce((s, { r }) => s + r.reliability, 0);
   let bitErrors = 0;
   let predictedBitErrors = 0;
   // The bits the reports call certain (estimated under 1% wrong), and how many of them were wrong.
   let certain = 0;
   let certainWrong = 0;
-  for (const { d, k } of found) for (let j = 0; j < 32; j++) {
+  for (const { d, r, k } of found) for (let j = 0; j < 32; j++) {
     const wrong = ((d.payload >>> j) & 1) === ((payloads[k] >>> j) & 1) ? 0 : 1;
     bitErrors += wrong;
-    predictedBitErrors += d.bitError[j];
-    if (d.bitError[j] < 0.01) [certain, certainWrong] = [certain + 1, certainWrong + wrong];
+    predictedBitErrors += r.bitError[j];
+    if (r.bitError[j] < 0.01) [certain, certainWrong] = [certain + 1, certainWrong + wrong];
   }
-  const sure = found.filter(({ d }) => d.payloadReliability >= 0.99);
+  const sure = found.filter(({ r }) => r.reliability >= 0.99);
   const sureRight = sure.filter(({ d, k }) => d.payload === payloads[k]).length;
   payloadRows.push(`| ${name} | ${found.length} | ${right} (${pct(right, found.length)}) | ${pct(predicted, found.length)} | ${bitErrors} | ${predictedBitErrors.toFixed(1)} | ${sure.length} | ${sureRight} (${pct(sureRight, sure.length)}) | ${certain} | ${certainWrong} (${pct(certainWrong, certain)}) |`);
   summary[name] = { auc: a, tpr1: rate(dm, 0.01) };

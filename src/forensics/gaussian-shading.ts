@@ -87,11 +87,11 @@ export interface NoiseDetection {
   payload: number;
   bitConfidence: number[];
   /**
-   * Per payload bit, the probability that its vote is wrong, given its votes (see
-   * bitErrorProbabilities); `payloadReliability` is the probability that no bit is.
+   * Each payload bit's votes: of its counted positions, how many read 1 (after the keystream),
+   * and how many were counted. readPayload turns them into how sure the payload is (computed
+   * there, for the detections a report gives, not for every candidate of a search).
    */
-  bitError: number[];
-  payloadReliability: number;
+  votes: { ones: number[]; sizes: number[] };
   /** The statistic A, of D positions, and the nonce it was found with. */
   agreement: number;
   positions: number;
@@ -144,15 +144,13 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array, use?: Uint
     if (one) payload += 2 ** j;
     bitConfidence.push(sizes[j] ? Math.max(best.counts[j], sizes[j] - best.counts[j]) / sizes[j] : 0.5);
   }
-  const bitError = bitErrorProbabilities(best.counts, sizes);
-  const payloadReliability = bitError.reduce((r, e) => r * (1 - e), 1);
   const survival = nullLogSurvivalOfGroups(sizes);
   const atLeast = logMaxOfIndependent(survival[best.agreement], NONCES); // log P(max >= m)
   const above = best.agreement + 1 < survival.length ? logMaxOfIndependent(survival[best.agreement + 1], NONCES) : -Infinity; // log P(max > m)
   // log(P(max > m) + U (P(max >= m) - P(max > m))), with U in (0, 1) from the signs.
   const logAtom = above === -Infinity ? atLeast : atLeast + Math.log1p(-Math.exp(above - atLeast));
   const logP = logSumExp(above, Math.log(signHash(signs)) + logAtom);
-  return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, bitError, payloadReliability, agreement: best.agreement, positions: used.length, nonce: best.nonce };
+  return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, votes: { ones: Array.from(best.counts), sizes: [...sizes] }, agreement: best.agreement, positions: used.length, nonce: best.nonce };
 }
 
 /**
@@ -211,14 +209,18 @@ export interface PayloadReading {
   reliability: number;
   /** Bits (0 = least significant) whose vote is wrong with estimated probability >= UNCERTAIN_BIT. */
   uncertainBits: number[];
+  /** Per bit, the estimated probability that its vote is wrong (bitErrorProbabilities). */
+  bitError: number[];
 }
 
-export function readPayload(d: Pick<NoiseDetection, 'payload' | 'payloadReliability' | 'bitError'>): PayloadReading {
-  return { payload: d.payload, reliability: d.payloadReliability, uncertainBits: d.bitError.flatMap((e, j) => (e >= UNCERTAIN_BIT ? [j] : [])) };
+/** How sure a detection's payload is, from its bits' votes. */
+export function readPayload(d: Pick<NoiseDetection, 'payload' | 'votes'>): PayloadReading {
+  const bitError = bitErrorProbabilities(d.votes.ones, d.votes.sizes);
+  return { payload: d.payload, reliability: bitError.reduce((r, e) => r * (1 - e), 1), uncertainBits: bitError.flatMap((e, j) => (e >= UNCERTAIN_BIT ? [j] : [])), bitError };
 }
 
 /** "payload 5 (right with probability 0.998 by its votes)", or with the bits that may be wrong. */
-export function describePayload(r: PayloadReading): string {
+export function describePayload(r: Omit<PayloadReading, 'bitError'>): string {
   const p = r.reliability > 0.999 ? '> 0.999' : r.reliability.toFixed(3);
   if (!r.uncertainBits.length) return `payload ${r.payload} (right with probability ${p} by its votes)`;
   const n = r.uncertainBits.length;

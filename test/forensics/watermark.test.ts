@@ -215,8 +215,9 @@ describe('Gaussian Shading in the initial noise', () => {
     assert.equal(e[3], 0.5);
     assert.ok(e[7] > 0.01 && e[7] < 0.5, `bit 7 (11 of 20): ${e[7]}`);
     assert.ok(e[0] < 0.01, `bit 0 (18 of 20): ${e[0]}`);
-    const reading = readPayload({ payload: 5, bitError: e, payloadReliability: e.reduce((r, x) => r * (1 - x), 1) });
+    const reading = readPayload({ payload: 5, votes: { ones, sizes: new Array(32).fill(20) } });
     assert.deepEqual(reading.uncertainBits, [3, 7]);
+    assert.deepEqual(reading.bitError, e);
     assert.match(describePayload(reading), /^payload 5, uncertain: 2 bits may be wrong \(3, 7\); right with probability 0\.\d{3} by its votes$/);
   });
 });
