@@ -13,21 +13,20 @@
  *
  *   const pipe = await DiffusionPipeline.fromPretrained('models/mnist');   // model_index.json, unet/, scheduler/, ...
  */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { folderFiles } from '../components/model-folder.js';
+import { readSettingsJson } from '../data/safe-file.js';
 import type { Device, RuntimeOptions } from '../engine/index.js';
 import type { RunConfig } from '../run/config.js';
 import { RunNetwork, loadSamplingWeights, openTextConditioner, readRunConfig, runModelHash, runPaths, weightsHash } from '../run/run.js';
 import { AutoencoderNetwork, LatentCodec, latentCodec } from '../run/autoencoder.js';
-import type { TextConditioner } from '../run/text.js';
-import { SamplingPipeline } from './sampling-pipeline.js';
-import type { ConditionedNetwork } from './guidance.js';
-import { folderFiles } from '../components/model-folder.js';
 import { isExportFolder } from '../run/export-folder.js';
 import { DIFFUSE_PIPELINE_CLASS } from '../run/export-layout.js';
-import { readSettingsJson } from '../data/safe-file.js';
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
+import { TextConditioner, readTokenizer } from '../run/text.js';
 import { openExportedModel } from './exported-model.js';
-import { TextConditioner as RunTextConditioner, readTokenizer } from '../run/text.js';
+import type { ConditionedNetwork } from './guidance.js';
+import { SamplingPipeline } from './sampling-pipeline.js';
 
 export interface PipelineOptions {
   /** 'cpu' (default) or 'cuda'. */
@@ -94,16 +93,15 @@ export class DiffusionPipeline extends SamplingPipeline {
     const files = folderFiles(dir, { device: opts.device ?? opts.runtime?.device, ort: opts.runtime?.ort });
     const config = readRunConfig(dir);
     // A frozen text encoder runs outside the U-Net's graph: Diffuse's TextConditioner, on the export's copy of it.
-    let text: RunTextConditioner | undefined;
+    let text: TextConditioner | undefined;
     if (config.text?.encoder.kind === 'onnx') {
       const runtime: RuntimeOptions = { ...opts.runtime, ...(opts.device ? { device: opts.device } : {}) };
       const local = { ...config.text, encoder: { ...config.text.encoder, file: path.join(dir, 'text_encoder', 'model.onnx') } };
-      text = await RunTextConditioner.open(local, readTokenizer(dir, local), runtime);
+      text = await TextConditioner.open(local, readTokenizer(dir, local), runtime);
     }
     try {
       const opened = await openExportedModel(files, text ? { text } : {});
-      const network = Object.assign(opened.network, { config });
-      return new DiffusionPipeline(config, network, text, true, opened.manifest.modelHash, opened.codec, opened.codec);
+      return new DiffusionPipeline(config, opened.network, text, true, opened.manifest.modelHash, opened.codec, opened.codec);
     } catch (e) {
       await text?.release();
       throw e;
