@@ -7,3 +7,4 @@
 export * from './onnx-component.js';
 export * from './model-files.js';
 export * from './model-folder.js';
+export * from './url-files.js';

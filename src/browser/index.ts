@@ -1,0 +1,30 @@
+/**
+ * Diffuse in a web page: what runs without Node, for a bundler (esbuild, Vite, webpack) with
+ * onnxruntime-web. Load what `diffuse export` wrote from a URL and sample it with the same
+ * pipeline, schedulers and noise as Node:
+ *
+ *   import * as ort from 'onnxruntime-web';
+ *   import { SamplingPipeline, openExportedModel, urlModelFiles } from 'diffuse/browser';
+ *
+ *   const { manifest, network, codec } = await openExportedModel(urlModelFiles('/models/emoji-latent/', ort));
+ *   const pipe = new SamplingPipeline(manifest.run, network, codec);
+ *   const { data, count, shape } = await pipe.generate({ count: 4, steps: 20, seed: 7 });
+ *
+ * Nothing here imports a Node module; test/browser/bundle.test.ts bundles it for the browser to
+ * keep it so. Stable Diffusion folders in a page: the studio's StableDiffusionPipeline.fromFiles
+ * (`diffuse/latent`), whose fromPretrained reads a folder on disk and needs a bundler told to
+ * leave node: modules out.
+ */
+export { SamplingPipeline } from '../pipelines/sampling-pipeline.js';
+export type { GenerateOptions, ImageBatch, StepInfo } from '../pipelines/sampling-pipeline.js';
+export { OnnxDenoiser, OnnxLatentCodec, openExportedModel, readExportedTokenizer } from '../pipelines/exported-model.js';
+export type { OpenedExport } from '../pipelines/exported-model.js';
+export { readExportedModel, isDiffuseExport, DIFFUSE_PIPELINE_CLASS } from '../run/export-layout.js';
+export type { ExportManifest } from '../run/export-layout.js';
+export { urlModelFiles } from '../components/url-files.js';
+export type { UrlFilesOptions } from '../components/url-files.js';
+export { OnnxComponent } from '../components/onnx-component.js';
+export type { ModelFiles } from '../components/model-files.js';
+export { DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler, makeScheduler, schedulerFromConfig } from '../samplers/index.js';
+export { TorchGenerator, FastGenerator } from '../diffusion/index.js';
+export { BpeTokenizer } from '../text/tokenizer.js';
