@@ -10,6 +10,8 @@
  *   const pipe = new SamplingPipeline(manifest.run, network, codec);
  *   const { data, count, shape } = await pipe.generate({ count: 4, steps: 20, seed: 7 });
  *
+ * The watermark too: `generate({ watermark: gaussianShading(validateKey(json), payload) })`
+ * draws the same signs as Node (ChaCha20 in TypeScript), and detectInNoise tests an inverted x_T.
  * Nothing here imports a Node module; test/browser/bundle.test.ts bundles it for the browser to
  * keep it so. Stable Diffusion folders in a page: the studio's StableDiffusionPipeline.fromFiles
  * (`diffuse/latent`), whose fromPretrained reads a folder on disk and needs a bundler told to
@@ -28,3 +30,6 @@ export type { ModelFiles } from '../components/model-files.js';
 export { DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler, makeScheduler, schedulerFromConfig } from '../samplers/index.js';
 export { TorchGenerator, FastGenerator } from '../diffusion/index.js';
 export { BpeTokenizer } from '../text/tokenizer.js';
+export { gaussianShading, detectInNoise, readPayload, describePayload } from '../forensics/gaussian-shading.js';
+export { generateKey, validateKey } from '../forensics/key.js';
+export type { WatermarkKey } from '../forensics/key.js';

@@ -29,7 +29,7 @@
  * that "p < alpha" flags unwatermarked images at exactly rate alpha. U is a hash of the recovered
  * sign bits, not a fresh draw: the same image always gets the same p-value.
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from '@noble/hashes/sha2';
 import type { NoiseGenerator } from '../diffusion/index.js';
 import type { InitialNoiseSource } from '../pipelines/sampling-pipeline.js';
 import { WatermarkKey, keystreamBits } from './key.js';
@@ -262,8 +262,12 @@ export function reliablePositions(noise: Float32Array, use?: Uint8Array): Int32A
 
 /** A number in (0, 1) from the sign bits (SHA-256): the randomisation of the p-value, the same for the same signs. */
 function signHash(signs: Uint8Array): number {
-  const h = createHash('sha256').update('diffuse-watermark-p').update(signs).digest();
-  return (h.readUInt32BE(0) + 0.5) / 2 ** 32;
+  const prefix = new TextEncoder().encode('diffuse-watermark-p');
+  const message = new Uint8Array(prefix.length + signs.length);
+  message.set(prefix);
+  message.set(signs, prefix.length);
+  const h = sha256(message);
+  return (new DataView(h.buffer, h.byteOffset, 4).getUint32(0, false) + 0.5) / 2 ** 32;
 }
 
 /** log P(max of n independent statistics >= a) from log P(one >= a): log(1 - (1 - p)^n). */

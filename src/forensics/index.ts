@@ -1,5 +1,6 @@
 /** Forensics: the watermark in the initial noise (keys, embedding, detection) and a detector of the model's samples. */
 export * from './key.js';
+export * from './key-file.js';
 export * from './gaussian-shading.js';
 export * from './rotation-search.js';
 export * from './turn-search.js';

@@ -1,11 +1,10 @@
 /**
- * Watermark keys: 32 secret bytes from node:crypto, in a small JSON file that holds no model and
- * no image. The key drives ChaCha20 (RFC 8439), whose keystream chooses the signs of x_T.
+ * Watermark keys: 32 secret bytes from the platform's cryptographic random source, in a small
+ * JSON file that holds no model and no image (key-file.ts reads one in Node). The key drives
+ * ChaCha20 (RFC 8439), whose keystream chooses the signs of x_T. Node-free: a web page draws the
+ * same signs.
  */
-import { createCipheriv, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { DataError } from '../data/errors.js';
-import { readSettingsFile } from '../data/safe-file.js';
+import { chacha20Keystream } from './chacha20.js';
 
 export const KEY_FORMAT = 'diffuse-watermark-key-1';
 export const SCHEMES = ['gaussian-shading'] as const;
@@ -21,7 +20,19 @@ export interface WatermarkKey {
 
 /** A new key from the operating system's random source. */
 export function generateKey(scheme: WatermarkScheme = 'gaussian-shading'): WatermarkKey {
-  return { format: KEY_FORMAT, scheme, secret: randomBytes(32).toString('base64'), created: new Date().toISOString() };
+  const secret = globalThis.crypto.getRandomValues(new Uint8Array(32));
+  return { format: KEY_FORMAT, scheme, secret: btoa(String.fromCharCode(...secret)), created: new Date().toISOString() };
+}
+
+/** A key's 32 secret bytes (undefined where the secret is not base64 of 32 bytes). */
+function secretBytes(secret: unknown): Uint8Array | undefined {
+  if (typeof secret !== 'string') return undefined;
+  try {
+    const bytes = Uint8Array.from(atob(secret), (c) => c.charCodeAt(0));
+    return bytes.length === 32 ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Checks a parsed key; `source` names the file in the one-line error. */
@@ -35,29 +46,16 @@ export function validateKey(json: unknown, source = 'key'): WatermarkKey {
     const what = typeof k.scheme === 'string' ? `a key for the ${JSON.stringify(k.scheme.slice(0, 40))} scheme` : `a key whose "scheme" is ${k.scheme === undefined ? 'missing' : `a ${k.scheme === null ? 'null' : Array.isArray(k.scheme) ? 'list' : typeof k.scheme}, not a name`}`;
     throw new Error(`${source}: ${what}, which this version does not know (known: ${SCHEMES.join(', ')})`);
   }
-  if (typeof k.secret !== 'string' || Buffer.from(k.secret, 'base64').length !== 32) throw new Error(`${source}: the secret is not 32 bytes of base64; the key file is corrupt`);
+  if (!secretBytes(k.secret)) throw new Error(`${source}: the secret is not 32 bytes of base64; the key file is corrupt`);
   return k as WatermarkKey;
-}
-
-/** Reads and checks a key file. */
-export function readKey(file: string): WatermarkKey {
-  if (!existsSync(file)) throw new Error(`${file}: no such key file (make one with 'diffuse keygen --out ${file}')`);
-  let json: unknown;
-  try {
-    json = JSON.parse(readSettingsFile(file));
-  } catch (e) {
-    if (e instanceof DataError) throw e;
-    throw new Error(`${file}: not a Diffuse watermark key (not valid JSON); the key file is corrupt`);
-  }
-  return validateKey(json, file);
 }
 
 /** `bits` keystream bits (0/1) of ChaCha20 under the key, for one nonce (a 32-bit integer). */
 export function keystreamBits(key: WatermarkKey, nonce: number, bits: number): Uint8Array {
-  const iv = Buffer.alloc(16); // node's chacha20 IV: a 32-bit block counter, then the 96-bit nonce
-  iv.writeUInt32LE(nonce >>> 0, 4);
-  const cipher = createCipheriv('chacha20', Buffer.from(key.secret, 'base64'), iv);
-  const bytes = cipher.update(Buffer.alloc(Math.ceil(bits / 8)));
+  // The 96-bit nonce: the 32-bit nonce little-endian, then zeros; the block counter starts at 0.
+  const iv = new Uint8Array(12);
+  new DataView(iv.buffer).setUint32(0, nonce >>> 0, true);
+  const bytes = chacha20Keystream(secretBytes(key.secret) as Uint8Array, iv, Math.ceil(bits / 8));
   const out = new Uint8Array(bits);
   for (let i = 0; i < bits; i++) out[i] = (bytes[i >> 3] >> (i & 7)) & 1;
   return out;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as esbuild from 'esbuild';
-import { DiffusionPipeline, exportRun, train } from '../../src/index.js';
+import { DiffusionPipeline, exportRun, gaussianShading, generateKey, train } from '../../src/index.js';
 import { Route, StaticServer, fileRoute, serveRoutes } from '../../src/studio/server.js';
 import { blobs, tinyConfig } from '../train/helpers.js';
 import { launchChromium, maxDiff } from '../studio/browser.js';
@@ -36,7 +36,7 @@ describe('diffuse/browser', () => {
     assert.doesNotMatch(out.outputFiles[0].text, /from ["']node:/);
   });
 
-  it("loads an export from a URL in Chromium with urlModelFiles and openExportedModel, and gives DiffusionPipeline's images", async () => {
+  it("loads an export from a URL in Chromium with urlModelFiles and openExportedModel, and gives DiffusionPipeline's images, watermarked too", async () => {
     const app = (await bundle(path.join(here, 'entry.ts'))).outputFiles[0].text;
     const routes = new Map<string, Route>([
       ['/', { type: 'text/html; charset=utf-8', body: '<!doctype html><meta charset="utf-8"><script type="module" src="/app.js"></script>' }],
@@ -59,6 +59,12 @@ describe('diffuse/browser', () => {
       const want = await pipe.generate({ count: 2, seed: 6, steps: 5, scheduler: 'ddim', eta: 0 });
       assert.equal(got.length, want.data.length);
       assert.ok(maxDiff(want.data, got) < 1e-4, `max difference ${maxDiff(want.data, got)}`);
+      // With the watermark: the page draws the key's signs as Node does.
+      const key = generateKey();
+      const marked = Float32Array.from(await page.evaluate(([k]) => (window as unknown as { generate: (s: number, k: unknown) => Promise<number[]> }).generate(6, k), [key] as const));
+      const wantMarked = await pipe.generate({ count: 2, seed: 6, steps: 5, scheduler: 'ddim', eta: 0, watermark: gaussianShading(key, 77) });
+      assert.ok(maxDiff(wantMarked.data, marked) < 1e-4, `watermarked: max difference ${maxDiff(wantMarked.data, marked)}`);
+      assert.ok(maxDiff(want.data, marked) > 1e-3, 'the watermark changed the image');
       assert.deepEqual(errors, []);
     } finally {
       await pipe.release();
