@@ -13,9 +13,8 @@
  * The watermark too: `generate({ watermark: gaussianShading(validateKey(json), payload) })`
  * draws the same signs as Node (ChaCha20 in TypeScript), and detectInNoise tests an inverted x_T.
  * Nothing here imports a Node module; test/browser/bundle.test.ts bundles it for the browser to
- * keep it so. Stable Diffusion folders in a page: the studio's StableDiffusionPipeline.fromFiles
- * (`diffuse/latent`), whose fromPretrained reads a folder on disk and needs a bundler told to
- * leave node: modules out.
+ * keep it so. A Stable Diffusion folder (Optimum's layout) at a URL:
+ * `StableDiffusionPipeline.fromFiles(urlModelFiles('/models/sd-turbo/', ort))`.
  */
 export { SamplingPipeline } from '../pipelines/sampling-pipeline.js';
 export type { GenerateOptions, ImageBatch, StepInfo } from '../pipelines/sampling-pipeline.js';
@@ -24,6 +23,8 @@ export type { OpenedExport } from '../pipelines/exported-model.js';
 export { readExportedModel, isDiffuseExport, DIFFUSE_PIPELINE_CLASS } from '../run/export-layout.js';
 export type { ExportManifest } from '../run/export-layout.js';
 export { urlModelFiles } from '../components/url-files.js';
+export { StableDiffusionPipeline } from '../latent/stable-diffusion.js';
+export type { LatentGenerateOptions, LatentImageBatch } from '../latent/stable-diffusion.js';
 export type { UrlFilesOptions } from '../components/url-files.js';
 export { OnnxComponent } from '../components/onnx-component.js';
 export type { ModelFiles } from '../components/model-files.js';

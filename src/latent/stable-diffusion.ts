@@ -178,8 +178,11 @@ export class StableDiffusionPipeline {
 
   /** Opens a model folder on disk (Node; see the file's comment); errors name the file and what is wrong. */
   static async fromPretrained(dir: string, o: LatentPipelineOptions = {}): Promise<StableDiffusionPipeline> {
-    // Imported here, not above: the folder reader needs node:fs, and the browser page never calls this.
-    const { folderFiles } = await import('../components/model-folder.js');
+    // Imported here, not above, and by a name in a variable: the folder reader needs node:fs, and
+    // bundlers for a web page (the studio's, a user's) follow only literal imports, so this
+    // file bundles without Node; a page opens models with fromFiles.
+    const reader = '../components/model-folder.js';
+    const { folderFiles } = (await import(reader)) as typeof import('../components/model-folder.js');
     if (!(await folderFiles(dir).exists())) throw new Error(`${dir}: no such model folder`);
     return StableDiffusionPipeline.fromFiles(folderFiles(dir, o));
   }

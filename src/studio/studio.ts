@@ -61,15 +61,6 @@ async function bundlePage(): Promise<string> {
     write: false,
     logLevel: 'silent',
     minify: false,
-    plugins: [
-      {
-        // StableDiffusionPipeline.fromPretrained imports the Node folder reader when called, which the page never does.
-        name: 'node-only',
-        setup(build) {
-          build.onResolve({ filter: /[\\/]model-folder\.(js|ts)$/ }, (a) => ({ path: a.path, external: true }));
-        },
-      },
-    ],
   });
   return out.outputFiles[0].text;
 }
