@@ -28,9 +28,19 @@ export interface UrlFilesOptions {
 export function urlModelFiles(base: string, ort: { InferenceSession: object; Tensor: object }, o: UrlFilesOptions = {}): ModelFiles {
   const root = base.endsWith('/') ? base : `${base}/`;
   const get = o.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
-  const url = (...parts: string[]) => `${root}${parts.map(encodeURIComponent).join('/')}`;
+  // Each part is one name inside the folder, escaped; '.', '..' and '' would leave it.
+  const url = (...parts: string[]) => {
+    for (const p of parts) if (p === '' || p === '.' || p === '..') throw new Error(`${root}: '${p}' is not a file name inside the model folder`);
+    return `${root}${parts.map(encodeURIComponent).join('/')}`;
+  };
   const exists = async (...parts: string[]) => {
-    const res = await get(url(...parts), { method: 'HEAD' });
+    let res = await get(url(...parts), { method: 'HEAD' });
+    // A static host that does not answer HEAD (405, 501): ask with GET and read none of the body.
+    if (res.status === 405 || res.status === 501) {
+      const stop = new AbortController();
+      res = await get(url(...parts), { signal: stop.signal });
+      stop.abort();
+    }
     if (res.status === 404) return false;
     if (!res.ok) throw new Error(`${url(...parts)}: the server answered ${res.status}`);
     return true;

@@ -85,6 +85,7 @@ export class DiffusionPipeline extends SamplingPipeline {
    */
   static async fromPretrained(dir: string, opts: PipelineOptions = {}): Promise<DiffusionPipeline> {
     if (!isExportFolder(dir)) {
+      if (!existsSync(dir)) throw new Error(`${dir}: no such model folder`);
       const index = path.join(dir, 'model_index.json');
       const cls = existsSync(index) ? String((readSettingsJson(index) as { _class_name?: unknown })?._class_name ?? '') : '';
       if (/^\w*StableDiffusion\w*$/.test(cls)) throw new Error(`${dir}: a ${cls} folder; open it with StableDiffusionPipeline.fromPretrained`);

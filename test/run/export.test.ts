@@ -161,6 +161,7 @@ describe('diffuse export: a run as a model folder in the diffusers layout', () =
     const empty = path.join(root, 'empty');
     mkdirSync(empty);
     await assert.rejects(DiffusionPipeline.fromPretrained(empty), /not a Diffuse export \(no model_index\.json naming DiffusePipeline\)/);
+    await assert.rejects(DiffusionPipeline.fromPretrained(path.join(root, 'nowhere')), /nowhere: no such model folder/);
     writeFileSync(path.join(empty, 'model_index.json'), JSON.stringify({ _class_name: 'OnnxStableDiffusionPipeline' }));
     await assert.rejects(DiffusionPipeline.fromPretrained(empty), /a OnnxStableDiffusionPipeline folder; open it with StableDiffusionPipeline\.fromPretrained/);
     // An export is not a run to train further.
