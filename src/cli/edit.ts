@@ -57,7 +57,7 @@ interface EditSetup {
 /** Everything a user can get wrong is checked here, before the model loads or a file is written. */
 async function setup(v: FlagValues, operation: 'img2img' | 'inpaint'): Promise<EditSetup> {
   const say = (msg: string) => process.stderr.write(`${msg}\n`);
-  for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model only (a run's images have its size)`);
+  for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to a Stable Diffusion folder's --model only (a run's images, and its export's, have the run's size)`);
   if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
   if (!v.image) throw new UsageError('--image FILE is required (or mnist:INDEX)');
   const runDir = String(v.run);
@@ -155,7 +155,7 @@ export const commandImg2Img: Command = {
       if (v.run !== undefined) throw new UsageError('give --run DIR (a Diffuse run) or --model DIR (a Stable Diffusion folder), not both');
       return img2imgLatent(v, strength);
     }
-    for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model only (a run's images have its size)`);
+    for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to a Stable Diffusion folder's --model only (a run's images, and its export's, have the run's size)`);
     const s = await setup(v, 'img2img');
     const steps = s.options.steps as number;
     if (Math.floor(steps * strength) < 1 && strength > 0) throw new UsageError(`--strength ${strength} with --steps ${steps} leaves no step to run (strength x steps must be >= 1)`);

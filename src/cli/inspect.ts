@@ -17,7 +17,7 @@ import { DiffusionPipeline } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import { runImageShape } from '../run/autoencoder.js';
 import type { Command, FlagValues } from './flags.js';
-import { UsageError, list, num, oneOf } from './flags.js';
+import { UsageError, list, modelFlag, num, oneOf } from './flags.js';
 import { readTrustSettings } from './credentials.js';
 import { ProgressLine } from './progress.js';
 import { safeText } from '../inspect/format.js';
@@ -198,7 +198,7 @@ export const commandDetector: Command = {
       bar.done();
       await pipe.release();
     }
-    process.stderr.write(`wrote ${out} (calibrated on ${source} and as many samples, ${((Date.now() - started) / 1000).toFixed(0)} s); diffuse inspect --run ${runDir} uses it\n`);
+    process.stderr.write(`wrote ${out} (calibrated on ${source} and as many samples, ${((Date.now() - started) / 1000).toFixed(0)} s); diffuse inspect ${modelFlag(runDir)} uses it\n`);
   },
 };
 

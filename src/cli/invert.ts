@@ -13,7 +13,7 @@ import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
 import { readRunConfig } from '../run/run.js';
 import { runImageShape } from '../run/autoencoder.js';
 import type { Command, FlagValues } from './flags.js';
-import { UsageError, num, oneOf } from './flags.js';
+import { UsageError, modelFlag, num, oneOf } from './flags.js';
 import { ProgressLine } from './progress.js';
 
 /** What an inversion file holds besides x_T (safetensors metadata). */
@@ -84,7 +84,7 @@ export const commandInvert: Command = {
         refine: String(refine),
         image: path.basename(String(v.image)),
       });
-      bar.say(`wrote ${out} (x_T of ${r.shape.slice(1).join('x')}, ${steps} DDIM steps${refine ? `, ${refine} refinements each` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s); diffuse sample --${v.model !== undefined ? 'model' : 'run'} ${String(v.model ?? v.run)} --latents ${out} starts from it`);
+      bar.say(`wrote ${out} (x_T of ${r.shape.slice(1).join('x')}, ${steps} DDIM steps${refine ? `, ${refine} refinements each` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s); diffuse sample ${v.model !== undefined ? `--model ${String(v.model)}` : modelFlag(String(v.run))} --latents ${out} starts from it`);
       if (check && r.back) {
         const { input, back, shape } = r.back;
         await saveGrid({ data: Float32Array.from([...input, ...back]), count: 2, shape }, check, { cols: 2, scale: shape[1] < 48 ? 4 : 1 });
@@ -130,7 +130,7 @@ async function invertWithFolder(v: FlagValues, steps: number, refine: number, de
 }
 
 async function invertWithRun(v: FlagValues, steps: number, refine: number, device: 'cpu' | 'cuda', onStep: (i: number, n: number) => void, bar: ProgressLine): Promise<Inverted> {
-  for (const f of ['width', 'height'] as const) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model (a run's images have its size; --resize resizes to it)`);
+  for (const f of ['width', 'height'] as const) if (v[f] !== undefined) throw new UsageError(`--${f} applies to a Stable Diffusion folder's --model (a run's images, and its export's, have the run's size; --resize resizes to it)`);
   const runDir = String(v.run);
   const config = readRunConfig(runDir);
   if (config.classConditioning) throw new UsageError(`${runDir} is class-conditional: inversion takes unconditional and text-conditional runs`);

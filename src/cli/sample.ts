@@ -50,7 +50,7 @@ export const commandSample: Command = {
       return sampleLatent(v);
     }
     if (!v.run) throw new UsageError('--run DIR (a folder written by diffuse train) or --model DIR (a Stable Diffusion folder of ONNX components) is required');
-    for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to --model only (a run's images have its size)`);
+    for (const f of ['width', 'height']) if (v[f] !== undefined) throw new UsageError(`--${f} applies to a Stable Diffusion folder's --model only (a run's images, and its export's, have the run's size)`);
     const runDir = String(v.run);
     const flags = parseSampling(v);
     const config = readRunConfig(runDir);

@@ -23,7 +23,7 @@ import { openCredentials, runName } from './credentials.js';
 import { ScanWorker } from '../scale/scan-worker.js';
 import { readTrustSettings } from './credentials.js';
 import type { Command, FlagValues } from './flags.js';
-import { UsageError, list, num, oneOf } from './flags.js';
+import { UsageError, list, modelFlag, num, oneOf } from './flags.js';
 import { ProgressLine, formatDuration } from './progress.js';
 
 const SUBCOMMANDS = ['status', 'results', 'cancel', 'delete', 'list'] as const;
@@ -169,7 +169,7 @@ export const commandScan: Command = {
       const s = await c.status(meta.id);
       process.stderr.write(
         `scan ${meta.id}: ${files.length} files, ${s.jobs} distinct images (${s.done} already known or unreadable), enqueued on ${redactRedisUrl(redisUrl(v))} in ${((Date.now() - started) / 1000).toFixed(1)} s.\n` +
-          `Workers for it: diffuse worker --redis URL${runDir ? ` --run ${runDir}` : ''}${key ? ` --key ${String(v.key)}` : ''}\n`,
+          `Workers for it: diffuse worker --redis URL${runDir ? ` ${modelFlag(runDir)}` : ''}${key ? ` --key ${String(v.key)}` : ''}\n`,
       );
       console.log(meta.id);
       if (v.follow) process.stderr.write(`${statusLine(await follow(c, meta.id))}\n`);
@@ -291,7 +291,7 @@ export async function sampleThroughQueue(v: FlagValues, q: QueuedSampling): Prom
     const s = await client.status(meta.id);
     process.stderr.write(
       `generation ${meta.id}: ${q.count} images (seeds ${q.seed}..${q.seed + q.count - 1}) in ${s.jobs} jobs of up to ${chunk}, into ${out}/, enqueued on ${redactRedisUrl(redisUrl(v))}.\n` +
-        `Workers for it: diffuse worker --redis URL --run ${q.runDir}${q.key ? ' --key KEY' : ''}${signing ? ' --c2pa DIR' : ''} (the same model${q.key ? ', key' : ''}${signing ? ', signing certificate' : ''}; --images must be storage they share)\n`,
+        `Workers for it: diffuse worker --redis URL ${modelFlag(q.runDir)}${q.key ? ' --key KEY' : ''}${signing ? ' --c2pa DIR' : ''} (the same model${q.key ? ', key' : ''}${signing ? ', signing certificate' : ''}; --images must be storage they share)\n`,
     );
     console.log(meta.id);
     if (v.follow) process.stderr.write(`${statusLine(await follow(client, meta.id))}\n`);

@@ -154,6 +154,14 @@ describe('diffuse export: a run as a model folder in the diffusers layout', () =
     r = await cli('sample', '--model', out, ...args, '--out', `${b}.png`, '--images', b);
     assert.equal(r.code, 0, r.err);
     for (let k = 0; k < 4; k++) assert.deepEqual(readFileSync(path.join(b, `000${k}.png`)), readFileSync(path.join(a, `000${k}.png`)), `image ${k}`);
+    // Hints name the folder as it was given.
+    const plain = path.join(root, 'plain-export');
+    r = await cli('invert', '--model', plain, '--image', path.join(a, '0000.png'), '--steps', '3', '--out', path.join(root, 'xT.safetensors'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, new RegExp(`diffuse sample --model ${plain.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --latents`));
+    r = await cli('sample', '--model', out, '--width', '16', '--out', `${b}.png`);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--width applies to a Stable Diffusion folder's --model only/);
     r = await cli('sample', '--model', out, '--run', path.join(root, 'classes'), '--out', `${b}.png`);
     assert.equal(r.code, 1);
     assert.match(r.err, /not both/);
