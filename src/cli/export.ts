@@ -24,7 +24,7 @@ export const commandExport: Command = {
     const parts = [
       `unet/model.onnx (inputs ${m.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')}; output ${m.outputs.map((o) => `${o.name} [${o.shape.join(', ')}]`).join(', ')}: the ${m.predictionType} prediction)`,
       ...(m.latent ? [`vae_encoder/ and vae_decoder/ (the autoencoder: images are the decoder's output for latents / ${m.latent.scalingFactor})`] : []),
-      ...(m.text ? [`tokenizer/${m.text.encoder ? ' and text_encoder/' : ''}`] : []),
+      ...(m.text ? [`tokenizer/ and text_encoder/ (${m.text.encoder === 'trained' ? 'the trained encoder as its own graph' : 'a copy of the frozen encoder'})`] : []),
       'scheduler/scheduler_config.json',
     ];
     process.stderr.write(`wrote ${out}: ${parts.join(', ')} in ${((Date.now() - started) / 1000).toFixed(1)} s; use it with --model ${out} or DiffusionPipeline.fromPretrained\n`);

@@ -41,8 +41,10 @@ export class OnnxDenoiser implements ConditionedNetwork {
     private readonly unet: OnnxComponent,
     /** The graphs' batch size. */
     private readonly batch: number,
-    /** Text runs: a batch of prompts as the graph's feeds (Diffuse's names: ids, or text_states/text_mask/text_pooled). */
+    /** Text runs: a batch of prompts as the graph's feeds (Diffuse's names: text_states, text_mask, text_pooled). */
     readonly text?: { feeds(prompts: readonly string[]): Promise<Feeds> },
+    /** What release() also frees: the text encoder that openExportedModel opened for `text`. */
+    private readonly owned?: { release(): Promise<void> },
   ) {
     const m = config.model;
     this.shape = [m.inChannels, m.imageSize, m.imageSize];
@@ -66,6 +68,57 @@ export class OnnxDenoiser implements ConditionedNetwork {
 
   async release(): Promise<void> {
     await this.unet.release();
+    await this.owned?.release();
+  }
+}
+
+/**
+ * A trained text encoder's graph (text_encoder/model.onnx: input_ids -> last_hidden_state,
+ * attention_mask, pooler_output) as the U-Net's feeds for a batch of prompts, each distinct
+ * prompt encoded once and kept.
+ */
+export class OnnxTextFeeds {
+  private readonly cache = new Map<string, { states: Float32Array; mask: Float32Array; pooled: Float32Array }>();
+
+  constructor(
+    private readonly encoder: OnnxComponent,
+    readonly tokenizer: TextTokenizer,
+    private readonly batch: number,
+  ) {}
+
+  async feeds(prompts: readonly string[]): Promise<Feeds> {
+    const L = this.tokenizer.maxLength;
+    const missing = [...new Set(prompts)].filter((p) => !this.cache.has(p));
+    for (let from = 0; from < missing.length; from += this.batch) {
+      const piece = missing.slice(from, from + this.batch);
+      const ids = this.tokenizer.encodeBatch(piece);
+      const r = await this.encoder.run({ input_ids: rows(ids, [piece.length, L], 0, this.batch) }, ['last_hidden_state', 'attention_mask', 'pooler_output']);
+      const D = r.pooler_output.data.length / this.batch;
+      piece.forEach((p, k) =>
+        this.cache.set(p, {
+          states: r.last_hidden_state.data.slice(k * L * D, (k + 1) * L * D),
+          mask: r.attention_mask.data.slice(k * L, (k + 1) * L),
+          pooled: r.pooler_output.data.slice(k * D, (k + 1) * D),
+        }),
+      );
+    }
+    const n = prompts.length;
+    const first = this.cache.get(prompts[0]);
+    const D = first ? first.pooled.length : 0;
+    const states = new Float32Array(n * L * D);
+    const mask = new Float32Array(n * L);
+    const pooled = new Float32Array(n * D);
+    prompts.forEach((p, k) => {
+      const e = this.cache.get(p) as { states: Float32Array; mask: Float32Array; pooled: Float32Array };
+      states.set(e.states, k * L * D);
+      mask.set(e.mask, k * L);
+      pooled.set(e.pooled, k * D);
+    });
+    return { text_states: { data: states, shape: [n, L, D] }, text_mask: { data: mask, shape: [n, L] }, text_pooled: { data: pooled, shape: [n, D] } };
+  }
+
+  async release(): Promise<void> {
+    await this.encoder.release();
   }
 }
 
@@ -131,21 +184,24 @@ export async function readExportedTokenizer(files: ModelFiles): Promise<TextToke
 /**
  * Opens an export's networks through `files` (a folder on disk, or the studio's URLs). A frozen
  * text encoder's prompts are fed by `text` (Node's TextConditioner over text_encoder/model.onnx);
- * a trained one's are tokenised here.
+ * a trained one's are tokenised here and encoded by text_encoder/model.onnx, once per prompt.
  */
 export async function openExportedModel(files: ModelFiles, o: { text?: OnnxDenoiser['text'] } = {}): Promise<OpenedExport> {
   const manifest = await readExportedModel(files);
   const names = manifest.inputs.map((i) => i.name);
   let text = o.text;
   let tokenizer: TextTokenizer | undefined;
-  if (manifest.text && !text) {
-    if (manifest.text.encoder) throw new Error(`${files.where('text_encoder')}: a frozen text encoder's export; open it in Node with DiffusionPipeline.fromPretrained`);
-    const tok = await readExportedTokenizer(files);
-    tokenizer = tok;
-    text = { feeds: async (prompts) => ({ ids: { data: tok.encodeBatch(prompts), shape: [prompts.length, tok.maxLength] } }) };
-  }
+  let textFeeds: OnnxTextFeeds | undefined;
+  if (manifest.text && !text && manifest.text.encoder === 'frozen') throw new Error(`${files.where('text_encoder')}: a frozen text encoder's export; open it in Node with DiffusionPipeline.fromPretrained`);
   const opened: OnnxComponent[] = [];
   try {
+    if (manifest.text && !text) {
+      tokenizer = await readExportedTokenizer(files);
+      const encoder = await files.open('text_encoder', { inputs: ['input_ids'], outputs: ['last_hidden_state', 'attention_mask', 'pooler_output'] });
+      opened.push(encoder);
+      textFeeds = new OnnxTextFeeds(encoder, tokenizer, manifest.batch);
+      text = textFeeds;
+    }
     const unet = await files.open('unet', { inputs: names, outputs: [EXPORT_OUTPUT_NAME] });
     opened.push(unet);
     let codec: OnnxLatentCodec | undefined;
@@ -157,7 +213,7 @@ export async function openExportedModel(files: ModelFiles, o: { text?: OnnxDenoi
       const { imageShape, latentShape, scalingFactor } = manifest.latent;
       codec = new OnnxLatentCodec(imageShape, latentShape, scalingFactor, encoder, decoder, manifest.batch);
     }
-    return { manifest, network: new OnnxDenoiser(manifest.run, unet, manifest.batch, text), ...(codec ? { codec } : {}), ...(tokenizer ? { tokenizer } : {}) };
+    return { manifest, network: new OnnxDenoiser(manifest.run, unet, manifest.batch, text, textFeeds), ...(codec ? { codec } : {}), ...(tokenizer ? { tokenizer } : {}) };
   } catch (e) {
     for (const c of opened) await c.release();
     throw e;

@@ -5,11 +5,9 @@
  *   model_index.json                 _class_name DiffusePipeline, its components, and `diffuse`
  *                                    (format, modelHash, the graphs' batch size)
  *   unet/model.onnx                  sample [b, C, H, W], timestep [b] (float32, one per image), and
- *                                    class_labels [b] (int64) for class-conditional runs, input_ids
- *                                    [b, L] (int64) for runs whose text encoder was trained with them
- *                                    (it is inside this graph), or encoder_hidden_states,
- *                                    encoder_attention_mask and text_embeds for a frozen encoder's
- *                                    -> out_sample (the run's prediction: epsilon, v or x_0)
+ *                                    class_labels [b] (int64) for class-conditional runs, or
+ *                                    encoder_hidden_states, encoder_attention_mask and text_embeds
+ *                                    for text runs -> out_sample (the run's prediction: epsilon, v or x_0)
  *   unet/config.json                 sample_size, in_channels, out_channels, and `diffuse`: the run's
  *                                    config.json whole, the graph's inputs and outputs
  *   unet/weights.safetensors         the same weights, for other tools
@@ -17,7 +15,8 @@
  *   vae_encoder/model.onnx           sample -> latent_parameters (mean, then log-variance, on channels)
  *   vae_decoder/model.onnx           latent_sample -> sample; config.json: scaling_factor
  *   tokenizer/                       tokenizer.json, tokenizer_config.json (text runs)
- *   text_encoder/model.onnx          a frozen-encoder run's text encoder
+ *   text_encoder/model.onnx          a trained encoder as its own graph: input_ids -> last_hidden_state,
+ *                                    attention_mask, pooler_output; a frozen encoder's file, copied
  *
  * Node-free: the page reads it too. Graphs have static shapes, so the batch is fixed at export
  * (1 by default); OnnxDenoiser runs a larger batch in pieces.
@@ -69,8 +68,12 @@ export interface ExportManifest {
   run: RunConfig;
   /** A latent run's autoencoder: images are vae_decoder(latents / scalingFactor). */
   latent?: { scalingFactor: number; imageShape: [number, number, number]; latentShape: [number, number, number] };
-  /** A text run's tokenizer is in tokenizer/; a frozen encoder's network in text_encoder/. */
-  text?: { tokenizer: boolean; encoder: boolean };
+  /**
+   * A text run's tokenizer is in tokenizer/ and its encoder in text_encoder/: a trained one as its
+   * own graph (input_ids -> last_hidden_state, attention_mask, pooler_output), a frozen one as the
+   * file it was trained with (Node's TextConditioner runs it).
+   */
+  text?: { tokenizer: boolean; encoder: 'trained' | 'frozen' };
 }
 
 /** The components an export has, in model_index.json's form: [library, class]. */
@@ -81,7 +84,7 @@ export function modelIndexOf(m: ExportManifest): Record<string, unknown> {
     scheduler: ['diffusers', 'DDIMScheduler'],
     ...(m.latent ? { vae_encoder: ['diffuse', 'AutoencoderKL'], vae_decoder: ['diffuse', 'AutoencoderKL'] } : {}),
     ...(m.text?.tokenizer ? { tokenizer: ['transformers', 'PreTrainedTokenizerFast'] } : {}),
-    ...(m.text?.encoder ? { text_encoder: ['onnx', 'TextEncoder'] } : {}),
+    ...(m.text ? { text_encoder: ['diffuse', m.text.encoder === 'trained' ? 'TransformerTextEncoder' : 'OnnxTextEncoder'] } : {}),
     diffuse: { format: m.format, modelHash: m.modelHash, batch: m.batch },
   };
 }

@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { NamedTensor, ParamScope, ParamStore, Tensor, compileModel, input, saveSafetensors, writeFileAtomic } from '../engine/index.js';
 import { decodeLatents, downsamplingFactor, encodeMoments } from '../nn/autoencoder.js';
+import { unet } from '../nn/unet.js';
+import { transformerTextEncoder } from '../text/encoder.js';
 import { loadAutoencoderWeights, readAutoencoderConfig } from './autoencoder.js';
 import { EXPORT_FORMAT, EXPORT_INPUT_NAMES, EXPORT_OUTPUT_NAME, ExportManifest, modelIndexOf, schedulerConfigJson } from './export-layout.js';
 import { loadSamplingWeights, modelInputs, openTextConditioner, readRunConfig, runModel, runModelHash, runPaths } from './run.js';
@@ -23,11 +25,26 @@ export async function exportRun(runDir: string, out: string, o: { batch?: number
   const text = await openTextConditioner(runDir, config);
   try {
     const weights = await loadSamplingWeights(runDir, config, text);
-    // The run's feeds under the export's names (sample, timestep, class_labels, ...); runModel reads them by Diffuse's.
-    const inputs: Record<string, Tensor> = {};
-    for (const [key, t] of Object.entries(modelInputs(config, batch, text))) inputs[key] = input(EXPORT_INPUT_NAMES[key] ?? key, t.shape, t.dtype);
     const store = new ParamStore(0);
-    const result = runModel(new ParamScope(store), config, inputs, text);
+    const trained = config.text?.encoder.kind === 'transformer' ? config.text.encoder : undefined;
+    // The run's feeds under the export's names (sample, timestep, class_labels, ...); runModel reads them by Diffuse's.
+    // A trained text encoder becomes its own graph, as in diffusers: the U-Net then takes its states, and a prompt is encoded once, not at every step.
+    const inputs: Record<string, Tensor> = {};
+    for (const [key, t] of Object.entries(modelInputs(config, batch, text))) if (!(trained && key === 'ids')) inputs[key] = input(EXPORT_INPUT_NAMES[key] ?? key, t.shape, t.dtype);
+    let result: Tensor;
+    if (trained) {
+      const L = trained.maxLength;
+      const states = { states: input(EXPORT_INPUT_NAMES.text_states, [batch, L, trained.width]), mask: input(EXPORT_INPUT_NAMES.text_mask, [batch, L]), pooled: input(EXPORT_INPUT_NAMES.text_pooled, [batch, trained.width]) };
+      Object.assign(inputs, { text_states: states.states, text_mask: states.mask, text_pooled: states.pooled });
+      result = unet(new ParamScope(store), config.model, inputs.x, inputs.t, { text: states });
+      const ids = input('input_ids', [batch, L], 'int64');
+      const encoded = transformerTextEncoder(new ParamScope(store).child('text'), trained, ids);
+      const encoder = compileModel({ inputs: [ids], outputs: { last_hidden_state: encoded.states, attention_mask: encoded.mask, pooler_output: encoded.pooled }, initializers: weights, name: 'diffuse-text-encoder' });
+      await mkdir(path.join(out, 'text_encoder'), { recursive: true });
+      await writeFileAtomic(path.join(out, 'text_encoder', 'model.onnx'), encoder.bytes);
+    } else {
+      result = runModel(new ParamScope(store), config, inputs, text);
+    }
     const model = compileModel({ inputs: Object.values(inputs), outputs: { [EXPORT_OUTPUT_NAME]: result }, initializers: weights, name: 'diffuse-unet' });
     for (const folder of ['unet', 'scheduler']) await mkdir(path.join(out, folder), { recursive: true });
     await writeFileAtomic(path.join(out, 'unet', 'model.onnx'), model.bytes);
@@ -41,7 +58,7 @@ export async function exportRun(runDir: string, out: string, o: { batch?: number
       modelHash: runModelHash(weights, autoencoder?.weights),
       run: config,
       ...(autoencoder ? { latent: autoencoder.latent } : {}),
-      ...(config.text ? { text: { tokenizer: true, encoder: config.text.encoder.kind === 'onnx' } } : {}),
+      ...(config.text ? { text: { tokenizer: true, encoder: config.text.encoder.kind === 'onnx' ? ('frozen' as const) : ('trained' as const) } } : {}),
     };
     const tensors = new Map<string, NamedTensor>();
     for (const [name, p] of store.params) tensors.set(name, { data: weights.get(name) as Float32Array, shape: p.shape });

@@ -107,11 +107,15 @@ describe('diffuse export: a run as a model folder in the diffusers layout', () =
     });
   }
 
-  it("a text run's export: the tokenizer in tokenizer/, input_ids into the U-Net's graph, fromRun's images for a prompt and a negative prompt", async () => {
+  it("a text run's export: the tokenizer in tokenizer/, the trained encoder in text_encoder/, fromRun's images for a prompt and a negative prompt", async () => {
     const out = path.join(root, 'text-export');
     const m = await exportRun(path.join(root, 'text'), out);
-    assert.deepEqual(m.inputs.map((i) => i.name).sort(), ['input_ids', 'sample', 'timestep']);
-    assert.deepEqual(m.text, { tokenizer: true, encoder: false });
+    // The trained encoder is its own graph (as diffusers' text_encoder/): the U-Net takes its states.
+    assert.deepEqual(m.inputs.map((i) => i.name).sort(), ['encoder_attention_mask', 'encoder_hidden_states', 'sample', 'text_embeds', 'timestep']);
+    assert.deepEqual(m.text, { tokenizer: true, encoder: 'trained' });
+    const session = await ort.InferenceSession.create(path.join(out, 'text_encoder', 'model.onnx'));
+    assert.deepEqual([session.inputNames, session.outputNames], [['input_ids'], ['last_hidden_state', 'attention_mask', 'pooler_output']]);
+    await session.release();
     const run = await DiffusionPipeline.fromRun(path.join(root, 'text'));
     const exported = await DiffusionPipeline.fromPretrained(out);
     try {
