@@ -23,7 +23,7 @@ import { RunNetwork, loadSamplingWeights, openTextConditioner, readRunConfig, ru
 import { AutoencoderNetwork, LatentCodec, latentCodec } from '../run/autoencoder.js';
 import { isExportFolder } from '../run/export-folder.js';
 import { DIFFUSE_PIPELINE_CLASS } from '../run/export-layout.js';
-import { TextConditioner, readTokenizer } from '../run/text.js';
+import type { TextConditioner } from '../run/text.js';
 import { openExportedModel } from './exported-model.js';
 import type { ConditionedNetwork } from './guidance.js';
 import { SamplingPipeline } from './sampling-pipeline.js';
@@ -93,20 +93,8 @@ export class DiffusionPipeline extends SamplingPipeline {
     }
     const files = folderFiles(dir, { device: opts.device ?? opts.runtime?.device, ort: opts.runtime?.ort });
     const config = readRunConfig(dir);
-    // A frozen text encoder runs outside the U-Net's graph: Diffuse's TextConditioner, on the export's copy of it.
-    let text: TextConditioner | undefined;
-    if (config.text?.encoder.kind === 'onnx') {
-      const runtime: RuntimeOptions = { ...opts.runtime, ...(opts.device ? { device: opts.device } : {}) };
-      const local = { ...config.text, encoder: { ...config.text.encoder, file: path.join(dir, 'text_encoder', 'model.onnx') } };
-      text = await TextConditioner.open(local, readTokenizer(dir, local), runtime);
-    }
-    try {
-      const opened = await openExportedModel(files, text ? { text } : {});
-      return new DiffusionPipeline(config, opened.network, text, true, opened.manifest.modelHash, opened.codec, opened.codec);
-    } catch (e) {
-      await text?.release();
-      throw e;
-    }
+    const opened = await openExportedModel(files);
+    return new DiffusionPipeline(config, opened.network, undefined, false, opened.manifest.modelHash, opened.codec, opened.codec);
   }
 
   /** The modelHash of a run folder (the pipeline is loaded for it and let go). */

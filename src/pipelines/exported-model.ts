@@ -13,7 +13,8 @@ import type { LatentCodec } from '../run/autoencoder.js';
 import type { RunConfig } from '../run/config.js';
 import { EXPORT_INPUT_NAMES, EXPORT_OUTPUT_NAME, ExportManifest, readExportedModel } from '../run/export-layout.js';
 import type { Feeds } from '../run/run.js';
-import { BpeTokenizer, TextTokenizer } from '../text/tokenizer.js';
+import { BpeTokenizer, PAD, TextTokenizer } from '../text/tokenizer.js';
+import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
 import type { ConditionedNetwork } from './guidance.js';
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -72,10 +73,25 @@ export class OnnxDenoiser implements ConditionedNetwork {
   }
 }
 
+/** Which inputs and outputs of text_encoder/model.onnx OnnxTextFeeds uses. */
+export interface TextEncoderNames {
+  input: string;
+  /** [n, L, D] per-token states. */
+  states: string;
+  /** [n, L] float, 1 for a token and 0 for padding; absent: computed from the ids (PAD is padding). */
+  mask?: string;
+  /** [n, D]; absent: the mean of the states over the prompt's tokens. */
+  pooled?: string;
+}
+
+/** The names of a text encoder that Diffuse trained with the U-Net, as export writes its graph. */
+export const TRAINED_TEXT_ENCODER: TextEncoderNames = { input: 'input_ids', states: 'last_hidden_state', mask: 'attention_mask', pooled: 'pooler_output' };
+
 /**
- * A trained text encoder's graph (text_encoder/model.onnx: input_ids -> last_hidden_state,
- * attention_mask, pooler_output) as the U-Net's feeds for a batch of prompts, each distinct
- * prompt encoded once and kept.
+ * A text encoder's graph (text_encoder/model.onnx) as the U-Net's feeds for a batch of prompts,
+ * each distinct prompt encoded once and kept. A trained encoder's graph gives states, mask and
+ * pooled vector; a frozen one (CLIP's, say) gives states and maybe a pooled vector, and the rest is
+ * computed here as OnnxTextEncoder does in a run, so that an export samples as its run.
  */
 export class OnnxTextFeeds {
   private readonly cache = new Map<string, { states: Float32Array; mask: Float32Array; pooled: Float32Array }>();
@@ -83,6 +99,8 @@ export class OnnxTextFeeds {
   constructor(
     private readonly encoder: OnnxComponent,
     readonly tokenizer: TextTokenizer,
+    private readonly names: TextEncoderNames,
+    /** Prompts per call: the graph's batch size (a frozen encoder's file is run one prompt at a time). */
     private readonly batch: number,
   ) {}
 
@@ -92,34 +110,44 @@ export class OnnxTextFeeds {
     for (let from = 0; from < missing.length; from += this.batch) {
       const piece = missing.slice(from, from + this.batch);
       const ids = this.tokenizer.encodeBatch(piece);
-      const r = await this.encoder.run({ input_ids: rows(ids, [piece.length, L], 0, this.batch) }, ['last_hidden_state', 'attention_mask', 'pooler_output']);
-      const D = r.pooler_output.data.length / this.batch;
-      piece.forEach((p, k) =>
-        this.cache.set(p, {
-          states: r.last_hidden_state.data.slice(k * L * D, (k + 1) * L * D),
-          mask: r.attention_mask.data.slice(k * L, (k + 1) * L),
-          pooled: r.pooler_output.data.slice(k * D, (k + 1) * D),
-        }),
-      );
+      const { input, states, mask, pooled } = this.names;
+      const r = await this.encoder.run({ [input]: rows(ids, [piece.length, L], 0, this.batch) }, [states, ...(mask ? [mask] : []), ...(pooled ? [pooled] : [])]);
+      const D = r[states].data.length / (this.batch * L);
+      if (!Number.isInteger(D) || D < 1) throw new Error(`${this.encoder.file}: '${states}' has ${r[states].data.length} values for ${this.batch} prompts of ${L} tokens`);
+      piece.forEach((p, k) => {
+        const s = r[states].data.slice(k * L * D, (k + 1) * L * D);
+        const m = mask ? r[mask].data.slice(k * L, (k + 1) * L) : Float32Array.from(ids.subarray(k * L, (k + 1) * L), (id) => (id === BigInt(PAD) ? 0 : 1));
+        this.cache.set(p, { states: s, mask: m, pooled: pooled ? r[pooled].data.slice(k * D, (k + 1) * D) : meanOverTokens(s, m, L, D) });
+      });
     }
     const n = prompts.length;
-    const first = this.cache.get(prompts[0]);
-    const D = first ? first.pooled.length : 0;
-    const states = new Float32Array(n * L * D);
-    const mask = new Float32Array(n * L);
-    const pooled = new Float32Array(n * D);
+    const D = (this.cache.get(prompts[0]) as { pooled: Float32Array }).pooled.length;
+    const out = { states: new Float32Array(n * L * D), mask: new Float32Array(n * L), pooled: new Float32Array(n * D) };
     prompts.forEach((p, k) => {
       const e = this.cache.get(p) as { states: Float32Array; mask: Float32Array; pooled: Float32Array };
-      states.set(e.states, k * L * D);
-      mask.set(e.mask, k * L);
-      pooled.set(e.pooled, k * D);
+      out.states.set(e.states, k * L * D);
+      out.mask.set(e.mask, k * L);
+      out.pooled.set(e.pooled, k * D);
     });
-    return { text_states: { data: states, shape: [n, L, D] }, text_mask: { data: mask, shape: [n, L] }, text_pooled: { data: pooled, shape: [n, D] } };
+    return { text_states: { data: out.states, shape: [n, L, D] }, text_mask: { data: out.mask, shape: [n, L] }, text_pooled: { data: out.pooled, shape: [n, D] } };
   }
 
   async release(): Promise<void> {
     await this.encoder.release();
   }
+}
+
+/** The mean of one prompt's states over its tokens (mask 1), in float32 as OnnxTextEncoder sums them. */
+function meanOverTokens(states: Float32Array, mask: Float32Array, L: number, D: number): Float32Array {
+  const p = new Float32Array(D);
+  let m = 0;
+  for (let i = 0; i < L; i++) {
+    if (!mask[i]) continue;
+    m++;
+    for (let j = 0; j < D; j++) p[j] += states[i * D + j];
+  }
+  for (let j = 0; j < D; j++) p[j] /= Math.max(m, 1);
+  return p;
 }
 
 /** The export's vae_encoder and vae_decoder as SamplingPipeline's codec: latents are the posterior mean times the scaling factor. */
@@ -171,20 +199,23 @@ export interface OpenedExport {
   tokenizer?: TextTokenizer;
 }
 
-/** A trained text encoder's tokenizer from the export's tokenizer/ folder (Node-free: read through `files`). */
-export async function readExportedTokenizer(files: ModelFiles): Promise<TextTokenizer> {
+/** A text run's tokenizer from the export's tokenizer/ folder (Node-free: read through `files`); `frozen`: the run's encoder is a frozen file with its own tokenizer. */
+export async function readExportedTokenizer(files: ModelFiles, frozen?: { maxLength: number }): Promise<TextTokenizer> {
   const text = await files.readText('tokenizer', 'tokenizer.json');
   if (text === undefined) throw new Error(`${files.where('tokenizer', 'tokenizer.json')}: missing (a text run's export has its tokenizer)`);
   const json = JSON.parse(text) as { format?: string };
   if (json.format === 'diffuse-bpe-1') return BpeTokenizer.fromJSON(json, files.where('tokenizer', 'tokenizer.json'));
-  const config = await files.readText('tokenizer', 'tokenizer_config.json');
-  return BpeTokenizer.fromHuggingFace(json, config === undefined ? {} : (JSON.parse(config) as Record<string, unknown>), files.where('tokenizer', 'tokenizer.json'));
+  const configText = await files.readText('tokenizer', 'tokenizer_config.json');
+  const config = configText === undefined ? {} : (JSON.parse(configText) as Record<string, unknown>);
+  // A frozen encoder's own tokenizer (any Hugging Face tokenizer), unless it is one that Diffuse trained (as readTokenizer decides for a run).
+  if (frozen && !Array.isArray(config.diffuse_training_words)) return new HuggingFaceTokenizer(json, config, frozen.maxLength, files.where('tokenizer', 'tokenizer.json'));
+  return BpeTokenizer.fromHuggingFace(json, config, files.where('tokenizer', 'tokenizer.json'));
 }
 
 /**
- * Opens an export's networks through `files` (a folder on disk, or the studio's URLs). A frozen
- * text encoder's prompts are fed by `text` (Node's TextConditioner over text_encoder/model.onnx);
- * a trained one's are tokenised here and encoded by text_encoder/model.onnx, once per prompt.
+ * Opens an export's networks through `files` (a folder on disk, or a server's URLs). A text run's
+ * prompts are tokenised here and encoded by text_encoder/model.onnx, once per prompt, unless
+ * `text` feeds them.
  */
 export async function openExportedModel(files: ModelFiles, o: { text?: OnnxDenoiser['text'] } = {}): Promise<OpenedExport> {
   const manifest = await readExportedModel(files);
@@ -192,14 +223,17 @@ export async function openExportedModel(files: ModelFiles, o: { text?: OnnxDenoi
   let text = o.text;
   let tokenizer: TextTokenizer | undefined;
   let textFeeds: OnnxTextFeeds | undefined;
-  if (manifest.text && !text && manifest.text.encoder === 'frozen') throw new Error(`${files.where('text_encoder')}: a frozen text encoder's export; open it in Node with DiffusionPipeline.fromPretrained`);
   const opened: OnnxComponent[] = [];
   try {
-    if (manifest.text && !text) {
-      tokenizer = await readExportedTokenizer(files);
-      const encoder = await files.open('text_encoder', { inputs: ['input_ids'], outputs: ['last_hidden_state', 'attention_mask', 'pooler_output'] });
+    const run = manifest.run.text;
+    if (manifest.text && run && !text) {
+      // A frozen encoder is the file the run was trained with, under its own names, one prompt per call.
+      const frozen = run.encoder.kind === 'onnx' ? run.encoder : undefined;
+      const names: TextEncoderNames = frozen ? { input: frozen.inputName ?? 'input_ids', states: frozen.statesOutput ?? 'last_hidden_state', ...(frozen.pooledOutput ? { pooled: frozen.pooledOutput } : {}) } : TRAINED_TEXT_ENCODER;
+      tokenizer = await readExportedTokenizer(files, frozen);
+      const encoder = await files.open('text_encoder', { inputs: [names.input], outputs: [names.states, ...(names.mask ? [names.mask] : []), ...(names.pooled ? [names.pooled] : [])] });
       opened.push(encoder);
-      textFeeds = new OnnxTextFeeds(encoder, tokenizer, manifest.batch);
+      textFeeds = new OnnxTextFeeds(encoder, tokenizer, names, frozen ? 1 : manifest.batch);
       text = textFeeds;
     }
     const unet = await files.open('unet', { inputs: names, outputs: [EXPORT_OUTPUT_NAME] });

@@ -120,7 +120,6 @@ async function runStudio(run: string, work: string, o: StudioOptions) {
   const folder = exported ? run : work;
   const manifest = readExportFolder(folder);
   const config = manifest.run;
-  if (manifest.text?.encoder === 'frozen') throw new Error(`${run}: a run with a frozen ONNX text encoder; the studio runs runs whose text encoder was trained with them`);
   const m = config.model;
   // A latent run's pictures are its autoencoder's images; its U-Net's shape is the latents'.
   const shape: [number, number, number] = manifest.latent?.imageShape ?? [m.inChannels, m.imageSize, m.imageSize];

@@ -8,6 +8,9 @@ import * as T from '../../src/text/index.js';
 import * as nn from '../../src/nn/index.js';
 import { P64, refAttention, refEncoder, refLayerNorm } from './reference-text.js';
 import { maxDiff } from '../numeric.js';
+import { OnnxTextFeeds } from '../../src/pipelines/index.js';
+import { openComponentFile } from '../../src/components/index.js';
+import type { TextTokenizer } from '../../src/text/index.js';
 
 const CFG: T.TransformerEncoderConfig = { kind: 'transformer', maxLength: 6, vocabSize: 11, width: 8, layers: 2, heads: 2 };
 const IDS = [
@@ -141,6 +144,15 @@ describe('a frozen ONNX text encoder plugs in with the same contract', () => {
     // Without a pooled output, the pooled vector is the masked mean of the states, computed on the host.
     const meanOnly = await T.OnnxTextEncoder.load({ kind: 'onnx', file, maxLength: CFG.maxLength });
     assert.ok(maxDiff((await meanOnly.encode(idsData, 2)).pooled, want.pooled.data as Float32Array) < 1e-5);
+    // An export's OnnxTextFeeds over the same file (Node-free, the page's too) gives exactly what OnnxTextEncoder gives a run.
+    const tokenizer = { maxLength: CFG.maxLength, encodeBatch: (prompts: readonly string[]) => idsData.slice(0, prompts.length * CFG.maxLength) } as unknown as TextTokenizer;
+    const component = await openComponentFile(file, { inputs: ['input_ids'], outputs: ['last_hidden_state'] });
+    const feeds = await new OnnxTextFeeds(component, tokenizer, { input: 'input_ids', states: 'last_hidden_state' }, 1).feeds(['one prompt']);
+    const host = await meanOnly.encode(idsData.slice(0, CFG.maxLength), 1);
+    assert.deepEqual(feeds.text_states.data, host.states);
+    assert.deepEqual(feeds.text_mask.data, host.mask);
+    assert.deepEqual(feeds.text_pooled.data, host.pooled);
+    await component.release();
     await enc.release();
     await meanOnly.release();
   });
