@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DiffusionPipeline, ImageDataset, train, unetPreset } from '../../src/index.js';
-import { BpeTokenizer } from '../../src/text/index.js';
+import { BpeTokenizer, exportTextEncoder, transformerTextEncoder } from '../../src/text/index.js';
+import { ParamScope, ParamStore, input } from '../../src/engine/index.js';
 import { Studio, startStudio } from '../../src/studio/studio.js';
 import { levels, tinyConfig } from '../train/helpers.js';
 import { generateInPage, maxDiff, openStudio } from './browser.js';
@@ -56,6 +57,46 @@ describe('diffuse studio: a text-conditional run', () => {
       await pipe.release();
       assert.ok(maxDiff(want.data, got) < 1e-4, `browser vs diffuse sample: max difference ${maxDiff(want.data, got)}`);
       assert.ok(maxDiff(plain.data, got) > 1e-3, 'the negative prompt changed the image');
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
+describe('diffuse studio: a run on a frozen ONNX text encoder', () => {
+  const frozenRun = path.join(root, 'frozen');
+  let frozenStudio: Studio;
+  after(async () => frozenStudio?.stop());
+  before(async () => {
+    const tokenizer = BpeTokenizer.train(captioned().captions as string[]);
+    const enc = { kind: 'transformer' as const, maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize, width: 12, layers: 1, heads: 2 };
+    const store = new ParamStore(1);
+    transformerTextEncoder(new ParamScope(store), enc, input('ids', [1, enc.maxLength], 'int64'));
+    const file = path.join(root, 'frozen.onnx');
+    await exportTextEncoder(enc, store.values(), file);
+    const cfg = tinyConfig({
+      model: { ...unetPreset('tiny'), contextDim: 12, crossAttentionResolutions: [4] },
+      // No pooled output: the page takes the masked mean of the states, as Node does.
+      text: { encoder: { kind: 'onnx', file, maxLength: tokenizer.maxLength }, pUncond: 0.2 },
+    });
+    await train(frozenRun, cfg, captioned(), { sampleEvery: 0, sampleCount: 4, logEvery: 100, maxSteps: 10, tokenizer });
+    frozenStudio = await startStudio({ run: frozenRun, port: 0 });
+  });
+
+  it("encodes the prompt with the run's encoder file in the page and gives diffuse sample's image", async () => {
+    const { browser, page, errors } = await openStudio(frozenStudio.url);
+    try {
+      await page.click('#tab-generate');
+      await page.fill('#prompt', 'a white square');
+      await page.fill('#guidance', '3');
+      await page.fill('#steps', '4');
+      await page.fill('#seed', '5');
+      const got = await generateInPage(page);
+      const pipe = await DiffusionPipeline.fromRun(frozenRun);
+      const want = await pipe.generate({ count: 1, seed: 5, steps: 4, scheduler: 'ddim', eta: 0, prompt: 'a white square', guidance: 3 });
+      await pipe.release();
+      assert.ok(maxDiff(want.data, got) < 1e-4, `browser vs diffuse sample: max difference ${maxDiff(want.data, got)}`);
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

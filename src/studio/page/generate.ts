@@ -52,13 +52,12 @@ export async function setupGenerate(info: RunStudioInfo): Promise<void> {
   }
   let tokenizer: BpeTokenizer | undefined;
   if (info.conditioning === 'text') {
-    if (info.config.text?.encoder.kind !== 'transformer') {
-      status.textContent = 'This run conditions on a frozen ONNX text encoder, which the studio does not load; use diffuse sample.';
-      return;
-    }
     const [json, config] = await Promise.all(['/model/tokenizer/tokenizer.json', '/model/tokenizer/tokenizer_config.json'].map(async (u) => (await fetch(u)).json() as Promise<Record<string, unknown>>));
-    tokenizer = BpeTokenizer.fromHuggingFace(json, config);
+    // Words the training captions never had are warned of for a tokenizer Diffuse trained; a frozen encoder's own tokenizer (CLIP's, say) knows its words.
+    const trained = info.config.text?.encoder.kind === 'transformer' || Array.isArray(config.diffuse_training_words);
+    if (trained) tokenizer = BpeTokenizer.fromHuggingFace(json, config);
     const warn = () => {
+      if (!tokenizer) return;
       const words = [$<HTMLInputElement>('prompt').value, $<HTMLInputElement>('negative').value].flatMap((p) => (tokenizer as BpeTokenizer).warnings(p));
       $('prompt-warnings').textContent = words.join('; ');
     };
