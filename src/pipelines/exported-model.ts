@@ -15,6 +15,7 @@ import { EXPORT_INPUT_NAMES, EXPORT_OUTPUT_NAME, ExportManifest, readExportedMod
 import type { Feeds } from '../run/run.js';
 import { BpeTokenizer, PAD, TextTokenizer } from '../text/tokenizer.js';
 import { HuggingFaceTokenizer } from '../text/hf-tokenizer.js';
+import { parsePythonJson } from '../samplers/from-config.js';
 import type { ConditionedNetwork } from './guidance.js';
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -203,10 +204,10 @@ export interface OpenedExport {
 export async function readExportedTokenizer(files: ModelFiles, frozen?: { maxLength: number }): Promise<TextTokenizer> {
   const text = await files.readText('tokenizer', 'tokenizer.json');
   if (text === undefined) throw new Error(`${files.where('tokenizer', 'tokenizer.json')}: missing (a text run's export has its tokenizer)`);
-  const json = JSON.parse(text) as { format?: string };
+  const json = parsePythonJson(text, files.where('tokenizer', 'tokenizer.json')) as { format?: string };
   if (json.format === 'diffuse-bpe-1') return BpeTokenizer.fromJSON(json, files.where('tokenizer', 'tokenizer.json'));
   const configText = await files.readText('tokenizer', 'tokenizer_config.json');
-  const config = configText === undefined ? {} : (JSON.parse(configText) as Record<string, unknown>);
+  const config = configText === undefined ? {} : (parsePythonJson(configText, files.where('tokenizer', 'tokenizer_config.json')) as Record<string, unknown>);
   // A frozen encoder's own tokenizer (any Hugging Face tokenizer), unless it is one that Diffuse trained (as readTokenizer decides for a run).
   if (frozen && !Array.isArray(config.diffuse_training_words)) return new HuggingFaceTokenizer(json, config, frozen.maxLength, files.where('tokenizer', 'tokenizer.json'));
   return BpeTokenizer.fromHuggingFace(json, config, files.where('tokenizer', 'tokenizer.json'));
@@ -229,11 +230,11 @@ export async function openExportedModel(files: ModelFiles, o: { text?: OnnxDenoi
     if (manifest.text && run && !text) {
       // A frozen encoder is the file the run was trained with, under its own names, one prompt per call.
       const frozen = run.encoder.kind === 'onnx' ? run.encoder : undefined;
-      const names: TextEncoderNames = frozen ? { input: frozen.inputName ?? 'input_ids', states: frozen.statesOutput ?? 'last_hidden_state', ...(frozen.pooledOutput ? { pooled: frozen.pooledOutput } : {}) } : TRAINED_TEXT_ENCODER;
+      const io: TextEncoderNames = frozen ? { input: frozen.inputName ?? 'input_ids', states: frozen.statesOutput ?? 'last_hidden_state', ...(frozen.pooledOutput ? { pooled: frozen.pooledOutput } : {}) } : TRAINED_TEXT_ENCODER;
       tokenizer = await readExportedTokenizer(files, frozen);
-      const encoder = await files.open('text_encoder', { inputs: [names.input], outputs: [names.states, ...(names.mask ? [names.mask] : []), ...(names.pooled ? [names.pooled] : [])] });
+      const encoder = await files.open('text_encoder', { inputs: [io.input], outputs: [io.states, ...(io.mask ? [io.mask] : []), ...(io.pooled ? [io.pooled] : [])] });
       opened.push(encoder);
-      textFeeds = new OnnxTextFeeds(encoder, tokenizer, names, frozen ? 1 : manifest.batch);
+      textFeeds = new OnnxTextFeeds(encoder, tokenizer, io, frozen ? 1 : manifest.batch);
       text = textFeeds;
     }
     const unet = await files.open('unet', { inputs: names, outputs: [EXPORT_OUTPUT_NAME] });

@@ -127,6 +127,12 @@ describe('diffuse export: a run as a model folder in the diffusers layout', () =
       await run.release();
       await exported.release();
     }
+    // A damaged tokenizer file is named, not a stack trace.
+    writeFileSync(path.join(out, 'tokenizer', 'tokenizer.json'), '{"model": ');
+    const r = await cli('sample', '--model', out, '--prompt', 'a white square', '--out', path.join(root, 't.png'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /tokenizer\.json: not valid JSON/);
+    assert.doesNotMatch(r.err, /internal error/);
   });
 
   it('reads the schedule and prediction type from scheduler_config.json, in diffusers\' names', async () => {
