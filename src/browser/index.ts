@@ -20,7 +20,7 @@ export { SamplingPipeline } from '../pipelines/sampling-pipeline.js';
 export type { GenerateOptions, ImageBatch, StepInfo } from '../pipelines/sampling-pipeline.js';
 export { OnnxDenoiser, OnnxLatentCodec, openExportedModel, readExportedTokenizer } from '../pipelines/exported-model.js';
 export type { OpenedExport } from '../pipelines/exported-model.js';
-export { readExportedModel, isDiffuseExport, DIFFUSE_PIPELINE_CLASS } from '../run/export-layout.js';
+export { readExportedModel, DIFFUSE_PIPELINE_CLASS } from '../run/export-layout.js';
 export type { ExportManifest } from '../run/export-layout.js';
 export { urlModelFiles } from '../components/url-files.js';
 export { StableDiffusionPipeline } from '../latent/stable-diffusion.js';

@@ -1,5 +1,5 @@
 /** What every command shares: the flag table that drives parsing and --help, user errors, and value parsers. */
-import { isExportFolder } from '../run/export-folder.js';
+export { modelFlag } from '../run/export-folder.js';
 
 /** A flag: parseArgs' fields plus a description for --help. */
 export interface Flag {
@@ -74,9 +74,4 @@ export function flagOfOption(option: string): string {
 /** An OptionError's message as the CLI says it: each backticked option name becomes its flag. */
 export function withFlags(message: string): string {
   return message.replace(/`([A-Za-z][\w.]*)`/g, (_, name: string) => flagOfOption(name));
-}
-
-/** How to name a model folder on a command line: `--model DIR` for what diffuse export wrote, `--run DIR` for a run. */
-export function modelFlag(dir: string): string {
-  return `${isExportFolder(dir) ? '--model' : '--run'} ${dir}`;
 }

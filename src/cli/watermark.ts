@@ -187,11 +187,12 @@ export const commandWatermark: Command = {
 function detectionLine(file: string, d: WatermarkDetection, extra: Record<string, unknown>): { line: string; record: Record<string, unknown> } {
   const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
   const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
-  const reading = readPayload(d);
+  // Read only for a detection: the payload's reliability is a fit (14 ms), and a clean image has no payload.
+  const reading = d.detected ? readPayload(d) : undefined;
   const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
   return {
-    line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${d.fpr})${d.detected ? `, ${describePayload(reading)}${turned}` : ''}`,
-    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected ? d.payload : null, payloadReliability: d.detected ? reading.reliability : null, uncertainBits: d.detected ? reading.uncertainBits : null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, positions: d.positions, ...extra },
+    line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${d.fpr})${reading ? `, ${describePayload(reading)}${turned}` : ''}`,
+    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected ? d.payload : null, payloadReliability: reading?.reliability ?? null, uncertainBits: reading?.uncertainBits ?? null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, positions: d.positions, ...extra },
   };
 }
 

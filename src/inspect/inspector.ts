@@ -21,7 +21,7 @@ import { StableDiffusionPipeline } from '../latent/index.js';
 import type { TrustSettings } from '../provenance/index.js';
 import { InspectReport, inspectImage } from './inspect.js';
 import type { ReportPictures } from './format.js';
-import { isExportFolder } from '../run/export-folder.js';
+import { modelFlag } from '../run/export-folder.js';
 
 /** Where a run keeps its detector calibration. */
 export const DETECTOR_FILE = 'detector.json';
@@ -122,7 +122,7 @@ export class Inspector {
       throw new Error(`${runDir} is a latent run: it is searched for turns with geometric (any angle), not maxRotation`);
     }
     const calFile = path.join(runDir, DETECTOR_FILE);
-    if (!existsSync(calFile)) return new Inspector(pipe, o, undefined, `no detector calibration (${calFile}); make one with diffuse detector calibrate ${isExportFolder(runDir) ? '--model' : '--run'} ${runDir}`);
+    if (!existsSync(calFile)) return new Inspector(pipe, o, undefined, `no detector calibration (${calFile}); make one with diffuse detector calibrate ${modelFlag(runDir)}`);
     try {
       return new Inspector(pipe, o, checkCalibration(JSON.parse(readSettingsFile(calFile)), pipe.modelHash));
     } catch (e) {

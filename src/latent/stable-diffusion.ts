@@ -28,13 +28,13 @@ import { f32 } from '../samplers/common.js';
 import type { DDIMScheduler } from '../samplers/ddim.js';
 import type { TimestepSpacing } from '../samplers/common.js';
 import { SchedulerName, makeScheduler } from '../samplers/registry.js';
-import { parsePythonJson, readSchedulerConfig, schedulerFromConfig } from '../samplers/from-config.js';
+import { readSchedulerConfig, schedulerFromConfig } from '../samplers/from-config.js';
 import { invertDDIM } from '../pipelines/invert.js';
 import { InitialNoiseSource, StepInfo, repeatPlane } from '../pipelines/sampling-pipeline.js';
 import type { Scheduler } from '../samplers/scheduler.js';
 import { HuggingFaceTokenizer, TOKENIZER_FILE_NAMES } from '../text/hf-tokenizer.js';
 import type { TokenizerFileName } from '../text/hf-tokenizer.js';
-import type { ModelFiles } from '../components/model-files.js';
+import { ModelFiles, readJsonObject } from '../components/model-files.js';
 import type { FolderOptions } from '../components/model-folder.js';
 import type { OnnxComponent } from '../components/onnx-component.js';
 
@@ -123,19 +123,6 @@ export type LatentPipelineOptions = FolderOptions;
 
 /** The pipeline classes whose folders this reads (a single CLIP text encoder, a 4-channel U-Net). */
 const SUPPORTED = /^(ORT|Onnx)?StableDiffusion(Img2Img|Inpaint)?Pipeline$/;
-
-/** A JSON object file of the folder (Python's NaN and Infinity allowed, as diffusers writes them); undefined when absent and optional. */
-async function readJson(files: ModelFiles, parts: string[], optional = false): Promise<Record<string, unknown> | undefined> {
-  const text = await files.readText(...parts);
-  const file = files.where(...parts);
-  if (text === undefined) {
-    if (optional) return undefined;
-    throw new Error(`${file}: no such file`);
-  }
-  const v = parsePythonJson(text, file);
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: not a JSON object`);
-  return v as Record<string, unknown>;
-}
 
 export class StableDiffusionPipeline {
   private constructor(
@@ -585,7 +572,7 @@ export interface LatentModelConfig {
  */
 export async function readModelConfig(files: ModelFiles): Promise<LatentModelConfig> {
   const at = (...parts: string[]) => files.where(...parts);
-  const index = (await readJson(files, ['model_index.json'])) as Record<string, unknown>;
+  const index = await readJsonObject(files, ['model_index.json']);
   const cls = String(index._class_name ?? '');
   // A name from a file from elsewhere, quoted unless it is a plain identifier (no control characters reach the terminal).
   const named = /^\w+$/.test(cls) ? cls : JSON.stringify(cls);
@@ -597,8 +584,8 @@ export async function readModelConfig(files: ModelFiles): Promise<LatentModelCon
     throw new Error(`${at('unet', 'model.onnx')}: no such file${torchWeights ? ' (this is a PyTorch folder: export it to ONNX first, e.g. optimum-cli export onnx --model DIR out/)' : ''}`);
   }
   const notes: string[] = [];
-  const unetConfig = (await readJson(files, ['unet', 'config.json'], true)) ?? {};
-  const vaeConfig = (await readJson(files, ['vae_decoder', 'config.json'], true)) ?? {};
+  const unetConfig = (await readJsonObject(files, ['unet', 'config.json'], 'optional')) ?? {};
+  const vaeConfig = (await readJsonObject(files, ['vae_decoder', 'config.json'], 'optional')) ?? {};
   let scalingFactor = vaeConfig.scaling_factor;
   if (typeof scalingFactor !== 'number' || !(scalingFactor > 0)) {
     scalingFactor = 0.18215;
@@ -612,7 +599,7 @@ export async function readModelConfig(files: ModelFiles): Promise<LatentModelCon
   const inpainting = unetChannels === 2 * latentChannels + 1;
   if (unetChannels !== latentChannels && !inpainting) throw new Error(`${at('unet', 'config.json')}: in_channels ${unetChannels}; the autoencoder's ${latentChannels} latent channels need a U-Net of ${latentChannels} (or ${2 * latentChannels + 1} for inpainting)`);
   const sampleSize = typeof unetConfig.sample_size === 'number' ? unetConfig.sample_size : 64;
-  const schedulerConfig = (await readJson(files, ['scheduler', 'scheduler_config.json'])) as Record<string, unknown>;
+  const schedulerConfig = await readJsonObject(files, ['scheduler', 'scheduler_config.json']);
   readSchedulerConfig(schedulerConfig, at('scheduler', 'scheduler_config.json'));
   return { schedulerConfig, scalingFactor: scalingFactor as number, vaeScale, latentChannels, inpainting, defaultSize: sampleSize * vaeScale, notes };
 }

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { readSettingsJson } from '../data/safe-file.js';
-import { DIFFUSE_PIPELINE_CLASS, ExportManifest, manifestOf } from './export-layout.js';
+import { DIFFUSE_PIPELINE_CLASS, ExportManifest, MISSING, manifestOf } from './export-layout.js';
 import { validateRunConfig } from './config.js';
 
 /** Whether `dir` holds what `diffuse export` writes (model_index.json naming DiffusePipeline). */
@@ -24,7 +24,7 @@ export function isExportFolder(dir: string): boolean {
 export function readExportFolder(dir: string): ExportManifest {
   const at = (...parts: string[]) => path.join(dir, ...parts);
   const json = (...parts: string[]) => {
-    if (!existsSync(at(...parts))) throw new Error(`${at(...parts)}: missing (a Diffuse export has model_index.json, unet/config.json and scheduler/scheduler_config.json)`);
+    if (!existsSync(at(...parts))) throw new Error(`${at(...parts)}: ${MISSING}`);
     return readSettingsJson(at(...parts)) as Record<string, unknown>;
   };
   const m = manifestOf(json('model_index.json'), json('unet', 'config.json'), json('scheduler', 'scheduler_config.json'), at);
@@ -34,4 +34,9 @@ export function readExportFolder(dir: string): ExportManifest {
     throw new Error(`${at('unet', 'config.json')}: diffuse.run: ${(e as Error).message.replace(/^config: /, '')}`);
   }
   return m;
+}
+
+/** How to name a model folder on a command line: `--model DIR` for what diffuse export wrote, `--run DIR` for a run. */
+export function modelFlag(dir: string): string {
+  return `${isExportFolder(dir) ? '--model' : '--run'} ${dir}`;
 }

@@ -21,9 +21,9 @@
  * Node-free: the page reads it too. Graphs have static shapes, so the batch is fixed at export
  * (1 by default); OnnxDenoiser runs a larger batch in pieces.
  */
-import type { ModelFiles } from '../components/model-files.js';
+import { ModelFiles, readJsonObject } from '../components/model-files.js';
 import type { PredictionType } from '../diffusion/index.js';
-import { parsePythonJson, readSchedulerConfig } from '../samplers/from-config.js';
+import { readSchedulerConfig } from '../samplers/from-config.js';
 import type { RunConfig } from './config.js';
 
 /** model_index.json's _class_name for a Diffuse export. */
@@ -41,6 +41,9 @@ export const EXPORT_INPUT_NAMES: Readonly<Record<string, string>> = {
   text_pooled: 'text_embeds',
 };
 export const EXPORT_OUTPUT_NAME = 'out_sample';
+
+/** Why a config is missing, in errors: what an export must have. */
+export const MISSING = 'missing (a Diffuse export has model_index.json, unet/config.json and scheduler/scheduler_config.json)';
 
 /** Limits on what an export's configs may declare (sides in pixels or channels; graphs' batch). */
 const MAX_SIDE = 4096;
@@ -106,34 +109,14 @@ export function schedulerConfigJson(c: RunConfig, clipSample: boolean): Record<s
   };
 }
 
-async function readJson(files: ModelFiles, ...parts: string[]): Promise<Record<string, unknown>> {
-  const text = await files.readText(...parts);
-  if (text === undefined) throw new Error(`${files.where(...parts)}: missing (a Diffuse export has model_index.json, unet/config.json and scheduler/scheduler_config.json)`);
-  const json = parsePythonJson(text, files.where(...parts));
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${files.where(...parts)}: not a JSON object`);
-  return json as Record<string, unknown>;
-}
-
-/** Whether a folder's model_index.json names a Diffuse export (false where there is none). */
-export async function isDiffuseExport(files: ModelFiles): Promise<boolean> {
-  const text = await files.readText('model_index.json').catch(() => undefined);
-  if (text === undefined) return false;
-  try {
-    return (parsePythonJson(text) as { _class_name?: unknown })?._class_name === DIFFUSE_PIPELINE_CLASS;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Reads an export's configs back into its manifest. The schedule and prediction type come from
  * scheduler/scheduler_config.json (diffusers' names), so that an edited scheduler config is the one
  * sampled with; everything else from unet/config.json's copy of the run's config.
  */
 export async function readExportedModel(files: ModelFiles): Promise<ExportManifest> {
-  const index = await readJson(files, 'model_index.json');
-  checkIndex(index, files.where('model_index.json'));
-  return manifestOf(index, await readJson(files, 'unet', 'config.json'), await readJson(files, 'scheduler', 'scheduler_config.json'), files.where);
+  const read = (...parts: string[]) => readJsonObject(files, parts, MISSING);
+  return manifestOf(await read('model_index.json'), await read('unet', 'config.json'), await read('scheduler', 'scheduler_config.json'), files.where);
 }
 
 function checkIndex(index: Record<string, unknown>, where: string): void {

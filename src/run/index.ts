@@ -5,6 +5,6 @@ export * from './run.js';
 export * from './text.js';
 export * from './export.js';
 export * from './autoencoder.js';
-export { DIFFUSE_PIPELINE_CLASS, isDiffuseExport, readExportedModel } from './export-layout.js';
+export { DIFFUSE_PIPELINE_CLASS, readExportedModel } from './export-layout.js';
 export type { ExportManifest, ExportedTensor } from './export-layout.js';
 export * from './export-folder.js';

@@ -20,9 +20,10 @@ export interface TextConditioning {
   pUncond: number;
 }
 
-/** A run's tokenizer files (an export keeps them in tokenizer/). */
-export const tokenizerPath = (runDir: string) => path.join(runDir, ...(isExportFolder(runDir) ? ['tokenizer'] : []), 'tokenizer.json');
-export const tokenizerConfigPath = (runDir: string) => path.join(runDir, ...(isExportFolder(runDir) ? ['tokenizer'] : []), 'tokenizer_config.json');
+/** Where a run keeps its tokenizer files: the run folder itself, or an export's tokenizer/. */
+const tokenizerDir = (runDir: string) => (isExportFolder(runDir) ? path.join(runDir, 'tokenizer') : runDir);
+export const tokenizerPath = (runDir: string) => path.join(tokenizerDir(runDir), 'tokenizer.json');
+export const tokenizerConfigPath = (runDir: string) => path.join(tokenizerDir(runDir), 'tokenizer_config.json');
 
 /**
  * A run's tokenizer: Hugging Face's tokenizer.json with tokenizer_config.json (written since

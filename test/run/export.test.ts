@@ -6,12 +6,12 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { DiffusionPipeline, FastGenerator, ImageDataset, RunConfig, exportRun, train, unetPreset } from '../../src/index.js';
+import { DiffusionPipeline, FastGenerator, RunConfig, exportRun, train, unetPreset } from '../../src/index.js';
 import { loadSafetensors } from '../../src/engine/index.js';
 import { loadSamplingWeights, readExportFolder } from '../../src/run/index.js';
 import { makeDenoiser } from '../../src/pipelines/index.js';
 import { BpeTokenizer } from '../../src/text/index.js';
-import { blobs, levels, tinyConfig } from '../train/helpers.js';
+import { blobs, captionedLevels, tinyConfig } from '../train/helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-export-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -29,22 +29,17 @@ const cli = async (...args: string[]) => {
 };
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
-const NAMES = ['black', 'dark grey', 'light grey', 'white'];
-const captioned = (): ImageDataset => {
-  const d = levels();
-  return { ...d, captions: Array.from(d.labels as Int32Array, (l) => `a ${NAMES[l]} square`) };
-};
 
 describe('diffuse export: a run as a model folder in the diffusers layout', () => {
   before(async () => {
     await train(path.join(root, 'plain'), tinyConfig(), blobs(), { ...quiet, maxSteps: 20 });
     await train(path.join(root, 'classes'), classConfig, blobs(), { ...quiet, maxSteps: 20 });
-    const tokenizer = BpeTokenizer.train(captioned().captions as string[]);
+    const tokenizer = BpeTokenizer.train(captionedLevels().captions as string[]);
     const textConfig = tinyConfig({
       model: { ...unetPreset('tiny'), contextDim: 16, crossAttentionResolutions: [4] },
       text: { encoder: { kind: 'transformer', maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize, width: 16, layers: 1, heads: 2 }, pUncond: 0.2 },
     });
-    await train(path.join(root, 'text'), textConfig, captioned(), { ...quiet, maxSteps: 10 });
+    await train(path.join(root, 'text'), textConfig, captionedLevels(), { ...quiet, maxSteps: 10 });
   });
 
   for (const [name, cfg, batch] of [['plain', tinyConfig(), 3], ['classes', classConfig, 2]] as const) {

@@ -3,11 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DiffusionPipeline, ImageDataset, train, unetPreset } from '../../src/index.js';
-import { BpeTokenizer, exportTextEncoder, transformerTextEncoder } from '../../src/text/index.js';
-import { ParamScope, ParamStore, input } from '../../src/engine/index.js';
+import { DiffusionPipeline, train, unetPreset } from '../../src/index.js';
+import { BpeTokenizer } from '../../src/text/index.js';
 import { Studio, startStudio } from '../../src/studio/studio.js';
-import { levels, tinyConfig } from '../train/helpers.js';
+import { captionedLevels, tinyConfig, writeFrozenEncoder } from '../train/helpers.js';
 import { generateInPage, maxDiff, openStudio } from './browser.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-studio-text-'));
@@ -18,20 +17,15 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const NAMES = ['black', 'dark grey', 'light grey', 'white'];
-const captioned = (): ImageDataset => {
-  const d = levels();
-  return { ...d, captions: Array.from(d.labels as Int32Array, (l) => `a ${NAMES[l]} square`) };
-};
 
 describe('diffuse studio: a text-conditional run', () => {
   before(async () => {
-    const tokenizer = BpeTokenizer.train(captioned().captions as string[]);
+    const tokenizer = BpeTokenizer.train(captionedLevels().captions as string[]);
     const cfg = tinyConfig({
       model: { ...unetPreset('tiny'), contextDim: 16, crossAttentionResolutions: [4] },
       text: { encoder: { kind: 'transformer', maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize, width: 16, layers: 1, heads: 2 }, pUncond: 0.2 },
     });
-    await train(run, cfg, captioned(), { sampleEvery: 0, sampleCount: 4, logEvery: 100, maxSteps: 30 });
+    await train(run, cfg, captionedLevels(), { sampleEvery: 0, sampleCount: 4, logEvery: 100, maxSteps: 30 });
     studio = await startStudio({ run, port: 0 });
   });
 
@@ -69,18 +63,15 @@ describe('diffuse studio: a run on a frozen ONNX text encoder', () => {
   let frozenStudio: Studio;
   after(async () => frozenStudio?.stop());
   before(async () => {
-    const tokenizer = BpeTokenizer.train(captioned().captions as string[]);
-    const enc = { kind: 'transformer' as const, maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize, width: 12, layers: 1, heads: 2 };
-    const store = new ParamStore(1);
-    transformerTextEncoder(new ParamScope(store), enc, input('ids', [1, enc.maxLength], 'int64'));
+    const tokenizer = BpeTokenizer.train(captionedLevels().captions as string[]);
     const file = path.join(root, 'frozen.onnx');
-    await exportTextEncoder(enc, store.values(), file);
+    await writeFrozenEncoder(file, tokenizer);
     const cfg = tinyConfig({
       model: { ...unetPreset('tiny'), contextDim: 12, crossAttentionResolutions: [4] },
       // No pooled output: the page takes the masked mean of the states, as Node does.
       text: { encoder: { kind: 'onnx', file, maxLength: tokenizer.maxLength }, pUncond: 0.2 },
     });
-    await train(frozenRun, cfg, captioned(), { sampleEvery: 0, sampleCount: 4, logEvery: 100, maxSteps: 10, tokenizer });
+    await train(frozenRun, cfg, captionedLevels(), { sampleEvery: 0, sampleCount: 4, logEvery: 100, maxSteps: 10, tokenizer });
     frozenStudio = await startStudio({ run: frozenRun, port: 0 });
   });
 

@@ -5,12 +5,12 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { DDIMScheduler, DiffusionPipeline, exportRun, ImageDataset, RunConfig, TorchGenerator, readRunConfig, NoiseSchedule, train, unetPreset } from '../../src/index.js';
 import { BatchMaker } from '../../src/train/index.js';
-import { BpeTokenizer, exportTextEncoder, transformerTextEncoder } from '../../src/text/index.js';
-import { ParamScope, ParamStore, input, loadSafetensors } from '../../src/engine/index.js';
+import { BpeTokenizer } from '../../src/text/index.js';
+import { loadSafetensors } from '../../src/engine/index.js';
 import { runReverseProcess } from '../../src/samplers/index.js';
 import { loadSamplingWeights, openTextConditioner, defaultEta, defaultSpacing, schedulerConfigOf } from '../../src/run/index.js';
 import { makeDenoiser } from '../../src/pipelines/index.js';
-import { LEVELS, levels, tinyConfig } from './helpers.js';
+import { LEVELS, levels, tinyConfig, writeFrozenEncoder } from './helpers.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-text-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -125,11 +125,8 @@ describe('text-conditional training', () => {
 
   it('trains with a frozen encoder from an ONNX file in place of the joint transformer', { timeout: 120_000 }, async () => {
     const tok = BpeTokenizer.train(captioned().captions as string[]);
-    const enc = { kind: 'transformer' as const, maxLength: tok.maxLength, vocabSize: tok.vocabSize, width: 12, layers: 1, heads: 2 };
-    const store = new ParamStore(1);
-    transformerTextEncoder(new ParamScope(store), enc, input('ids', [1, enc.maxLength], 'int64'));
     const file = path.join(root, 'frozen.onnx');
-    await exportTextEncoder(enc, store.values(), file);
+    await writeFrozenEncoder(file, tok);
     const cfg = tinyConfig({
       model: { ...unetPreset('tiny'), contextDim: 12, crossAttentionResolutions: [4] },
       text: { encoder: { kind: 'onnx', file, maxLength: tok.maxLength, pooledOutput: 'pooler_output' }, pUncond: 0.2 },
