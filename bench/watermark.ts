@@ -7,7 +7,7 @@
  * held-out images when the run's data set has a test split), sample quality with and without the
  * watermark, and the cost of embedding and detection.
  *
- *   npm run bench:watermark -- --run runs/mnist [--count 1000] [--null-count 10000] [--steps 50] [--inversion-steps N] [--attacks none,jpeg25,...] [--max-rotation 0 | --geometric] [--skip-quality]
+ *   npm run bench:watermark -- --run runs/mnist [--count 1000] [--null-count 10000] [--steps 50] [--inversion-steps N] [--attacks none,jpeg25,...] [--max-rotation 0 | --geometric] [--skip-quality] [--dump FILE]
  *
  * --max-rotation N detects with the search over turns of up to N degrees (detectWatermark's
  * maxRotation) in every row, the clean images' included; --geometric with the search over turns by
@@ -17,6 +17,7 @@
  * blur (radius 4 at 512 px) is 0.2 px at 28 px, so blur sigma 0.5 and 1 px are far stronger here.
  */
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import sharp from 'sharp';
 import { DiffusionPipeline, FastGenerator, ImageBatch, WatermarkKey, detectWatermark, gaussianShading, generateKey, loadDataset, readRunConfig } from '../src/index.js';
@@ -32,6 +33,9 @@ const steps = Number(flag('steps', '50'));
 const inversionSteps = Number(flag('inversion-steps', String(steps)));
 const maxRotation = Number(flag('max-rotation', '0'));
 const geometric = has('geometric');
+/** --dump FILE: also write every row's inverted noises (x_T estimates), the key and the payloads, as JSON, to study detection statistics offline without inverting again. */
+const dumpFile = flag('dump');
+const dumped: Record<string, { marked: string[]; clean: string[] }> = {};
 const searched = maxRotation ? ` and a search over turns of up to ${maxRotation} degrees` : geometric ? ' and the geometric search (turns and crops; turns only on a latent run)' : '';
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
@@ -189,7 +193,12 @@ async function attack(name: string, batch: ImageBatch, watermarked: boolean): Pr
   return { data: out, count: batch.count, shape: batch.shape };
 }
 
-async function detect(batch: ImageBatch) {
+async function detect(batch: ImageBatch, dumpAs?: { attack: string; side: 'marked' | 'clean' }) {
+  if (dumpFile && dumpAs) {
+    const noise = (await pipe.invert({ image: batch, steps: inversionSteps })).data;
+    const row = (dumped[dumpAs.attack] ??= { marked: [], clean: [] });
+    for (let k = 0; k < batch.count; k++) row[dumpAs.side].push(Buffer.from(noise.slice(k * noisePer, (k + 1) * noisePer).buffer).toString('base64'));
+  }
   return detectWatermark(batch, pipe, key, { steps: inversionSteps, maxRotation, geometric });
 }
 
@@ -207,7 +216,7 @@ for (const name of chosen) {
   let change = 0;
   for (let i = 0; i < attacked.data.length; i++) change += Math.abs(attacked.data[i] - Math.max(-1, Math.min(1, marked.data[i]))) * 127.5;
   change /= attacked.data.length;
-  const [dm, dc] = [await detect(attacked), await detect(await attack(name, clean, false))];
+  const [dm, dc] = [await detect(attacked, { attack: name, side: 'marked' }), await detect(await attack(name, clean, false), { attack: name, side: 'clean' })];
   const score = (d: { log10P: number }) => -d.log10P;
   const a = rocAuc(dm.map(score), dc.map(score));
   const rate = (ds: typeof dm, alpha: number) => ds.filter((d) => d.pValue < alpha).length / ds.length;
@@ -247,6 +256,7 @@ console.log(`\nPayloads of the watermarked images detected at p < 1%: exactly ri
 console.log('| attack | detected | payload right | estimated right | bit errors | estimated bit errors | estimated >= 0.99 | of those right | bits estimated < 1% wrong | of those wrong |');
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of payloadRows) console.log(r);
+if (dumpFile) writeFileSync(dumpFile, JSON.stringify({ run: runDir, key, payloads, noisePer, inversionSteps, attacks: dumped }));
 const six = TREE_RING_SIX.filter((n) => n in summary);
 if (six.length) {
   const mean = (f: (s: { auc: number; tpr1: number }) => number) => six.reduce((a, n) => a + f(summary[n]), 0) / six.length;

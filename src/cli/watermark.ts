@@ -192,7 +192,7 @@ function detectionLine(file: string, d: WatermarkDetection, extra: Record<string
   const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
   return {
     line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${d.fpr})${reading ? `, ${describePayload(reading)}${turned}` : ''}`,
-    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected ? d.payload : null, payloadReliability: reading?.reliability ?? null, uncertainBits: reading?.uncertainBits ?? null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, positions: d.positions, ...extra },
+    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected ? d.payload : null, payloadReliability: reading?.reliability ?? null, uncertainBits: reading?.uncertainBits ?? null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, maxAgreement: d.maxAgreement, positions: d.positions, ...extra },
   };
 }
 

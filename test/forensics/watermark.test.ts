@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { TorchGenerator, generateKey, readKey } from '../../src/index.js';
-import { NONCES, RELIABLE_SHARE, bitErrorProbabilities, describePayload, logGamma, readPayload, reliablePositions, detectInNoise, keystreamBits, nullLogSurvival, shadeNoise, watermarkedNoise } from '../../src/forensics/index.js';
+import { MAX_RANK_SCORE, NONCES, RELIABLE_SHARE, bitErrorProbabilities, describePayload, logGamma, rankScores, rankWeights, readPayload, reliablePositions, detectInNoise, keystreamBits, nullLogSurvival, shadeNoise, watermarkedNoise } from '../../src/forensics/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-wm-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -43,9 +43,9 @@ describe('Gaussian Shading in the initial noise', () => {
     const clean = detectInNoise(key, x);
     assert.equal(clean.payload, payload);
     assert.equal(clean.nonce, 77);
-    assert.equal(clean.agreement, clean.positions, 'every counted sign agrees');
-    assert.equal(clean.positions, reliablePositions(x).length);
-    assert.ok(Math.abs(clean.positions - RELIABLE_SHARE * D) <= 32, `${clean.positions} of ${D} positions counted`);
+    assert.equal(clean.agreement, clean.maxAgreement, 'every weighted sign agrees');
+    assert.equal(clean.positions, rankWeights(x).weights.filter((w) => w > 0).length);
+    assert.ok(clean.positions > 0.8 * D && clean.positions < 0.95 * D, `${clean.positions} of ${D} positions weighted`);
     assert.ok(clean.log10P < -100, `log10 p ${clean.log10P}`);
     // 20% of the signs flipped, as a lossy inversion would.
     const u = new TorchGenerator(2).rand(D);
@@ -88,30 +88,78 @@ describe('Gaussian Shading in the initial noise', () => {
     assert.ok(d.pValue < 0.01, `p ${d.pValue}`);
   });
 
-  it('computes the null distribution of the vote statistic exactly (checked by simulation)', () => {
+  it('weights each position by the half-normal quantile of its rank within its group', () => {
+    // Closed form: round(3.2 q) with q the half-normal quantile, q(0.5) = 0.6744897501960817 (R's qnorm(0.75)),
+    // q(0.95) = 1.959963984540054; n = 1 has rank (0.5), n = 10 rank 9 has u = 0.95.
+    assert.deepEqual(Array.from(rankScores(1)), [Math.round(3.2 * 0.6744897501960817)]);
+    assert.equal(rankScores(10)[9], Math.round(3.2 * 1.959963984540054));
+    const s = rankScores(200);
+    assert.ok(s.every((w, r) => r === 0 || w >= s[r - 1]), 'non-decreasing in rank');
+    assert.equal(s[199], MAX_RANK_SCORE, 'capped');
+    assert.equal(s[0], 0, 'the least reliable get no weight');
+    const x = new TorchGenerator(5).randn(D);
+    const { weights, sizes } = rankWeights(x);
+    assert.deepEqual(sizes, Array.from({ length: 32 }, (_, j) => Math.floor(D / 32) + (j < D % 32 ? 1 : 0)));
+    for (let j = 0; j < 32; j++) {
+      const group = Array.from({ length: D }, (_, i) => i).filter((i) => i % 32 === j);
+      const byMagnitude = [...group].sort((a, b) => Math.abs(x[a]) - Math.abs(x[b]));
+      byMagnitude.forEach((i, r) => assert.equal(weights[i], rankScores(group.length)[r]));
+    }
+  });
+
+  it('computes the null distribution of the weighted statistic exactly (enumeration, simulation, and the extreme tail in closed form)', () => {
+    // D = 64 (groups of 2): A is a sum of 32 independent copies of max(c, W - c) for the scores
+    // (w1, w2), each of the 4 sign patterns enumerated, convolved here in log space, against nullLogSurvival.
+    const [w1, w2] = rankScores(2);
+    const values = [0, w1, w2, w1 + w2].map((c) => Math.max(c, w1 + w2 - c));
+    let logPmf = new Map<number, number>([[0, 0]]);
+    const lse = (a: number, b: number) => Math.max(a, b) + Math.log1p(Math.exp(-Math.abs(a - b)));
+    for (let g = 0; g < 32; g++) {
+      const next = new Map<number, number>();
+      for (const [a, lp] of logPmf) for (const v of values) next.set(a + v, next.has(a + v) ? lse(next.get(a + v) as number, lp - Math.log(4)) : lp - Math.log(4));
+      logPmf = next;
+    }
+    const small = nullLogSurvival(64);
+    assert.equal(small.max, 32 * (w1 + w2));
+    for (let a = 0; a <= small.max + 1; a++) {
+      let want = -Infinity;
+      for (const [v, lp] of logPmf) if (v >= a) want = want === -Infinity ? lp : lse(want, lp);
+      if (want === -Infinity) assert.equal(small.at(a), -Infinity);
+      else assert.ok(Math.abs(small.at(a) - want) < 1e-9 * Math.max(1, Math.abs(want)), `P(A >= ${a}): ${small.at(a)} against ${want}`);
+    }
+    // D = 784: simulated with fair-coin signs, weighted by the ranks of random magnitudes.
     const logS = nullLogSurvival(D);
-    assert.ok(Math.abs(logS[0]) < 1e-9, 'P(A >= 0) = 1');
-    // Simulate A for one keystream and fair-coin signs.
     const k = keystreamBits(key, 0, D);
     const g = new TorchGenerator(9);
     const trials = 20000;
     const As = new Int32Array(trials);
+    const { weights } = rankWeights(new TorchGenerator(10).randn(D));
+    const totals = new Int32Array(32);
+    for (let i = 0; i < D; i++) totals[i % 32] += weights[i];
     for (let t = 0; t < trials; t++) {
       const u = g.rand(D);
       const c = new Int32Array(32);
-      const n = new Int32Array(32);
-      for (let i = 0; i < D; i++) {
-        c[i % 32] += (u[i] < 0.5 ? 1 : 0) ^ k[i];
-        n[i % 32]++;
-      }
-      for (let j = 0; j < 32; j++) As[t] += Math.max(c[j], n[j] - c[j]);
+      for (let i = 0; i < D; i++) c[i % 32] += ((u[i] < 0.5 ? 1 : 0) ^ k[i]) * weights[i];
+      for (let j = 0; j < 32; j++) As[t] += Math.max(c[j], totals[j] - c[j]);
     }
-    for (const a of [470, 480, 490, 500]) {
-      const exact = Math.exp(logS[a]);
+    const sorted = Int32Array.from(As).sort();
+    for (const q of [0.5, 0.9, 0.99, 0.999]) {
+      const a = sorted[Math.floor(q * trials)];
+      const exact = Math.exp(logS.at(a));
       const seen = As.filter((v) => v >= a).length / trials;
       const sd = Math.sqrt((exact * (1 - exact)) / trials);
       assert.ok(Math.abs(seen - exact) < 4 * sd + 1e-4, `P(A >= ${a}): simulated ${seen}, exact ${exact}`);
     }
+    // The extreme tail: A = W when every weighted sign in each group agrees (or disagrees):
+    // P = prod_j 2 / 2^(positive weights in group j).
+    const positive = (n: number) => rankScores(n).filter((w) => w > 0).length;
+    const top = 16 * (2 * Math.LN2 - (positive(24) + positive(25)) * Math.LN2); // 784 = 16 x 25 + 16 x 24
+    assert.ok(Math.abs(logS.at(logS.max) - top) < 1e-9 * Math.abs(top), `log P(A = W) ${logS.at(logS.max)} against ${top}`);
+    // SD's 4 x 64 x 64 latents: far beyond floating point, the tail is Chernoff's bound, which at A = W is the true value.
+    const big = nullLogSurvival(16384);
+    const bigTop = 32 * (Math.LN2 - rankScores(512).filter((w) => w > 0).length * Math.LN2);
+    assert.ok(big.at(big.max) < -700 && big.at(big.max) >= bigTop - 1e-9 * Math.abs(bigTop) && big.at(big.max) < bigTop + 1, `log P(A = W) at D = 16384: ${big.at(big.max)}, true ${bigTop}`);
+    assert.ok(Math.abs(big.at(0)) < 1e-9 && big.at(big.max + 1) === -Infinity);
   });
 
   it('flags unwatermarked noise at exactly the nominal rate (N(0, I), all 1,024 nonces searched; the p-value randomised within its atom)', () => {
