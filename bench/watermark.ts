@@ -7,7 +7,7 @@
  * held-out images when the run's data set has a test split), sample quality with and without the
  * watermark, and the cost of embedding and detection.
  *
- *   npm run bench:watermark -- --run runs/mnist [--count 1000] [--null-count 10000] [--steps 50] [--inversion-steps N] [--attacks none,jpeg25,...] [--max-rotation 0 | --geometric] [--skip-quality] [--dump FILE]
+ *   npm run bench:watermark -- --run runs/mnist [--count 1000] [--null-count 10000] [--steps 50] [--inversion-steps N] [--attacks none,jpeg25,...] [--max-rotation 0 | --geometric] [--skip-quality] [--payload-bits 32] [--dump FILE]
  *
  * --max-rotation N detects with the search over turns of up to N degrees (detectWatermark's
  * maxRotation) in every row, the clean images' included; --geometric with the search over turns by
@@ -46,8 +46,10 @@ const [C, H, W] = pipe.imageShape;
 const per = C * H * W;
 /** Values of x_T per image: the latent's for a latent run (where the mark is written), else the image's. */
 const noisePer = pipe.latentShape.reduce((a, b) => a * b, 1);
-const key: WatermarkKey = generateKey();
-const payloads = Array.from({ length: count }, () => randomBytes(4).readUInt32LE(0));
+/** --payload-bits N: a key whose marks carry N payload bits (default 32). */
+const payloadBits = Number(flag('payload-bits', '32'));
+const key: WatermarkKey = generateKey('gaussian-shading', { payloadBits });
+const payloads = Array.from({ length: count }, () => (payloadBits ? randomBytes(4).readUInt32LE(0) % 2 ** payloadBits : 0));
 
 /** count watermarked images (one payload each, chunks of 250) and count clean ones, DDIM eta 0. */
 async function samples(): Promise<{ marked: ImageBatch; clean: ImageBatch }> {
@@ -222,7 +224,7 @@ for (const name of chosen) {
   const rate = (ds: typeof dm, alpha: number) => ds.filter((d) => d.pValue < alpha).length / ds.length;
   let bits = 0;
   dm.forEach((d, k) => {
-    for (let j = 0; j < 32; j++) bits += ((d.payload >>> j) & 1) === ((payloads[k] >>> j) & 1) ? 1 : 0;
+    for (let j = 0; j < payloadBits; j++) bits += ((d.payload >>> j) & 1) === ((payloads[k] >>> j) & 1) ? 1 : 0;
   });
   // The decoder's own estimate of its payload's reliability against the truth, on the images it detects.
   const found = dm.flatMap((d, k) => (d.pValue < 0.01 ? [{ d, r: readPayload(d), k }] : []));
@@ -233,7 +235,7 @@ for (const name of chosen) {
   // The bits the reports call certain (estimated under 1% wrong), and how many of them were wrong.
   let certain = 0;
   let certainWrong = 0;
-  for (const { d, r, k } of found) for (let j = 0; j < 32; j++) {
+  for (const { d, r, k } of found) for (let j = 0; j < payloadBits; j++) {
     const wrong = ((d.payload >>> j) & 1) === ((payloads[k] >>> j) & 1) ? 0 : 1;
     bitErrors += wrong;
     predictedBitErrors += r.bitError[j];
@@ -243,7 +245,7 @@ for (const name of chosen) {
   const sureRight = sure.filter(({ d, k }) => d.payload === payloads[k]).length;
   payloadRows.push(`| ${name} | ${found.length} | ${right} (${pct(right, found.length)}) | ${pct(predicted, found.length)} | ${bitErrors} | ${predictedBitErrors.toFixed(1)} | ${sure.length} | ${sureRight} (${pct(sureRight, sure.length)}) | ${certain} | ${certainWrong} (${pct(certainWrong, certain)}) |`);
   summary[name] = { auc: a, tpr1: rate(dm, 0.01) };
-  rows.push(`| ${name} | ${change.toFixed(1)} | ${a.toFixed(4)} | ${rate(dm, 0.01).toFixed(3)} | ${rate(dc, 0.01).toFixed(3)} | ${rate(dm, 0.001).toFixed(3)} | ${rate(dc, 0.001).toFixed(3)} | ${(bits / (32 * count)).toFixed(3)} |`);
+  rows.push(`| ${name} | ${change.toFixed(1)} | ${a.toFixed(4)} | ${rate(dm, 0.01).toFixed(3)} | ${rate(dc, 0.01).toFixed(3)} | ${rate(dm, 0.001).toFixed(3)} | ${rate(dc, 0.001).toFixed(3)} | ${payloadBits ? (bits / (payloadBits * count)).toFixed(3) : '-'} |`);
   log(`${rows[rows.length - 1]} (${elapsed()})`);
 }
 

@@ -7,7 +7,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ensureWritable, readImage } from '../data/index.js';
 import { writeFileAtomic } from '../engine/index.js';
-import { MAX_PAYLOAD, PAYLOAD_BITS, WatermarkDetection, WatermarkKey, describeMap, describePayload, detectWatermark, readPayload, generateKey, isMoved, readKey } from '../forensics/index.js';
+import { MAX_PAYLOAD, PAYLOAD_BITS, PAYLOAD_BIT_CHOICES, WatermarkDetection, payloadBitsOf, WatermarkKey, describeMap, describePayload, detectWatermark, readPayload, generateKey, isMoved, readKey } from '../forensics/index.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
 import { DiffusionPipeline } from '../pipelines/index.js';
 import { CREDENTIAL_FILES, makeSigningChain } from '../provenance/index.js';
@@ -30,7 +30,7 @@ function concat(parts: readonly Float32Array[]): Float32Array {
 /** --key and --payload of the commands that make images (sample, img2img, inpaint). */
 export const WATERMARK_FLAGS: Record<string, Flag> = {
   key: { type: 'string', description: 'watermark the images with this key (diffuse keygen): Gaussian Shading in the initial noise' },
-  payload: { type: 'string', description: 'with --key: an id of up to 32 bits written into the watermark (which user or job made the images)', default: '0' },
+  payload: { type: 'string', description: "with --key: an id written into the watermark (which user or job made the images), of up to the key's payload bits (32 unless keygen --payload-bits said fewer)", default: '0' },
 };
 
 /**
@@ -41,14 +41,17 @@ export function watermarkFlags(v: FlagValues): { key?: WatermarkKey; payload: nu
   const key = v.key === undefined ? undefined : readKey(String(v.key));
   const payload = num(v, 'payload', { int: true, min: 0, max: MAX_PAYLOAD }) as number;
   if (!key && v.payload !== '0' && v.payload !== undefined) throw new UsageError('--payload needs --key (the watermark that carries it)');
+  const bits = key ? payloadBitsOf(key) : PAYLOAD_BITS;
+  if (payload > 2 ** bits - 1) throw new UsageError(bits === 0 ? `--payload: ${v.key} carries no payload (made with --payload-bits 0); leave --payload out` : `--payload: ${v.key} carries ${bits} payload bits, so the payload must be in 0..${2 ** bits - 1}, got ${payload}`);
   return { key, payload };
 }
 
 export const commandKeygen: Command = {
   summary: 'make a secret watermark key (a small JSON file), or with --c2pa a local signing certificate for content credentials',
-  usage: 'diffuse keygen --out key.json [--force] | diffuse keygen --c2pa --out DIR [--name "My Lab"] [--force]',
+  usage: 'diffuse keygen --out key.json [--payload-bits 32] [--force] | diffuse keygen --c2pa --out DIR [--name "My Lab"] [--force]',
   options: {
     out: { type: 'string', description: 'where to write the key (with --c2pa: a folder)' },
+    'payload-bits': { type: 'string', description: `payload bits the key's marks carry: ${PAYLOAD_BIT_CHOICES.join(', ')}. Fewer bits make the mark easier to find and its payload easier to read on small latent grids (8 suits a 4x16x16 latent; docs/WATERMARK.md); 0 carries none`, default: '32' },
     c2pa: { type: 'boolean', description: 'make an ES256 certificate chain (root + signer) for content credentials instead' },
     name: { type: 'string', description: "with --c2pa: the signer's name in the certificates", default: 'Diffuse local signer' },
     force: { type: 'boolean', description: 'overwrite an existing file (images made with the old key can no longer be recognised)' },
@@ -59,10 +62,12 @@ export const commandKeygen: Command = {
     if (v.c2pa) return writeC2paCredentials(out, String(v.name), Boolean(v.force));
     if (existsSync(out) && !v.force) throw new UsageError(`${out} exists; a new key there would orphan the images made with the old one (pass --force to replace it)`);
     await ensureWritable(out);
-    await writeFileAtomic(out, JSON.stringify(generateKey(), null, 2) + '\n');
+    const payloadBits = num(v, 'payload-bits', { int: true, min: 0, max: 32 }) as number;
+    if (!(PAYLOAD_BIT_CHOICES as readonly number[]).includes(payloadBits)) throw new UsageError(`--payload-bits must be one of ${PAYLOAD_BIT_CHOICES.join(', ')} (each bit owns whole groups of the 32 the test ranks within), got ${payloadBits}`);
+    await writeFileAtomic(out, JSON.stringify(generateKey('gaussian-shading', { payloadBits }), null, 2) + '\n');
     await chmod(out, 0o600);
     process.stderr.write(
-      `wrote ${out}: a Gaussian Shading watermark key (32 random bytes). Keep it secret: whoever has it can detect and forge the watermark.\n` +
+      `wrote ${out}: a Gaussian Shading watermark key (32 random bytes; ${payloadBits ? `a payload of ${payloadBits} bits` : 'no payload'}). Keep it secret: whoever has it can detect and forge the watermark.\n` +
         `Use it with 'diffuse sample --run DIR (or --model DIR) --key ${out} --payload ID' and 'diffuse watermark detect IMAGE --run DIR (or --model DIR) --key ${out}'.\n`,
     );
   },
@@ -186,13 +191,13 @@ export const commandWatermark: Command = {
 /** The line and JSON record of one image's result. */
 function detectionLine(file: string, d: WatermarkDetection, extra: Record<string, unknown>): { line: string; record: Record<string, unknown> } {
   const p = d.pValue > 0 ? d.pValue.toExponential(2) : `1e${Math.floor(d.log10P)}`;
-  const meanConfidence = d.bitConfidence.reduce((a, b) => a + b, 0) / PAYLOAD_BITS;
+  const meanConfidence = d.bitConfidence.length ? d.bitConfidence.reduce((a, b) => a + b, 0) / d.bitConfidence.length : null;
   // Read only for a detection: the payload's reliability is a fit (14 ms), and a clean image has no payload.
   const reading = d.detected ? readPayload(d) : undefined;
   const turned = d.detected && isMoved(d.map) ? `, found ${describeMap(d.map)}` : '';
   return {
     line: `${file}: ${d.detected ? 'WATERMARKED' : 'not detected'} (p = ${p}, at FPR ${d.fpr})${reading ? `, ${describePayload(reading)}${turned}` : ''}`,
-    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected ? d.payload : null, payloadReliability: reading?.reliability ?? null, uncertainBits: reading?.uncertainBits ?? null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, maxAgreement: d.maxAgreement, positions: d.positions, ...extra },
+    record: { file, detected: d.detected, pValue: d.pValue, log10P: d.log10P, fpr: d.fpr, payload: d.detected && d.payloadBits ? d.payload : null, payloadBits: d.payloadBits, payloadReliability: reading?.reliability ?? null, uncertainBits: reading?.uncertainBits ?? null, payloadVoteAgreement: meanConfidence, agreement: d.agreement, maxAgreement: d.maxAgreement, positions: d.positions, ...extra },
   };
 }
 

@@ -113,7 +113,7 @@ export function csvRow(r: InspectReport): string {
     sd_mark_p: ow?.correctedP.toExponential(2),
     watermark: wm ? (wm.detected ? 'present' : 'not found') : r.watermark ? 'not checked' : undefined,
     watermark_p: wm ? formatP(wm.pValue, wm.log10P) : undefined,
-    payload: wm?.payload,
+    payload: wm?.payloadBits === 0 ? undefined : wm?.payload,
     payload_reliability: wm?.payloadReliability?.toFixed(4),
     payload_uncertain_bits: wm?.uncertainBits?.join(' '),
     detector_probability: det?.probability.toFixed(4),
@@ -224,8 +224,9 @@ table{font-size:.8rem;border-collapse:collapse;table-layout:fixed;width:100%}td{
 }
 
 /** A detected watermark's payload in words, with what its votes say of it where the report has that. */
-function payloadWords(wm: { payload?: number; payloadReliability?: number; uncertainBits?: number[] }): string {
+function payloadWords(wm: { payload?: number; payloadBits?: number; payloadReliability?: number; uncertainBits?: number[] }): string {
+  if (wm.payloadBits === 0) return 'no payload (the key carries none)';
   if (wm.payload === undefined) return 'payload unknown';
   if (wm.payloadReliability === undefined || !wm.uncertainBits) return `payload ${wm.payload}`;
-  return describePayload({ payload: wm.payload, reliability: wm.payloadReliability, uncertainBits: wm.uncertainBits });
+  return describePayload({ payload: wm.payload, payloadBits: wm.payloadBits ?? 32, reliability: wm.payloadReliability, uncertainBits: wm.uncertainBits });
 }

@@ -173,5 +173,5 @@ async function addFolderDetector(report: InspectReport, bytes: Buffer, file: str
 /** A detected watermark's payload as the report gives it: the value, its estimated reliability and the bits that may be wrong. */
 function payloadFields(d: Parameters<typeof readPayload>[0]) {
   const r = readPayload(d);
-  return { payload: r.payload, payloadReliability: r.reliability, uncertainBits: r.uncertainBits };
+  return { payload: r.payload, payloadBits: r.payloadBits, payloadReliability: r.reliability, uncertainBits: r.uncertainBits };
 }

@@ -28,7 +28,7 @@ export interface InspectReport {
 }
 
 export type WatermarkSignal =
-  | { status: 'checked'; detected: boolean; pValue: number; log10P: number; fpr: number; payload?: number; payloadReliability?: number; uncertainBits?: number[]; inversionSteps: number; maxRotation?: number; rotation?: number; geometric?: boolean; found?: string }
+  | { status: 'checked'; detected: boolean; pValue: number; log10P: number; fpr: number; payload?: number; payloadBits?: number; payloadReliability?: number; uncertainBits?: number[]; inversionSteps: number; maxRotation?: number; rotation?: number; geometric?: boolean; found?: string }
   | { status: 'skipped'; reason: string };
 
 /**

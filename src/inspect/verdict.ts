@@ -48,7 +48,8 @@ export function verdict(r: InspectReport): Verdict {
   const detLine = det ? `; this model's detector ${det.flagged ? 'flags it' : 'does not flag it'} (probability ${pct(det.probability)})` : '';
   // A payload with bits that may be wrong says so: it names who made the image only if it is right.
   const uncertain = wm?.uncertainBits?.length ? `, ${wm.uncertainBits.length} bit${wm.uncertainBits.length > 1 ? 's' : ''} uncertain` : '';
-  const wmLine = wm ? `; Diffuse watermark ${wm.detected ? `present (payload ${wm.payload}${uncertain})` : 'not found'}` : '';
+  const carried = wm?.payloadBits === 0 ? 'no payload' : `payload ${wm?.payload}${uncertain}`;
+  const wmLine = wm ? `; Diffuse watermark ${wm.detected ? `present (${carried})` : 'not found'}` : '';
   const also = `${wmLine}${detLine}`;
   const declared = (c: CredentialReport) => {
     const o = c.origin;

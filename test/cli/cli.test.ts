@@ -301,12 +301,28 @@ describe('CLI end to end on a tiny folder data set', () => {
       [['watermark', 'detect', path.join(root, 'corrupt', 'b.png'), '--run', run, '--key', key, '--steps', '2'], /no image could be checked/],
       [['sample', '--run', run, '--steps', '2', '--payload', '5', '--out', path.join(root, 'wm', 'x.png')], /--payload needs --key/],
       [['sample', '--run', run, '--steps', '2', '--key', key, '--payload', '4294967296', '--out', path.join(root, 'wm', 'x.png')], /--payload must be an integer >= 0 <= 4294967295/],
+      [['keygen', '--out', path.join(root, 'wm', 'k7.json'), '--payload-bits', '7'], /--payload-bits must be one of 0, 1, 2, 4, 8, 16, 32/],
     ];
     for (const [args, re] of bad) {
       r = await cli(...args);
       assert.equal(r.code, 1, args.join(' '));
       assert.match(r.err, re);
     }
+    // A key of 8 payload bits: its payloads are 0..255, and detection reports its size.
+    const key8 = path.join(root, 'wm', 'key8.json');
+    r = await cli('keygen', '--out', key8, '--payload-bits', '8');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /a payload of 8 bits/);
+    assert.equal(JSON.parse(readFileSync(key8, 'utf8')).format, 'diffuse-watermark-key-2');
+    r = await cli('sample', '--run', run, '--steps', '2', '--key', key8, '--payload', '256', '--out', path.join(root, 'wm', 'x.png'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /key8\.json carries 8 payload bits, so the payload must be in 0\.\.255, got 256/);
+    const dir8 = path.join(root, 'wm', 'images8');
+    r = await cli('sample', '--run', run, '--key', key8, '--payload', '200', '--count', '1', '--steps', '4', '--out', path.join(root, 'wm', 'g8.png'), '--images', dir8);
+    assert.equal(r.code, 0, r.err);
+    r = await cli('watermark', 'detect', path.join(dir8, '0000.png'), '--run', run, '--key', key8, '--steps', '4', '--json');
+    assert.equal(r.code, 0, r.err);
+    assert.equal((JSON.parse(r.out) as { payloadBits: number }).payloadBits, 8);
   });
 
   it("labels a bug inside Diffuse as an internal error, not as the user's", () => {

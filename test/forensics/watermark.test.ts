@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { TorchGenerator, generateKey, readKey } from '../../src/index.js';
+import { TorchGenerator, WatermarkKey, generateKey, readKey } from '../../src/index.js';
 import { MAX_RANK_SCORE, NONCES, RELIABLE_SHARE, bitErrorProbabilities, describePayload, logGamma, rankScores, rankWeights, readPayload, reliablePositions, detectInNoise, keystreamBits, nullLogSurvival, shadeNoise, watermarkedNoise } from '../../src/forensics/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-wm-'));
@@ -160,6 +160,17 @@ describe('Gaussian Shading in the initial noise', () => {
     const bigTop = 32 * (Math.LN2 - rankScores(512).filter((w) => w > 0).length * Math.LN2);
     assert.ok(big.at(big.max) < -700 && big.at(big.max) >= bigTop - 1e-9 * Math.abs(bigTop) && big.at(big.max) < bigTop + 1, `log P(A = W) at D = 16384: ${big.at(big.max)}, true ${bigTop}`);
     assert.ok(Math.abs(big.at(0)) < 1e-9 && big.at(big.max + 1) === -Infinity);
+    // Where the exact tail underflows the bound takes over: the survival function stays
+    // non-increasing, with no jump at the seam (each step down is a few nats at most), D = 81 x 32.
+    const mid = nullLogSurvival(81 * 32);
+    let [seamless, exactUntil] = [true, 0];
+    for (let a = 1; a <= mid.max; a++) {
+      const step = mid.at(a) - mid.at(a - 1);
+      if (step > 1e-9 || step < -30) seamless = false;
+      if (mid.at(a) > -700) exactUntil = a;
+    }
+    assert.ok(seamless, 'non-increasing, no jump');
+    assert.ok(exactUntil < 0.95 * mid.max, 'the bound is in use in this range');
   });
 
   it('flags unwatermarked noise at exactly the nominal rate (N(0, I), all 1,024 nonces searched; the p-value randomised within its atom)', () => {
@@ -180,6 +191,63 @@ describe('Gaussian Shading in the initial noise', () => {
     assert.equal(NONCES, 1024);
   });
 
+  it('carries fewer payload bits when the key says so (format 2), with an exact test, and finds weak marks more often', () => {
+    const key8 = { ...key, format: 'diffuse-watermark-key-2' as const, payloadBits: 8 };
+    const key0 = { ...key, format: 'diffuse-watermark-key-2' as const, payloadBits: 0 };
+    const x = shadeNoise(key8, 0xa5, 5, new TorchGenerator(21).randn(D));
+    const d = detectInNoise(key8, x);
+    assert.deepEqual([d.payload, d.payloadBits, d.nonce, d.votes.sizes.length], [0xa5, 8, 5, 8]);
+    assert.ok(d.log10P < -100, `log10 p ${d.log10P}`);
+    // Bit j of the payload sits at positions i mod 8 = j: the 32-bit reading of the same signs repeats it.
+    assert.equal(detectInNoise(key, x).payload, 0xa5a5a5a5);
+    assert.throws(() => shadeNoise(key8, 256, 0, new Float32Array(64)), /payload must be an integer in 0\.\.255 \(8 bits\), got 256/);
+    assert.throws(() => shadeNoise(key0, 1, 0, new Float32Array(64)), /carries no payload, so the payload must be 0/);
+    const none = detectInNoise(key0, shadeNoise(key0, 0, 9, new TorchGenerator(22).randn(D)));
+    assert.deepEqual([none.payload, none.payloadBits, none.bitConfidence.length], [0, 0, 0]);
+    assert.ok(none.log10P < -100);
+    assert.equal(describePayload(readPayload(none)), 'no payload (the key carries none)');
+    // Null distributions by simulation (fair-coin signs, weights from random magnitudes), for 8 bits and none.
+    const { weights } = rankWeights(new TorchGenerator(23).randn(D));
+    const k = keystreamBits(key, 0, D);
+    for (const bits of [8, 0]) {
+      const logS = nullLogSurvival(D, bits);
+      const g = new TorchGenerator(24 + bits);
+      const groups = Math.max(1, bits);
+      const As = Array.from({ length: 10000 }, () => {
+        const u = g.rand(D);
+        const [c, w] = [new Float64Array(groups), new Float64Array(groups)];
+        for (let i = 0; i < D; i++) [c[i % groups], w[i % groups]] = [c[i % groups] + (((u[i] < 0.5 ? 1 : 0) ^ k[i]) ? weights[i] : 0), w[i % groups] + weights[i]];
+        return bits ? c.reduce((a, cj, j) => a + Math.max(cj, w[j] - cj), 0) : w[0] - c[0];
+      });
+      const sorted = [...As].sort((a, b) => a - b);
+      for (const q of [0.5, 0.9, 0.99]) {
+        const a = sorted[Math.floor(q * As.length)];
+        const exact = Math.exp(logS.at(a));
+        const seen = As.filter((v) => v >= a).length / As.length;
+        assert.ok(Math.abs(seen - exact) < 4 * Math.sqrt((exact * (1 - exact)) / As.length) + 1e-4, `${bits} bits: P(A >= ${a}) simulated ${seen}, exact ${exact}`);
+      }
+      // And the whole test, nonces searched, flags N(0, I) noise at the nominal rate.
+      const h = new TorchGenerator(30 + bits);
+      const ps = Array.from({ length: 1000 }, () => detectInNoise(bits ? key8 : key0, h.randn(D)).pValue);
+      for (const alpha of [0.2, 0.05]) {
+        const rate = ps.filter((p) => p < alpha).length / ps.length;
+        assert.ok(Math.abs(rate - alpha) < 4 * Math.sqrt((alpha * (1 - alpha)) / ps.length), `${bits} bits: flagged at ${alpha}: ${rate}`);
+      }
+    }
+    // A weak mark: estimates of x_T with heavy noise; fewer bits find it more strongly (mean log10 p over 20 images).
+    const g = new TorchGenerator(40);
+    let [mean32, mean8, mean0] = [0, 0, 0];
+    for (let t = 0; t < 20; t++) {
+      const z = g.randn(D);
+      const e = g.randn(D);
+      const noisy = (kk: WatermarkKey, payload: number) => shadeNoise(kk, payload, t, z).map((v, i) => v + 2.5 * e[i]);
+      mean32 += detectInNoise(key, noisy(key, 0x12345678)).log10P / 20;
+      mean8 += detectInNoise(key8, noisy(key8, 0x78)).log10P / 20;
+      mean0 += detectInNoise(key0, noisy(key0, 0)).log10P / 20;
+    }
+    assert.ok(mean8 < mean32 - 0.5 && mean0 < mean8, `mean log10 p: 32 bits ${mean32.toFixed(2)}, 8 bits ${mean8.toFixed(2)}, none ${mean0.toFixed(2)}`);
+  });
+
   it('reads key files and names what is wrong with them', () => {
     const good = path.join(root, 'key.json');
     writeFileSync(good, JSON.stringify(generateKey()));
@@ -195,6 +263,13 @@ describe('Gaussian Shading in the initial noise', () => {
     assert.throws(() => readKey(write('ring.json', JSON.stringify({ ...key, scheme: 'tree-ring' }))), /ring\.json: a key for the "tree-ring" scheme/);
     assert.throws(() => readKey(write('short.json', JSON.stringify({ ...key, secret: 'AAAA' }))), /short\.json: the secret is not 32 bytes of base64/);
     assert.throws(() => shadeNoise(key, 2 ** 32, 0, new Float32Array(64)), /payload must be an integer in 0\.\.4294967295/);
+    // Format 2: fewer payload bits, one of the divisors of 32 (or none).
+    assert.equal(readKey(write('eight.json', JSON.stringify(generateKey('gaussian-shading', { payloadBits: 8 })))).payloadBits, 8);
+    assert.equal(generateKey().format, 'diffuse-watermark-key-1', 'a 32-bit key stays readable by every version');
+    assert.throws(() => generateKey('gaussian-shading', { payloadBits: 7 }), /carries 0, 1, 2, 4, 8, 16, 32 payload bits, not 7/);
+    assert.throws(() => readKey(write('seven.json', JSON.stringify({ ...key, format: 'diffuse-watermark-key-2', payloadBits: 7 }))), /seven\.json: "payloadBits" must be one of 0, 1, 2, 4, 8, 16, 32, got 7/);
+    assert.throws(() => readKey(write('nobits.json', JSON.stringify({ ...key, format: 'diffuse-watermark-key-2' }))), /nobits\.json: "payloadBits" must be one of .*, got missing/);
+    assert.throws(() => readKey(write('mixed.json', JSON.stringify({ ...key, payloadBits: 8 }))), /mixed\.json: a format-1 key carries 32 payload bits and no "payloadBits"/);
   });
 
   it('log Gamma matches Python\'s math.lgamma', () => {
