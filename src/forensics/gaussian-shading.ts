@@ -105,9 +105,10 @@ export interface NoiseDetection {
   payload: number;
   bitConfidence: number[];
   /**
-   * Each payload bit's votes: of its counted positions, how many read 1 (after the keystream),
-   * and how many were counted. readPayload turns them into how sure the payload is (computed
-   * there, for the detections a report gives, not for every candidate of a search).
+   * The votes, per group of 32 (positions i mod 32; payload bit b owns the groups j = b mod B): of
+   * each group's counted positions, how many read 1 (after the keystream), and how many were
+   * counted. readPayload turns them into how sure the payload is (computed there, for the
+   * detections a report gives, not for every candidate of a search).
    */
   votes: { ones: number[]; sizes: number[] };
   /** Payload bits of the key (0..32): payload, bitConfidence and votes have that many. */
@@ -172,18 +173,19 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array, use?: Uint
   }
   // The payload: each bit's majority over its most reliable positions, at the best nonce.
   const k = keystreams(key, D)[best.nonce];
-  const counted = new Array<number>(bits).fill(0);
-  const ones = new Array<number>(bits).fill(0);
-  if (bits)
-    for (const i of reliablePositions(noise, use)) {
-      counted[i % bits]++;
-      ones[i % bits] += signs[i] ^ k[i];
-    }
+  // Votes are kept per group of 32 (i mod 32): bit b owns the groups j = b mod B.
+  const counted = new Array<number>(PAYLOAD_BITS).fill(0);
+  const ones = new Array<number>(PAYLOAD_BITS).fill(0);
+  for (const i of reliablePositions(noise, use)) {
+    counted[i % PAYLOAD_BITS]++;
+    ones[i % PAYLOAD_BITS] += signs[i] ^ k[i];
+  }
+  const { ones: bitOnes, sizes: bitSizes } = votesOfBits({ ones, sizes: counted }, bits);
   let payload = 0;
   const bitConfidence: number[] = [];
   for (let j = 0; j < bits; j++) {
-    if (ones[j] > counted[j] / 2) payload += 2 ** j;
-    bitConfidence.push(counted[j] ? Math.max(ones[j], counted[j] - ones[j]) / counted[j] : 0.5);
+    if (bitOnes[j] > bitSizes[j] / 2) payload += 2 ** j;
+    bitConfidence.push(bitSizes[j] ? Math.max(bitOnes[j], bitSizes[j] - bitOnes[j]) / bitSizes[j] : 0.5);
   }
   const survival = nullLogSurvivalOfGroups(sizes, bits);
   const atLeast = logMaxOfIndependent(survival.at(best.agreement), NONCES); // log P(max >= m)
@@ -194,22 +196,37 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array, use?: Uint
   return { pValue: Math.exp(logP), log10P: logP / Math.LN10, payload, bitConfidence, votes: { ones, sizes: counted }, payloadBits: bits, agreement: best.agreement, maxAgreement: totals.reduce((t, w) => t + w, 0), positions: index.length, nonce: best.nonce };
 }
 
+/** Each payload bit's votes, its groups' summed (bit b owns the groups j = b mod B of 32). */
+function votesOfBits(votes: { ones: ArrayLike<number>; sizes: ArrayLike<number> }, bits: number): { ones: number[]; sizes: number[] } {
+  const [ones, sizes] = [new Array<number>(bits).fill(0), new Array<number>(bits).fill(0)];
+  for (let j = 0; j < votes.sizes.length && bits; j++) [ones[j % bits], sizes[j % bits]] = [ones[j % bits] + votes.ones[j], sizes[j % bits] + votes.sizes[j]];
+  return { ones, sizes };
+}
+
 /**
- * The probability that each payload bit's majority vote is wrong. A bit's n counted positions
- * agree with its value (after the keystream) at a rate that varies from bit to bit (neighbouring
- * latent positions are not independent, and some survive an edit better than others): the count
- * c of positions reading 1 is beta-binomial, BB(n, a, b) if the bit is 1 and BB(n, b, a) if it is
- * 0, with mean agreement q = a / (a + b) and over-dispersion rho = 1 / (a + b + 1). With even
- * prior odds the vote is wrong with probability 1 / (1 + BB(c) / BB(n - c)) for the winning
- * side. q and rho are unknown: the estimate is averaged over a grid of them (q in 0.505..0.995,
- * rho in 0.001..0.6), each weighted by the likelihood of the image's bit counts, each bit's value
- * unknown (a two-sided mixture). A tie is a coin flip (0.5). Averaging makes the estimate
- * conservative: on runs/emoji-latent it expected more bit errors than were made, and bits it put
- * under 1% were wrong 0.0-0.3% of the time (`npm run bench:watermark`'s payload table,
- * docs/WATERMARK.md).
+ * The probability that each payload bit's majority vote is wrong, from the votes of the 32 groups
+ * (`ones` of `sizes` reading 1; bit b owns the groups j = b mod payloadBits). Each group's counted
+ * positions agree with its bit's value (after the keystream) at a rate that varies from group to
+ * group (neighbouring latent positions are not independent, and some survive an edit better than
+ * others): a group's count c of positions reading 1 is beta-binomial, BB(n, a, b) if the bit is 1
+ * and BB(n, b, a) if it is 0, with mean agreement q = a / (a + b) and over-dispersion
+ * rho = 1 / (a + b + 1). With even prior odds the decoded value (the majority of the bit's summed
+ * votes) is wrong with the posterior probability of the other value, from the product over the
+ * bit's groups. q and rho are unknown: the estimate is averaged over a grid of them (q in
+ * 0.505..0.995, rho in 0.001..0.6), each weighted by the likelihood of all 32 groups' counts,
+ * each bit's value unknown (a two-sided mixture). A tie is a coin flip (0.5). Averaging makes the
+ * estimate conservative: on runs/emoji-latent it expected more bit errors than were made, and
+ * bits it put under 1% were wrong 0.0-0.3% of the time (`npm run bench:watermark`'s payload
+ * table, docs/LATENT-TRAINING.md).
  */
-export function bitErrorProbabilities(ones: ArrayLike<number>, sizes: ArrayLike<number>): number[] {
-  const bits = Array.from({ length: sizes.length }, (_, j) => ({ c: ones[j], n: sizes[j] }));
+export function bitErrorProbabilities(ones: ArrayLike<number>, sizes: ArrayLike<number>, payloadBits = sizes.length): number[] {
+  // Bit b's groups (j = b mod B), each with its own agreement rate: with fewer bits than groups the
+  // groups still show how much rates vary, which B bits alone would pin down loosely.
+  const bits = Array.from({ length: payloadBits }, (_, b) => {
+    const groups = Array.from({ length: sizes.length }, (_, j) => j).filter((j) => j % payloadBits === b);
+    const [c, n] = [groups.reduce((t, j) => t + ones[j], 0), groups.reduce((t, j) => t + sizes[j], 0)];
+    return { groups: groups.map((j) => ({ c: ones[j], n: sizes[j] })), decoded: c > n / 2 ? 1 : c < n / 2 ? 0 : -1 };
+  });
   // log BB(c; n, a, b) without the binomial coefficient, which both sides share: logB(c + a, n - c + b) - logB(a, b).
   const logBeta = (x: number, y: number) => logGamma(x) + logGamma(y) - logGamma(x + y);
   const fits: { l: number; errors: number[] }[] = [];
@@ -219,10 +236,12 @@ export function bitErrorProbabilities(ones: ArrayLike<number>, sizes: ArrayLike<
       const [a, b] = [q * (1 / rho - 1), (1 - q) * (1 / rho - 1)];
       const norm = logBeta(a, b);
       let l = 0;
-      const errors = bits.map(({ c, n }) => {
-        const [one, zero] = [logBeta(c + a, n - c + b), logBeta(n - c + a, c + b)];
-        l += Math.max(one, zero) + Math.log1p(Math.exp(-Math.abs(one - zero))) - norm;
-        return 1 / (1 + Math.exp(Math.min(700, Math.abs(one - zero))));
+      const errors = bits.map(({ groups, decoded }) => {
+        let [one, zero] = [0, 0];
+        for (const { c, n } of groups) [one, zero] = [one + logBeta(c + a, n - c + b) - norm, zero + logBeta(n - c + a, c + b) - norm];
+        l += Math.max(one, zero) + Math.log1p(Math.exp(-Math.abs(one - zero)));
+        // The chance that the decoded value (the majority of the summed votes) is the wrong one; a tie is a coin flip.
+        return decoded === -1 ? 0.5 : 1 / (1 + Math.exp(Math.max(-700, Math.min(700, decoded === 1 ? one - zero : zero - one))));
       });
       fits.push({ l, errors });
     }
@@ -257,9 +276,9 @@ export interface PayloadReading {
 }
 
 /** How sure a detection's payload is, from its bits' votes. */
-export function readPayload(d: Pick<NoiseDetection, 'payload' | 'votes'>): PayloadReading {
-  const bitError = bitErrorProbabilities(d.votes.ones, d.votes.sizes);
-  return { payload: d.payload, payloadBits: d.votes.sizes.length, reliability: bitError.reduce((r, e) => r * (1 - e), 1), uncertainBits: bitError.flatMap((e, j) => (e >= UNCERTAIN_BIT ? [j] : [])), bitError };
+export function readPayload(d: Pick<NoiseDetection, 'payload' | 'votes' | 'payloadBits'>): PayloadReading {
+  const bitError = bitErrorProbabilities(d.votes.ones, d.votes.sizes, d.payloadBits);
+  return { payload: d.payload, payloadBits: d.payloadBits, reliability: bitError.reduce((r, e) => r * (1 - e), 1), uncertainBits: bitError.flatMap((e, j) => (e >= UNCERTAIN_BIT ? [j] : [])), bitError };
 }
 
 /** "payload 5 (right with probability 0.998 by its votes)", or with the bits that may be wrong. */
