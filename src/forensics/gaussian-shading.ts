@@ -3,21 +3,22 @@
  * chooses the sign of every value of x_T, whose magnitude is drawn from the half-Gaussian, so x_T
  * is exactly N(0, I) and the watermarked samples are distributed as unwatermarked ones.
  *
- * Embedding, per image of D values: a 32-bit payload m (which user or job made it) is repeated
- * over the D positions (position i carries bit i mod 32), XORed with the ChaCha20 keystream k of
- * the key and a per-image nonce, and the result is the sign: x_T[i] = (m_{i mod 32} XOR k_i ? +1 : -1) |z_i|.
+ * Embedding, per image of D values: a payload m of B bits (which user or job made it; B is the
+ * key's, 32 unless it says fewer) is repeated over the D positions (position i carries bit
+ * i mod B), XORed with the ChaCha20 keystream k of the key and a per-image nonce, and the result
+ * is the sign: x_T[i] = (m_{i mod B} XOR k_i ? +1 : -1) |z_i|.
  * The nonce is one of 1,024, drawn per image, so that images do not share one sign pattern (a
  * shared pattern would make every image of a key alike and let an attacker average it out).
  *
  * Detection, from an estimate y of x_T (DDIM inversion of the image): the signs of an attacked
  * image's estimate are least reliable where |y| is small, so each position's vote is weighted by
- * the rank of |y| within its payload bit's group (rankScores: the half-normal quantile of the
- * rank, 0..8; a signed-rank test, as Wilcoxon's and van der Waerden's are). The weights depend on
+ * the rank of |y| within its group of positions i mod 32 (rankScores: the half-normal quantile of
+ * the rank, 0..8; a signed-rank test, as Wilcoxon's and van der Waerden's are). The weights depend on
  * the image alone, never on the key, and their multiset on the group's size alone, so the null
  * distribution below is exact and the same for every image. For each nonce, r_i = sign bit XOR
- * k_i; payload bit j's weighted count of ones is c_j = sum w_i r_i over its group, of total W_j,
- * and the statistic is A = sum_j max(c_j, W_j - c_j) (each bit's value unknown, so each group
- * counts for its majority side). Under the null hypothesis "not made with this key" the sign bits
+ * k_i; payload bit j's weighted count of ones is c_j = sum w_i r_i over its positions, of total
+ * W_j, and the statistic is A = sum_j max(c_j, W_j - c_j) (each bit's value unknown, so each bit
+ * counts for its majority side); a key without payload counts the weight that reads 0, one-sided. Under the null hypothesis "not made with this key" the sign bits
  * are independent fair coins whatever the key, so the c_j are independent weighted sums of fair
  * coins and the null distribution of A is exact (a convolution). The best of the 1,024 nonces is
  * tested with the exact correction for taking a maximum of independent statistics:
@@ -47,9 +48,9 @@ import { WatermarkKey, keystreamBits, payloadBitsOf } from './key.js';
 export const PAYLOAD_BITS = 32;
 export const NONCES = 1024;
 /**
- * The share of each payload bit's positions the test counts: those with the largest |x_T estimate|.
- * 0.6 maximises the test's power on weak signals (signs agreeing with x_T's at a rate that grows
- * with |estimate|; about 0.5-0.6 by the half-normal's moments) and measured best of 0.5, 0.6, 1.
+ * The share of each group's positions the payload is decoded from: those with the largest
+ * |x_T estimate| (the test itself weighs every position by rank). 0.6 measured best of 0.5, 0.6
+ * and 1 when it was the test's choice too.
  */
 export const RELIABLE_SHARE = 0.6;
 /** The largest payload: an unsigned 32-bit integer. */
