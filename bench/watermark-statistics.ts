@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { rocAuc } from '../src/eval/index.js';
-import { WatermarkKey, detectInNoise, keystreams, logMaxOfIndependent, rankScores, reliablePositions } from '../src/forensics/index.js';
+import { WatermarkKey, detectInNoise, keystreams, logMaxOfIndependent, rankWeights, reliablePositions } from '../src/forensics/index.js';
 import { flag, log } from './args.js';
 
 const file = flag('dump');
@@ -77,18 +77,8 @@ const previous = (y: Float32Array) => {
   for (const i of reliablePositions(y)) w[i] = 1;
   return w;
 };
-/** Rank scores within groups of positions i mod 32 (as detectInNoise weighs them). */
-const ranked = (y: Float32Array) => {
-  const w = new Int32Array(y.length);
-  for (let j = 0; j < 32; j++) {
-    const group: number[] = [];
-    for (let i = j; i < y.length; i += 32) group.push(i);
-    group.sort((a, b) => Math.abs(y[a]) - Math.abs(y[b]) || b - a);
-    const scores = rankScores(group.length);
-    group.forEach((i, r) => (w[i] = scores[r]));
-  }
-  return w;
-};
+/** Rank scores within groups of positions i mod 32, as detectInNoise weighs them. */
+const ranked = (y: Float32Array) => Int32Array.from(rankWeights(y).weights);
 
 /** -log10 p of one estimate under a variant, the true payload removed (see the file's comment). */
 function score(y: Float32Array, payload: number, v: Variant): number {
