@@ -13,7 +13,8 @@
  * maxRotation) in every row, the clean images' included; --geometric with the search over turns by
  * any angle and crops (detectWatermark's geometric), likewise.
  *
- * Attacks are applied to 8-bit images, as files hold them. Sizes scale with the image: Tree-Ring's
+ * Attacks are applied to 8-bit images, as files hold them; `a+b` applies b to what a left (e.g.
+ * `jpeg25+blur05`: a JPEG file blurred before detection). Sizes scale with the image: Tree-Ring's
  * blur (radius 4 at 512 px) is 0.2 px at 28 px, so blur sigma 0.5 and 1 px are far stronger here.
  */
 import { randomBytes } from 'node:crypto';
@@ -177,6 +178,12 @@ const TREE_RING_SIX = ['rotate75', 'jpeg25', 'crop75', 'blur1', 'noise01', 'jitt
 const chosen = (flag('attacks') ?? [...Object.keys(ATTACKS), ...REGEN, ...AVERAGING].join(',')).split(',');
 
 async function attack(name: string, batch: ImageBatch, watermarked: boolean): Promise<ImageBatch> {
+  // 'jpeg25+blur05': the attacks one after the other, each on the 8-bit image the previous one left.
+  if (name.includes('+')) {
+    let out = batch;
+    for (const part of name.split('+')) out = await attack(part, out, watermarked);
+    return out;
+  }
   if (name.startsWith('avg')) {
     const n = Math.min(Number(name.slice(3)), count);
     const pattern = new Float32Array(per);
@@ -212,7 +219,7 @@ log(`${runDir}: ${count} watermarked + ${count} clean samples, DDIM ${steps} ste
 const { marked, clean } = await samples();
 log(`sampled (${elapsed()})`);
 for (const name of chosen) {
-  if (!(name in ATTACKS) && !REGEN.includes(name) && !AVERAGING.includes(name)) throw new Error(`unknown attack '${name}'`);
+  for (const part of name.split('+')) if (!(part in ATTACKS) && !REGEN.includes(part) && !AVERAGING.includes(part)) throw new Error(`unknown attack '${part}'`);
   const attacked = await attack(name, marked, true);
   // How much the attack changed the images (in [0, 255] levels), so that an attack that does nothing shows.
   let change = 0;
