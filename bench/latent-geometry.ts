@@ -1,6 +1,6 @@
 /**
  * The watermark of a latent run under turns and crops, and the searches for it: the figures of
- * docs/LATENT-TRAINING.md ("Turns, searched"). A fixed key and fixed seeds, so every figure comes
+ * docs/LATENT-TRAINING.md ("Turns and crops, searched"). A fixed key and fixed seeds, so every figure comes
  * back the same on a rerun:
  *
  *   npm run bench:latent-geometry -- --run runs/emoji-latent [--sections probes,grid,turns]
@@ -11,8 +11,9 @@
  *   pixels off. Counted: images found at p < 0.01 (no search, 20 inversion steps).
  * - grid: the pixel-space geometric search applied to the latent x_T (detectInMovedNoises on the
  *   latent grid), 40 + 40 through rotate75 and crop75: the AUC.
- * - turns: the latent turn search (detectWatermark's geometric on a latent run), 60 + 60 through
- *   rotate75, 20 inversion steps: AUC, TPR and FPR at p < 1% and 0.1%, seconds per image.
+ * - turns: the latent search (detectWatermark's geometric on a latent run: turns and, since
+ *   crop-search.ts, crops), 60 + 60 through rotate75, 20 inversion steps: AUC, TPR and FPR at
+ *   p < 1% and 0.1%, seconds per image.
  */
 import sharp from 'sharp';
 import { DiffusionPipeline, FastGenerator, ImageBatch, detectWatermark, gaussianShading } from '../src/index.js';

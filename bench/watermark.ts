@@ -37,7 +37,7 @@ const geometric = has('geometric');
 /** --dump FILE: also write every row's inverted noises (x_T estimates), the key and the payloads, as JSON, to study detection statistics offline without inverting again. */
 const dumpFile = flag('dump');
 const dumped: Record<string, { marked: string[]; clean: string[] }> = {};
-const searched = maxRotation ? ` and a search over turns of up to ${maxRotation} degrees` : geometric ? ' and the geometric search (turns and crops; turns only on a latent run)' : '';
+const searched = maxRotation ? ` and a search over turns of up to ${maxRotation} degrees` : geometric ? ' and the geometric search (turns and crops)' : '';
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 
@@ -369,7 +369,7 @@ for (const [s, turns, geo] of [[50, 0, false], [20, 0, false], [10, 0, false], [
   const sub: ImageBatch = { data: marked.data.slice(0, batch * per), count: batch, shape: [C, H, W] };
   const t = Date.now();
   const ds = await detectWatermark(sub, pipe, key, { steps: s, maxRotation: turns, geometric: geo });
-  console.log(`| ${s}${turns ? `, turns up to ${turns} degrees` : ''}${geo ? `, ${pipe.codec ? 'turns' : 'turns and crops'} searched (found unmoved: the search is skipped)` : ''} | ${((Date.now() - t) / 1000 / batch).toFixed(4)} | ${(ds.filter((d) => d.pValue < 0.01).length / batch).toFixed(2)} |`);
+  console.log(`| ${s}${turns ? `, turns up to ${turns} degrees` : ''}${geo ? ', turns and crops searched (found unmoved: the search is skipped)' : ''} | ${((Date.now() - t) / 1000 / batch).toFixed(4)} | ${(ds.filter((d) => d.pValue < 0.01).length / batch).toFixed(2)} |`);
 }
 if (geometric) {
   // Unwatermarked images get the whole search: its cost per image on one thread and on every core
@@ -382,7 +382,7 @@ if (geometric) {
     const ds = await detectWatermark(sub, pipe, key, { steps: inversionSteps, geometric, threads });
     seconds.push((Date.now() - t) / 1000 / batch);
     const ratio = seconds.length > 1 ? `, ${(seconds[0] / seconds[1]).toFixed(2)}x faster than 1 thread` : '';
-    const what = pipe.codec ? 'turns searched (image turned back and inverted again at every 3 degrees)' : 'turns and crops searched';
+    const what = pipe.codec ? 'turns and crops searched (image moved back and inverted again: every 3 degrees, whole-pixel crops)' : 'turns and crops searched';
     console.log(`| ${inversionSteps}, ${what}, ${batch} clean images (the whole search), ${threads} thread${threads > 1 ? 's' : ''}${ratio} | ${seconds[seconds.length - 1].toFixed(4)} | (clean: ${ds.filter((d) => d.pValue < 0.01).length} of ${batch} flagged) |`);
   }
 }

@@ -109,7 +109,7 @@ export const commandWatermark: Command = {
     steps: { type: 'string', description: 'DDIM inversion steps (fewer: faster, less accurate)', default: '50' },
     fpr: { type: 'string', description: 'false-positive rate of the decision', default: '0.01' },
     'max-rotation': { type: 'string', description: 'also look for the mark with the image turned back by up to this many degrees (0-45; for photos or scans turned a little; the p-value pays for the search)', default: '0' },
-    geometric: { type: 'boolean', description: 'also look for the mark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; the p-value pays for the search); on a latent run, turns only, at about 120 inversions per image' },
+    geometric: { type: 'boolean', description: 'also look for the mark after a turn by any angle or a crop enlarged back to size (about 1 s more per unmarked image and core; the p-value pays for the search); on a latent run the image itself is moved back and inverted again: 119 turns, and crops of images up to about 100 px a side, about 10 s per unmarked 64 px image' },
     threads: { type: 'string', description: "threads of --geometric's search (default: one per core)" },
     prompt: { type: 'string', description: 'text-conditional runs and --model: the prompt to invert with (the empty prompt works without knowing the one used)', default: '' },
     resize: { type: 'boolean', description: "resize images of another size to the model's (the result is then less reliable)" },

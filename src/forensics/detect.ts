@@ -7,10 +7,11 @@ import { DiffusionPipeline, ImageBatch } from '../pipelines/index.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
 import { detectInNoise } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
-import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap } from './geometry-search.js';
+import { DEFAULT_MIN_AREA, GeometrySearchOptions, IDENTITY_MAP, NoiseMap } from './geometry-search.js';
 import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
 import { SearchThreads, checkThreadCount, detectInMovedNoises } from './geometry-threads.js';
 import { detectTurned } from './turn-search.js';
+import { MAX_SCREENED_CROPS, cropMap, screenedCrops } from './crop-search.js';
 import { OptionError } from '../engine/errors.js';
 
 export interface WatermarkDetection extends RotatedNoiseDetection {
@@ -39,9 +40,11 @@ export interface DetectOptions {
    * enlarged back to size (default off; see geometry-search.ts). Costs most of a second of one core
    * per unmarked 32 x 32 colour image on top of the inversion (a mark found unmoved skips it); a
    * batch's searches share the cores (`threads`). The p-value pays for the search. Not with maxRotation.
-   * On a latent model (a latent run, a Stable Diffusion folder): turns only, each tried by turning
-   * the image back and inverting it again (turn-search.ts): about 120 inversions per image not
-   * found unturned.
+   * On a latent model (a latent run, a Stable Diffusion folder): the image itself is moved back
+   * and inverted again for each candidate: turns by every 3 degrees (turn-search.ts, 119
+   * inversions) and whole-pixel crops keeping at least `minArea` of the area, put back where they
+   * came from (crop-search.ts: about 280 inversions of 5 steps for a 64 px image at minArea 0.6;
+   * images over about 100 px a side are searched for turns only), for each image not found unmoved.
    */
   geometric?: boolean | GeometrySearchOptions;
   /**
@@ -74,7 +77,7 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
   const latent = pipe instanceof StableDiffusionPipeline || pipe.codec !== undefined;
   if (latent && maxRotation > 0) throw new OptionError('a latent model is searched for turns by `geometric` (any angle), not `maxRotation`');
   const invert = { steps: o.steps ?? 50, refine: o.refine, ...(o.prompt !== undefined ? { prompt: o.prompt } : {}), onStep: (s: { index: number; total: number }) => o.onStep?.(s.index, s.total) };
-  const inverted = async (batch: ImageBatch): Promise<Float32Array[]> => {
+  const inverted = async (batch: ImageBatch, steps = invert.steps): Promise<Float32Array[]> => {
     // A Stable Diffusion folder inverts its batch at once: a few images at a time keep memory in bounds.
     const chunk = pipe instanceof StableDiffusionPipeline ? 4 : batch.count;
     const per = batch.data.length / batch.count;
@@ -82,14 +85,21 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
     for (let at = 0; at < batch.count; at += chunk) {
       const n = Math.min(chunk, batch.count - at);
       const image = { data: batch.data.subarray(at * per, (at + n) * per), count: n, shape: batch.shape };
-      const noise = pipe instanceof StableDiffusionPipeline ? (await pipe.invert({ ...invert, image })).latents : (await pipe.invert({ ...invert, image })).data;
+      const noise = pipe instanceof StableDiffusionPipeline ? (await pipe.invert({ ...invert, steps, image })).latents : (await pipe.invert({ ...invert, steps, image })).data;
       for (let k = 0; k < n; k++) out.push(noise.subarray((k * noise.length) / n, ((k + 1) * noise.length) / n));
     }
     return out;
   };
   if (latent && o.geometric) {
-    const found = await detectTurned(images, key, inverted);
-    return found.map((d) => ({ ...d, map: { ...IDENTITY_MAP, degrees: d.rotation }, detected: d.pValue < fpr, fpr }));
+    const minArea = (o.geometric === true ? undefined : o.geometric.minArea) ?? DEFAULT_MIN_AREA;
+    if (!(minArea >= 0.3 && minArea <= 1)) throw new OptionError(`geometric.minArea must be in [0.3, 1], got ${minArea}`);
+    // The mark's grid: a Stable Diffusion folder's is the image's size over its autoencoder's factor.
+    const [, H, W] = images.shape;
+    const latentShape: [number, number, number] = pipe instanceof StableDiffusionPipeline ? [pipe.latentChannels, H / pipe.vaeScale, W / pipe.vaeScale] : pipe.latentShape;
+    const screened = screenedCrops(W, H, minArea).length;
+    const crops = screened > 0 && screened <= MAX_SCREENED_CROPS ? { minArea, latentShape } : undefined;
+    const found = await detectTurned(images, key, inverted, { crops });
+    return found.map((d) => ({ ...d, map: d.crop ? cropMap(d.crop, images.shape) : { ...IDENTITY_MAP, degrees: d.rotation }, detected: d.pValue < fpr, fpr }));
   }
   const noises = await inverted(images);
   if (o.geometric) {

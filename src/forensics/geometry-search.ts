@@ -50,6 +50,9 @@ export interface GeometrySearchOptions {
   minArea?: number;
 }
 
+/** The smallest share of the area a searched crop keeps, unless told (GeometrySearchOptions.minArea). */
+export const DEFAULT_MIN_AREA = 0.6;
+
 export const IDENTITY_MAP: NoiseMap = { degrees: 0, scale: 1, dx: 0, dy: 0 };
 /** Largest shift searched with a turn, in pixels per axis: resampling libraries' centres differ by about this much. */
 export const MAX_TURN_SHIFT = 1.5;
@@ -366,7 +369,7 @@ const wrapDegrees = (deg: number) => (deg >= 180 ? deg - 360 : deg < -180 ? deg 
 
 /** Tests the noise unmoved and through the search over turns and crops; see the file's comment for the p-value. */
 export function detectInMovedNoise(key: WatermarkKey, noise: Float32Array, shape: readonly [number, number, number], o: GeometrySearchOptions = {}): GeometryDetection {
-  const minArea = o.minArea ?? 0.6;
+  const minArea = o.minArea ?? DEFAULT_MIN_AREA;
   if (!(minArea >= 0.3 && minArea <= 1)) throw new Error(`the crop search takes a smallest area share in 0.3..1, got ${o.minArea}`);
   const [C, H, W] = shape;
   if (noise.length !== C * H * W) throw new Error(`detectInMovedNoise: ${noise.length} values do not make a ${C}x${H}x${W} image`);

@@ -4,6 +4,7 @@ export * from './key-file.js';
 export * from './gaussian-shading.js';
 export * from './rotation-search.js';
 export * from './turn-search.js';
+export * from './crop-search.js';
 export * from './geometry-search.js';
 export { SearchThreads, detectInMovedNoises } from './geometry-threads.js';
 export * from './detect.js';

@@ -13,6 +13,20 @@ export function quantize8(batch: ImageBatch): ImageBatch {
   return { ...batch, data };
 }
 
+/**
+ * The mean colour of an image's top and bottom rows (interleaved 8-bit pixels of [c, h, w]), as
+ * sharp's background: what the searches fill the canvas with when they move an image back.
+ */
+export function edgeColour(bytes: Uint8Array, [c, h, w]: readonly number[]): { r: number; g: number; b: number } {
+  const fill = [0, 0, 0];
+  for (let ch = 0; ch < c; ch++) {
+    let s = 0;
+    for (let x = 0; x < w; x++) s += bytes[x * c + ch] + bytes[((h - 1) * w + x) * c + ch];
+    fill[ch] = Math.round(s / (2 * w));
+  }
+  return c === 1 ? { r: fill[0], g: fill[0], b: fill[0] } : { r: fill[0], g: fill[1], b: fill[2] };
+}
+
 /** Interleaved 8-bit pixels of image k (HWC), as sharp takes them. */
 export function imageBytes(batch: ImageBatch, k: number): Buffer {
   const [c, h, w] = batch.shape;
