@@ -22,7 +22,7 @@ import sharp from 'sharp';
 import { DiffusionPipeline, FastGenerator, gaussianShading, generateKey } from '../src/index.js';
 import type { LatentCodec } from '../src/run/autoencoder.js';
 import { loadSamplingWeights } from '../src/run/run.js';
-import { detectInNoise, imageBytes, imageFromBytes } from '../src/forensics/index.js';
+import { detectInNoise, imageBytes, imageFromBytes, quantize8 } from '../src/forensics/index.js';
 import { flag, log, runFlag } from './args.js';
 
 const runDir = runFlag('npm run bench:watermark-losses -- --run DIR [--count 200]');
@@ -56,7 +56,7 @@ const images = await pipe.generate({
   },
 });
 log(`${count} watermarked samples (${elapsed()})`);
-const eightBit = (x: Float32Array) => x.map((v) => Math.round(Math.min(1, Math.max(-1, v)) * 127.5 + 127.5) / 127.5 - 1);
+const eightBit = (x: Float32Array) => quantize8({ data: x, count, shape: [C, H, W] }).data;
 async function jpeg(x: Float32Array, quality: number): Promise<Float32Array> {
   const out = new Float32Array(x.length);
   for (let k = 0; k < count; k++) {

@@ -145,13 +145,14 @@ export async function searchCrops(
   const [, H, W] = images.shape;
   const per = images.shape.reduce((a, b) => a * b, 1);
   const tried = new Map<string, { crop: Crop; detection: NoiseDetection }>();
+  const id = (c: Crop) => `${c.width},${c.left},${c.top}`;
   const tryAll = async (crops: Crop[]) => {
-    const fresh = crops.filter((c) => !tried.has(`${c.width},${c.left},${c.top}`));
+    const fresh = crops.filter((c) => !tried.has(id(c)));
     if (!fresh.length) return;
     const candidates = new Float32Array(fresh.length * per);
     for (const [j, c] of fresh.entries()) candidates.set(await putCropBack(images, k, c), j * per);
     const noises = await invert({ data: candidates, count: fresh.length, shape: images.shape }, CROP_INVERSION_STEPS);
-    for (const [j, x] of noises.entries()) tried.set(`${fresh[j].width},${fresh[j].left},${fresh[j].top}`, { crop: fresh[j], detection: detectInNoise(key, x, cropMask(fresh[j], images.shape, search.latentShape)) });
+    for (const [j, x] of noises.entries()) tried.set(id(fresh[j]), { crop: fresh[j], detection: detectInNoise(key, x, cropMask(fresh[j], images.shape, search.latentShape)) });
   };
   const byP = () => [...tried.values()].sort((a, b) => a.detection.log10P - b.detection.log10P);
   await tryAll(screenedCrops(W, H, search.minArea));

@@ -7,7 +7,7 @@ import { DiffusionPipeline, ImageBatch } from '../pipelines/index.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
 import { detectInNoise } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
-import { DEFAULT_MIN_AREA, GeometrySearchOptions, IDENTITY_MAP, NoiseMap } from './geometry-search.js';
+import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap, minAreaOf } from './geometry-search.js';
 import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
 import { SearchThreads, checkThreadCount, detectInMovedNoises } from './geometry-threads.js';
 import { detectTurned } from './turn-search.js';
@@ -91,8 +91,7 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
     return out;
   };
   if (latent && o.geometric) {
-    const minArea = (o.geometric === true ? undefined : o.geometric.minArea) ?? DEFAULT_MIN_AREA;
-    if (!(minArea >= 0.3 && minArea <= 1)) throw new OptionError(`geometric.minArea must be in [0.3, 1], got ${minArea}`);
+    const minArea = minAreaOf(o.geometric === true ? {} : o.geometric);
     // The mark's grid: a Stable Diffusion folder's is the image's size over its autoencoder's factor.
     const [, H, W] = images.shape;
     const latentShape: [number, number, number] = pipe instanceof StableDiffusionPipeline ? [pipe.latentChannels, H / pipe.vaeScale, W / pipe.vaeScale] : pipe.latentShape;

@@ -27,6 +27,7 @@
  */
 import { NONCES, NoiseDetection, PAYLOAD_BITS, detectInNoise, keystreams } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
+import { OptionError } from '../engine/errors.js';
 
 /** A similarity map from key positions to positions of the inverted noise (see the file's comment). */
 export interface NoiseMap {
@@ -52,6 +53,13 @@ export interface GeometrySearchOptions {
 
 /** The smallest share of the area a searched crop keeps, unless told (GeometrySearchOptions.minArea). */
 export const DEFAULT_MIN_AREA = 0.6;
+
+/** The options' smallest crop area share, or the default; throws (naming the value) outside 0.3..1. */
+export function minAreaOf(o: GeometrySearchOptions): number {
+  const minArea = o.minArea ?? DEFAULT_MIN_AREA;
+  if (!(minArea >= 0.3 && minArea <= 1)) throw new OptionError(`the crop search takes a smallest area share in 0.3..1, got ${o.minArea}`);
+  return minArea;
+}
 
 export const IDENTITY_MAP: NoiseMap = { degrees: 0, scale: 1, dx: 0, dy: 0 };
 /** Largest shift searched with a turn, in pixels per axis: resampling libraries' centres differ by about this much. */
@@ -369,8 +377,7 @@ const wrapDegrees = (deg: number) => (deg >= 180 ? deg - 360 : deg < -180 ? deg 
 
 /** Tests the noise unmoved and through the search over turns and crops; see the file's comment for the p-value. */
 export function detectInMovedNoise(key: WatermarkKey, noise: Float32Array, shape: readonly [number, number, number], o: GeometrySearchOptions = {}): GeometryDetection {
-  const minArea = o.minArea ?? DEFAULT_MIN_AREA;
-  if (!(minArea >= 0.3 && minArea <= 1)) throw new Error(`the crop search takes a smallest area share in 0.3..1, got ${o.minArea}`);
+  const minArea = minAreaOf(o);
   const [C, H, W] = shape;
   if (noise.length !== C * H * W) throw new Error(`detectInMovedNoise: ${noise.length} values do not make a ${C}x${H}x${W} image`);
   const d: Domain = { H, W, maxScale: 1 / Math.sqrt(minArea) };
