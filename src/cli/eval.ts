@@ -8,14 +8,14 @@ import { ProgressLine } from './progress.js';
 
 export const commandEval: Command = {
   summary: "score a run's samples against held-out images (classifier Fréchet distance, precision, recall)",
-  usage: 'diffuse eval --run DIR [--adherence [--guidance 0,1,3,5]] [--count N] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--json FILE]',
+  usage: 'diffuse eval --run DIR [--guidance W | --adherence [--guidance 0,1,3,5]] [--count N] [--scheduler ddim|ddpm|dpm++2m|euler|euler_a|heun] [--karras] [--steps N] [--eta E] [--seed S] [--json FILE]',
   options: {
     run: { type: 'string', description: 'run folder written by diffuse train' },
     count: { type: 'string', description: 'samples to generate (and held-out images to compare with)', default: '1000' },
     ...SAMPLING_FLAGS,
     json: { type: 'string', description: 'also write the report as JSON' },
     adherence: { type: 'boolean', description: 'text/class-conditional runs: how often the evaluator reads the prompted class, per guidance weight' },
-    guidance: { type: 'string', description: 'with --adherence: guidance weights to compare, comma-separated', default: '0,1,3,5' },
+    guidance: { type: 'string', description: 'class/text-conditional runs: sample each image conditioned on the label of the held-out image it is compared with, at this guidance weight (0 unconditional, 1 conditional without guidance; without it, the null condition); with --adherence, the weights to compare, comma-separated (default 0,1,3,5)' },
   },
   async run(v) {
     if (!v.run) throw new UsageError('--run DIR is required (a folder written by diffuse train)');
@@ -25,7 +25,7 @@ export const commandEval: Command = {
     const { device, ...sampling } = withRunDefaults(flags, config);
     const bar = new ProgressLine(process.stderr, 15_000);
     if (v.adherence) {
-      const guidances = String(v.guidance).split(',').map((g) => Number(g.trim()));
+      const guidances = String(v.guidance ?? '0,1,3,5').split(',').map((g) => Number(g.trim()));
       if (guidances.some((g) => !Number.isFinite(g) || g < 0)) throw new UsageError(`--guidance must be comma-separated numbers >= 0, got '${String(v.guidance)}'`);
       const r = await evaluateAdherence(runDir, config, { count: num(v, 'count', { int: true, min: 10 }) as number, ...sampling, runtime: { device }, guidances, log: (s) => bar.update(s) });
       bar.done();
@@ -39,9 +39,11 @@ export const commandEval: Command = {
       if (v.json) await writeFileAtomic(String(v.json), JSON.stringify(r, null, 2) + '\n');
       return;
     }
+    const guidance = num(v, 'guidance', { min: 0 });
     const report = await evaluateRun(runDir, config, {
       count: num(v, 'count', { int: true, min: 10 }) as number,
       ...sampling,
+      ...(guidance !== undefined ? { guidance } : {}),
       runtime: { device },
       log: (s) => bar.update(s),
     });

@@ -29,6 +29,18 @@ export interface EvalOptions {
   log?: (s: string) => void;
 }
 
+/** Options of evaluateRun: EvalOptions, and for a conditional run the guidance weight to sample at. */
+export interface RunEvalOptions extends EvalOptions {
+  /**
+   * Class- or text-conditional runs: sample sample i conditioned on the label of the held-out
+   * image it is compared with (its class, or the data set's caption of that class), at this
+   * classifier-free guidance weight (0 unconditional, 1 conditional without guidance). The
+   * samples then hold the classes in the held-out images' shares. Without it, a conditional run
+   * is sampled with its null condition (the unconditional model it learnt beside).
+   */
+  guidance?: number;
+}
+
 export interface Scores {
   /** Fréchet distance in the classifier's 128-d feature space (not Inception FID). */
   frechet: number;
@@ -53,6 +65,8 @@ export interface EvalReport {
   diverged: number;
   count: number;
   sampler: string;
+  /** The guidance weight the samples were conditioned at (RunEvalOptions.guidance), if any. */
+  guidance?: number;
   seconds: number;
 }
 
@@ -196,20 +210,43 @@ export function overlays(test: ImageDataset, n: number): Float32Array {
   return out;
 }
 
-export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOptions): Promise<EvalReport> {
+type Condition = Pick<GenerateOptions, 'classLabel' | 'prompt' | 'guidance'>;
+
+/**
+ * The condition of each sample of a guided evaluation: sample i takes the label of held-out
+ * image i (as a class label, or as the data set's caption of that class for text runs).
+ */
+export function heldOutConditions(config: RunConfig, set: string, classNames: readonly string[], labels: ArrayLike<number>, guidance: number): Condition {
+  const ks = Array.from(labels);
+  if (config.text) return { prompt: ks.map((k) => classPrompt(set, classNames, k)), guidance };
+  if (config.model.numClasses !== undefined) return { classLabel: ks, guidance };
+  throw new OptionError(NOT_CONDITIONAL);
+}
+
+const NOT_CONDITIONAL = '`guidance` needs a run trained with `text` or `classConditioning`';
+
+export async function evaluateRun(runDir: string, config: RunConfig, o: RunEvalOptions): Promise<EvalReport> {
+  // Before any data are read: an unconditional run has no labels to sample on.
+  if (o.guidance !== undefined && !config.text && config.model.numClasses === undefined) throw new OptionError(NOT_CONDITIONAL);
   const log = o.log ?? (() => {});
   const source = config.data.source;
   // The classifier learns from the same training images as the model (and is cached per set).
   const train: ImageDataset = await loadDataset(source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
   const test = await loadDataset(source, 'test', { size: config.data.size, channels: config.data.channels });
   if (test.count < 2 * o.count) throw new OptionError(`\`count\` ${o.count} needs ${2 * o.count} held-out images for the floor; ${source} has ${test.count} (use a \`count\` of ${Math.floor(test.count / 2)} or less)`);
+  let condition: Condition = {};
+  if (o.guidance !== undefined) {
+    if (!test.labels || !train.classNames) throw new OptionError(`${source}: \`guidance\` needs labelled held-out images (mnist, fashion-mnist, emoji, or class subfolders)`);
+    // Samples are compared with the second half of the held-out split: they take its labels.
+    condition = heldOutConditions(config, train.name, train.classNames, test.labels.subarray(o.count, 2 * o.count), o.guidance);
+  }
   const cls = await Classifier.forDataset(train, { runtime: o.runtime, log });
 
   const started = Date.now();
   const pipe = await DiffusionPipeline.fromRun(runDir, { runtime: o.runtime });
   let sampled: { samples: Float32Array; diverged: number };
   try {
-    sampled = await sampleMany(pipe, o);
+    sampled = await sampleMany(pipe, o, condition);
   } finally {
     await pipe.release();
   }
@@ -225,7 +262,8 @@ export async function evaluateRun(runDir: string, config: RunConfig, o: EvalOpti
     overlayConfident: confidence((await cls.apply(overlays(test, o.count), o.count)).probs, o.count, cls.classes).confident,
     diverged,
     count: o.count,
-    sampler: samplerName(o),
+    sampler: samplerName(o) + (o.guidance !== undefined ? `, guidance ${o.guidance} on the held-out labels` : ''),
+    ...(o.guidance !== undefined ? { guidance: o.guidance } : {}),
     seconds: (Date.now() - started) / 1000,
   };
   await cls.release();

@@ -392,6 +392,9 @@ describe('CLI text conditioning', () => {
     assert.match(r.err, /--cross-attention: 5 is not a resolution of this model \(levels: 8, 4\)/);
     r = await cli('eval', '--run', path.join(root, 'run'), '--adherence', '--count', '10');
     assert.match(r.err, /adherence needs a run trained with --text or --class-cond$/m);
+    r = await cli('eval', '--run', path.join(root, 'run'), '--guidance', '3', '--count', '10');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--guidance needs a run trained with --text or --class-cond$/m);
   });
 
   it("trains on a frozen ONNX encoder with the encoder's own Hugging Face tokenizer", async () => {
