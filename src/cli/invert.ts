@@ -10,6 +10,7 @@ import { decodeSafetensors, saveSafetensors } from '../engine/index.js';
 import { readRegularFile } from '../data/safe-file.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
 import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
+import { conditioningOf } from '../run/config.js';
 import { readRunConfig } from '../run/run.js';
 import { runImageShape } from '../run/autoencoder.js';
 import type { Command, FlagValues } from './flags.js';
@@ -133,7 +134,7 @@ async function invertWithRun(v: FlagValues, steps: number, refine: number, devic
   for (const f of ['width', 'height'] as const) if (v[f] !== undefined) throw new UsageError(`--${f} applies to a Stable Diffusion folder's --model (a run's images, and its export's, have the run's size; --resize resizes to it)`);
   const runDir = String(v.run);
   const config = readRunConfig(runDir);
-  if (config.classConditioning) throw new UsageError(`${runDir} is class-conditional: inversion takes unconditional and text-conditional runs`);
+  if (conditioningOf(config) === 'class') throw new UsageError(`${runDir} is class-conditional: inversion takes unconditional and text-conditional runs`);
   const [channels, size] = runImageShape(runDir, config);
   const image = await readImage(String(v.image), { channels: channels as 1 | 3, size, resize: Boolean(v.resize), convert: true });
   const pipe = await DiffusionPipeline.fromRun(runDir, { device });

@@ -8,7 +8,7 @@ import { RuntimeOptions } from '../engine/index.js';
 import type { SchedulerName } from '../samplers/registry.js';
 import type { TimestepSpacing } from '../samplers/common.js';
 import { DiffusionPipeline, GenerateOptions } from '../pipelines/index.js';
-import type { RunConfig } from '../run/config.js';
+import { conditioningOf, type RunConfig } from '../run/config.js';
 import { Classifier, FEATURE_DIM } from './classifier.js';
 import { confidence, frechetDistance, precisionRecall } from './metrics.js';
 import { OptionError } from '../engine/errors.js';
@@ -152,7 +152,7 @@ export interface AdherenceReport {
  */
 export async function evaluateAdherence(runDir: string, config: RunConfig, o: EvalOptions & { guidances: readonly number[] }): Promise<AdherenceReport> {
   const log = o.log ?? (() => {});
-  if (!config.text && config.model.numClasses === undefined) throw new OptionError(`${runDir}: adherence needs a run trained with \`text\` or \`classConditioning\``);
+  if (conditioningOf(config) === 'none') throw new OptionError(`${runDir}: adherence needs a run trained with \`text\` or \`classConditioning\``);
   const train: ImageDataset = await loadDataset(config.data.source, 'train', { size: config.data.size, channels: config.data.channels, limit: config.data.limit });
   if (!train.classNames || !train.labels) throw new Error(`${config.data.source}: adherence needs a labelled set (mnist, fashion-mnist, or class subfolders)`);
   const classNames = train.classNames;
@@ -218,8 +218,9 @@ type Condition = Pick<GenerateOptions, 'classLabel' | 'prompt' | 'guidance'>;
  */
 export function heldOutConditions(config: RunConfig, set: string, classNames: readonly string[], labels: ArrayLike<number>, guidance: number): Condition {
   const ks = Array.from(labels);
-  if (config.text) return { prompt: ks.map((k) => classPrompt(set, classNames, k)), guidance };
-  if (config.model.numClasses !== undefined) return { classLabel: ks, guidance };
+  const kind = conditioningOf(config);
+  if (kind === 'text') return { prompt: ks.map((k) => classPrompt(set, classNames, k)), guidance };
+  if (kind === 'class') return { classLabel: ks, guidance };
   throw new OptionError(NOT_CONDITIONAL);
 }
 
@@ -227,7 +228,7 @@ const NOT_CONDITIONAL = '`guidance` needs a run trained with `text` or `classCon
 
 export async function evaluateRun(runDir: string, config: RunConfig, o: RunEvalOptions): Promise<EvalReport> {
   // Before any data are read: an unconditional run has no labels to sample on.
-  if (o.guidance !== undefined && !config.text && config.model.numClasses === undefined) throw new OptionError(NOT_CONDITIONAL);
+  if (o.guidance !== undefined && conditioningOf(config) === 'none') throw new OptionError(NOT_CONDITIONAL);
   const log = o.log ?? (() => {});
   const source = config.data.source;
   // The classifier learns from the same training images as the model (and is cached per set).

@@ -5,7 +5,7 @@
  * predictions come from one batched evaluation of 2N images.
  */
 import type { Denoiser } from '../samplers/scheduler.js';
-import type { RunConfig } from '../run/config.js';
+import { conditioningOf, type RunConfig } from '../run/config.js';
 import type { Feeds } from '../run/run.js';
 import { OptionError } from '../engine/errors.js';
 
@@ -51,8 +51,8 @@ function concatFeeds(a: Feeds, b: Feeds): Feeds {
 
 /** Checks that a guidance fits the run: conditions only for conditional runs, of the run's kind. */
 export function checkGuidance(config: RunConfig, guidance: Guidance): void {
-  const classes = config.model.numClasses !== undefined;
-  const conditional = classes || config.text !== undefined;
+  const classes = conditioningOf(config) === 'class';
+  const conditional = conditioningOf(config) !== 'none';
   if (!conditional && (guidance.labels || guidance.prompts || guidance.negativePrompts || (guidance.scale ?? 1) !== 1)) {
     throw new OptionError('this run is unconditional: it takes no `classLabel`, `prompt` or `guidance` (a run takes them when trained with `classConditioning` or `text` conditioning)');
   }
@@ -71,8 +71,8 @@ export function checkGuidance(config: RunConfig, guidance: Guidance): void {
 export function guidedDenoiser(network: ConditionedNetwork, guidance: Guidance = {}): Denoiser {
   const { config, text } = network;
   checkGuidance(config, guidance);
-  const classes = config.model.numClasses !== undefined;
-  const conditional = classes || config.text !== undefined;
+  const classes = conditioningOf(config) === 'class';
+  const conditional = conditioningOf(config) !== 'none';
   const w = guidance.scale ?? 1;
   const per = network.shape.reduce((a, b) => a * b, 1);
   const nullClass = BigInt(config.model.numClasses ?? 0);

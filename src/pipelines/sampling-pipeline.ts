@@ -15,7 +15,7 @@ import type { DDPMScheduler } from '../samplers/ddpm.js';
 import { StepCallback, runReverseProcess } from '../samplers/loop.js';
 import { SchedulerName, makeScheduler } from '../samplers/registry.js';
 import type { Denoiser, Scheduler } from '../samplers/scheduler.js';
-import type { RunConfig } from '../run/config.js';
+import { conditioningOf, type Conditioning, type RunConfig } from '../run/config.js';
 import type { LatentCodec } from '../run/autoencoder.js';
 import { defaultEta, defaultThresholding, schedulerConfigOf } from '../run/sampling-defaults.js';
 import { INPAINT_SCHEDULERS, SamplingRequest, planSampling } from './sampling-plan.js';
@@ -198,8 +198,8 @@ export class SamplingPipeline {
   }
 
   /** What the run is conditioned on. */
-  get conditioning(): 'none' | 'class' | 'text' {
-    return this.config.text ? 'text' : this.config.model.numClasses !== undefined ? 'class' : 'none';
+  get conditioning(): Conditioning {
+    return conditioningOf(this.config);
   }
 
   /** Images from pure noise: the reverse process with the chosen scheduler and guidance. */

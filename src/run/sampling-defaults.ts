@@ -6,7 +6,7 @@
 import { NoiseSchedule } from '../diffusion/index.js';
 import type { PredictionType } from '../diffusion/index.js';
 import type { TimestepSpacing } from '../samplers/common.js';
-import type { RunConfig } from './config.js';
+import { conditioningOf, type RunConfig } from './config.js';
 
 /**
  * The scheduler settings to sample a run with: its schedule and prediction type, and for
@@ -75,5 +75,5 @@ export function defaultSpacing(c: RunConfig, scheduler: string): TimestepSpacing
 
 /** Text- or class-conditional: sampled with guidance. */
 export function isConditional(c: RunConfig): boolean {
-  return c.text !== undefined || c.classConditioning !== undefined;
+  return conditioningOf(c) !== 'none';
 }

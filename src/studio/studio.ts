@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../data/index.js';
+import { conditioningOf } from '../run/config.js';
 import { exportRun } from '../run/export.js';
 import { isExportFolder, readExportFolder } from '../run/export-folder.js';
 import { DETECTOR_FILE, Inspector } from '../inspect/index.js';
@@ -142,7 +143,7 @@ async function runStudio(run: string, work: string, o: StudioOptions) {
     shape,
     files,
     ...(manifest.latent ? { latent: { scalingFactor: manifest.latent.scalingFactor, latentShape: manifest.latent.latentShape } } : {}),
-    conditioning: config.text ? 'text' : m.numClasses !== undefined ? 'class' : 'none',
+    conditioning: conditioningOf(config),
     images,
     inspect: checks(o, existsSync(calibration) ? 'calibrated' : `no ${DETECTOR_FILE} in the run; make one with diffuse detector calibrate`),
   };
