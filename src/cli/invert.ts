@@ -10,7 +10,7 @@ import { decodeSafetensors, saveSafetensors } from '../engine/index.js';
 import { readRegularFile } from '../data/safe-file.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
 import { DiffusionPipeline, saveGrid } from '../pipelines/index.js';
-import { conditioningOf } from '../run/config.js';
+import { conditioningOf } from '../run/conditioning.js';
 import { readRunConfig } from '../run/run.js';
 import { runImageShape } from '../run/autoencoder.js';
 import type { Command, FlagValues } from './flags.js';

@@ -5,7 +5,8 @@
  * predictions come from one batched evaluation of 2N images.
  */
 import type { Denoiser } from '../samplers/scheduler.js';
-import { conditioningOf, type RunConfig } from '../run/config.js';
+import type { RunConfig } from '../run/config.js';
+import { conditioningOf } from '../run/conditioning.js';
 import type { Feeds } from '../run/run.js';
 import { OptionError } from '../engine/errors.js';
 

@@ -65,14 +65,6 @@ export interface RunConfig extends OptimizerConfig {
   latent?: LatentConfig;
 }
 
-/** What a run's network is conditioned on: a caption (text), a class label, or nothing. */
-export type Conditioning = 'none' | 'class' | 'text';
-
-/** What a run is conditioned on, from its config: the one place that answers "is this run conditional?". */
-export function conditioningOf(config: Pick<RunConfig, 'text' | 'model'>): Conditioning {
-  return config.text ? 'text' : config.model.numClasses !== undefined ? 'class' : 'none';
-}
-
 export interface LatentConfig {
   scalingFactor: number;
   /** The autoencoder folder the run was started from (for the record; the run uses its own copy). */

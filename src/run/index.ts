@@ -1,5 +1,6 @@
 /** A run folder: its validated config, its network, its weights and its text conditioning; and its export (a model folder in the diffusers layout). */
 export * from './config.js';
+export * from './conditioning.js';
 export * from './sampling-defaults.js';
 export * from './run.js';
 export * from './text.js';

@@ -6,7 +6,8 @@
 import { NoiseSchedule } from '../diffusion/index.js';
 import type { PredictionType } from '../diffusion/index.js';
 import type { TimestepSpacing } from '../samplers/common.js';
-import { conditioningOf, type RunConfig } from './config.js';
+import type { RunConfig } from './config.js';
+import { conditioningOf } from './conditioning.js';
 
 /**
  * The scheduler settings to sample a run with: its schedule and prediction type, and for

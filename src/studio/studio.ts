@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../data/index.js';
-import { conditioningOf } from '../run/config.js';
+import { conditioningOf } from '../run/conditioning.js';
 import { exportRun } from '../run/export.js';
 import { isExportFolder, readExportFolder } from '../run/export-folder.js';
 import { DETECTOR_FILE, Inspector } from '../inspect/index.js';

@@ -93,7 +93,8 @@ describe('text-conditional training', () => {
   it('samples unconditional runs with eta 1.5 and conditional ones with eta 0 unless told', () => {
     assert.equal(defaultEta(tinyConfig()), 1.5);
     assert.equal(defaultEta(textConfig()), 0);
-    assert.equal(defaultEta({ ...tinyConfig(), classConditioning: { pUncond: 0.1 } }), 0);
+    // A class-conditional run (validateRunConfig requires numClasses with classConditioning).
+    assert.equal(defaultEta({ ...tinyConfig(), classConditioning: { pUncond: 0.1 }, model: { ...tinyConfig().model, numClasses: 3 } }), 0);
   });
 
   it('Euler-family samplers start at t = 980 (leading) on a schedule whose last step destroys the image', () => {
