@@ -5,7 +5,9 @@
  * constant (as in inference, where ONNX Runtime pre-packs it); the backward pass as Diffuse's
  * autodiff builds it (input gradient as a flipped convolution, weight gradient as an im2col GEMM),
  * and each gradient alone (each graph also runs the forward convolution it needs: dx's does not,
- * ONNX Runtime drops it as unused; dW's needs only x and g, so neither does).
+ * ONNX Runtime drops it as unused; dW's needs only x and g, so neither does). The forward, dx and
+ * backward graphs run twice: on the blocked (NCHWc) kernels, as training does where the CPU has
+ * them, and on the plain kernel (RuntimeOptions.blockedConv: false), the baseline, in the same run.
  *
  *   npm run bench:conv -- [--python /tmp/venv/bin/python] [--repeats 12] [--weight-grad im2col|swapped]
  *
@@ -41,8 +43,9 @@ async function time(p: Program, feeds: Record<string, { data: Float32Array; shap
   return median(ts);
 }
 
-console.log(`| shape (N, C, H=W, O), 3x3 | ORT forward, weight as input | ORT forward, weight constant | ${torch?.label ?? 'PyTorch'} forward | ORT dx alone | ORT dW alone | ORT backward (dx, dW) | ${torch?.label ?? 'PyTorch'} backward | forward ratio | backward ratio |`);
-console.log('|---|---|---|---|---|---|---|---|---|---|');
+const T = torch?.label ?? 'PyTorch';
+console.log(`| shape (N, C, H=W, O), 3x3 | ORT forward, weight as input | the same, plain kernel | ORT forward, weight constant | ${T} forward | ORT dx alone | the same, plain kernel | ORT dW alone | ORT backward (dx, dW) | the same, plain kernel | ${T} backward | forward ratio | backward ratio |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const [what, n, c, h, o] of shapes) {
   const x = { data: rng.fillNormal(new Float32Array(n * c * h * h)) as Float32Array, shape: [n, c, h, h] };
   const w = { data: rng.fillNormal(new Float32Array(o * c * 9)) as Float32Array, shape: [o, c, 3, 3] };
@@ -55,16 +58,25 @@ for (const [what, n, c, h, o] of shapes) {
     const [dx, dw] = grad(sum(mul(y, g)), [x, w]);
     return { dx, dw };
   });
-  const only = (which: 0 | 1) =>
+  const only = (which: 0 | 1, opts: { blockedConv?: boolean } = {}) =>
     new Program(({ x, w, g }) => {
       const y = conv2d(x, w, undefined, { padding: 1 });
       return { d: grad(sum(mul(y, g)), [x, w])[which] };
-    });
+    }, opts);
   const fi = await time(fwdInput, { x, w });
   const bx = await time(only(0), { x, w, g });
   const bw = await time(only(1), { x, w, g });
   const fc = await time(fwdConst, { x });
   const b = await time(bwd, { x, w, g });
+  // The same graphs on ONNX Runtime's plain convolution kernel (RuntimeOptions.blockedConv).
+  const plain = { blockedConv: false };
+  const pfi = await time(new Program(({ x, w }) => ({ y: conv2d(x, w, undefined, { padding: 1 }) }), plain), { x, w });
+  const pbx = await time(only(0, plain), { x, w, g });
+  const pb = await time(new Program(({ x, w, g }) => {
+    const y = conv2d(x, w, undefined, { padding: 1 });
+    const [dx, dw] = grad(sum(mul(y, g)), [x, w]);
+    return { dx, dw };
+  }, plain), { x, w, g });
   let tf = NaN;
   let tb = NaN;
   if (torch) {
@@ -72,5 +84,6 @@ for (const [what, n, c, h, o] of shapes) {
     tf = median(r.forward_ms);
     tb = median(r.backward_ms);
   }
-  console.log(`| ${what}: ${n}, ${c}, ${h}, ${o} | ${fi.toFixed(1)} ms | ${fc.toFixed(1)} ms | ${tf.toFixed(1)} ms | ${bx.toFixed(1)} ms | ${bw.toFixed(1)} ms | ${b.toFixed(1)} ms | ${tb.toFixed(1)} ms | ${(fi / tf).toFixed(2)}x the time | ${(b / tb).toFixed(2)}x the time |`);
+  const ms = (v: number) => `${v.toFixed(1)} ms`;
+  console.log(`| ${what}: ${n}, ${c}, ${h}, ${o} | ${ms(fi)} | ${ms(pfi)} | ${ms(fc)} | ${ms(tf)} | ${ms(bx)} | ${ms(pbx)} | ${ms(bw)} | ${ms(b)} | ${ms(pb)} | ${ms(tb)} | ${(fi / tf).toFixed(2)}x the time | ${(b / tb).toFixed(2)}x the time |`);
 }

@@ -7,9 +7,11 @@
  * machine load, and reports medians, ratios, GFLOP/s and peak RSS.
  * Then times the training step under each conv-gradient formulation.
  *
- *   npm run bench:engine [-- --python /tmp/venv/bin/python --batch 32 --steps 8 --rounds 2 --no-torch --no-variants --memory-pattern]
+ *   npm run bench:engine [-- --python /tmp/venv/bin/python --batch 32 --steps 8 --rounds 2 --no-torch --no-variants --memory-pattern --plain-conv]
  *
- * --memory-pattern adds rows with ONNX Runtime's memory pattern on (DIFFUSE_ORT_MEMPATTERN=1), in the same rounds.
+ * --memory-pattern adds rows with ONNX Runtime's memory pattern on (DIFFUSE_ORT_MEMPATTERN=1), and
+ * --plain-conv rows on its plain convolution kernels instead of the blocked ones (DIFFUSE_ORT_NCHWC=0),
+ * in the same rounds.
  *
  * Each measurement runs in a child process so that peak RSS is its own.
  */
@@ -107,38 +109,45 @@ async function main(): Promise<void> {
   console.log(`Reference U-Net, batch ${batch}, 32x32x3, float32; ${gflop.toFixed(2)} GFLOP per forward pass.`);
   console.log(`${rounds} rounds x ${steps} runs each, interleaved; medians exclude each process's first 2 runs.\n`);
 
-  const res: Record<string, { d: Sample[]; t: Sample[][]; pattern: Sample[] }> = { forward: { d: [], t: torches.map(() => []), pattern: [] }, train: { d: [], t: torches.map(() => []), pattern: [] } };
+  // Diffuse again under other runtime settings, in the same rounds (rows after the main ones).
+  const extras: { label: string; env: Record<string, string> }[] = [
+    ...(flag('memory-pattern') ? [{ label: "ONNX Runtime's memory pattern on", env: { DIFFUSE_ORT_MEMPATTERN: '1' } }] : []),
+    ...(flag('plain-conv') ? [{ label: 'plain convolution kernels', env: { DIFFUSE_ORT_NCHWC: '0' } }] : []),
+  ];
+  const res: Record<string, { d: Sample[]; t: Sample[][]; extra: Sample[][] }> = {
+    forward: { d: [], t: torches.map(() => []), extra: extras.map(() => []) },
+    train: { d: [], t: torches.map(() => []), extra: extras.map(() => []) },
+  };
   for (let r = 0; r < rounds; r++) {
     for (const mode of ['forward', 'train'] as const) {
       res[mode].d.push(runDiffuse(mode, batch, steps));
-      // The same with ONNX Runtime's memory pattern on (the default before 2026-12-07).
-      if (flag('memory-pattern')) res[mode].pattern.push(runDiffuse(mode, batch, steps, undefined, { DIFFUSE_ORT_MEMPATTERN: '1' }));
+      extras.forEach((x, k) => res[mode].extra[k].push(runDiffuse(mode, batch, steps, undefined, x.env)));
       torches.forEach((t, k) => res[mode].t[k].push(runTorch(t.python, mode, batch, steps)));
     }
   }
   // Ratios are against the first build (the anchor).
   const rows: string[][] = [['measurement', 'Diffuse', ...torches.map((t) => t.label), ...torches.map((t) => `Diffuse / ${t.label}`), 'Diffuse GFLOP/s']];
-  for (const mode of ['forward', 'train'] as const) {
-    const d = median(res[mode].d);
+  const timeRow = (what: string, mode: 'forward' | 'train', samples: Sample[], withFlops: boolean) => {
+    const d = median(samples);
     const ts = res[mode].t.map(median);
     // A training step is about 3x the forward FLOPs (forward, input and weight gradients).
     const flops = mode === 'forward' ? gflop : 3 * gflop;
-    rows.push([mode === 'forward' ? 'forward (ms)' : 'training step (ms)', fmt(d), ...ts.map((t) => fmt(t)), ...ts.map((t) => `${(d / t).toFixed(2)}x time (${(t / d).toFixed(2)}x faster)`), fmt((flops / d) * 1000)]);
-  }
-  for (const mode of ['train', 'forward'] as const) {
-    const pd = peak(res[mode].d);
+    rows.push([what, fmt(d), ...ts.map((t) => fmt(t)), ...ts.map((t) => `${(d / t).toFixed(2)}x time (${(t / d).toFixed(2)}x faster)`), withFlops ? fmt((flops / d) * 1000) : '']);
+  };
+  const rssRow = (what: string, mode: 'forward' | 'train', samples: Sample[]) => {
+    const pd = peak(samples);
     const pt = res[mode].t.map(peak);
-    rows.push([`peak RSS, ${mode === 'train' ? 'training' : 'forward'} (MB)`, fmt(pd), ...pt.map((p) => fmt(p)), ...pt.map((p) => `${(pd / p).toFixed(2)}x`), '']);
-  }
-  if (flag('memory-pattern')) {
+    rows.push([what, fmt(pd), ...pt.map((p) => fmt(p)), ...pt.map((p) => `${(pd / p).toFixed(2)}x`), '']);
+  };
+  const name = (mode: 'forward' | 'train') => (mode === 'forward' ? 'forward' : 'training step');
+  for (const mode of ['forward', 'train'] as const) timeRow(`${name(mode)} (ms)`, mode, res[mode].d, true);
+  for (const mode of ['train', 'forward'] as const) rssRow(`peak RSS, ${mode === 'train' ? 'training' : 'forward'} (MB)`, mode, res[mode].d);
+  extras.forEach((x, k) => {
     for (const mode of ['forward', 'train'] as const) {
-      const d = median(res[mode].pattern);
-      const ts = res[mode].t.map(median);
-      rows.push([`${mode === 'forward' ? 'forward' : 'training step'} (ms), memory pattern on`, fmt(d), ...ts.map((t) => fmt(t)), ...ts.map((t) => `${(d / t).toFixed(2)}x time (${(t / d).toFixed(2)}x faster)`), '']);
-      const pd = peak(res[mode].pattern);
-      rows.push([`peak RSS, ${mode === 'train' ? 'training' : 'forward'} (MB), memory pattern on`, fmt(pd), ...res[mode].t.map(peak).map((p) => fmt(p)), ...res[mode].t.map(peak).map((p) => `${(pd / p).toFixed(2)}x`), '']);
+      timeRow(`${name(mode)} (ms), ${x.label}`, mode, res[mode].extra[k], false);
+      rssRow(`peak RSS, ${mode === 'train' ? 'training' : 'forward'} (MB), ${x.label}`, mode, res[mode].extra[k]);
     }
-  }
+  });
   printTable(rows);
   if (torches.length) console.log(`\nTargets against ${torches[0].label}: training step <= 1.0x its time, forward >= 1.3x faster, peak RSS while training <= 1.3x.`);
 

@@ -4,7 +4,10 @@
  * config (bench/unet_torch.py) in each PyTorch build of torch-python.ts (the
  * --python one, PyTorch 2.x, is the anchor), interleaved in rounds so all see the same load.
  *
- *   npm run bench:mnist [-- --python /tmp/venv/bin/python --batch 64 --steps 12 --rounds 2 --preset mnist]
+ *   npm run bench:mnist [-- --python /tmp/venv/bin/python --batch 64 --steps 12 --rounds 2 --preset mnist --no-variants]
+ *
+ * Unless --no-variants, each round also runs Diffuse on ONNX Runtime's plain convolution kernels
+ * (DIFFUSE_ORT_NCHWC=0), the baseline of the blocked ones, in the same rounds.
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -69,16 +72,23 @@ async function main(): Promise<void> {
   const steps = Number(opt('steps', '12'));
   const rounds = Number(opt('rounds', '2'));
   const preset = opt('preset', 'mnist');
+  const variants = !args.includes('--no-variants');
   const model = unetPreset(preset);
   const cfg = JSON.stringify({ ...model, imageSize: 28, inChannels: 1, outChannels: 1 });
   const torches = torchPythons();
   if (!torches.length) console.log('PyTorch not found (give --python PATH, a Python with PyTorch 2.x; or apt-get install python3-torch): reporting Diffuse alone.');
   for (const t of torches) console.log(`${t.label}: ${t.config}`);
   const d: number[] = [];
+  const plain: number[] = [];
   const t: number[][] = torches.map(() => []);
+  const diffuse = (env: Record<string, string>) => {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'mnist.ts'), '--child', String(batch), String(steps), preset], { encoding: 'utf8', env: { ...process.env, ...env } });
+    return (JSON.parse(out.trim().split('\n').pop() as string).times as number[]).slice(2);
+  };
   for (let r = 0; r < rounds; r++) {
-    const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'mnist.ts'), '--child', String(batch), String(steps), preset], { encoding: 'utf8' });
-    d.push(...(JSON.parse(out.trim().split('\n').pop() as string).times as number[]).slice(2));
+    d.push(...diffuse({}));
+    // The same loop on ONNX Runtime's plain convolution kernels (RuntimeOptions.blockedConv).
+    if (variants) plain.push(...diffuse({ DIFFUSE_ORT_NCHWC: '0' }));
     torches.forEach((tp, k) => {
       const o = execFileSync(tp.python, [path.join(here, 'unet_torch.py'), 'train', String(batch), String(steps), cfg], { encoding: 'utf8' });
       t[k].push(...(JSON.parse(o.trim().split('\n').pop() as string).times_ms as number[]).slice(2));
@@ -89,6 +99,7 @@ async function main(): Promise<void> {
   console.log('| engine | step (ms) | images/s | Diffuse / this (throughput) |');
   console.log('|---|---|---|---|');
   console.log(`| Diffuse | ${median(d).toFixed(0)} | ${dips.toFixed(0)} | |`);
+  if (variants) console.log(`| Diffuse, plain convolutions (DIFFUSE_ORT_NCHWC=0) | ${median(plain).toFixed(0)} | ${((batch / median(plain)) * 1000).toFixed(0)} | ${(median(plain) / median(d)).toFixed(2)}x |`);
   torches.forEach((tp, k) => {
     const tips = (batch / median(t[k])) * 1000;
     console.log(`| ${tp.label} | ${median(t[k]).toFixed(0)} | ${tips.toFixed(0)} | ${(dips / tips).toFixed(2)}x |`);

@@ -45,7 +45,20 @@ interface Event {
   name: string;
   dur: number;
   ts: number;
-  args?: { op_name?: string; output_size?: string; activation_size?: string; parameter_size?: string };
+  args?: { op_name?: string; output_size?: string; activation_size?: string; parameter_size?: string; input_type_shape?: Record<string, number[]>[] };
+}
+/**
+ * A kernel's row: its operator, with the three kinds of Conv apart: blocked (the engine names
+ * nodes of ONNX Runtime's NCHWc domain after it), the depthwise one-hot convolution that gathers
+ * the weight gradient's patches (a weight of [C * kH * kW, 1, kH, kW] on more than one channel), and plain.
+ */
+function kind(k: Event): string {
+  const op = k.args?.op_name ?? '?';
+  if (op !== 'Conv') return op;
+  if (k.name.startsWith('com.microsoft.nchwc.')) return 'Conv, blocked (forward and input gradients)';
+  const [x, w] = (k.args?.input_type_shape ?? []).map((s) => Object.values(s)[0]);
+  if (x && w && w[1] === 1 && x[1] > 1 && w[0] === x[1] * w[2] * w[3]) return 'Conv, im2col patches (weight gradients)';
+  return 'Conv, plain';
 }
 const file = readdirSync(dir).find((f) => f.endsWith('.json'));
 if (!file) throw new Error(`no profile in ${dir}`);
@@ -57,7 +70,7 @@ const from = steady[0]?.ts ?? 0;
 const kernels = events.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.ts >= from);
 const byOp = new Map<string, { us: number; n: number }>();
 for (const k of kernels) {
-  const op = k.args?.op_name ?? '?';
+  const op = kind(k);
   const o = byOp.get(op) ?? { us: 0, n: 0 };
   o.us += k.dur;
   o.n++;

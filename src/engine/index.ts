@@ -5,7 +5,7 @@ export { grad, topoSort } from './autodiff.js';
 export { countFlops } from './flops.js';
 export { compileModel, modelNodes, modelOpTypes, OPSET } from './onnx.js';
 export type { CompileSpec, CompiledModel, ValueSpec } from './onnx.js';
-export { Executable, defaultOrt, dtypeOf } from './runtime.js';
+export { Executable, cpuConvBlock, defaultOrt, dtypeOf } from './runtime.js';
 export type { OrtModule, RuntimeOptions, HostTensor, Device } from './runtime.js';
 export { Program } from './program.js';
 export type { BuildFn, ProgramOptions } from './program.js';

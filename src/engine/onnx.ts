@@ -6,7 +6,7 @@
  */
 import protobuf from 'protobufjs';
 import { topoSort } from './autodiff.js';
-import { ONNX_DTYPE } from './ops.js';
+import { NCHWC_DOMAIN, ONNX_DTYPE } from './ops.js';
 import { Attrs, DType, Emitter, INPUT, CONSTANT, Shape, Tensor, TensorData } from './tensor.js';
 
 export const OPSET = 17;
@@ -89,6 +89,7 @@ interface NodeJson {
   output: string[];
   opType: string;
   domain?: string;
+  name?: string;
   attribute: object[];
 }
 
@@ -107,6 +108,12 @@ export interface CompileSpec {
   /** Input leaves whose values are baked into the model (by input name): inference graphs bake weights. */
   readonly initializers?: ReadonlyMap<string, TensorData>;
   readonly name?: string;
+  /**
+   * ONNX Runtime's NCHWc channel block on the CPU that will run the model (`cpuConvBlock()`), or
+   * 0 (the default) for a model that must run anywhere: convolutions with fed or computed
+   * weights then use the blocked kernels (com.microsoft.nchwc), which only that CPU provider has.
+   */
+  readonly convBlock?: number;
 }
 
 export interface CompiledModel {
@@ -160,6 +167,8 @@ export function compileModel(spec: CompileSpec): CompiledModel {
   let counter = 0;
   const fresh = () => `v${counter++}`;
   const constCache = new Map<string, string>();
+  const initializerNames = new Set<string>();
+  const domains = new Set<string>();
 
   const emitter: Emitter = {
     node(opType, inputs, attrs = {}, outputs, domain) {
@@ -167,9 +176,13 @@ export function compileModel(spec: CompileSpec): CompiledModel {
       const attrList = Object.entries(attrs)
         .map(([k, v]) => attribute(k, v))
         .filter((a): a is object => a !== null);
-      nodes.push({ input: [...inputs], output: outs, opType, attribute: attrList, ...(domain ? { domain } : {}) });
+      // Nodes of another domain are named after it, so that ONNX Runtime's profile tells them apart (bench/profile.ts).
+      nodes.push({ input: [...inputs], output: outs, opType, attribute: attrList, ...(domain ? { domain, name: `${domain}.${opType}.${nodes.length}` } : {}) });
+      if (domain) domains.add(domain);
       return outs;
     },
+    isInitializer: (name) => initializerNames.has(name),
+    convBlock: spec.convBlock ?? 0,
     ints(values) {
       return this.floats(values, [values.length], 'int64');
     },
@@ -180,6 +193,7 @@ export function compileModel(spec: CompileSpec): CompiledModel {
       if (hit) return hit;
       const name = `c${counter++}`;
       initializers.push(tensorProto(name, dtype, shape, typed(values, dtype)));
+      initializerNames.add(name);
       if (small) constCache.set(key, name);
       return name;
     },
@@ -217,6 +231,7 @@ export function compileModel(spec: CompileSpec): CompiledModel {
       const name = `w.${t.name}`;
       names.set(t.id, name);
       initializers.push(tensorProto(name, t.dtype, t.shape, value));
+      initializerNames.add(name);
       continue;
     }
     if (t.op === CONSTANT) {
@@ -241,7 +256,7 @@ export function compileModel(spec: CompileSpec): CompiledModel {
     irVersion: IR_VERSION,
     producerName: 'diffuse',
     producerVersion: '0.1.0',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...[...domains].sort().map((domain) => ({ domain, version: 1 }))],
     graph: {
       name: spec.name ?? 'diffuse',
       node: nodes,
@@ -254,6 +269,22 @@ export function compileModel(spec: CompileSpec): CompiledModel {
   if (err) throw new Error(`compile: invalid model: ${err}`);
   const bytes = ModelProto.encode(ModelProto.fromObject(model)).finish();
   return { bytes, inputs: inputSpecs, outputs: outputSpecs, nodeCount: nodes.length };
+}
+
+/**
+ * A one-node model that asks ONNX Runtime's CPU provider for its NCHWc channel block: ReorderInput
+ * pads 4 channels up to the block, so the output's channel count is the block size.
+ */
+export function convBlockProbe(): Uint8Array {
+  const x = valueInfo({ name: 'x', dtype: 'float32', shape: [1, 4, 1, 1] });
+  const y = { name: 'y', type: { tensorType: { elemType: ONNX_DTYPE.float32 } } };
+  const model = {
+    irVersion: IR_VERSION,
+    producerName: 'diffuse',
+    opsetImport: [{ domain: '', version: OPSET }, { domain: NCHWC_DOMAIN, version: 1 }],
+    graph: { name: 'nchwc-probe', node: [{ input: ['x'], output: ['y'], opType: 'ReorderInput', domain: NCHWC_DOMAIN, attribute: [] }], input: [x], output: [y] },
+  };
+  return ModelProto.encode(ModelProto.fromObject(model)).finish();
 }
 
 /** Ops whose outputs after the first are optional in ONNX (LayerNormalization's mean and 1/std). */

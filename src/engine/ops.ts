@@ -6,7 +6,7 @@
  * primitives carry their own `grad`. Gradient rules are written with the same
  * ops, so a backward pass is just more graph.
  */
-import { constant, Op, Shape, ShapeError, Tensor, DType, Attrs, sizeOf } from './tensor.js';
+import { constant, Op, Shape, ShapeError, Tensor, DType, Attrs, Emitter, sizeOf } from './tensor.js';
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -571,13 +571,22 @@ const convOp = define({
   emit: (e, y, ins, out) => {
     const { stride, padding, dilation, groups } = y.attrs as unknown as ConvAttrs;
     const w = y.inputs[1];
-    e.node('Conv', ins, {
+    const attrs = {
       kernel_shape: w.shape.slice(2),
       strides: [stride, stride],
       pads: [padding, padding, padding, padding],
       dilations: [dilation, dilation],
-      group: groups,
-    }, [out]);
+    };
+    const [o, c] = w.shape;
+    const B = e.convBlock;
+    // A fed or computed weight (training) is re-packed by the plain kernel on every run; the
+    // blocked kernel is faster even with the layout changes around it (docs/ENGINE.md). A baked
+    // weight is left to ONNX Runtime, which blocks it once at load and chains blocked nodes.
+    if (B > 1 && groups === 1 && y.dtype === 'float32' && c % B === 0 && o % B === 0 && !e.isInitializer(ins[1])) {
+      blockedConv(e, ins, w.shape, B, attrs, out);
+      return;
+    }
+    e.node('Conv', ins, { ...attrs, group: groups }, [out]);
   },
   grad: (y, g) => {
     const [x, w, b] = y.inputs;
@@ -588,6 +597,25 @@ const convOp = define({
     return grads;
   },
 });
+
+/** ONNX Runtime's domain of blocked-layout (NCHWc) CPU kernels. */
+export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
+
+/**
+ * One convolution on ONNX Runtime's NCHWc kernels: the input reordered into blocks of B channels
+ * ([N, C/B, H, W, B] in memory), the OIHW weight into [O/B, C/B, kH, kW, B_in, B_out] (MLAS's
+ * OIHWBiBo), and the output back to NCHW.
+ */
+function blockedConv(e: Emitter, ins: readonly string[], wShape: Shape, B: number, attrs: Attrs, out: string): void {
+  const [o, c, kh, kw] = wShape;
+  const [x, w, bias] = ins;
+  const [xb] = e.node('ReorderInput', [x], {}, undefined, NCHWC_DOMAIN);
+  const [w6] = e.node('Reshape', [w, e.ints([o / B, B, c / B, B, kh, kw])]);
+  const [wt] = e.node('Transpose', [w6], { perm: [0, 2, 4, 5, 3, 1] });
+  const [wb] = e.node('Reshape', [wt, e.ints([o, c, kh, kw])]);
+  const [yb] = e.node('Conv', bias ? [xb, wb, bias] : [xb, wb], attrs, undefined, NCHWC_DOMAIN);
+  e.node('ReorderOutput', [yb], { channels: o }, [out], NCHWC_DOMAIN);
+}
 
 function convOut(size: number, k: number, a: ConvAttrs): number {
   return Math.floor((size + 2 * a.padding - a.dilation * (k - 1) - 1) / a.stride) + 1;

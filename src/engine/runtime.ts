@@ -6,7 +6,7 @@
  * can be passed instead, since both take the same model bytes.
  */
 import type * as Ort from 'onnxruntime-common';
-import { CompiledModel, ValueSpec } from './onnx.js';
+import { CompiledModel, ValueSpec, convBlockProbe } from './onnx.js';
 import { DType, Shape, TensorData, sizeOf } from './tensor.js';
 
 /** The part of ONNX Runtime's JS API that Diffuse uses (onnxruntime-node and onnxruntime-web both provide it). */
@@ -31,6 +31,12 @@ export interface RuntimeOptions {
    * (docs/BENCHMARKS.md); the arithmetic, and so every result, is the same either way.
    */
   memoryPattern?: boolean;
+  /**
+   * Training convolutions on ONNX Runtime's blocked (NCHWc) CPU kernels where this machine has
+   * them (default on; DIFFUSE_ORT_NCHWC=0 turns it off for comparisons). They sum in another
+   * order than the plain kernel, so results differ from it in the last bits (docs/ENGINE.md).
+   */
+  blockedConv?: boolean;
 }
 
 let nodeOrt: Promise<OrtModule> | undefined;
@@ -55,6 +61,31 @@ export function dtypeOf(data: TensorData): DType {
 /** DIFFUSE_ORT_PROFILE from the environment, where there is one (Node; not a browser). */
 const envFlag = (name: string): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
 const profilePrefix = (): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.DIFFUSE_ORT_PROFILE || undefined;
+
+let probedBlock: Promise<number> | undefined;
+/**
+ * ONNX Runtime's NCHWc channel block for the runtime these options pick: the CPU provider of
+ * onnxruntime-node reports it (16 with AVX-512, 8 with AVX2); 0 for CUDA, for another ONNX
+ * Runtime module (onnxruntime-web has no blocked kernels), where it is turned off, or where the
+ * probe fails (then plain convolutions are used: slower, never wrong).
+ */
+export function cpuConvBlock(opts: RuntimeOptions = {}): Promise<number> {
+  if (opts.ort || (opts.device ?? 'cpu') !== 'cpu' || opts.blockedConv === false || envFlag('DIFFUSE_ORT_NCHWC') === '0') return Promise.resolve(0);
+  probedBlock ??= (async () => {
+    try {
+      const ort = await defaultOrt();
+      const session = await ort.InferenceSession.create(convBlockProbe(), { executionProviders: ['cpu'], logSeverityLevel: 3 });
+      const y = (await session.run({ x: new ort.Tensor('float32', new Float32Array(4), [1, 4, 1, 1]) })).y;
+      await session.release();
+      const block = y.dims[1];
+      // MLAS's blocked kernels exist for blocks of 8 and 16; anything else means none.
+      return block === 8 || block === 16 ? block : 0;
+    } catch {
+      return 0;
+    }
+  })();
+  return probedBlock;
+}
 
 /** A loaded model: feed named host arrays, get named host arrays back. */
 export class Executable {

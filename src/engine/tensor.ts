@@ -31,6 +31,14 @@ export interface Emitter {
   ints(values: readonly number[]): string;
   /** A constant scalar or tensor of a float dtype. */
   floats(values: ArrayLike<number>, shape: Shape, dtype: DType): string;
+  /** Whether a value is a constant of the model (a baked weight or a literal), not computed or fed. */
+  isInitializer(name: string): boolean;
+  /**
+   * The channel block of ONNX Runtime's NCHWc CPU kernels where the model will run on them
+   * (16 with AVX-512, 8 with AVX2), else 0: convolutions whose weights are fed or computed
+   * (training) are then emitted as blocked convolutions (ops.ts, conv2d).
+   */
+  readonly convBlock: number;
 }
 
 /**
