@@ -68,14 +68,23 @@ function stepped(last: number, step: number): number[] {
   return out;
 }
 
+/** The screen's widths: every CROP_STEP-th width of the lattice, the widest always. */
+function screenWidths(W: number, H: number, minArea: number): number[] {
+  const widths = cropWidths(W, H, minArea);
+  return widths.filter((_, i) => (widths.length - 1 - i) % CROP_STEP === 0);
+}
+
 /** The screen: every CROP_STEP-th width of the lattice (the widest always), every CROP_STEP-th offset. */
 export function screenedCrops(W: number, H: number, minArea: number): Crop[] {
-  const widths = cropWidths(W, H, minArea);
-  const picked = widths.filter((_, i) => (widths.length - 1 - i) % CROP_STEP === 0);
-  return picked.flatMap((width) => {
+  return screenWidths(W, H, minArea).flatMap((width) => {
     const height = heightFor(width, W, H);
     return stepped(H - height, CROP_STEP).flatMap((top) => stepped(W - width, CROP_STEP).map((left) => ({ width, height, left, top })));
   });
+}
+
+/** How many crops the screen holds, without making them (a 512 px image's screen would be tens of thousands). */
+export function screenedCropCount(W: number, H: number, minArea: number): number {
+  return screenWidths(W, H, minArea).reduce((a, width) => a + stepped(H - heightFor(width, W, H), CROP_STEP).length * stepped(W - width, CROP_STEP).length, 0);
 }
 
 /** The lattice's crops next to `c` (width +-1, offsets +-1), `c` left out. */
@@ -98,15 +107,31 @@ export function neighbouringCrops(c: Crop, W: number, H: number, minArea: number
 
 /** Image `k` shrunk to the crop's size and pasted at its offset on a canvas of the mean colour of its top and bottom rows. */
 export async function putCropBack(batch: ImageBatch, k: number, crop: Crop): Promise<Float32Array> {
+  return cropPaster(batch, k)(crop);
+}
+
+/**
+ * putCropBack for many crops of one image: the image's bytes and border colour are read once, and
+ * it is shrunk once per crop size (a screen tries each size at many offsets).
+ */
+export function cropPaster(batch: ImageBatch, k: number): (crop: Crop) => Promise<Float32Array> {
   const [c, h, w] = batch.shape;
   const bytes = imageBytes(batch, k);
   const background = edgeColour(bytes, batch.shape);
-  const small = await sharp(bytes, { raw: { width: w, height: h, channels: c as 1 | 3 } }).resize(crop.width, crop.height, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
-  const canvas = sharp({ create: { width: w, height: h, channels: 3, background } })
-    .composite([{ input: small, raw: { width: crop.width, height: crop.height, channels: c as 1 | 3 }, left: crop.left, top: crop.top }])
-    .removeAlpha();
-  const { data, info } = await (c === 1 ? canvas.toColourspace('b-w') : canvas.toColourspace('srgb')).raw().toBuffer({ resolveWithObject: true });
-  return imageFromBytes(data, info.channels, batch.shape);
+  const shrunk = new Map<string, Promise<Buffer>>();
+  return async (crop) => {
+    const size = `${crop.width}x${crop.height}`;
+    let small = shrunk.get(size);
+    if (!small) {
+      small = sharp(bytes, { raw: { width: w, height: h, channels: c as 1 | 3 } }).resize(crop.width, crop.height, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
+      shrunk.set(size, small);
+    }
+    const canvas = sharp({ create: { width: w, height: h, channels: 3, background } })
+      .composite([{ input: await small, raw: { width: crop.width, height: crop.height, channels: c as 1 | 3 }, left: crop.left, top: crop.top }])
+      .removeAlpha();
+    const { data, info } = await (c === 1 ? canvas.toColourspace('b-w') : canvas.toColourspace('srgb')).raw().toBuffer({ resolveWithObject: true });
+    return imageFromBytes(data, info.channels, batch.shape);
+  };
 }
 
 /** The latent positions (every channel) whose cell lies wholly inside the pasted crop. */
@@ -146,11 +171,12 @@ export async function searchCrops(
   const per = images.shape.reduce((a, b) => a * b, 1);
   const tried = new Map<string, { crop: Crop; detection: NoiseDetection }>();
   const id = (c: Crop) => `${c.width},${c.left},${c.top}`;
+  const paste = cropPaster(images, k);
   const tryAll = async (crops: Crop[]) => {
     const fresh = crops.filter((c) => !tried.has(id(c)));
     if (!fresh.length) return;
     const candidates = new Float32Array(fresh.length * per);
-    for (const [j, c] of fresh.entries()) candidates.set(await putCropBack(images, k, c), j * per);
+    for (const [j, c] of fresh.entries()) candidates.set(await paste(c), j * per);
     const noises = await invert({ data: candidates, count: fresh.length, shape: images.shape }, CROP_INVERSION_STEPS);
     for (const [j, x] of noises.entries()) tried.set(id(fresh[j]), { crop: fresh[j], detection: detectInNoise(key, x, cropMask(fresh[j], images.shape, search.latentShape)) });
   };

@@ -11,7 +11,7 @@ import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap, minAreaOf } from './geom
 import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
 import { SearchThreads, checkThreadCount, detectInMovedNoises } from './geometry-threads.js';
 import { detectTurned } from './turn-search.js';
-import { MAX_SCREENED_CROPS, cropMap, screenedCrops } from './crop-search.js';
+import { MAX_SCREENED_CROPS, cropMap, screenedCropCount } from './crop-search.js';
 import { OptionError } from '../engine/errors.js';
 
 export interface WatermarkDetection extends RotatedNoiseDetection {
@@ -95,7 +95,7 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
     // The mark's grid: a Stable Diffusion folder's is the image's size over its autoencoder's factor.
     const [, H, W] = images.shape;
     const latentShape: [number, number, number] = pipe instanceof StableDiffusionPipeline ? [pipe.latentChannels, H / pipe.vaeScale, W / pipe.vaeScale] : pipe.latentShape;
-    const screened = screenedCrops(W, H, minArea).length;
+    const screened = screenedCropCount(W, H, minArea);
     const crops = screened > 0 && screened <= MAX_SCREENED_CROPS ? { minArea, latentShape } : undefined;
     const found = await detectTurned(images, key, inverted, { crops });
     return found.map((d) => ({ ...d, map: d.crop ? cropMap(d.crop, images.shape) : { ...IDENTITY_MAP, degrees: d.rotation }, detected: d.pValue < fpr, fpr }));

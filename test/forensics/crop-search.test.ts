@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { CROP_STEP, cropLatticeSize, cropMap, cropMask, neighbouringCrops, putCropBack, screenedCrops } from '../../src/forensics/crop-search.js';
+import { CROP_STEP, cropLatticeSize, cropMap, cropMask, cropPaster, neighbouringCrops, putCropBack, screenedCropCount, screenedCrops } from '../../src/forensics/crop-search.js';
 import { detectInNoise, imageBytes, imageFromBytes, turnAngles } from '../../src/forensics/index.js';
 import { detectTurned } from '../../src/forensics/turn-search.js';
 import { FastGenerator, WatermarkKey, gaussianShading } from '../../src/index.js';
@@ -75,6 +75,7 @@ describe('the latent crop search', () => {
       const lattice = enumerate(W, H, minArea);
       assert.equal(cropLatticeSize(W, H, minArea), lattice.size, `${W}x${H} at ${minArea}`);
       const screen = screenedCrops(W, H, minArea);
+      assert.equal(screenedCropCount(W, H, minArea), screen.length, `the screen's count, ${W}x${H} at ${minArea}`);
       const key = (c: { width: number; height: number; left: number; top: number }) => `${c.width},${c.height},${c.left},${c.top}`;
       for (const c of screen) assert.ok(lattice.has(key(c)), `screened ${key(c)} is in the lattice`);
       // The widest crop is screened, at every corner.
@@ -136,6 +137,11 @@ describe('the latent crop search', () => {
       for (let y = crop.top + 1; y < crop.top + crop.height - 1; y++)
         for (let x = crop.left + 3; x < crop.left + crop.width - 1; x++) moved += Math.abs(off[(c * H + y) * W + x] - data[(c * H + y) * W + x]);
     assert.ok(moved / n > 3 * (inside / n), `${moved / n} against ${inside / n}`);
+    // The search's paster, which shrinks once per crop size, gives putCropBack's pixels for each crop.
+    const paste = cropPaster(attacked, 0);
+    for (const c of [crop, { ...crop, left: crop.left + 2 }, { width: 50, height: 50, left: 0, top: 14 }, crop]) {
+      assert.deepEqual(Array.from(await paste(c)), Array.from(await putCropBack(attacked, 0, c)), JSON.stringify(c));
+    }
   });
 
   it('finds a watermark through a crop, where the crop was, and pays for the whole lattice; clean crops stay unflagged', async () => {
