@@ -738,7 +738,8 @@ function convWeightGrad(x: Tensor, g: Tensor, wShape: Shape, a: ConvAttrs): Tens
   const kk = kh * kw;
   const patches = kk === 1 && a.stride === 1 && a.padding === 0 ? x : im2col(x, kh, kw, a);
   const cols = reshape(patches, [n, c * kk, ho * wo]);
-  // dW^T = sum_n patches_n @ g_n^T: [C*kk, O] (measured a little faster than the [O, C*kk] orientation).
+  // dW^T = sum_n patches_n @ g_n^T: [C*kk, O] (measured a little faster than the [O, C*kk] orientation);
+  // ONNX Runtime fuses the transposes into its GEMM.
   const dwT = sumLeading(matmul(cols, transposeLast(reshape(g, [n, o, ho * wo]))));
   return reshape(transpose(dwT, [1, 0]), wShape);
 }

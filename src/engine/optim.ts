@@ -9,8 +9,7 @@
 import { grad } from './autodiff.js';
 import { add, div, minimum, mul, sqrt, sub, sum } from './ops.js';
 import { ParamScope, ParamStore } from './params.js';
-import { Executable, RuntimeOptions, cpuConvBlock } from './runtime.js';
-import { compileModel } from './onnx.js';
+import { Executable, RuntimeOptions } from './runtime.js';
 import { DType, Shape, Tensor, TensorData, input } from './tensor.js';
 import { NamedTensor, loadSafetensors, saveSafetensors } from './safetensors.js';
 
@@ -148,8 +147,7 @@ export class TrainStep {
       }
     });
     if (o.emaDecay !== undefined) inputs.push(emaDecay);
-    const model = compileModel({ inputs, outputs, name: 'train_step', convBlock: await cpuConvBlock(opts.runtime) });
-    const exe = await Executable.load(model, opts.runtime);
+    const exe = await Executable.compile({ inputs, outputs, name: 'train_step' }, opts.runtime);
     return new TrainStep(opts.store, names, o, exe, Object.keys(batch));
   }
 

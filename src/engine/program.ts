@@ -1,8 +1,7 @@
 /**
  * A Program: a traced function compiled to ONNX once per input shape and cached.
  */
-import { compileModel } from './onnx.js';
-import { Executable, HostTensor, RuntimeOptions, cpuConvBlock, dtypeOf } from './runtime.js';
+import { Executable, HostTensor, RuntimeOptions, dtypeOf } from './runtime.js';
 import { Tensor, TensorData, input, sizeOf } from './tensor.js';
 
 export type BuildFn = (inputs: Record<string, Tensor>) => Record<string, Tensor>;
@@ -43,9 +42,7 @@ export class Program {
         inputs[name] = input(name, v.shape, dtypeOf(v.data));
       }
       const outputs = this.build(inputs);
-      exe = cpuConvBlock(this.opts).then((convBlock) =>
-        Executable.load(compileModel({ inputs: Object.values(inputs), outputs, initializers: this.opts.weights, name: this.opts.name, convBlock }), this.opts),
-      );
+      exe = Executable.compile({ inputs: Object.values(inputs), outputs, initializers: this.opts.weights, name: this.opts.name }, this.opts);
       exe.catch(() => this.cache.delete(key));
       this.cache.set(key, exe);
     }

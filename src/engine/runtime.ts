@@ -6,7 +6,7 @@
  * can be passed instead, since both take the same model bytes.
  */
 import type * as Ort from 'onnxruntime-common';
-import { CompiledModel, ValueSpec, convBlockProbe } from './onnx.js';
+import { CompileSpec, CompiledModel, ValueSpec, compileModel, convBlockProbe } from './onnx.js';
 import { DType, Shape, TensorData, sizeOf } from './tensor.js';
 
 /** The part of ONNX Runtime's JS API that Diffuse uses (onnxruntime-node and onnxruntime-web both provide it). */
@@ -58,9 +58,10 @@ export function dtypeOf(data: TensorData): DType {
   return data instanceof Float32Array ? 'float32' : data instanceof Float64Array ? 'float64' : 'int64';
 }
 
-/** DIFFUSE_ORT_PROFILE from the environment, where there is one (Node; not a browser). */
+/** An environment variable, where there is an environment (Node; not a browser). */
 const envFlag = (name: string): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
-const profilePrefix = (): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.DIFFUSE_ORT_PROFILE || undefined;
+/** DIFFUSE_ORT_PROFILE: the file prefix of ONNX Runtime's profile, when asked for. */
+const profilePrefix = (): string | undefined => envFlag('DIFFUSE_ORT_PROFILE') || undefined;
 
 let probedBlock: Promise<number> | undefined;
 /**
@@ -95,6 +96,14 @@ export class Executable {
     readonly inputs: readonly ValueSpec[],
     readonly outputs: readonly ValueSpec[],
   ) {}
+
+  /**
+   * Compiles a graph for the runtime these options pick and loads it: on onnxruntime-node's CPU,
+   * convolutions with fed or computed weights use its blocked kernels (`cpuConvBlock`).
+   */
+  static async compile(spec: Omit<CompileSpec, 'convBlock'>, opts: RuntimeOptions = {}): Promise<Executable> {
+    return Executable.load(compileModel({ ...spec, convBlock: await cpuConvBlock(opts) }), opts);
+  }
 
   static async load(model: CompiledModel, opts: RuntimeOptions = {}): Promise<Executable> {
     const ort = opts.ort ?? (await defaultOrt());

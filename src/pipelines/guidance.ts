@@ -52,8 +52,9 @@ function concatFeeds(a: Feeds, b: Feeds): Feeds {
 
 /** Checks that a guidance fits the run: conditions only for conditional runs, of the run's kind. */
 export function checkGuidance(config: RunConfig, guidance: Guidance): void {
-  const classes = conditioningOf(config) === 'class';
-  const conditional = conditioningOf(config) !== 'none';
+  const kind = conditioningOf(config);
+  const classes = kind === 'class';
+  const conditional = kind !== 'none';
   if (!conditional && (guidance.labels || guidance.prompts || guidance.negativePrompts || (guidance.scale ?? 1) !== 1)) {
     throw new OptionError('this run is unconditional: it takes no `classLabel`, `prompt` or `guidance` (a run takes them when trained with `classConditioning` or `text` conditioning)');
   }
@@ -72,8 +73,9 @@ export function checkGuidance(config: RunConfig, guidance: Guidance): void {
 export function guidedDenoiser(network: ConditionedNetwork, guidance: Guidance = {}): Denoiser {
   const { config, text } = network;
   checkGuidance(config, guidance);
-  const classes = conditioningOf(config) === 'class';
-  const conditional = conditioningOf(config) !== 'none';
+  const kind = conditioningOf(config);
+  const classes = kind === 'class';
+  const conditional = kind !== 'none';
   const w = guidance.scale ?? 1;
   const per = network.shape.reduce((a, b) => a * b, 1);
   const nullClass = BigInt(config.model.numClasses ?? 0);
