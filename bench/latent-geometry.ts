@@ -8,7 +8,8 @@
  * - probes: 24 watermarked images turned by 75 degrees (sharp, the border colour, centre crop, as
  *   bench:watermark's rotate75) and turned back by hand at the true angle and 2 degrees off; and
  *   75% crops (random offsets, enlarged back) put back by hand at the true offset and 1 and 2
- *   pixels off. Counted: images found at p < 0.01 (no search, 20 inversion steps).
+ *   pixels off. Counted: images found at p < 0.01 (no search, 20 inversion steps; edge classes of
+ *   the latent grid, as detectWatermark tests a latent model).
  * - grid: the pixel-space geometric search applied to the latent x_T (detectInMovedNoises on the
  *   latent grid), 40 + 40 through rotate75 and crop75: the AUC.
  * - turns: the latent search (detectWatermark's geometric on a latent run: turns and, since
@@ -77,7 +78,7 @@ if (sections.has('probes')) {
   const { key, marked } = await samples(24, 3, 5, 9);
   const rng = new FastGenerator(99);
   const offsets = Array.from({ length: 24 }, () => [Math.floor(rng.rand(1)[0] * (W - side + 1)), Math.floor(rng.rand(1)[0] * (H - side + 1))] as [number, number]);
-  const found = async (b: ImageBatch) => (await invert(b)).filter((x) => detectInNoise(key, x).pValue < 0.01).length;
+  const found = async (b: ImageBatch) => (await invert(b)).filter((x) => detectInNoise(key, x, undefined, pipe.latentShape).pValue < 0.01).length;
   log(`probes: 24 watermarked images, found at p < 0.01 with ${steps} inversion steps, no search`);
   log(`  turned 75 degrees: ${await found(await each(marked, (b) => turn(b, 75)))} of 24`);
   for (const off of [0, -2, 2]) log(`  turned 75, then back by ${75 + off}: ${await found(await each(marked, async (b) => turn(Buffer.from(await turn(b, 75)), -(75 + off))))} of 24`);

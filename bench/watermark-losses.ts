@@ -5,7 +5,8 @@
  *
  *   npm run bench:watermark-losses -- --run runs/emoji-latent [--count 200]
  *
- * Rows, each inverted by DDIM (eta 0) and tested with detectInNoise:
+ * Rows, each inverted by DDIM (eta 0) and tested with detectInNoise (with the latent grid's edge
+ * classes, as detectWatermark tests a latent model):
  * - the generated latent itself (what the U-Net made, before the decoder), inverted with 50 steps,
  *   with 50 steps and 2 fixed-point refinements, and with 200 steps: the inversion's own loss;
  * - that latent with white noise of 1%, 3% and 10% of its RMS added: how much the inversion
@@ -75,7 +76,7 @@ async function row(what: string, latent: Float32Array, o: { steps?: number; refi
   const inverted = (await onLatents.invert({ image: { data: latent, count, shape: pipe.latentShape }, steps: o.steps ?? 50, refine: o.refine })).data;
   let same = 0;
   for (let i = 0; i < inverted.length; i++) same += inverted[i] > 0 === xT[i] > 0 ? 1 : 0;
-  const found = Array.from({ length: count }, (_, k) => detectInNoise(key, inverted.subarray(k * lper, (k + 1) * lper)));
+  const found = Array.from({ length: count }, (_, k) => detectInNoise(key, inverted.subarray(k * lper, (k + 1) * lper), undefined, pipe.latentShape));
   const scores = found.map((d) => -d.log10P).sort((a, b) => a - b);
   const median = (scores[(count - 1) >> 1] + scores[count >> 1]) / 2;
   rows.push(`| ${what} | ${relError(latent).toFixed(3)} | ${(same / inverted.length).toFixed(3)} | ${(found.filter((d) => d.pValue < 0.001).length / count).toFixed(3)} | ${median.toFixed(1)} |`);

@@ -265,7 +265,7 @@ console.log(`\nPayloads of the watermarked images detected at p < 1%: exactly ri
 console.log('| attack | detected | payload right | estimated right | bit errors | estimated bit errors | estimated >= 0.99 | of those right | bits estimated < 1% wrong | of those wrong |');
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of payloadRows) console.log(r);
-if (dumpFile) writeFileSync(dumpFile, JSON.stringify({ run: runDir, key, payloads, noisePer, inversionSteps, attacks: dumped }));
+if (dumpFile) writeFileSync(dumpFile, JSON.stringify({ run: runDir, key, payloads, noisePer, noiseShape: pipe.latentShape, latent: pipe.codec !== undefined, inversionSteps, attacks: dumped }));
 const six = TREE_RING_SIX.filter((n) => n in summary);
 if (six.length) {
   const mean = (f: (s: { auc: number; tpr1: number }) => number) => six.reduce((a, n) => a + f(summary[n]), 0) / six.length;

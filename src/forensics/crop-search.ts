@@ -178,7 +178,7 @@ export async function searchCrops(
     const candidates = new Float32Array(fresh.length * per);
     for (const [j, c] of fresh.entries()) candidates.set(await paste(c), j * per);
     const noises = await invert({ data: candidates, count: fresh.length, shape: images.shape }, CROP_INVERSION_STEPS);
-    for (const [j, x] of noises.entries()) tried.set(id(fresh[j]), { crop: fresh[j], detection: detectInNoise(key, x, cropMask(fresh[j], images.shape, search.latentShape)) });
+    for (const [j, x] of noises.entries()) tried.set(id(fresh[j]), { crop: fresh[j], detection: detectInNoise(key, x, cropMask(fresh[j], images.shape, search.latentShape), search.latentShape) });
   };
   const byP = () => [...tried.values()].sort((a, b) => a.detection.log10P - b.detection.log10P);
   await tryAll(screenedCrops(W, H, search.minArea));

@@ -5,7 +5,7 @@
  */
 import { DiffusionPipeline, ImageBatch } from '../pipelines/index.js';
 import { StableDiffusionPipeline } from '../latent/index.js';
-import { detectInNoise } from './gaussian-shading.js';
+import { NoiseGrid, detectInNoise } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
 import { GeometrySearchOptions, IDENTITY_MAP, NoiseMap, minAreaOf } from './geometry-search.js';
 import { RotatedNoiseDetection, detectInRotatedNoise } from './rotation-search.js';
@@ -90,14 +90,16 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
     }
     return out;
   };
-  if (latent && o.geometric) {
+  // The mark's grid: a Stable Diffusion folder's is the image's size over its autoencoder's factor.
+  // A latent estimate's edge positions count for less (EDGE_FACTORS, measured on latent models);
+  // a pixel-space estimate is ranked as a whole.
+  const [, H, W] = images.shape;
+  const latentShape: NoiseGrid | undefined = pipe instanceof StableDiffusionPipeline ? [pipe.latentChannels, H / pipe.vaeScale, W / pipe.vaeScale] : pipe.codec ? pipe.latentShape : undefined;
+  if (latentShape && o.geometric) {
     const minArea = minAreaOf(o.geometric === true ? {} : o.geometric);
-    // The mark's grid: a Stable Diffusion folder's is the image's size over its autoencoder's factor.
-    const [, H, W] = images.shape;
-    const latentShape: [number, number, number] = pipe instanceof StableDiffusionPipeline ? [pipe.latentChannels, H / pipe.vaeScale, W / pipe.vaeScale] : pipe.latentShape;
     const screened = screenedCropCount(W, H, minArea);
     const crops = screened > 0 && screened <= MAX_SCREENED_CROPS ? { minArea, latentShape } : undefined;
-    const found = await detectTurned(images, key, inverted, { crops });
+    const found = await detectTurned(images, key, inverted, { crops, grid: latentShape });
     return found.map((d) => ({ ...d, map: d.crop ? cropMap(d.crop, images.shape) : { ...IDENTITY_MAP, degrees: d.rotation }, detected: d.pValue < fpr, fpr }));
   }
   const noises = await inverted(images);
@@ -106,7 +108,7 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
     return found.map((g) => ({ ...g, rotation: g.map.degrees, detected: g.pValue < fpr, fpr }));
   }
   return noises.map((x) => {
-    const d = maxRotation > 0 ? detectInRotatedNoise(key, x, images.shape, maxRotation) : { ...detectInNoise(key, x), rotation: 0 };
+    const d = maxRotation > 0 ? detectInRotatedNoise(key, x, images.shape, maxRotation) : { ...detectInNoise(key, x, undefined, latentShape), rotation: 0 };
     return { ...d, map: { ...IDENTITY_MAP, degrees: d.rotation }, detected: d.pValue < fpr, fpr };
   });
 }

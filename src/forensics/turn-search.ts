@@ -16,7 +16,7 @@
  */
 import sharp from 'sharp';
 import type { ImageBatch } from '../pipelines/index.js';
-import { NoiseDetection, detectInNoise } from './gaussian-shading.js';
+import { NoiseDetection, NoiseGrid, detectInNoise } from './gaussian-shading.js';
 import type { WatermarkKey } from './key.js';
 import { edgeColour, imageBytes, imageFromBytes } from './processing.js';
 import { Crop, CropSearch, cropLatticeSize, searchCrops } from './crop-search.js';
@@ -60,19 +60,20 @@ export interface TurnDetection extends NoiseDetection {
  * Tests each image unturned and turned back by every angle of turnAngles, and with `crops` also
  * put back from crops (crop-search.ts). `invert` gives the inverted x_T of a batch of images (the
  * model's encoder and DDIM inversion, with `steps` when given), one array per image. Images found
- * unturned with p < 1e-12 skip the search.
+ * unturned with p < 1e-12 skip the search. `grid`, the latent grid (C x H x W), lets each test
+ * count edge positions for less (detectInNoise); crops use their own `latentShape`.
  */
 export async function detectTurned(
   images: ImageBatch,
   key: WatermarkKey,
   invert: (batch: ImageBatch, steps?: number) => Promise<Float32Array[]>,
-  o: { onImage?: (done: number, total: number) => void; crops?: CropSearch } = {},
+  o: { onImage?: (done: number, total: number) => void; crops?: CropSearch; grid?: NoiseGrid } = {},
 ): Promise<TurnDetection[]> {
   const angles = turnAngles();
   const [, H, W] = images.shape;
   const G = angles.length + (o.crops ? cropLatticeSize(W, H, o.crops.minArea) : 0);
   const per = images.shape.reduce((a, b) => a * b, 1);
-  const unturned = (await invert(images)).map((x) => detectInNoise(key, x));
+  const unturned = (await invert(images)).map((x) => detectInNoise(key, x, undefined, o.grid));
   const out: TurnDetection[] = [];
   for (let k = 0; k < images.count; k++) {
     const d0 = unturned[k];
@@ -82,7 +83,7 @@ export async function detectTurned(
       for (const [j, deg] of angles.entries()) candidates.set(await turnBack(images, k, deg), j * per);
       const noises = await invert({ data: candidates, count: angles.length, shape: images.shape });
       for (const [j, x] of noises.entries()) {
-        const d = detectInNoise(key, x);
+        const d = detectInNoise(key, x, undefined, o.grid);
         const log10P = Math.min(0, d.log10P + Math.log10(2 * G));
         if (log10P < best.log10P) best = { ...d, rotation: angles[j], turnsSearched: G, log10P };
       }

@@ -154,7 +154,7 @@ describe('the latent crop search', () => {
     const crop = { width: 54, height: 54, left: 7, top: 2 };
     const crops = { minArea: 0.6, latentShape: latent };
     const invert = (b: ImageBatch) => invertCells(b);
-    const found = await detectTurned(await cropped(marked, crop), key, invert, { crops });
+    const found = await detectTurned(await cropped(marked, crop), key, invert, { crops, grid: latent });
     const G = turnAngles().length + cropLatticeSize(64, 64, 0.6);
     for (const [k, d] of found.entries()) {
       assert.ok(d.pValue < 1e-6, `marked ${k}: p = ${d.pValue}`);
@@ -165,10 +165,10 @@ describe('the latent crop search', () => {
       assert.ok(Math.abs(c.width - crop.width) <= 1 && Math.abs(c.left - crop.left) <= 1 && Math.abs(c.top - crop.top) <= 1, `found ${JSON.stringify(c)}`);
       // The p-value is the crop's own test paid for 2 G candidates.
       const own = (await invertCells({ data: await putCropBack(await cropped(marked, crop), k, c), count: 1, shape: [3, 64, 64] }))[0];
-      assert.ok(Math.abs(d.log10P - (detectInNoise(key, own, cropMask(c, [3, 64, 64], latent)).log10P + Math.log10(2 * G))) < 1e-9);
+      assert.ok(Math.abs(d.log10P - (detectInNoise(key, own, cropMask(c, [3, 64, 64], latent), latent).log10P + Math.log10(2 * G))) < 1e-9);
     }
-    const unsearched = await detectTurned(await cropped(marked, crop), key, invert);
+    const unsearched = await detectTurned(await cropped(marked, crop), key, invert, { grid: latent });
     for (const d of unsearched) assert.ok(d.pValue > 1e-3, `turns alone: p = ${d.pValue}`);
-    for (const d of await detectTurned(await cropped(clean, crop), key, invert, { crops })) assert.ok(d.pValue > 0.01, `clean: p = ${d.pValue}`);
+    for (const d of await detectTurned(await cropped(clean, crop), key, invert, { crops, grid: latent })) assert.ok(d.pValue > 0.01, `clean: p = ${d.pValue}`);
   });
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { TorchGenerator, WatermarkKey, generateKey, readKey } from '../../src/index.js';
-import { MAX_RANK_SCORE, NONCES, RELIABLE_SHARE, bitErrorProbabilities, describePayload, logGamma, rankScores, rankWeights, readPayload, reliablePositions, detectInNoise, keystreamBits, nullLogSurvival, shadeNoise, watermarkedNoise } from '../../src/forensics/index.js';
+import { EDGE_FACTORS, MAX_RANK_SCORE, NONCES, edgeClasses, RELIABLE_SHARE, bitErrorProbabilities, describePayload, logGamma, rankScores, rankWeights, readPayload, reliablePositions, detectInNoise, keystreamBits, nullLogSurvival, shadeNoise, watermarkedNoise } from '../../src/forensics/index.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'diffuse-wm-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -246,6 +246,72 @@ describe('Gaussian Shading in the initial noise', () => {
       mean0 += detectInNoise(key0, noisy(key0, 0)).log10P / 20;
     }
     assert.ok(mean8 < mean32 - 0.5 && mean0 < mean8, `mean log10 p: 32 bits ${mean32.toFixed(2)}, 8 bits ${mean8.toFixed(2)}, none ${mean0.toFixed(2)}`);
+  });
+
+  it('counts a latent grid\'s edge positions for less, with an exact test, and finds edge-weak marks more strongly', () => {
+    // Edge classes on a 1 x 6 x 6 grid: the outer ring 0, the next 1, the 2 x 2 centre 2.
+    const ring = (y: number, x: number) => Math.min(2, y, x, 5 - y, 5 - x);
+    assert.deepEqual(Array.from(edgeClasses([1, 6, 6])), Array.from({ length: 36 }, (_, i) => ring(Math.floor(i / 6), i % 6)));
+    // A mask that leaves out column 0 of a 1 x 5 x 8 grid: column 1 becomes the edge, column 2 the next ring.
+    const use = Uint8Array.from({ length: 40 }, (_, i) => (i % 8 === 0 ? 0 : 1));
+    const masked = edgeClasses([1, 5, 8], use);
+    assert.deepEqual([masked[2 * 8 + 1], masked[2 * 8 + 2], masked[2 * 8 + 3], masked[2 * 8 + 6]], [0, 1, 2, 1]);
+    // Weights: rank score within the group's positions of one class, times the class's factor.
+    const grid = [4, 16, 16] as const;
+    const x = new TorchGenerator(50).randn(1024);
+    const classes = edgeClasses(grid);
+    const { weights, parts } = rankWeights(x, undefined, grid);
+    for (let j = 0; j < 32; j++)
+      for (let c = 0; c < 3; c++) {
+        const part = Array.from({ length: 1024 }, (_, i) => i).filter((i) => i % 32 === j && classes[i] === c);
+        [...part].sort((a, b) => Math.abs(x[a]) - Math.abs(x[b])).forEach((i, r) => assert.equal(weights[i], rankScores(part.length)[r] * EDGE_FACTORS[c]));
+        if (part.length) assert.ok(parts[j].some((p) => p.size === part.length && p.factor === EDGE_FACTORS[c]));
+      }
+    // The null distribution, exactly: D = 64 on a 1 x 8 x 8 grid (groups of 2 positions), each
+    // group's 4 sign patterns enumerated with its weights, convolved in log space.
+    const small = [1, 8, 8] as const;
+    const w64 = rankWeights(new TorchGenerator(51).randn(64), undefined, small).weights;
+    const lse = (a: number, b: number) => Math.max(a, b) + Math.log1p(Math.exp(-Math.abs(a - b)));
+    let logPmf = new Map<number, number>([[0, 0]]);
+    for (let j = 0; j < 32; j++) {
+      const [a, b] = [w64[j], w64[j + 32]];
+      const values = [0, a, b, a + b].map((c) => Math.max(c, a + b - c));
+      const next = new Map<number, number>();
+      for (const [s0, lp] of logPmf) for (const v of values) next.set(s0 + v, next.has(s0 + v) ? lse(next.get(s0 + v) as number, lp - Math.log(4)) : lp - Math.log(4));
+      logPmf = next;
+    }
+    const exact = nullLogSurvival(64, 32, small);
+    for (let a = 0; a <= exact.max + 1; a++) {
+      let want = -Infinity;
+      for (const [v, lp] of logPmf) if (v >= a) want = want === -Infinity ? lp : lse(want, lp);
+      if (want === -Infinity) assert.equal(exact.at(a), -Infinity);
+      else assert.ok(Math.abs(exact.at(a) - want) < 1e-9 * Math.max(1, Math.abs(want)), `P(A >= ${a}): ${exact.at(a)} against ${want}`);
+    }
+    // The whole test, nonces searched, flags N(0, I) noise at the nominal rate, on the grid and
+    // with a crop-like mask (its edge classes follow the mask), 8 payload bits.
+    const key8 = { ...key, format: 'diffuse-watermark-key-2' as const, payloadBits: 8 };
+    const inner = Uint8Array.from({ length: 1024 }, (_, i) => (i % 16 >= 3 && Math.floor(i / 16) % 16 < 13 ? 1 : 0));
+    for (const mask of [undefined, inner]) {
+      const h = new TorchGenerator(mask ? 53 : 52);
+      const ps = Array.from({ length: 1000 }, () => detectInNoise(key8, h.randn(1024), mask, grid).pValue);
+      for (const alpha of [0.2, 0.05]) {
+        const rate = ps.filter((p) => p < alpha).length / ps.length;
+        assert.ok(Math.abs(rate - alpha) < 4 * Math.sqrt((alpha * (1 - alpha)) / ps.length), `${mask ? 'masked' : 'whole grid'}: flagged at ${alpha}: ${rate}`);
+      }
+    }
+    // A mark whose edge signs are less reliable (as after an autoencoder's round trip): with the
+    // grid the test finds it more strongly than ranking every position alike (mean log10 p, 20 images).
+    const g = new TorchGenerator(54);
+    let [flat, edged] = [0, 0];
+    for (let t = 0; t < 20; t++) {
+      const z = shadeNoise(key8, t, t, g.randn(1024));
+      const e = g.randn(1024);
+      const estimate = z.map((v, i) => v + (classes[i] === 0 ? 4 : classes[i] === 1 ? 2.5 : 1.8) * e[i]);
+      flat += detectInNoise(key8, estimate).log10P / 20;
+      edged += detectInNoise(key8, estimate, undefined, grid).log10P / 20;
+    }
+    assert.ok(edged < flat - 0.5, `mean log10 p: ranked alike ${flat.toFixed(2)}, by edge class ${edged.toFixed(2)}`);
+    assert.throws(() => detectInNoise(key8, x, undefined, [4, 16, 15]), /a grid of 4 x 16 x 15 for 1024 values/);
   });
 
   it('reads key files and names what is wrong with them', () => {
