@@ -548,7 +548,8 @@ export interface NullSurvival {
 
 const survivalCache = new Map<string, NullSurvival>();
 function nullLogSurvivalOfGroups(parts: readonly GroupPart[][], bits: number): NullSurvival {
-  const id = `${bits}:${partsId(parts.flat())}`;
+  // Groups apart ('|'): which bit owns a part depends on its group, so the flat list alone is ambiguous.
+  const id = `${bits}:${parts.map(partsId).join('|')}`;
   let s = survivalCache.get(id);
   if (s) return s;
   // Payload bit j owns the ranked groups r = j mod B; without a payload one group holds them all.
