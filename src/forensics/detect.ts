@@ -72,10 +72,14 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
   if (!(Number.isInteger(maxRotation) && maxRotation >= 0 && maxRotation <= 45)) throw new Error(`the rotation search takes whole degrees in 0..45, got ${o.maxRotation}`);
   if (typeof o.threads === 'number') checkThreadCount(o.threads);
   if (o.geometric && maxRotation > 0) throw new Error('choose one search: the geometric search already covers every turn (leave maxRotation at 0)');
+  // The mark's grid on a latent model: a Stable Diffusion folder's is the image's size over its
+  // autoencoder's factor. A latent estimate's edge positions count for less (EDGE_FACTORS,
+  // measured on latent models); a pixel-space estimate (no latentShape) is ranked as a whole.
+  const [, H, W] = images.shape;
+  const latentShape: NoiseGrid | undefined = pipe instanceof StableDiffusionPipeline ? [pipe.latentChannels, H / pipe.vaeScale, W / pipe.vaeScale] : pipe.codec ? pipe.latentShape : undefined;
   // The pixel-space searches move the inverted noise as the image was moved, pixel for pixel; a
   // latent grid is not the image's, so a latent model's search turns the image itself (turn-search.ts).
-  const latent = pipe instanceof StableDiffusionPipeline || pipe.codec !== undefined;
-  if (latent && maxRotation > 0) throw new OptionError('a latent model is searched for turns by `geometric` (any angle), not `maxRotation`');
+  if (latentShape && maxRotation > 0) throw new OptionError('a latent model is searched for turns by `geometric` (any angle), not `maxRotation`');
   const invert = { steps: o.steps ?? 50, refine: o.refine, ...(o.prompt !== undefined ? { prompt: o.prompt } : {}), onStep: (s: { index: number; total: number }) => o.onStep?.(s.index, s.total) };
   const inverted = async (batch: ImageBatch, steps = invert.steps): Promise<Float32Array[]> => {
     // A Stable Diffusion folder inverts its batch at once: a few images at a time keep memory in bounds.
@@ -90,11 +94,6 @@ export async function detectWatermark(images: ImageBatch, pipe: WatermarkModel, 
     }
     return out;
   };
-  // The mark's grid: a Stable Diffusion folder's is the image's size over its autoencoder's factor.
-  // A latent estimate's edge positions count for less (EDGE_FACTORS, measured on latent models);
-  // a pixel-space estimate is ranked as a whole.
-  const [, H, W] = images.shape;
-  const latentShape: NoiseGrid | undefined = pipe instanceof StableDiffusionPipeline ? [pipe.latentChannels, H / pipe.vaeScale, W / pipe.vaeScale] : pipe.codec ? pipe.latentShape : undefined;
   if (latentShape && o.geometric) {
     const minArea = minAreaOf(o.geometric === true ? {} : o.geometric);
     const screened = screenedCropCount(W, H, minArea);

@@ -182,7 +182,7 @@ export interface GroupPart {
 /** The parts of each of the 32 groups of D positions, with the grid's edge classes or without. */
 function groupParts(D: number, grid?: NoiseGrid): GroupPart[][] {
   if (!grid) return Array.from({ length: PAYLOAD_BITS }, (_, j) => [{ size: Math.floor(D / PAYLOAD_BITS) + (j < D % PAYLOAD_BITS ? 1 : 0), factor: 1 }]);
-  return partsOf(rankedParts(new Float32Array(D), undefined, edgeClasses(grid)));
+  return partsOf(splitByEdge(rankedGroups(new Float32Array(D)), edgeClasses(grid)));
 }
 
 const keystreamCache = new Map<string, Uint8Array[]>();
@@ -213,7 +213,7 @@ export function detectInNoise(key: WatermarkKey, noise: Float32Array, use?: Uint
   const signs = new Uint8Array(D);
   for (let i = 0; i < D; i++) signs[i] = noise[i] > 0 ? 1 : 0;
   const ranked = rankedGroups(noise, use);
-  const parted = rankedParts(noise, use, grid && edgeClasses(grid, use));
+  const parted = splitByEdge(ranked, grid && edgeClasses(grid, use));
   const weights = weightsOf(parted, D);
   const parts = partsOf(parted);
   const ks = keystreams(key, D);
@@ -458,7 +458,7 @@ function erf(x: number): number {
  */
 export function rankWeights(noise: Float32Array, use?: Uint8Array, grid?: NoiseGrid): { weights: Uint8Array; sizes: number[]; parts: GroupPart[][] } {
   checkGrid(grid, noise.length);
-  const parted = rankedParts(noise, use, grid && edgeClasses(grid, use));
+  const parted = splitByEdge(rankedGroups(noise, use), grid && edgeClasses(grid, use));
   return { weights: weightsOf(parted, noise.length), sizes: parted.map((g) => g.reduce((n, p) => n + p.positions.length, 0)), parts: partsOf(parted) };
 }
 
@@ -476,12 +476,12 @@ interface RankedPart {
 }
 
 /**
- * The 32 groups (positions i mod 32 that `use` allows), each split by edge class (one part
- * without classes), each part sorted as rankedGroups sorts. Parts are listed by class, empty
- * ones left out, so that their sizes depend on the grid and the mask alone.
+ * Ranked groups (rankedGroups) split by edge class (one part without classes), each part keeping
+ * its group's order. Parts are listed by class, empty ones left out, so that their sizes depend
+ * on the grid and the mask alone.
  */
-function rankedParts(noise: Float32Array, use?: Uint8Array, classes?: Uint8Array): RankedPart[][] {
-  return rankedGroups(noise, use).map((group) => {
+function splitByEdge(ranked: readonly number[][], classes?: Uint8Array): RankedPart[][] {
+  return ranked.map((group) => {
     if (!classes) return [{ positions: group, factor: 1 }];
     return EDGE_FACTORS.map((factor, c) => ({ positions: group.filter((i) => classes[i] === c), factor })).filter((p) => p.positions.length > 0);
   });
